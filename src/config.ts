@@ -1,0 +1,191 @@
+// The server's settings: read from the environment once, validated, typed.
+// Nothing else in the code base reads process.env.
+import { z } from "zod";
+
+/** Letters, digits and underscores, not starting with a digit; short enough
+ * that `actionq_<schema>` is still a valid NOTIFY channel name. */
+export const SCHEMA_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,47}$/;
+
+const seconds = (min: number, max: number) =>
+  z.coerce.number().min(min).max(max).transform((s) => Math.round(s * 1000));
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "must look like HOST:PORT, for example 127.0.0.1:50051")
+  .transform((value, ctx) => {
+    const colon = value.lastIndexOf(":");
+    const host = value.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+    const port = Number(value.slice(colon + 1));
+    if (port > 65535) ctx.addIssue({ code: "custom", message: "port must be at most 65535" });
+    return { host, port };
+  });
+
+interface Setting<T extends z.ZodType> {
+  schema: T;
+  /** The value used when the variable is unset, as it would be written in the environment. */
+  fallback?: string;
+  doc: string;
+}
+
+const setting = <T extends z.ZodType>(s: Setting<T>) => s;
+
+/** One row per variable: its schema, its default and the line the README and
+ * `actionq serve --help` print. */
+export const SETTINGS = {
+  ACTIONQ_URL: setting({
+    schema: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL").optional(),
+    doc: "PostgreSQL connection URL. Unset: start an embedded PostgreSQL under ACTIONQ_DATA_DIR.",
+  }),
+  ACTIONQ_SCHEMA: setting({
+    schema: z.string().regex(SCHEMA_PATTERN, "must be letters, digits and underscores, not starting with a digit, at most 48 characters"),
+    fallback: "actionq",
+    doc: "Schema holding actionq's tables.",
+  }),
+  ACTIONQ_LISTEN: setting({
+    schema: listenAddress,
+    fallback: "127.0.0.1:50051",
+    doc: "HOST:PORT the gRPC, gRPC-Web and Connect server listens on (HTTP/2 cleartext). Port 0 picks a free port.",
+  }),
+  ACTIONQ_DATA_DIR: setting({
+    schema: z.string().min(1),
+    fallback: "./.actionq",
+    doc: "Where the embedded PostgreSQL keeps its data (only when ACTIONQ_URL is unset).",
+  }),
+  ACTIONQ_MAX_CHAIN_DEPTH: setting({
+    schema: integer(0, 1000),
+    fallback: "3",
+    doc: "Deepest allowed parent/child chain; a deeper child is refused with FAILED_PRECONDITION.",
+  }),
+  ACTIONQ_RATE_LIMIT_PER_HOUR: setting({
+    schema: integer(0, 10_000_000),
+    fallback: "20",
+    doc: "Enqueues allowed per rolling hour for each `agent:` or `script:` producer.",
+  }),
+  ACTIONQ_LEASE_SECONDS: setting({
+    schema: seconds(1, 86_400),
+    fallback: "300",
+    doc: "Lease of a claim when the worker asks for none.",
+  }),
+  ACTIONQ_MAX_LEASE_SECONDS: setting({
+    schema: seconds(1, 7 * 86_400),
+    fallback: "86400",
+    doc: "Longest lease a worker may ask for, in claims and extensions.",
+  }),
+  ACTIONQ_ACK_TIMEOUT_SECONDS: setting({
+    schema: seconds(0.05, 3600),
+    fallback: "10",
+    doc: "How long a streamed claim may stay unacknowledged before it is released to other workers.",
+  }),
+  ACTIONQ_MAX_IN_FLIGHT: setting({
+    schema: integer(1, 100_000),
+    fallback: "1000",
+    doc: "Largest `max_in_flight` a claim stream may ask for.",
+  }),
+  ACTIONQ_HEARTBEAT_SECONDS: setting({
+    schema: seconds(0.05, 3600),
+    fallback: "10",
+    doc: "Quiet time after which a claim or event stream gets a heartbeat message.",
+  }),
+  ACTIONQ_SWEEP_INTERVAL_SECONDS: setting({
+    schema: seconds(0.05, 3600),
+    fallback: "5",
+    doc: "How often each server requeues expired leases and unacknowledged deliveries.",
+  }),
+  ACTIONQ_POLL_INTERVAL_SECONDS: setting({
+    schema: seconds(0.05, 3600),
+    fallback: "5",
+    doc: "Backstop poll for new work and events, in case a notification was missed.",
+  }),
+  ACTIONQ_POOL_SIZE: setting({
+    schema: integer(2, 1000),
+    fallback: "10",
+    doc: "PostgreSQL connections in the pool (the LISTEN connection comes on top).",
+  }),
+  ACTIONQ_SHUTDOWN_GRACE_SECONDS: setting({
+    schema: seconds(0, 3600),
+    fallback: "10",
+    doc: "On SIGTERM or SIGINT, how long calls in progress may take to finish.",
+  }),
+  ACTIONQ_LOG_LEVEL: setting({
+    schema: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    fallback: "info",
+    doc: "pino log level.",
+  }),
+};
+
+type Settings = typeof SETTINGS;
+type Parsed = { [K in keyof Settings]: z.output<Settings[K]["schema"]> };
+
+export interface Config {
+  databaseUrl: string | undefined;
+  schema: string;
+  listen: { host: string; port: number };
+  dataDir: string;
+  maxChainDepth: number;
+  rateLimitPerHour: number;
+  leaseMs: number;
+  maxLeaseMs: number;
+  ackTimeoutMs: number;
+  maxInFlight: number;
+  heartbeatMs: number;
+  sweepIntervalMs: number;
+  pollIntervalMs: number;
+  poolSize: number;
+  shutdownGraceMs: number;
+  logLevel: Parsed["ACTIONQ_LOG_LEVEL"];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads the settings from an environment (process.env by default). Empty
+ * strings count as unset. Throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const values: Record<string, unknown> = {};
+  for (const [name, setting] of Object.entries(SETTINGS)) {
+    const given = env[name];
+    const raw = given === undefined || given === "" ? setting.fallback : given;
+    const result = setting.schema.safeParse(raw);
+    if (result.success) {
+      values[name] = result.data;
+    } else {
+      const why = result.error.issues.map((issue) => issue.message).join("; ");
+      problems.push(`${name}=${JSON.stringify(given)}: ${why}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const v = values as Parsed;
+  return {
+    databaseUrl: v.ACTIONQ_URL,
+    schema: v.ACTIONQ_SCHEMA,
+    listen: v.ACTIONQ_LISTEN,
+    dataDir: v.ACTIONQ_DATA_DIR,
+    maxChainDepth: v.ACTIONQ_MAX_CHAIN_DEPTH,
+    rateLimitPerHour: v.ACTIONQ_RATE_LIMIT_PER_HOUR,
+    leaseMs: v.ACTIONQ_LEASE_SECONDS,
+    maxLeaseMs: v.ACTIONQ_MAX_LEASE_SECONDS,
+    ackTimeoutMs: v.ACTIONQ_ACK_TIMEOUT_SECONDS,
+    maxInFlight: v.ACTIONQ_MAX_IN_FLIGHT,
+    heartbeatMs: v.ACTIONQ_HEARTBEAT_SECONDS,
+    sweepIntervalMs: v.ACTIONQ_SWEEP_INTERVAL_SECONDS,
+    pollIntervalMs: v.ACTIONQ_POLL_INTERVAL_SECONDS,
+    poolSize: v.ACTIONQ_POOL_SIZE,
+    shutdownGraceMs: v.ACTIONQ_SHUTDOWN_GRACE_SECONDS,
+    logLevel: v.ACTIONQ_LOG_LEVEL,
+  };
+}
+
+/** The variables as a table, for `actionq serve --help`. */
+export function describeSettings(): string {
+  const rows = Object.entries(SETTINGS).map(
+    ([name, setting]) => `  ${name.padEnd(31)} ${(setting.fallback ?? "(unset)").padEnd(16)} ${setting.doc}`,
+  );
+  return ["Environment variables (name, default, meaning):", ...rows].join("\n");
+}

@@ -1,0 +1,76 @@
+// Connections to PostgreSQL. Every connection starts with search_path set to
+// the actionq schema, so the SQL elsewhere uses unqualified table names and
+// the schema is the only identifier ever put into SQL text.
+import pg from "pg";
+import { SCHEMA_PATTERN } from "../config.js";
+
+// int8 (bigint) and numeric come back as strings by default; ids are bigints
+// on the wire, so keep them exact and convert once, in the row mappers.
+
+export function assertSchemaName(schema: string): void {
+  if (!SCHEMA_PATTERN.test(schema)) {
+    throw new Error(
+      `schema name ${JSON.stringify(schema)} is not a plain identifier (letters, digits and underscores, not starting with a digit, at most 48 characters)`,
+    );
+  }
+}
+
+export function quoteIdent(schema: string): string {
+  assertSchemaName(schema);
+  return `"${schema}"`;
+}
+
+/** The NOTIFY channel of a schema. Matches 'actionq_' || TG_TABLE_SCHEMA in
+ * the triggers. */
+export function channelName(schema: string): string {
+  assertSchemaName(schema);
+  return `actionq_${schema}`;
+}
+
+export function clientConfig(url: string, schema: string, applicationName: string): pg.ClientConfig {
+  assertSchemaName(schema);
+  return {
+    connectionString: url,
+    application_name: applicationName,
+    // The schema is validated above: it cannot carry quotes or spaces.
+    options: `-c search_path="${schema}"`,
+  };
+}
+
+export function createPool(url: string, schema: string, size: number): pg.Pool {
+  const pool = new pg.Pool({
+    ...clientConfig(url, schema, "actionq"),
+    max: size,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client that loses its connection emits 'error' on the pool; the
+  // pool drops it and makes a new one on demand. Without a listener Node
+  // would crash the process.
+  pool.on("error", () => {});
+  return pool;
+}
+
+export type Queryable = Pick<pg.PoolClient, "query">;
+
+/** Runs fn inside BEGIN/COMMIT on one pooled connection; rolls back on any
+ * error. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    try {
+      await client.query("ROLLBACK");
+    } catch {
+      broken = true;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}

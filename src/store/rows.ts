@@ -1,0 +1,95 @@
+// The shapes rows come back in, and the column lists that produce them.
+import type { JsonObject } from "@bufbuild/protobuf";
+
+export const STATUSES = ["pending", "approved", "claimed", "completed", "failed", "rejected", "cancelled"] as const;
+export type Status = (typeof STATUSES)[number];
+export const FINAL_STATUSES: readonly Status[] = ["completed", "failed", "rejected", "cancelled"];
+
+export const RISK_LEVELS = ["safe", "guarded", "dangerous"] as const;
+export type RiskLevel = (typeof RISK_LEVELS)[number];
+
+export const EVENT_TYPES = [
+  "action_enqueued",
+  "action_approved",
+  "action_rejected",
+  "action_claimed",
+  "action_completed",
+  "action_failed",
+  "action_cancelled",
+  "claim_timed_out",
+  "claim_released",
+  "claim_extended",
+  "coordinator_cycle",
+  "coordinator_paused",
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+export const COORDINATOR_EVENT_TYPES: readonly EventType[] = ["coordinator_cycle", "coordinator_paused"];
+
+/** An action as the store returns it. bigint columns stay strings (exact). */
+export interface ActionRow {
+  id: string;
+  action_type: string;
+  project: string;
+  target_ref: string;
+  source_refs: string[];
+  payload: JsonObject;
+  priority: number;
+  status: Status;
+  risk_level: RiskLevel;
+  confidence: number | null;
+  approval_required: boolean;
+  created_by: string;
+  correlation_id: string;
+  node: string;
+  service: string;
+  parent_id: string | null;
+  chain_depth: number;
+  rollback_ref: string;
+  idempotency_key: string | null;
+  request_digest: string | null;
+  approved_by: string | null;
+  approved_at: Date | null;
+  claimed_by: string | null;
+  claim_token: string | null;
+  claim_session: string | null;
+  claimed_at: Date | null;
+  claim_deadline: Date | null;
+  lease_ms: number | null;
+  ack_deadline: Date | null;
+  acked_at: Date | null;
+  attempt: number;
+  result_ref: string | null;
+  failure_reason: string | null;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+export interface EventRow {
+  id: string;
+  action_id: string | null;
+  event_type: string;
+  actor: string;
+  payload: JsonObject;
+  created_at: Date;
+}
+
+const ACTION_FIELDS = [
+  "id", "action_type", "project", "target_ref", "source_refs", "payload", "priority", "status", "risk_level",
+  "confidence", "approval_required", "created_by", "correlation_id", "node", "service", "parent_id", "chain_depth",
+  "rollback_ref", "idempotency_key", "request_digest", "approved_by", "approved_at", "claimed_by", "claim_token",
+  "claim_session", "claimed_at", "claim_deadline", "ack_deadline", "acked_at", "attempt", "result_ref",
+  "failure_reason", "created_at", "updated_at", "finished_at",
+];
+
+/** The SELECT list producing an ActionRow from a relation aliased `alias`. */
+export function actionColumns(alias: string): string {
+  return [
+    ...ACTION_FIELDS.map((field) => `${alias}.${field}`),
+    `(extract(epoch FROM ${alias}.lease) * 1000)::float8 AS lease_ms`,
+  ].join(", ");
+}
+
+export function eventColumns(alias: string): string {
+  return ["id", "action_id", "event_type", "actor", "payload", "created_at"].map((field) => `${alias}.${field}`).join(", ");
+}

@@ -1,0 +1,56 @@
+// Every change of an action's state goes through changeWithEvent: one
+// statement that locks the rows, updates them and appends their events, so
+// the change and its history commit together and no path can forget the
+// event. Queries are built once, at module load, from constant fragments.
+import { actionColumns } from "./rows.js";
+
+export interface ChangeSpec {
+  /** Optional input relation `i` (must have an `id` column), such as an
+   * unnest of parameter arrays. */
+  inputs?: string;
+  /** A SELECT producing relation `o`: the rows to change, locked FOR UPDATE.
+   * It must have an `id` column; other columns are old values for the event
+   * (prefix them `old_`). */
+  lock: string;
+  /** The SET list of `UPDATE actions a ... FROM o [, i]`. */
+  set: string;
+  /** Extra FROM items (after `o`) and WHERE conditions for the update. */
+  from?: string;
+  where?: string;
+  /** The event appended for each changed row. Expressions may use `c` (the
+   * row after the change), `o` and `i`. */
+  event?: { type: string; actor: string; payload: string };
+}
+
+export function changeWithEvent(spec: ChangeSpec): string {
+  const ctes: string[] = [];
+  if (spec.inputs) ctes.push(`i AS (${spec.inputs})`);
+  ctes.push(`o AS (${spec.lock})`);
+  ctes.push(
+    `c AS (
+      UPDATE actions a SET ${spec.set}, updated_at = now()
+      FROM o${spec.inputs ? " JOIN i USING (id)" : ""}${spec.from ?? ""}
+      WHERE a.id = o.id${spec.where ? ` AND ${spec.where}` : ""}
+      RETURNING a.*
+    )`,
+  );
+  if (spec.event) {
+    ctes.push(
+      `e AS (
+        INSERT INTO events (action_id, event_type, actor, payload)
+        SELECT c.id, ${spec.event.type}, ${spec.event.actor}, ${spec.event.payload}
+        FROM c JOIN o USING (id)${spec.inputs ? " JOIN i USING (id)" : ""}
+        ORDER BY c.id
+      )`,
+    );
+  }
+  return `WITH ${ctes.join(",\n")}\nSELECT ${actionColumns("c")} FROM c ORDER BY c.id`;
+}
+
+/** The SET list that puts a claimed action back in the queue. */
+export const REQUEUE_SET = `status = 'approved', claimed_by = NULL, claim_token = NULL, claim_session = NULL,
+  claimed_at = NULL, claim_deadline = NULL, lease = NULL, ack_deadline = NULL, acked_at = NULL`;
+
+/** The SET list shared by every move out of CLAIMED into a final status. */
+export const FINISH_CLAIM_SET = `finished_at = now(), claim_deadline = NULL, claim_session = NULL, claimed_at = NULL,
+  ack_deadline = NULL`;
