@@ -1,0 +1,366 @@
+// Delivers claimed actions to the claim streams of this process. Streams
+// with the same filters form a group; a group claims for all its free slots
+// in one statement when woken (by a NOTIFY, a freed slot, or the backstop
+// poll), and goes quiet when the queue has nothing for it. No stream holds a
+// database connection.
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { ActionStore, ClaimFilter } from "../store/actions.js";
+import type { ActionRow } from "../store/rows.js";
+
+export type StreamMessage =
+  | { kind: "claim"; action: ActionRow }
+  | { kind: "heartbeat" }
+  | { kind: "drain"; reason: string };
+
+export interface SessionOptions {
+  worker: string;
+  filter: ClaimFilter;
+  maxInFlight: number;
+  leaseMs: number;
+}
+
+interface Held {
+  acked: boolean;
+  ackTimer: NodeJS.Timeout | undefined;
+}
+
+/** Largest number of actions one claim statement asks for. */
+const MAX_BATCH = 500;
+
+export class ClaimSession {
+  readonly id = randomUUID();
+  readonly held = new Map<string, Held>();
+  private readonly outbox: StreamMessage[] = [];
+  private wake: (() => void) | undefined;
+  closed = false;
+  lastSent = Date.now();
+
+  constructor(
+    readonly options: SessionOptions,
+    readonly group: Group,
+  ) {}
+
+  get freeSlots(): number {
+    return this.closed ? 0 : Math.max(0, this.options.maxInFlight - this.held.size);
+  }
+
+  push(message: StreamMessage): void {
+    if (this.closed) return;
+    if (message.kind === "heartbeat" && this.outbox.length > 0) return;
+    this.outbox.push(message);
+    this.wake?.();
+  }
+
+  /** Ends the message sequence after what is already queued. */
+  end(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  async *messages(signal: AbortSignal): AsyncGenerator<StreamMessage> {
+    const onAbort = () => this.wake?.();
+    signal.addEventListener("abort", onAbort);
+    try {
+      for (;;) {
+        const next = this.outbox.shift();
+        if (next) {
+          this.lastSent = Date.now();
+          yield next;
+          if (next.kind === "drain") return;
+          continue;
+        }
+        if (this.closed || signal.aborted) return;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+class Group {
+  readonly sessions = new Set<ClaimSession>();
+  /** Claims are being made for this group right now. */
+  running = false;
+  /** Something happened during the current claim that may mean more work. */
+  dirty = false;
+  /** The last claim found less than it asked for, and nothing has woken the
+   * group since. */
+  exhausted = false;
+
+  constructor(
+    readonly key: string,
+    readonly filter: ClaimFilter,
+  ) {}
+
+  accepts(actionType: string): boolean {
+    return this.filter.actionTypes.length === 0 || this.filter.actionTypes.includes(actionType);
+  }
+}
+
+export class ClaimDispatcher {
+  private readonly groups = new Map<string, Group>();
+  private readonly sessions = new Map<string, ClaimSession>();
+  /** action id -> the local session holding it. */
+  private readonly holders = new Map<string, ClaimSession>();
+  private readonly pumps = new Set<Promise<void>>();
+  private heartbeatTimer: NodeJS.Timeout;
+  private pollTimer: NodeJS.Timeout;
+  private resyncTimer: NodeJS.Timeout;
+  private shuttingDown = false;
+
+  constructor(
+    private readonly store: ActionStore,
+    private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number },
+    private readonly log: Logger,
+  ) {
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(10, settings.heartbeatMs / 2));
+    this.pollTimer = setInterval(() => this.wakeAll(), settings.pollIntervalMs);
+    this.resyncTimer = setInterval(() => void this.resync(), Math.max(settings.pollIntervalMs, 30_000));
+    for (const timer of [this.heartbeatTimer, this.pollTimer, this.resyncTimer]) timer.unref();
+  }
+
+  get openStreams(): number {
+    return this.sessions.size;
+  }
+
+  open(options: SessionOptions): ClaimSession {
+    const key = JSON.stringify([[...options.filter.actionTypes].sort(), [...options.filter.projects].sort()]);
+    let group = this.groups.get(key);
+    if (!group) {
+      group = new Group(key, options.filter);
+      this.groups.set(key, group);
+    }
+    const session = new ClaimSession(options, group);
+    group.sessions.add(session);
+    this.sessions.set(session.id, session);
+    if (this.shuttingDown) {
+      session.push({ kind: "drain", reason: "server is shutting down" });
+      session.end();
+    } else {
+      // A new stream is a reason to look, even if the group was idle.
+      group.exhausted = false;
+      this.schedule(group);
+    }
+    return session;
+  }
+
+  /** The stream is gone: forget it and release what it never acknowledged. */
+  async close(session: ClaimSession, reason: string): Promise<void> {
+    if (!this.sessions.has(session.id)) return;
+    session.end();
+    this.sessions.delete(session.id);
+    session.group.sessions.delete(session);
+    if (session.group.sessions.size === 0 && !session.group.running) this.groups.delete(session.group.key);
+    const unacked: string[] = [];
+    for (const [id, held] of session.held) {
+      clearTimeout(held.ackTimer);
+      this.holders.delete(id);
+      if (!held.acked) unacked.push(id);
+    }
+    session.held.clear();
+    if (unacked.length > 0) {
+      try {
+        const released = await this.store.releaseUnacked(session.id, null, "server:dispatcher", reason);
+        if (released.length > 0) this.log.debug({ session: session.id, worker: session.options.worker, released: released.length, reason }, "released unacknowledged claims");
+      } catch (error) {
+        // The sweeper releases them once their delivery deadline passes.
+        this.log.warn({ err: (error as Error).message, session: session.id }, "could not release unacknowledged claims; the sweeper will");
+      }
+    }
+  }
+
+  /** An action of this type became claimable somewhere. */
+  onClaimable(actionType: string): void {
+    for (const group of this.groups.values()) {
+      if (!group.accepts(actionType)) continue;
+      group.dirty = true;
+      group.exhausted = false;
+      this.schedule(group);
+    }
+  }
+
+  /** The claim on this action ended (finished, released, timed out or
+   * cancelled), wherever that happened. */
+  onClaimEnded(actionId: string): void {
+    const session = this.holders.get(actionId);
+    if (!session) return;
+    this.holders.delete(actionId);
+    const held = session.held.get(actionId);
+    if (held) {
+      clearTimeout(held.ackTimer);
+      session.held.delete(actionId);
+    }
+    this.schedule(session.group);
+  }
+
+  /** The worker acknowledged this claim (through this process). */
+  onAcked(actionId: string): void {
+    const held = this.holders.get(actionId)?.held.get(actionId);
+    if (!held) return;
+    held.acked = true;
+    clearTimeout(held.ackTimer);
+    held.ackTimer = undefined;
+  }
+
+  /** Notifications may have been missed: look again everywhere. */
+  wakeAll(): void {
+    for (const group of this.groups.values()) {
+      group.exhausted = false;
+      this.schedule(group);
+    }
+  }
+
+  private schedule(group: Group): void {
+    if (this.shuttingDown) return;
+    if (group.running) {
+      group.dirty = true;
+      return;
+    }
+    if (group.exhausted) return;
+    if (![...group.sessions].some((session) => session.freeSlots > 0)) return;
+    group.running = true;
+    const pump = this.pump(group).finally(() => {
+      group.running = false;
+      this.pumps.delete(pump);
+      if (group.sessions.size === 0) this.groups.delete(group.key);
+      else if (group.dirty && !group.exhausted) this.schedule(group);
+    });
+    this.pumps.add(pump);
+  }
+
+  private async pump(group: Group): Promise<void> {
+    let rotation = 0;
+    while (!this.shuttingDown) {
+      group.dirty = false;
+      const sessions = [...group.sessions];
+      if (sessions.length === 0) return;
+      // Start with a different stream each round so no stream starves when
+      // there is less work than free slots.
+      const start = rotation++ % sessions.length;
+      const order = [...sessions.slice(start), ...sessions.slice(0, start)];
+      const slots: ClaimSession[] = [];
+      for (let round = 0; slots.length < MAX_BATCH; round++) {
+        let added = false;
+        for (const session of order) {
+          if (session.freeSlots > round && slots.length < MAX_BATCH) {
+            slots.push(session);
+            added = true;
+          }
+        }
+        if (!added) break;
+      }
+      if (slots.length === 0) return;
+
+      let claimed: ActionRow[];
+      try {
+        claimed = await this.store.claim(
+          group.filter,
+          slots.map((session) => ({ session: session.id, worker: session.options.worker, leaseMs: session.options.leaseMs })),
+        );
+      } catch (error) {
+        this.log.warn({ err: (error as Error).message }, "claiming for streams failed; will retry on the next wakeup");
+        return;
+      }
+      const orphans: ActionRow[] = [];
+      for (const action of claimed) {
+        const session = this.sessions.get(action.claim_session!);
+        if (!session || session.closed) {
+          orphans.push(action);
+          continue;
+        }
+        this.deliver(session, action);
+      }
+      if (orphans.length > 0) await this.releaseOrphans(orphans);
+      if (claimed.length < slots.length) {
+        // Less work than room. Look again only if something was notified
+        // while the statement ran.
+        if (!group.dirty) {
+          group.exhausted = true;
+          return;
+        }
+      }
+    }
+  }
+
+  private deliver(session: ClaimSession, action: ActionRow): void {
+    const held: Held = { acked: false, ackTimer: undefined };
+    held.ackTimer = setTimeout(() => void this.ackExpired(session, action.id), this.settings.ackTimeoutMs);
+    held.ackTimer.unref();
+    session.held.set(action.id, held);
+    this.holders.set(action.id, session);
+    session.push({ kind: "claim", action });
+  }
+
+  private async ackExpired(session: ClaimSession, actionId: string): Promise<void> {
+    const held = session.held.get(actionId);
+    if (!held || held.acked) return;
+    held.ackTimer = undefined;
+    try {
+      const released = await this.store.releaseUnacked(session.id, [actionId], "server:dispatcher", "ack_timeout");
+      if (released.length > 0) {
+        this.log.info({ action: actionId, worker: session.options.worker }, "released a claim that was not acknowledged in time");
+        this.onClaimEnded(actionId);
+      } else {
+        // Acknowledged through another server, or already finished; the
+        // NOTIFY for its end frees the slot.
+        held.acked = true;
+      }
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message, action: actionId }, "could not release an unacknowledged claim; the sweeper will");
+    }
+  }
+
+  private async releaseOrphans(actions: ActionRow[]): Promise<void> {
+    const bySession = new Map<string, string[]>();
+    for (const action of actions) bySession.set(action.claim_session!, [...(bySession.get(action.claim_session!) ?? []), action.id]);
+    for (const [session, ids] of bySession) {
+      await this.store.releaseUnacked(session, ids, "server:dispatcher", "stream_closed").catch((error: Error) => {
+        this.log.warn({ err: error.message, session }, "could not release claims of a closed stream; the sweeper will");
+      });
+    }
+  }
+
+  /** Drops local claims that are no longer CLAIMED in the database (ended
+   * while a notification was lost). */
+  async resync(): Promise<void> {
+    const before = new Map<string, { session: ClaimSession; held: Held }>();
+    for (const session of this.sessions.values()) for (const [id, held] of session.held) before.set(id, { session, held });
+    if (before.size === 0) return;
+    try {
+      const rows = await this.store.getMany([...before.keys()]);
+      const still = new Set(rows.filter((row) => row.status === "claimed" && row.claim_session === before.get(row.id)?.session.id).map((row) => row.id));
+      for (const [id, { session, held }] of before) {
+        // Skip claims delivered again since the query: it saw an older state.
+        if (!still.has(id) && session.held.get(id) === held) this.onClaimEnded(id);
+      }
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, "could not resync claim streams");
+    }
+  }
+
+  private heartbeat(): void {
+    const quietSince = Date.now() - this.settings.heartbeatMs;
+    for (const session of this.sessions.values()) {
+      if (session.lastSent <= quietSince) session.push({ kind: "heartbeat" });
+    }
+  }
+
+  /** Stops handing out work: every stream gets a Drain and ends; what was
+   * not acknowledged goes back to the queue. */
+  async shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.pollTimer);
+    clearInterval(this.resyncTimer);
+    await Promise.allSettled([...this.pumps]);
+    const sessions = [...this.sessions.values()];
+    for (const session of sessions) {
+      session.push({ kind: "drain", reason: "server is shutting down" });
+      session.end();
+    }
+    await Promise.allSettled(sessions.map((session) => this.close(session, "shutdown")));
+  }
+}

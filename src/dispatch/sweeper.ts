@@ -1,0 +1,38 @@
+// Every server runs one: requeues claims whose lease ran out and streamed
+// claims never acknowledged. SKIP LOCKED lets several replicas sweep at once
+// without waiting on each other or requeueing anything twice.
+import type { Logger } from "pino";
+import type { ActionStore } from "../store/actions.js";
+
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: ActionStore,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.sweepOnce().finally(() => (this.running = undefined));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  private async sweepOnce(): Promise<void> {
+    try {
+      const requeued = await this.store.sweep("server:sweeper");
+      if (requeued.length > 0) this.log.info({ requeued: requeued.length }, "requeued expired claims");
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, "sweep failed; will retry");
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
