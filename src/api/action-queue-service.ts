@@ -1,0 +1,293 @@
+// The handlers of actionq.v1.ActionQueueService: check the request, call the
+// store or the dispatcher, turn rows into messages. No SQL and no lifecycle
+// rules live here.
+import { createHash } from "node:crypto";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import type { Config } from "../config.js";
+import type { ClaimDispatcher } from "../dispatch/claims.js";
+import type { EventHub } from "../dispatch/event-hub.js";
+import { ActionqError, invalidField } from "../errors.js";
+import { decideApproval } from "../policy/approval.js";
+import type { ActionStore, NewAction, Outcome } from "../store/actions.js";
+import type { EventStore } from "../store/events.js";
+import { COORDINATOR_EVENT_TYPES, EVENT_TYPES, type Status } from "../store/rows.js";
+import { actionToWire, claimToWire, eventToWire, riskFromWire, statusFromWire } from "./convert.js";
+import { decodePageToken, encodePageToken } from "./page-token.js";
+import * as check from "./validate.js";
+
+export interface ServiceDeps {
+  config: Config;
+  actions: ActionStore;
+  events: EventStore;
+  dispatcher: ClaimDispatcher;
+  hub: EventHub;
+  /** Aborts when the server begins shutting down. */
+  shutdown: AbortSignal;
+}
+
+/** The single result of a one-item batch, or its error. */
+function only(outcomes: Outcome[]) {
+  const outcome = outcomes[0]!;
+  if (!outcome.ok) throw outcome.error;
+  return outcome;
+}
+
+function eventTypes(field: string, values: string[]): string[] {
+  const known = new Set<string>(EVENT_TYPES);
+  values.forEach((value, index) => {
+    if (!known.has(value)) throw invalidField(`${field}[${index}]`, `unknown event type ${JSON.stringify(value.slice(0, 64))}; known: ${EVENT_TYPES.join(", ")}`);
+  });
+  return [...new Set(values)];
+}
+
+/** Canonical JSON (sorted keys) for digests. */
+function canonical(value: JsonValue | undefined): string {
+  if (value === undefined) return "null";
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    return `{${Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonical(value[key])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function linkedSignal(ctx: HandlerContext, shutdown: AbortSignal): AbortSignal {
+  return AbortSignal.any([ctx.signal, shutdown]);
+}
+
+export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof ActionQueueService> {
+  const { config, actions, events, dispatcher, hub } = deps;
+
+  return {
+    async enqueueAction(req) {
+      const riskLevel = riskFromWire(req.riskLevel);
+      if (!riskLevel) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
+      const fields = {
+        actionType: check.name("action_type", req.actionType),
+        project: check.name("project", req.project, false),
+        targetRef: check.text("target_ref", req.targetRef, { max: check.LIMITS.refLength }),
+        sourceRefs: check.textList("source_refs", req.sourceRefs, check.LIMITS.sourceRefs),
+        payload: check.payload("payload", req.payload),
+        priority: req.priority,
+        riskLevel,
+        confidence: check.confidence("confidence", req.confidence),
+        approvalRequired: req.approvalRequired,
+        createdBy: check.principal("created_by", req.createdBy),
+        correlationId: check.text("correlation_id", req.correlationId, { max: check.LIMITS.refLength }),
+        node: check.text("node", req.node, { max: check.LIMITS.refLength }),
+        service: check.text("service", req.service, { max: check.LIMITS.refLength }),
+        parentId: check.optionalId("parent_id", req.parentId),
+        rollbackRef: check.text("rollback_ref", req.rollbackRef, { max: check.LIMITS.refLength }),
+      };
+      const idempotencyKey = req.idempotencyKey === "" ? null : check.text("idempotency_key", req.idempotencyKey, { max: check.LIMITS.refLength });
+      const input: NewAction = {
+        ...fields,
+        idempotencyKey,
+        requestDigest: createHash("sha256").update(canonical(fields as unknown as JsonValue)).digest("base64url"),
+        decision: decideApproval(fields),
+      };
+      const outcome = only(await actions.enqueueMany([input]));
+      return { action: actionToWire(outcome.action), created: outcome.created ?? true };
+    },
+
+    async getAction(req) {
+      const found = await actions.get(check.id("id", req.id));
+      if (!found) throw new ActionqError("not_found", "ACTION_NOT_FOUND", `action ${req.id} does not exist`, { action_id: req.id.toString() });
+      return { action: actionToWire(found.action), events: found.events.map(eventToWire) };
+    },
+
+    async listActions(req) {
+      const statuses = req.statuses.map((value, index) => {
+        const status = statusFromWire(value);
+        if (!status) throw invalidField(`statuses[${index}]`, `unknown status ${value}`);
+        return status;
+      });
+      const filters = {
+        statuses: [...new Set(statuses)].sort() as Status[],
+        actionTypes: check.nameList("action_types", req.actionTypes).sort(),
+        projects: check.nameList("projects", req.projects).sort(),
+        createdBy: req.createdBy === "" ? null : check.principal("created_by", req.createdBy),
+        parentId: check.optionalId("parent_id", req.parentId),
+        correlationId: req.correlationId === "" ? null : check.text("correlation_id", req.correlationId, { max: check.LIMITS.refLength }),
+      };
+      const limit = check.pageSize("page_size", req.pageSize, 50, 1000);
+      const beforeId = decodePageToken("page_token", req.pageToken, filters);
+      const rows = await actions.list({ ...filters, beforeId, limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      const more = rows.length > limit;
+      return {
+        actions: page.map(actionToWire),
+        nextPageToken: more ? encodePageToken(page[page.length - 1]!.id, filters) : "",
+      };
+    },
+
+    async approveAction(req) {
+      const outcome = only(
+        await actions.approveMany([
+          { id: check.id("id", req.id), approver: check.principal("approver", req.approver), note: check.text("note", req.note) },
+        ]),
+      );
+      return { action: actionToWire(outcome.action) };
+    },
+
+    async rejectAction(req) {
+      const id = check.id("id", req.id);
+      const actor = check.principal("actor", req.actor);
+      const reason = check.text("reason", req.reason, { required: true });
+      if (req.claimToken !== "") {
+        const token = check.claimToken("claim_token", req.claimToken);
+        const outcome = only(await actions.rejectClaimedMany([{ id, token, actor, reason }]));
+        dispatcher.onClaimEnded(id);
+        return { action: actionToWire(outcome.action) };
+      }
+      const outcomes = await actions.rejectPendingMany([{ id, actor, reason }]);
+      const outcome = outcomes[0]!;
+      if (!outcome.ok && outcome.error.reason === "INVALID_TRANSITION" && outcome.error.metadata.current_status === "CLAIMED") {
+        throw new ActionqError(
+          "failed_precondition",
+          "CLAIM_TOKEN_REQUIRED",
+          `action ${id} is CLAIMED; only the worker holding it can reject it, with its claim_token (an operator cancels instead)`,
+          { action_id: id, current_status: "CLAIMED", field: "claim_token" },
+        );
+      }
+      return { action: actionToWire(only(outcomes).action) };
+    },
+
+    async cancelAction(req) {
+      const id = check.id("id", req.id);
+      const outcome = only(
+        await actions.cancelMany([{ id, actor: check.principal("actor", req.actor), reason: check.text("reason", req.reason, { required: true }) }]),
+      );
+      dispatcher.onClaimEnded(id);
+      return { action: actionToWire(outcome.action) };
+    },
+
+    async claimAction(req) {
+      const worker = check.principal("worker", req.worker);
+      const filter = { actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) };
+      const leaseMs = check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!;
+      const [row] = await actions.claim(filter, [{ session: null, worker, leaseMs }]);
+      return row ? { claim: claimToWire(row) } : {};
+    },
+
+    async *streamClaims(req, ctx) {
+      const session = dispatcher.open({
+        worker: check.principal("worker", req.worker),
+        filter: { actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) },
+        maxInFlight: check.count("max_in_flight", req.maxInFlight, 1, config.maxInFlight),
+        leaseMs: check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!,
+      });
+      try {
+        // Tell the worker at once that the stream is established.
+        yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } } };
+        for await (const message of session.messages(ctx.signal)) {
+          switch (message.kind) {
+            case "claim":
+              yield { kind: { case: "claim", value: claimToWire(message.action) } };
+              break;
+            case "heartbeat":
+              yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } } };
+              break;
+            case "drain":
+              yield { kind: { case: "drain", value: { reason: message.reason } } };
+              break;
+          }
+        }
+      } finally {
+        await dispatcher.close(session, ctx.signal.aborted ? "stream_closed" : "stream_ended");
+      }
+    },
+
+    async ackClaim(req) {
+      const id = check.id("id", req.id);
+      const outcome = only(await actions.ackMany([{ id, token: check.claimToken("claim_token", req.claimToken) }]));
+      dispatcher.onAcked(id);
+      return { action: actionToWire(outcome.action) };
+    },
+
+    async extendClaim(req) {
+      const id = check.id("id", req.id);
+      const outcome = only(
+        await actions.extendMany([
+          {
+            id,
+            token: check.claimToken("claim_token", req.claimToken),
+            leaseMs: check.lease("lease_duration", req.leaseDuration, null, config.maxLeaseMs),
+          },
+        ]),
+      );
+      dispatcher.onAcked(id);
+      return { claimDeadline: actionToWire(outcome.action).claimDeadline, action: actionToWire(outcome.action) };
+    },
+
+    async completeAction(req) {
+      const id = check.id("id", req.id);
+      const outcome = only(
+        await actions.completeMany([
+          { id, token: check.claimToken("claim_token", req.claimToken), resultRef: check.text("result_ref", req.resultRef, { max: check.LIMITS.refLength }) },
+        ]),
+      );
+      dispatcher.onClaimEnded(id);
+      return { action: actionToWire(outcome.action) };
+    },
+
+    async failAction(req) {
+      const id = check.id("id", req.id);
+      const outcome = only(
+        await actions.failMany([{ id, token: check.claimToken("claim_token", req.claimToken), reason: check.text("reason", req.reason, { required: true }) }]),
+      );
+      dispatcher.onClaimEnded(id);
+      return { action: actionToWire(outcome.action) };
+    },
+
+    async sweepClaims(req) {
+      const actor = req.actor === "" ? "server:sweeper" : check.principal("actor", req.actor);
+      const requeued = await actions.sweep(actor);
+      for (const row of requeued) dispatcher.onClaimEnded(row.id);
+      return { requeuedActions: requeued.map(actionToWire) };
+    },
+
+    async listEvents(req) {
+      const filter = { actionId: check.optionalId("action_id", req.actionId), eventTypes: eventTypes("event_types", req.eventTypes) };
+      const limit = check.pageSize("page_size", req.pageSize, 100, 1000);
+      const afterId = check.cursor("after_id", req.afterId);
+      const page = await events.list(afterId, filter, limit);
+      return { events: page.events.map(eventToWire), nextAfterId: page.next };
+    },
+
+    async *watchEvents(req, ctx) {
+      const filter = { actionId: check.optionalId("action_id", req.actionId), eventTypes: eventTypes("event_types", req.eventTypes) };
+      const afterId = check.cursor("after_id", req.afterId);
+      yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: afterId };
+      for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown))) {
+        if (item.kind === "event") {
+          yield { kind: { case: "event", value: eventToWire(item.event) }, cursor: BigInt(item.event.id) };
+        } else {
+          yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: item.cursor };
+        }
+      }
+    },
+
+    async emitEvent(req) {
+      if (!COORDINATOR_EVENT_TYPES.includes(req.eventType as never)) {
+        throw invalidField("event_type", `must be one of ${COORDINATOR_EVENT_TYPES.join(", ")}; got ${JSON.stringify(req.eventType.slice(0, 64))}`);
+      }
+      const event = await events.append({
+        actionId: check.optionalId("action_id", req.actionId),
+        eventType: req.eventType,
+        actor: check.principal("actor", req.actor),
+        payload: check.payload("payload", req.payload),
+      });
+      return { event: eventToWire(event) };
+    },
+  };
+}
+
+export function registerActionQueueService(router: ConnectRouter, deps: ServiceDeps): void {
+  router.service(ActionQueueService, actionQueueService(deps));
+}

@@ -1,0 +1,117 @@
+// Cross-cutting work for every RPC: turning domain errors into gRPC statuses
+// (in one place), and one log line per call with its method, code, duration
+// and request id.
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor, createContextKey } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ActionqError, type ErrorKind } from "../errors.js";
+
+const CODES: Record<ErrorKind, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  resource_exhausted: Code.ResourceExhausted,
+  unavailable: Code.Unavailable,
+};
+
+/** PostgreSQL error classes that mean "the database is not reachable or is
+ * going away; try again", rather than a bug. */
+const TRANSIENT_SQLSTATE = /^(08|53|57P|40001|40P01|55P03)/;
+const TRANSIENT_NODE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND"]);
+
+export const requestIdKey = createContextKey<string>("", { description: "x-request-id" });
+
+/** Maps any error to a ConnectError. Unexpected ones are logged with their
+ * stack and reach the client only as INTERNAL. */
+export function toConnectError(error: unknown, log: Logger, method: string): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof ActionqError) {
+    return new ConnectError(error.message, CODES[error.kind], undefined, [
+      { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: error.reason, domain: "actionq", metadata: error.metadata }) },
+    ]);
+  }
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_NODE.has(code))) {
+    log.warn({ method, err: (error as Error).message, sqlstate: code }, "database unavailable");
+    return new ConnectError("the database is unavailable; retry", Code.Unavailable, undefined, [
+      { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "DATABASE_UNAVAILABLE", domain: "actionq", metadata: {} }) },
+    ]);
+  }
+  if ((error as Error)?.message === "Connection terminated unexpectedly" || (error as Error)?.message?.includes("timeout exceeded when trying to connect")) {
+    log.warn({ method, err: (error as Error).message }, "database unavailable");
+    return new ConnectError("the database is unavailable; retry", Code.Unavailable);
+  }
+  log.error({ method, err: error }, "internal error");
+  return new ConnectError("internal error", Code.Internal);
+}
+
+export function errorInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    const method = req.method.name;
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (error) {
+            throw toConnectError(error, log, method);
+          }
+        })(),
+      };
+    } catch (error) {
+      throw toConnectError(error, log, method);
+    }
+  };
+}
+
+/** Logs each call when it ends: method, code, duration, request id. The id
+ * comes from the x-request-id header when the client sends one, and is
+ * echoed back in the response headers either way. */
+export function loggingInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const requestId = req.header.get("x-request-id")?.slice(0, 128) || randomUUID();
+    req.contextValues.set(requestIdKey, requestId);
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const done = (code: string, error?: unknown) => {
+      const fields = { method, code, ms: Math.round((performance.now() - started) * 10) / 10, requestId };
+      if (error instanceof ConnectError && error.code === Code.Internal) log.error({ ...fields, err: error.message }, "rpc");
+      else if (error) log.info({ ...fields, err: (error as Error).message }, "rpc");
+      else log.info(fields, "rpc");
+    };
+    try {
+      const res = await next(req);
+      res.header.set("x-request-id", requestId);
+      if (!res.stream) {
+        done("ok");
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let outcome: [string, unknown?] = ["cancelled"];
+          try {
+            yield* messages;
+            outcome = ["ok"];
+          } catch (error) {
+            outcome = [error instanceof ConnectError ? Code[error.code] : "unknown", error];
+            throw error;
+          } finally {
+            done(...outcome);
+          }
+        })(),
+      };
+    } catch (error) {
+      done(error instanceof ConnectError ? Code[error.code] : "unknown", error);
+      throw error;
+    }
+  };
+}

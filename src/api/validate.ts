@@ -1,0 +1,139 @@
+// Checks on request fields. Each function either returns the value in the
+// form the domain wants or throws INVALID_ARGUMENT naming the field, before
+// anything is written.
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { invalidField } from "../errors.js";
+
+/** Action types, projects and event types: short, printable, no spaces. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const INT64_MAX = 2n ** 63n - 1n;
+// Control characters other than tab, newline and carriage return; NUL
+// cannot be stored in PostgreSQL text at all.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+export const LIMITS = {
+  nameLength: 128,
+  principalLength: 256,
+  refLength: 1024,
+  textLength: 4096,
+  sourceRefs: 64,
+  filterValues: 100,
+  payloadBytes: 64 * 1024,
+  payloadDepth: 32,
+} as const;
+
+export function name(field: string, value: string, required = true): string {
+  if (value === "") {
+    if (required) throw invalidField(field, "is required");
+    return value;
+  }
+  if (!NAME.test(value)) {
+    throw invalidField(field, `${JSON.stringify(value.slice(0, 140))} is not a valid name: use 1 to ${LIMITS.nameLength} letters, digits and _ . : / -, starting with a letter or digit`);
+  }
+  return value;
+}
+
+/** Who did something: `human:alice`, `agent:triage`, `worker-7`. */
+export function principal(field: string, value: string): string {
+  if (value.trim() === "") throw invalidField(field, "is required");
+  if (value.length > LIMITS.principalLength) throw invalidField(field, `is longer than ${LIMITS.principalLength} characters`);
+  if (/\s/.test(value) || CONTROL.test(value)) throw invalidField(field, "must not contain spaces or control characters");
+  return value;
+}
+
+export function text(field: string, value: string, options: { required?: boolean; max?: number } = {}): string {
+  const max = options.max ?? LIMITS.textLength;
+  if (options.required && value.trim() === "") throw invalidField(field, "is required");
+  if (value.length > max) throw invalidField(field, `is longer than ${max} characters`);
+  if (CONTROL.test(value)) throw invalidField(field, "must not contain control characters");
+  return value;
+}
+
+export function textList(field: string, values: string[], maxItems: number): string[] {
+  if (values.length > maxItems) throw invalidField(field, `has ${values.length} entries; at most ${maxItems} are allowed`);
+  values.forEach((value, index) => text(`${field}[${index}]`, value, { required: true, max: LIMITS.refLength }));
+  return values;
+}
+
+export function nameList(field: string, values: string[]): string[] {
+  if (values.length > LIMITS.filterValues) throw invalidField(field, `has ${values.length} entries; at most ${LIMITS.filterValues} are allowed`);
+  values.forEach((value, index) => name(`${field}[${index}]`, value));
+  return [...new Set(values)];
+}
+
+/** A required action id: positive. Returned as a decimal string. */
+export function id(field: string, value: bigint): string {
+  if (value <= 0n || value > INT64_MAX) throw invalidField(field, "must be a positive action id");
+  return value.toString();
+}
+
+/** An optional id: 0 means none. */
+export function optionalId(field: string, value: bigint): string | null {
+  if (value === 0n) return null;
+  return id(field, value);
+}
+
+export function cursor(field: string, value: bigint): bigint {
+  if (value < 0n) throw invalidField(field, "must not be negative");
+  return value;
+}
+
+export function claimToken(field: string, value: string): string {
+  if (value === "") throw invalidField(field, "is required");
+  if (!UUID.test(value)) throw invalidField(field, "is not a claim token issued by this server");
+  return value.toLowerCase();
+}
+
+export function confidence(field: string, value: number | undefined): number | null {
+  if (value === undefined) return null;
+  if (!Number.isFinite(value) || value < 0 || value > 1) throw invalidField(field, `must be between 0 and 1, got ${value}`);
+  return value;
+}
+
+/** A lease length in milliseconds: the default when unset, at least one
+ * second, at most the server's maximum. */
+export function lease(field: string, value: Duration | undefined, fallbackMs: number | null, maxMs: number): number | null {
+  if (value === undefined) return fallbackMs;
+  const ms = Number(value.seconds) * 1000 + Math.floor(value.nanos / 1e6);
+  if (!Number.isFinite(ms) || ms < 1000) throw invalidField(field, "must be at least 1s");
+  if (ms > maxMs) throw invalidField(field, `must be at most ${maxMs / 1000}s (ACTIONQ_MAX_LEASE_SECONDS)`);
+  return ms;
+}
+
+export function pageSize(field: string, value: number, fallback: number, max: number): number {
+  if (value < 0) throw invalidField(field, "must not be negative");
+  if (value === 0) return fallback;
+  return Math.min(value, max);
+}
+
+export function count(field: string, value: number, fallback: number, max: number): number {
+  if (value < 0) throw invalidField(field, "must not be negative");
+  if (value === 0) return fallback;
+  if (value > max) throw invalidField(field, `must be at most ${max}`);
+  return value;
+}
+
+/** A JSON object small and plain enough to store: bounded size and depth,
+ * finite numbers, no NUL characters. */
+export function payload(field: string, value: JsonObject | undefined): JsonObject {
+  if (value === undefined) return {};
+  const check = (node: JsonValue, path: string, depth: number): void => {
+    if (depth > LIMITS.payloadDepth) throw invalidField(path, `nests deeper than ${LIMITS.payloadDepth} levels`);
+    if (typeof node === "number" && !Number.isFinite(node)) throw invalidField(path, "must be a finite number");
+    if (typeof node === "string" && node.includes("\u0000")) throw invalidField(path, "must not contain NUL characters");
+    if (Array.isArray(node)) node.forEach((item, index) => check(item, `${path}[${index}]`, depth + 1));
+    else if (node !== null && typeof node === "object") {
+      for (const [key, item] of Object.entries(node)) {
+        if (key.includes("\u0000")) throw invalidField(path, "keys must not contain NUL characters");
+        check(item, `${path}.${key}`, depth + 1);
+      }
+    }
+  };
+  check(value, field, 0);
+  const bytes = Buffer.byteLength(JSON.stringify(value));
+  if (bytes > LIMITS.payloadBytes) throw invalidField(field, `is ${bytes} bytes as JSON; at most ${LIMITS.payloadBytes} are allowed`);
+  return value;
+}

@@ -1,0 +1,203 @@
+// Puts the pieces together: database (embedded or given), migrations, the
+// pool and the LISTEN connection, the dispatcher, the event hub, the sweeper
+// and the HTTP/2 server speaking gRPC, gRPC-Web and Connect on one port.
+// close() undoes it all in the order that loses nothing.
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type pg from "pg";
+import type { Logger } from "pino";
+import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { registerActionQueueService } from "./api/action-queue-service.js";
+import { HealthState, registerHealthService } from "./api/health.js";
+import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
+import { registerReflection } from "./api/reflection.js";
+import type { Config } from "./config.js";
+import { ClaimDispatcher } from "./dispatch/claims.js";
+import { EventHub } from "./dispatch/event-hub.js";
+import { Listener } from "./dispatch/listener.js";
+import { Sweeper } from "./dispatch/sweeper.js";
+import { ActionStore } from "./store/actions.js";
+import { createPool } from "./store/db.js";
+import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-postgres.js";
+import { EventStore } from "./store/events.js";
+import { migrate } from "./store/migrate.js";
+
+export interface StartOptions {
+  /** Extra settings for an embedded PostgreSQL (tests use fsync=off). */
+  embeddedSettings?: string[];
+}
+
+export class ActionqServer {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    readonly databaseUrl: string,
+    readonly pool: pg.Pool,
+    readonly port: number,
+    private readonly http: http2.Http2Server,
+    private readonly sessions: Set<http2.ServerHttp2Session>,
+    private readonly parts: {
+      embedded: EmbeddedPostgres | undefined;
+      listener: Listener;
+      dispatcher: ClaimDispatcher;
+      hub: EventHub;
+      sweeper: Sweeper;
+      health: HealthState;
+      healthTimer: NodeJS.Timeout;
+      stopping: AbortController;
+      forceStop: AbortController;
+    },
+  ) {}
+
+  get address(): string {
+    const host = this.config.listen.host.includes(":") ? `[${this.config.listen.host}]` : this.config.listen.host;
+    return `${host}:${this.port}`;
+  }
+
+  static async start(config: Config, log: Logger, options: StartOptions = {}): Promise<ActionqServer> {
+    let embedded: EmbeddedPostgres | undefined;
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log, settings: options.embeddedSettings });
+      databaseUrl = embedded.url;
+    }
+    try {
+      await migrate(databaseUrl, config.schema, log);
+      return await ActionqServer.serve(config, log, databaseUrl, embedded);
+    } catch (error) {
+      await embedded?.stop().catch(() => {});
+      throw error;
+    }
+  }
+
+  private static async serve(config: Config, log: Logger, databaseUrl: string, embedded: EmbeddedPostgres | undefined): Promise<ActionqServer> {
+    const pool = createPool(databaseUrl, config.schema, config.poolSize);
+    const actions = new ActionStore(pool, {
+      maxChainDepth: config.maxChainDepth,
+      rateLimitPerHour: config.rateLimitPerHour,
+      ackTimeoutMs: config.ackTimeoutMs,
+    });
+    const events = new EventStore(pool);
+    const dispatcher = new ClaimDispatcher(actions, config, log.child({ component: "dispatcher" }));
+    const hub = new EventHub(events, config, log.child({ component: "events" }));
+    const listener = new Listener(
+      databaseUrl,
+      config.schema,
+      Math.max(config.pollIntervalMs, 5000),
+      {
+        onClaimable: (actionType) => dispatcher.onClaimable(actionType),
+        onClaimEnded: (_session, actionId) => dispatcher.onClaimEnded(actionId),
+        onEvents: () => hub.poke(),
+        onResync: () => {
+          dispatcher.wakeAll();
+          void dispatcher.resync();
+          hub.poke();
+        },
+      },
+      log.child({ component: "listener" }),
+    );
+    try {
+      await listener.start();
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }));
+    sweeper.start();
+
+    const stopping = new AbortController();
+    const forceStop = new AbortController();
+    const health = new HealthState([ActionQueueService.typeName, Health.typeName]);
+    const healthTimer = setInterval(() => {
+      if (stopping.signal.aborted) return;
+      const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, 2000, false).unref());
+      void Promise.race([pool.query("SELECT 1").then(() => true, () => false), timeout]).then((ok) => {
+        if (!stopping.signal.aborted) health.set(ok);
+      });
+    }, Math.min(5000, config.pollIntervalMs));
+    healthTimer.unref();
+
+    const routes = (router: ConnectRouter) => {
+      registerActionQueueService(router, { config, actions, events, dispatcher, hub, shutdown: stopping.signal });
+      registerHealthService(router, health, stopping.signal);
+      registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
+    };
+    const handler = connectNodeAdapter({
+      routes,
+      interceptors: [loggingInterceptor(log.child({ component: "rpc" })), errorInterceptor(log)],
+      shutdownSignal: forceStop.signal,
+      grpc: true,
+      grpcWeb: true,
+      connect: true,
+    });
+    const http = http2.createServer({}, handler);
+    const sessions = new Set<http2.ServerHttp2Session>();
+    http.on("session", (session) => {
+      sessions.add(session);
+      session.on("close", () => sessions.delete(session));
+      session.on("error", () => {});
+    });
+    await new Promise<void>((resolve, reject) => {
+      http.once("error", reject);
+      http.listen(config.listen.port, config.listen.host, () => {
+        http.off("error", reject);
+        resolve();
+      });
+    }).catch(async (error) => {
+      await Promise.allSettled([sweeper.stop(), listener.stop(), dispatcher.shutdown()]);
+      hub.shutdown();
+      clearInterval(healthTimer);
+      await pool.end();
+      throw error;
+    });
+    const port = (http.address() as AddressInfo).port;
+    const server = new ActionqServer(config, log, databaseUrl, pool, port, http, sessions, {
+      embedded,
+      listener,
+      dispatcher,
+      hub,
+      sweeper,
+      health,
+      healthTimer,
+      stopping,
+      forceStop,
+    });
+    log.info({ address: server.address, schema: config.schema, database: embedded ? `embedded (${embedded.dataDir})` : "ACTIONQ_URL" }, "actionq is serving");
+    return server;
+  }
+
+  /** Graceful stop: refuse new connections, drain claim streams (releasing
+   * what they never acknowledged), end watch streams, let unary calls in
+   * progress finish within the grace period, then close the database. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const { embedded, listener, dispatcher, hub, sweeper, health, healthTimer, stopping, forceStop } = this.parts;
+    this.log.info("shutting down");
+    health.set(false);
+    clearInterval(healthTimer);
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    await dispatcher.shutdown();
+    hub.shutdown();
+    stopping.abort();
+    for (const session of this.sessions) session.close();
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, this.config.shutdownGraceMs).unref());
+    await Promise.race([closed, grace]);
+    forceStop.abort();
+    for (const session of this.sessions) session.destroy();
+    await closed;
+    await sweeper.stop();
+    await listener.stop();
+    await this.pool.end();
+    if (embedded) await embedded.stop();
+    this.log.info("stopped");
+  }
+}
