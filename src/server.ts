@@ -2,6 +2,7 @@
 // pool and the LISTEN connection, the dispatcher, the event hub, the sweeper
 // and the HTTP/2 server speaking gRPC, gRPC-Web and Connect on one port.
 // close() undoes it all in the order that loses nothing.
+import { setMaxListeners } from "node:events";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -11,6 +12,7 @@ import type { Logger } from "pino";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { registerActionQueueService } from "./api/action-queue-service.js";
+import { withPlainGrpcMessages } from "./api/grpc-message.js";
 import { HealthState, registerHealthService } from "./api/health.js";
 import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
 import { registerReflection } from "./api/reflection.js";
@@ -112,6 +114,9 @@ export class ActionqServer {
 
     const stopping = new AbortController();
     const forceStop = new AbortController();
+    // connect-node listens on the shutdown signal once per open call; a
+    // server with thousands of streams is normal, not a leak.
+    setMaxListeners(0, stopping.signal, forceStop.signal);
     const health = new HealthState([ActionQueueService.typeName, Health.typeName]);
     const healthTimer = setInterval(() => {
       if (stopping.signal.aborted) return;
@@ -135,7 +140,10 @@ export class ActionqServer {
       grpcWeb: true,
       connect: true,
     });
-    const http = http2.createServer({}, handler);
+    const http = http2.createServer({}, (req, res) => {
+      withPlainGrpcMessages(res);
+      handler(req, res);
+    });
     const sessions = new Set<http2.ServerHttp2Session>();
     http.on("session", (session) => {
       sessions.add(session);

@@ -27,6 +27,7 @@ export class HealthState {
   /** Resolves at the next change, or when the signal aborts. */
   changed(signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
       const done = () => {
         this.watchers.delete(done);
         signal.removeEventListener("abort", done);
