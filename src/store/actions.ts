@@ -181,8 +181,9 @@ const ActionAckMany = changeWithEvent({
 const ActionExtendMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::float8[]) AS i(id, token, lease_ms)",
   lock: lockByIdAndToken(["claimed"]),
-  set: `lease = coalesce(i.lease_ms * interval '1 millisecond', a.lease),
-    claim_deadline = now() + coalesce(i.lease_ms * interval '1 millisecond', a.lease),
+  // `lease` stays the length the claim was taken with: an extension without
+  // one renews that.
+  set: `claim_deadline = now() + coalesce(i.lease_ms * interval '1 millisecond', a.lease),
     acked_at = coalesce(a.acked_at, now()), ack_deadline = NULL`,
   event: {
     type: "'claim_extended'",
@@ -350,6 +351,12 @@ export class ActionStore {
     return inTransaction(this.pool, async (client) => {
       const outcomes: (Outcome | undefined)[] = new Array(inputs.length);
 
+      // Rate-limited producers enqueue one transaction at a time, so that
+      // concurrent calls cannot all pass the count, and so that a retry
+      // that waited here sees the action its twin just committed.
+      const limited = [...new Set(inputs.map((input) => input.createdBy).filter(isRateLimitedProducer))];
+      if (limited.length > 0) await client.query(ProducerLockMany, [limited]);
+
       // Repeats of an idempotency key return the first action, before any
       // other check: a retry must not be refused for rate or depth.
       const keyed = inputs.map((input, index) => ({ input, index })).filter(({ input }) => input.idempotencyKey !== null);
@@ -368,11 +375,10 @@ export class ActionStore {
         for (const row of rows) depths.set(row.id, row.chain_depth);
       }
 
-      const limited = [...new Set(inputs.filter((input, i) => !outcomes[i] && isRateLimitedProducer(input.createdBy)).map((input) => input.createdBy))];
+      const counted = [...new Set(inputs.filter((input, i) => !outcomes[i] && isRateLimitedProducer(input.createdBy)).map((input) => input.createdBy))];
       const used = new Map<string, number>();
-      if (limited.length > 0) {
-        await client.query(ProducerLockMany, [limited]);
-        const { rows } = await client.query<{ created_by: string; n: number }>(ProducerCountRecent, [limited]);
+      if (counted.length > 0) {
+        const { rows } = await client.query<{ created_by: string; n: number }>(ProducerCountRecent, [counted]);
         for (const row of rows) used.set(row.created_by, row.n);
       }
 
@@ -437,7 +443,8 @@ export class ActionStore {
           status: input.decision.status,
           risk_level: input.riskLevel,
           confidence: input.confidence,
-          approval_required: input.approvalRequired,
+          // Whether it had to wait, by the producer's request or by its risk.
+          approval_required: input.decision.status === "pending",
           created_by: input.createdBy,
           correlation_id: input.correlationId,
           node: input.node,
