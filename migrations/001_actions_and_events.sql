@@ -168,7 +168,7 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
 -- Wakeups. Every server LISTENs on one channel per schema, actionq_<schema>:
 --   e               new events were committed
 --   w:<action_type> an action of that type became claimable
---   f:<session>:<id> a streamed claim ended (its stream has a free slot)
+--   f:<session>:<id>:<attempt> a streamed claim ended (its stream has a free slot)
 -- PostgreSQL folds identical notifications of one transaction into one, so
 -- a batch sends one 'e' and one 'w:' per type.
 CREATE FUNCTION notify_events() RETURNS trigger
@@ -199,7 +199,7 @@ CREATE FUNCTION notify_claim_ended() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-  PERFORM pg_notify('actionq_' || TG_TABLE_SCHEMA, 'f:' || OLD.claim_session || ':' || OLD.id);
+  PERFORM pg_notify('actionq_' || TG_TABLE_SCHEMA, 'f:' || OLD.claim_session || ':' || OLD.id || ':' || OLD.attempt);
   RETURN NULL;
 END
 $$;

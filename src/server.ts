@@ -93,7 +93,7 @@ export class ActionqServer {
       Math.max(config.pollIntervalMs, 5000),
       {
         onClaimable: (actionType) => dispatcher.onClaimable(actionType),
-        onClaimEnded: (_session, actionId) => dispatcher.onClaimEnded(actionId),
+        onClaimEnded: (_session, actionId, attempt) => dispatcher.onClaimEnded(actionId, attempt),
         onEvents: () => hub.poke(),
         onResync: () => {
           dispatcher.wakeAll();
@@ -201,7 +201,9 @@ export class ActionqServer {
     await Promise.race([closed, grace]);
     forceStop.abort();
     for (const session of this.sessions) session.destroy();
-    await closed;
+    // A destroyed session does not always report 'close'; do not wait on it
+    // for ever.
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await sweeper.stop();
     await listener.stop();
     await this.pool.end();

@@ -142,7 +142,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       if (req.claimToken !== "") {
         const token = check.claimToken("claim_token", req.claimToken);
         const outcome = only(await actions.rejectClaimedMany([{ id, token, actor, reason }]));
-        dispatcher.onClaimEnded(id);
+        dispatcher.onClaimEnded(id, outcome.action.attempt);
         return { action: actionToWire(outcome.action) };
       }
       const outcomes = await actions.rejectPendingMany([{ id, actor, reason }]);
@@ -163,7 +163,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       const outcome = only(
         await actions.cancelMany([{ id, actor: check.principal("actor", req.actor), reason: check.text("reason", req.reason, { required: true }) }]),
       );
-      dispatcher.onClaimEnded(id);
+      dispatcher.onClaimEnded(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
 
@@ -182,6 +182,11 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         maxInFlight: check.count("max_in_flight", req.maxInFlight, 1, config.maxInFlight),
         leaseMs: check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!,
       });
+      // A client that resets the stream while the server waits to write to
+      // it may never see the generator resumed: let go of the stream from
+      // the abort itself, not only from `finally`.
+      const onAbort = () => void dispatcher.close(session, "stream_closed");
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         // Tell the worker at once that the stream is established.
         yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } } };
@@ -199,6 +204,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
           }
         }
       } finally {
+        ctx.signal.removeEventListener("abort", onAbort);
         await dispatcher.close(session, ctx.signal.aborted ? "stream_closed" : "stream_ended");
       }
     },
@@ -206,7 +212,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
     async ackClaim(req) {
       const id = check.id("id", req.id);
       const outcome = only(await actions.ackMany([{ id, token: check.claimToken("claim_token", req.claimToken) }]));
-      dispatcher.onAcked(id);
+      dispatcher.onAcked(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
 
@@ -221,7 +227,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
           },
         ]),
       );
-      dispatcher.onAcked(id);
+      dispatcher.onAcked(id, outcome.action.attempt);
       return { claimDeadline: actionToWire(outcome.action).claimDeadline, action: actionToWire(outcome.action) };
     },
 
@@ -232,7 +238,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
           { id, token: check.claimToken("claim_token", req.claimToken), resultRef: check.text("result_ref", req.resultRef, { max: check.LIMITS.refLength }) },
         ]),
       );
-      dispatcher.onClaimEnded(id);
+      dispatcher.onClaimEnded(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
 
@@ -241,14 +247,14 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       const outcome = only(
         await actions.failMany([{ id, token: check.claimToken("claim_token", req.claimToken), reason: check.text("reason", req.reason, { required: true }) }]),
       );
-      dispatcher.onClaimEnded(id);
+      dispatcher.onClaimEnded(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
 
     async sweepClaims(req) {
       const actor = req.actor === "" ? "server:sweeper" : check.principal("actor", req.actor);
       const requeued = await actions.sweep(actor);
-      for (const row of requeued) dispatcher.onClaimEnded(row.id);
+      for (const row of requeued) dispatcher.onClaimEnded(row.id, row.attempt);
       return { requeuedActions: requeued.map(actionToWire) };
     },
 

@@ -20,7 +20,10 @@ export interface SessionOptions {
   leaseMs: number;
 }
 
+/** A claim a stream holds. The action's `attempt` identifies the claim:
+ * the same action claimed again (even by the same stream) is a new one. */
 interface Held {
+  attempt: number;
   acked: boolean;
   ackTimer: NodeJS.Timeout | undefined;
 }
@@ -89,6 +92,9 @@ class Group {
   /** The last claim found less than it asked for, and nothing has woken the
    * group since. */
   exhausted = false;
+  /** Which stream is served first next time, so that none starves when
+   * there is less work than room. */
+  rotation = 0;
 
   constructor(
     readonly key: string,
@@ -182,24 +188,23 @@ export class ClaimDispatcher {
     }
   }
 
-  /** The claim on this action ended (finished, released, timed out or
-   * cancelled), wherever that happened. */
-  onClaimEnded(actionId: string): void {
+  /** A claim of this action ended (finished, released, timed out or
+   * cancelled), wherever that happened. Only the claim with this attempt:
+   * news of an earlier claim must not touch a later one. */
+  onClaimEnded(actionId: string, attempt: number): void {
     const session = this.holders.get(actionId);
-    if (!session) return;
+    const held = session?.held.get(actionId);
+    if (!session || !held || held.attempt !== attempt) return;
+    clearTimeout(held.ackTimer);
+    session.held.delete(actionId);
     this.holders.delete(actionId);
-    const held = session.held.get(actionId);
-    if (held) {
-      clearTimeout(held.ackTimer);
-      session.held.delete(actionId);
-    }
     this.schedule(session.group);
   }
 
   /** The worker acknowledged this claim (through this process). */
-  onAcked(actionId: string): void {
+  onAcked(actionId: string, attempt: number): void {
     const held = this.holders.get(actionId)?.held.get(actionId);
-    if (!held) return;
+    if (!held || held.attempt !== attempt) return;
     held.acked = true;
     clearTimeout(held.ackTimer);
     held.ackTimer = undefined;
@@ -232,14 +237,13 @@ export class ClaimDispatcher {
   }
 
   private async pump(group: Group): Promise<void> {
-    let rotation = 0;
     while (!this.shuttingDown) {
       group.dirty = false;
       const sessions = [...group.sessions];
       if (sessions.length === 0) return;
       // Start with a different stream each round so no stream starves when
       // there is less work than free slots.
-      const start = rotation++ % sessions.length;
+      const start = group.rotation++ % sessions.length;
       const order = [...sessions.slice(start), ...sessions.slice(0, start)];
       const slots: ClaimSession[] = [];
       for (let round = 0; slots.length < MAX_BATCH; round++) {
@@ -286,23 +290,25 @@ export class ClaimDispatcher {
   }
 
   private deliver(session: ClaimSession, action: ActionRow): void {
-    const held: Held = { acked: false, ackTimer: undefined };
-    held.ackTimer = setTimeout(() => void this.ackExpired(session, action.id), this.settings.ackTimeoutMs);
+    // An earlier claim of this action whose end we have not heard of yet.
+    const earlier = this.holders.get(action.id)?.held.get(action.id);
+    if (earlier) this.onClaimEnded(action.id, earlier.attempt);
+    const held: Held = { attempt: action.attempt, acked: false, ackTimer: undefined };
+    held.ackTimer = setTimeout(() => void this.ackExpired(session, action.id, held), this.settings.ackTimeoutMs);
     held.ackTimer.unref();
     session.held.set(action.id, held);
     this.holders.set(action.id, session);
     session.push({ kind: "claim", action });
   }
 
-  private async ackExpired(session: ClaimSession, actionId: string): Promise<void> {
-    const held = session.held.get(actionId);
-    if (!held || held.acked) return;
+  private async ackExpired(session: ClaimSession, actionId: string, held: Held): Promise<void> {
+    if (session.held.get(actionId) !== held || held.acked) return;
     held.ackTimer = undefined;
     try {
-      const released = await this.store.releaseUnacked(session.id, [actionId], "server:dispatcher", "ack_timeout");
+      const released = await this.store.releaseUnacked(session.id, [{ id: actionId, attempt: held.attempt }], "server:dispatcher", "ack_timeout");
       if (released.length > 0) {
         this.log.info({ action: actionId, worker: session.options.worker }, "released a claim that was not acknowledged in time");
-        this.onClaimEnded(actionId);
+        this.onClaimEnded(actionId, held.attempt);
       } else {
         // Acknowledged through another server, or already finished; the
         // NOTIFY for its end frees the slot.
@@ -314,10 +320,12 @@ export class ClaimDispatcher {
   }
 
   private async releaseOrphans(actions: ActionRow[]): Promise<void> {
-    const bySession = new Map<string, string[]>();
-    for (const action of actions) bySession.set(action.claim_session!, [...(bySession.get(action.claim_session!) ?? []), action.id]);
-    for (const [session, ids] of bySession) {
-      await this.store.releaseUnacked(session, ids, "server:dispatcher", "stream_closed").catch((error: Error) => {
+    const bySession = new Map<string, { id: string; attempt: number }[]>();
+    for (const action of actions) {
+      bySession.set(action.claim_session!, [...(bySession.get(action.claim_session!) ?? []), { id: action.id, attempt: action.attempt }]);
+    }
+    for (const [session, claims] of bySession) {
+      await this.store.releaseUnacked(session, claims, "server:dispatcher", "stream_closed").catch((error: Error) => {
         this.log.warn({ err: error.message, session }, "could not release claims of a closed stream; the sweeper will");
       });
     }
@@ -334,7 +342,7 @@ export class ClaimDispatcher {
       const still = new Set(rows.filter((row) => row.status === "claimed" && row.claim_session === before.get(row.id)?.session.id).map((row) => row.id));
       for (const [id, { session, held }] of before) {
         // Skip claims delivered again since the query: it saw an older state.
-        if (!still.has(id) && session.held.get(id) === held) this.onClaimEnded(id);
+        if (!still.has(id) && session.held.get(id) === held) this.onClaimEnded(id, held.attempt);
       }
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "could not resync claim streams");

@@ -182,44 +182,55 @@ export class EventHub {
    * heartbeats when quiet. Ends when `abort` fires or the hub stops. */
   async *watch(afterId: bigint, filter: EventFilter, abort: AbortSignal): AsyncGenerator<WatchItem> {
     let cursor = afterId;
-    while (!abort.aborted && !this.stopped) {
-      const subscriber = await this.subscribe(filter);
-      try {
-        // Replay what the hub had passed before we joined. Everything up to
-        // its position is settled, so the database answers it exactly.
-        while (cursor < subscriber.startPosition && !abort.aborted) {
-          const page = await this.events.list(cursor, filter, REPLAY_PAGE, subscriber.startPosition);
-          for (const event of page.events) yield { kind: "event", event };
-          cursor = page.next;
-        }
-        let quietSince = Date.now();
-        while (!abort.aborted && !this.stopped) {
-          const event = subscriber.queue.shift();
-          if (event) {
-            // A cursor beyond the hub's start (a client ahead of us) skips
-            // what it has seen.
-            if (BigInt(event.id) > cursor) {
-              cursor = BigInt(event.id);
-              yield { kind: "event", event };
-              quietSince = Date.now();
+    let current: Subscriber | undefined;
+    // A client gone while the server waits to write to it may never resume
+    // this generator: drop its subscription from the abort itself.
+    const onAbort = () => current && this.unsubscribe(current);
+    abort.addEventListener("abort", onAbort, { once: true });
+    try {
+      while (!abort.aborted && !this.stopped) {
+        const subscriber = await this.subscribe(filter);
+        current = subscriber;
+        try {
+          // Replay what the hub had passed before we joined. Everything up to
+          // its position is settled, so the database answers it exactly.
+          while (cursor < subscriber.startPosition && !abort.aborted) {
+            const page = await this.events.list(cursor, filter, REPLAY_PAGE, subscriber.startPosition);
+            for (const event of page.events) yield { kind: "event", event };
+            cursor = page.next;
+          }
+          let quietSince = Date.now();
+          while (!abort.aborted && !this.stopped) {
+            const event = subscriber.queue.shift();
+            if (event) {
+              // A cursor beyond the hub's start (a client ahead of us) skips
+              // what it has seen.
+              if (BigInt(event.id) > cursor) {
+                cursor = BigInt(event.id);
+                yield { kind: "event", event };
+                quietSince = Date.now();
+              }
+              continue;
             }
-            continue;
+            if (subscriber.overflowed || subscriber.closed) break;
+            const idle = Date.now() - quietSince;
+            if (idle >= this.settings.heartbeatMs) {
+              if (subscriber.position > cursor) cursor = subscriber.position;
+              yield { kind: "heartbeat", cursor };
+              quietSince = Date.now();
+              continue;
+            }
+            await subscriber.wait(this.settings.heartbeatMs - idle, abort);
           }
-          if (subscriber.overflowed || subscriber.closed) break;
-          const idle = Date.now() - quietSince;
-          if (idle >= this.settings.heartbeatMs) {
-            if (subscriber.position > cursor) cursor = subscriber.position;
-            yield { kind: "heartbeat", cursor };
-            quietSince = Date.now();
-            continue;
-          }
-          await subscriber.wait(this.settings.heartbeatMs - idle, abort);
+          // Fell too far behind: catch up from the database, then rejoin.
+          if (subscriber.overflowed) this.log.debug({ cursor: cursor.toString() }, "watcher fell behind; replaying from the log");
+        } finally {
+          this.unsubscribe(subscriber);
+          current = undefined;
         }
-        // Fell too far behind: catch up from the database, then rejoin.
-        if (subscriber.overflowed) this.log.debug({ cursor: cursor.toString() }, "watcher fell behind; replaying from the log");
-      } finally {
-        this.unsubscribe(subscriber);
       }
+    } finally {
+      abort.removeEventListener("abort", onAbort);
     }
   }
 

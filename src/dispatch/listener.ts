@@ -9,8 +9,9 @@ import { channelName, clientConfig } from "../store/db.js";
 export interface ListenerHandlers {
   /** An action of this type became claimable. */
   onClaimable(actionType: string): void;
-  /** A streamed claim left CLAIMED. */
-  onClaimEnded(session: string, actionId: string): void;
+  /** A streamed claim left CLAIMED. `attempt` tells this claim from a
+   * later claim of the same action. */
+  onClaimEnded(session: string, actionId: string, attempt: number): void;
   /** New events were committed. */
   onEvents(): void;
   /** The connection came back after a loss: notifications may have been
@@ -64,8 +65,8 @@ export class Listener {
     } else if (payload.startsWith("w:")) {
       this.handlers.onClaimable(payload.slice(2));
     } else if (payload.startsWith("f:")) {
-      const [session, actionId] = payload.slice(2).split(":");
-      if (session && actionId) this.handlers.onClaimEnded(session, actionId);
+      const [session, actionId, attempt] = payload.slice(2).split(":");
+      if (session && actionId && attempt) this.handlers.onClaimEnded(session, actionId, Number(attempt));
     }
   }
 

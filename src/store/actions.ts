@@ -264,7 +264,7 @@ const ActionReleaseUnacked = changeWithEvent({
   lock: `
     SELECT id, claimed_by AS old_worker FROM actions
     WHERE status = 'claimed' AND claim_session = $1::uuid AND acked_at IS NULL
-      AND ($2::bigint[] IS NULL OR id = ANY($2))
+      AND ($2::bigint[] IS NULL OR (id, attempt) IN (SELECT * FROM unnest($2::bigint[], $5::int[])))
     ORDER BY id
     FOR UPDATE`,
   set: REQUEUE_SET,
@@ -605,10 +605,17 @@ export class ActionStore {
     });
   }
 
-  /** Puts a stream's unacknowledged claims (all, or the listed ones) back in
-   * the queue. Returns what it released. */
-  async releaseUnacked(session: string, ids: string[] | null, actor: string, reason: string): Promise<ActionRow[]> {
-    const { rows } = await this.pool.query<ActionRow>(ActionReleaseUnacked, [session, ids, actor, reason]);
+  /** Puts a stream's unacknowledged claims (all, or the listed ones, each
+   * named by action id and attempt) back in the queue. Returns what it
+   * released. */
+  async releaseUnacked(session: string, claims: { id: string; attempt: number }[] | null, actor: string, reason: string): Promise<ActionRow[]> {
+    const { rows } = await this.pool.query<ActionRow>(ActionReleaseUnacked, [
+      session,
+      claims && claims.map((claim) => claim.id),
+      actor,
+      reason,
+      claims && claims.map((claim) => claim.attempt),
+    ]);
     return rows;
   }
 
