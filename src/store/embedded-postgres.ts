@@ -60,6 +60,36 @@ async function postgresUser(): Promise<{ uid: number; gid: number } | undefined>
   }
 }
 
+/**
+ * When we are root, the server runs as `owner` and must be able to reach the
+ * binaries and the data directory: every directory above them needs search
+ * (x) permission for it. A fresh clone under a private directory (mode
+ * 0700) lacks that; grant search permission to others on such directories,
+ * which lets nobody list them, and say so.
+ */
+async function ensureReachable(targets: string[], owner: { uid: number; gid: number }, log?: Logger): Promise<void> {
+  const granted: string[] = [];
+  const seen = new Set<string>();
+  for (const target of targets) {
+    for (let dir = path.dirname(path.resolve(target)); !seen.has(dir); dir = path.dirname(dir)) {
+      seen.add(dir);
+      const info = await stat(dir);
+      const searchable =
+        (info.mode & 0o001) !== 0 ||
+        (info.uid === owner.uid && (info.mode & 0o100) !== 0) ||
+        (info.gid === owner.gid && (info.mode & 0o010) !== 0);
+      if (!searchable) {
+        await chmod(dir, (info.mode & 0o7777) | 0o001);
+        granted.push(dir);
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+  if (granted.length > 0) {
+    log?.warn({ directories: granted }, "granted search permission (o+x) so the postgres user can reach the embedded PostgreSQL's files");
+  }
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -90,8 +120,11 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
 
   await mkdir(root, { recursive: true });
   // The server runs as another user when we are root: it must be able to
-  // reach its data directory through this one.
-  if (owner) await chmod(root, 0o755);
+  // reach its binaries, and its data directory through this one.
+  if (owner) {
+    await chmod(root, 0o755);
+    await ensureReachable([bin.postgres, path.join(root, "pg")], owner, options.log);
+  }
 
   let password: string;
   if (await exists(passwordFile)) {
