@@ -78,7 +78,7 @@ export class ActionqServer {
   }
 
   private static async serve(config: Config, log: Logger, databaseUrl: string, embedded: EmbeddedPostgres | undefined): Promise<ActionqServer> {
-    const pool = createPool(databaseUrl, config.schema, config.poolSize);
+    const pool = createPool(databaseUrl, config.schema, config.poolSize, log.child({ component: "pool" }));
     const actions = new ActionStore(pool, {
       maxChainDepth: config.maxChainDepth,
       rateLimitPerHour: config.rateLimitPerHour,

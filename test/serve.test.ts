@@ -271,6 +271,49 @@ describe("actionq serve with no ACTIONQ_URL", () => {
   });
 });
 
+describe("one data directory, one server", () => {
+  it("refuses a second server on a data directory in use, and takes over the database a killed server left running", { timeout: 240_000 }, async () => {
+    const dataDir = await freshDataDir();
+    const pgdata = path.join(dataDir, "pg");
+    const first = new ActionqProcess(["serve"], serveEnv(dataDir, await freePort()));
+    const serving = await first.waitForLog("actionq is serving", 120_000);
+
+    // A second server on the same directory would stop the first one's
+    // database: it must refuse, and leave the first one serving.
+    const second = new ActionqProcess(["serve"], serveEnv(dataDir, await freePort()));
+    const refused = await second.exitWithin(30_000);
+    expect(refused.code).not.toBe(0);
+    expect(second.stdoutLines.join("\n") + second.stderr).toContain("in use by another actionq server");
+    const client = new GrpcClient(String(serving.address));
+    let actionId: string;
+    try {
+      const enqueued = await client.unary<{ action: WireAction }>("EnqueueAction", { actionType: "survives_kill", createdBy: "human:serve-test" });
+      actionId = enqueued.action.id;
+    } finally {
+      client.close();
+    }
+
+    // kill -9 leaves PostgreSQL running on the directory; the next start
+    // stops it cleanly and serves the same data.
+    first.child.kill("SIGKILL");
+    await first.exitWithin(10_000);
+    expect(await postgresRunning(pgdata)).toBe(true);
+    const third = new ActionqProcess(["serve"], serveEnv(dataDir, await freePort()));
+    const again = await third.waitForLog("actionq is serving", 120_000);
+    expect(third.logs().some((l) => l.msg === "an embedded PostgreSQL from an earlier run is still up; stopping it")).toBe(true);
+    const after = new GrpcClient(String(again.address));
+    try {
+      const got = await after.unary<{ action: WireAction }>("GetAction", { id: actionId });
+      expect(got.action.status).toBe("ACTION_STATUS_APPROVED");
+    } finally {
+      after.close();
+    }
+    third.child.kill("SIGTERM");
+    expect(await third.exitWithin(30_000)).toEqual({ code: 0, signal: null });
+    expect(await postgresRunning(pgdata)).toBe(false);
+  });
+});
+
 describe("actionq serve refuses bad settings before touching any database", () => {
   /** Runs `serve` with `env` on a data directory that does not exist yet. */
   async function refused(env: Record<string, string>) {

@@ -2,6 +2,7 @@
 // the actionq schema, so the SQL elsewhere uses unqualified table names and
 // the schema is the only identifier ever put into SQL text.
 import pg from "pg";
+import type { Logger } from "pino";
 import { SCHEMA_PATTERN } from "../config.js";
 
 // int8 (bigint) and numeric come back as strings by default; ids are bigints
@@ -37,7 +38,7 @@ export function clientConfig(url: string, schema: string, applicationName: strin
   };
 }
 
-export function createPool(url: string, schema: string, size: number): pg.Pool {
+export function createPool(url: string, schema: string, size: number, log?: Logger): pg.Pool {
   const pool = new pg.Pool({
     ...clientConfig(url, schema, "actionq"),
     max: size,
@@ -47,7 +48,7 @@ export function createPool(url: string, schema: string, size: number): pg.Pool {
   // An idle client that loses its connection emits 'error' on the pool; the
   // pool drops it and makes a new one on demand. Without a listener Node
   // would crash the process.
-  pool.on("error", () => {});
+  pool.on("error", (error) => log?.warn({ err: error.message }, "an idle database connection was lost"));
   return pool;
 }
 

@@ -90,6 +90,41 @@ async function ensureReachable(targets: string[], owner: { uid: number; gid: num
   }
 }
 
+/**
+ * One actionq per data directory: a second server would stop the first
+ * one's database. The pid file is exclusive while its process lives; a
+ * stale one (the server was killed) is taken over.
+ */
+async function claimDataDir(root: string): Promise<() => Promise<void>> {
+  const pidFile = path.join(root, "actionq.pid");
+  for (let tries = 0; tries < 3; tries++) {
+    try {
+      await writeFile(pidFile, `${process.pid}\n`, { flag: "wx", mode: 0o644 });
+      return () => rm(pidFile, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const holder = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && (await isActionq(holder))) {
+      throw new Error(`${root} is in use by another actionq server (pid ${holder}); stop it or use another ACTIONQ_DATA_DIR`);
+    }
+    await rm(pidFile, { force: true });
+  }
+  throw new Error(`could not take ${pidFile}`);
+}
+
+async function isActionq(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: alive, but not ours to signal; still in use.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // Guard against a recycled pid where /proc can tell.
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => undefined);
+  return cmdline === undefined || cmdline.includes("node") || cmdline.includes("actionq");
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -113,12 +148,28 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const bin = await loadBinaries();
   const owner = await postgresUser();
   const root = path.resolve(options.dataDir);
+  await mkdir(root, { recursive: true });
+  const releaseDataDir = await claimDataDir(root);
+  try {
+    return await startIn(root, bin, owner, options, releaseDataDir);
+  } catch (error) {
+    await releaseDataDir();
+    throw error;
+  }
+}
+
+async function startIn(
+  root: string,
+  bin: Binaries,
+  owner: { uid: number; gid: number } | undefined,
+  options: EmbeddedOptions,
+  releaseDataDir: () => Promise<void>,
+): Promise<EmbeddedPostgres> {
   const pgdata = path.join(root, "pg");
   const passwordFile = path.join(root, "password");
   const run = (file: string, args: string[]) =>
     execFile(file, args, { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" } });
 
-  await mkdir(root, { recursive: true });
   // The server runs as another user when we are root: it must be able to
   // reach its binaries, and its data directory through this one.
   if (owner) {
@@ -197,6 +248,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
         if (stopped) return;
         stopped = true;
         await run(bin.pg_ctl, ["stop", "-D", pgdata, "-m", "fast", "-w", "-t", "60", "-s"]);
+        await releaseDataDir();
         options.log?.info({ pgdata }, "embedded PostgreSQL stopped");
       },
     };
