@@ -136,6 +136,9 @@ export class ActionqServer {
       routes,
       interceptors: [loggingInterceptor(log.child({ component: "rpc" })), errorInterceptor(log)],
       shutdownSignal: forceStop.signal,
+      // An unknown field or enum name in JSON is an error, not something to
+      // drop: "RISK_LEVEL_DANGEROUSS" must not become SAFE.
+      jsonOptions: { ignoreUnknownFields: false },
       grpc: true,
       grpcWeb: true,
       connect: true,
