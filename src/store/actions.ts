@@ -1,13 +1,34 @@
-// Named queries on the actions table. Each takes arrays, so that one
-// statement serves one call or a batch of many; state is guarded in SQL
-// (`WHERE status = ...`), and a row that does not change is explained
-// afterwards by looking at what it is now.
+// The actions store: runs the named queries of action-queries.ts in the
+// right order and turns their results into one outcome per input. A row
+// that a guarded statement did not change is explained afterwards by
+// looking at what it is now.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type pg from "pg";
 import { ActionqError, actionNotFound, claimTokenMismatch, invalidTransition } from "../errors.js";
+import {
+  ActionAckMany,
+  ActionApproveMany,
+  ActionCancelMany,
+  ActionClaimMany,
+  ActionCompleteMany,
+  ActionExtendMany,
+  ActionFailMany,
+  ActionGetByIdempotencyKeys,
+  ActionGetDepths,
+  ActionGetMany,
+  ActionGetWithEvents,
+  ActionInsertMany,
+  ActionList,
+  ActionRejectClaimedMany,
+  ActionRejectPendingMany,
+  ActionReleaseExpiredDeliveries,
+  ActionReleaseUnacked,
+  ActionRequeueExpiredLeases,
+  ProducerCountRecent,
+  ProducerLockMany,
+} from "./action-queries.js";
 import { inTransaction } from "./db.js";
-import { type ActionRow, type EventRow, type RiskLevel, type Status, actionColumns, eventColumns } from "./rows.js";
-import { FINISH_CLAIM_SET, REQUEUE_SET, changeWithEvent } from "./transitions.js";
+import type { ActionRow, EventRow, RiskLevel, Status } from "./rows.js";
 
 export type Outcome = { ok: true; action: ActionRow; created?: boolean } | { ok: false; error: ActionqError };
 
@@ -44,266 +65,6 @@ export interface StoreLimits {
 export function isRateLimitedProducer(createdBy: string): boolean {
   return createdBy.startsWith("agent:") || createdBy.startsWith("script:");
 }
-
-const ActionInsertMany = `
-WITH input AS (
-  SELECT r.*, nextval('actions_id_seq') AS id
-  FROM jsonb_to_recordset($1::jsonb) AS r(
-    ord int, action_type text, project text, target_ref text, source_refs text[], payload jsonb, priority int,
-    status text, risk_level text, confidence float8, approval_required bool, created_by text, correlation_id text,
-    node text, service text, parent_id bigint, chain_depth int, rollback_ref text, idempotency_key text,
-    request_digest text, approved_by text, decision jsonb)
-),
-ins AS (
-  INSERT INTO actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
-    confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
-    idempotency_key, request_digest, approved_by, approved_at)
-  SELECT id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
-    confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
-    idempotency_key, request_digest, approved_by, CASE WHEN status = 'approved' THEN now() END
-  FROM input ORDER BY ord
-  ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING *
-),
-ev AS (
-  INSERT INTO events (action_id, event_type, actor, payload)
-  SELECT ins.id, v.event_type, v.actor, v.payload
-  FROM ins JOIN input USING (id)
-  CROSS JOIN LATERAL (VALUES
-    (1, 'action_enqueued', ins.created_by, jsonb_build_object(
-      'status', ins.status, 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
-      'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
-      'policy', input.decision)),
-    (2, 'action_approved', ins.approved_by, input.decision)
-  ) AS v(seq, event_type, actor, payload)
-  WHERE v.seq = 1 OR ins.status = 'approved'
-  ORDER BY ins.id, v.seq
-)
-SELECT input.ord, ${actionColumns("ins")} FROM input LEFT JOIN ins USING (id) ORDER BY input.ord`;
-
-const ActionGetByIdempotencyKeys = `
-SELECT ${actionColumns("a")} FROM actions a
-JOIN unnest($1::text[], $2::text[]) AS k(created_by, idempotency_key)
-  ON a.created_by = k.created_by AND a.idempotency_key = k.idempotency_key`;
-
-const ActionGetDepths = `SELECT id, chain_depth FROM actions WHERE id = ANY($1::bigint[])`;
-
-// Serializes enqueues per rate-limited producer, so that concurrent calls
-// cannot both pass the count. 1633907827 keeps these apart from other locks.
-const ProducerLockMany = `
-SELECT pg_advisory_xact_lock(1633907827, hashtext(p)) FROM unnest($1::text[]) AS p ORDER BY p`;
-
-const ProducerCountRecent = `
-SELECT created_by, count(*)::int AS n FROM actions
-WHERE created_by = ANY($1::text[]) AND created_at > now() - interval '1 hour'
-GROUP BY created_by`;
-
-const ActionGetWithEvents = `
-SELECT ${actionColumns("a")},
-  coalesce((
-    SELECT jsonb_agg(jsonb_build_object(
-      'id', e.id::text, 'action_id', e.action_id::text, 'event_type', e.event_type, 'actor', e.actor,
-      'payload', e.payload, 'created_at', e.created_at) ORDER BY e.id)
-    FROM events e WHERE e.action_id = a.id
-  ), '[]'::jsonb) AS events
-FROM actions a WHERE a.id = $1`;
-
-const ActionGetMany = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = ANY($1::bigint[])`;
-
-const ActionList = `
-SELECT ${actionColumns("a")} FROM actions a
-WHERE ($1::text[] IS NULL OR a.status = ANY($1))
-  AND ($2::text[] IS NULL OR a.action_type = ANY($2))
-  AND ($3::text[] IS NULL OR a.project = ANY($3))
-  AND ($4::text IS NULL OR a.created_by = $4)
-  AND ($5::bigint IS NULL OR a.parent_id = $5)
-  AND ($6::text IS NULL OR a.correlation_id = $6)
-  AND ($7::bigint IS NULL OR a.id < $7)
-ORDER BY a.id DESC
-LIMIT $8`;
-
-/** Claims up to one action per slot. Slot k gets the k-th action in claim
- * order; a NULL session means a unary ClaimAction (acknowledged at once). */
-function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
-  // $1-$5 always; the filters' arrays follow only when used.
-  const conditions = ["status = 'approved'"];
-  let next = 6;
-  if (filter === "types" || filter === "both") conditions.push(`action_type = ANY($${next++}::text[])`);
-  if (filter === "projects" || filter === "both") conditions.push(`project = ANY($${next++}::text[])`);
-  return changeWithEvent({
-    lock: `
-      SELECT id, row_number() OVER () AS n FROM (
-        SELECT id FROM actions
-        WHERE ${conditions.join(" AND ")}
-        ORDER BY priority, id
-        LIMIT $4
-        FOR UPDATE SKIP LOCKED
-      ) picked`,
-    from: ` JOIN unnest($1::uuid[], $2::text[], $3::float8[]) WITH ORDINALITY AS s(session, worker, lease_ms, n) ON s.n = o.n`,
-    set: `status = 'claimed', claimed_by = s.worker, claim_token = gen_random_uuid(), claim_session = s.session,
-      claimed_at = now(), claim_deadline = now() + s.lease_ms * interval '1 millisecond',
-      lease = s.lease_ms * interval '1 millisecond',
-      ack_deadline = CASE WHEN s.session IS NOT NULL THEN now() + $5::float8 * interval '1 millisecond' END,
-      acked_at = CASE WHEN s.session IS NULL THEN now() END,
-      attempt = a.attempt + 1`,
-    event: {
-      type: "'action_claimed'",
-      actor: "c.claimed_by",
-      payload: `jsonb_build_object('claim_deadline', c.claim_deadline, 'attempt', c.attempt,
-        'lease_ms', (extract(epoch FROM c.lease) * 1000)::float8, 'streamed', c.claim_session IS NOT NULL)`,
-    },
-  });
-}
-
-const ActionClaimMany = {
-  any: claimQuery("any"),
-  types: claimQuery("types"),
-  projects: claimQuery("projects"),
-  both: claimQuery("both"),
-};
-
-/** Lock clause for a transition guarded by status and, for claims, token. */
-const lockByIdAndToken = (statuses: Status[]) => `
-  SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
-  WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token
-  FOR UPDATE OF a`;
-const lockById = (statuses: Status[]) => `
-  SELECT a.id, a.status AS old_status, a.claimed_by AS old_worker FROM actions a JOIN i USING (id)
-  WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")})
-  FOR UPDATE OF a`;
-
-const ActionAckMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS i(id, token)",
-  lock: lockByIdAndToken(["claimed"]),
-  set: "acked_at = coalesce(a.acked_at, now()), ack_deadline = NULL",
-});
-
-const ActionExtendMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::float8[]) AS i(id, token, lease_ms)",
-  lock: lockByIdAndToken(["claimed"]),
-  // `lease` stays the length the claim was taken with: an extension without
-  // one renews that.
-  set: `claim_deadline = now() + coalesce(i.lease_ms * interval '1 millisecond', a.lease),
-    acked_at = coalesce(a.acked_at, now()), ack_deadline = NULL`,
-  event: {
-    type: "'claim_extended'",
-    actor: "c.claimed_by",
-    payload: "jsonb_build_object('claim_deadline', c.claim_deadline, 'attempt', c.attempt)",
-  },
-});
-
-const ActionCompleteMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS i(id, token, result_ref)",
-  lock: lockByIdAndToken(["claimed"]),
-  set: `status = 'completed', result_ref = i.result_ref, ${FINISH_CLAIM_SET}`,
-  event: {
-    type: "'action_completed'",
-    actor: "c.claimed_by",
-    payload: "jsonb_build_object('result_ref', c.result_ref, 'attempt', c.attempt)",
-  },
-});
-
-const ActionFailMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS i(id, token, reason)",
-  lock: lockByIdAndToken(["claimed"]),
-  set: `status = 'failed', failure_reason = i.reason, ${FINISH_CLAIM_SET}`,
-  event: {
-    type: "'action_failed'",
-    actor: "c.claimed_by",
-    payload: "jsonb_build_object('reason', c.failure_reason, 'attempt', c.attempt)",
-  },
-});
-
-const ActionRejectClaimedMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[]) AS i(id, token, actor, reason)",
-  lock: lockByIdAndToken(["claimed"]),
-  set: `status = 'rejected', failure_reason = i.reason, ${FINISH_CLAIM_SET}`,
-  event: {
-    type: "'action_rejected'",
-    actor: "i.actor",
-    payload: "jsonb_build_object('reason', i.reason, 'from_status', o.old_status, 'worker', c.claimed_by, 'attempt', c.attempt)",
-  },
-});
-
-const ActionRejectPendingMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, actor, reason)",
-  lock: lockById(["pending"]),
-  set: "status = 'rejected', failure_reason = i.reason, finished_at = now()",
-  event: {
-    type: "'action_rejected'",
-    actor: "i.actor",
-    payload: "jsonb_build_object('reason', i.reason, 'from_status', o.old_status)",
-  },
-});
-
-const ActionApproveMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, approver, note)",
-  lock: lockById(["pending"]),
-  set: "status = 'approved', approved_by = i.approver, approved_at = now()",
-  event: {
-    type: "'action_approved'",
-    actor: "i.approver",
-    payload: "jsonb_build_object('note', i.note)",
-  },
-});
-
-const ActionCancelMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, actor, reason)",
-  lock: lockById(["pending", "approved", "claimed"]),
-  set: `status = 'cancelled', failure_reason = i.reason, ${FINISH_CLAIM_SET}`,
-  event: {
-    type: "'action_cancelled'",
-    actor: "i.actor",
-    payload: "jsonb_build_object('reason', i.reason, 'from_status', o.old_status, 'worker', o.old_worker)",
-  },
-});
-
-/** Streamed claims that were never acknowledged, of one stream (all of
- * them, or the listed ones), back to the queue. */
-const ActionReleaseUnacked = changeWithEvent({
-  lock: `
-    SELECT id, claimed_by AS old_worker FROM actions
-    WHERE status = 'claimed' AND claim_session = $1::uuid AND acked_at IS NULL
-      AND ($2::bigint[] IS NULL OR (id, attempt) IN (SELECT * FROM unnest($2::bigint[], $5::int[])))
-    ORDER BY id
-    FOR UPDATE`,
-  set: REQUEUE_SET,
-  event: {
-    type: "'claim_released'",
-    actor: "$3::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'reason', $4::text, 'attempt', c.attempt)",
-  },
-});
-
-const ActionRequeueExpiredLeases = changeWithEvent({
-  lock: `
-    SELECT id, claimed_by AS old_worker, claim_deadline AS old_deadline FROM actions
-    WHERE status = 'claimed' AND claim_deadline < now()
-    ORDER BY claim_deadline
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED`,
-  set: REQUEUE_SET,
-  event: {
-    type: "'claim_timed_out'",
-    actor: "$1::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'claim_deadline', o.old_deadline, 'attempt', c.attempt)",
-  },
-});
-
-const ActionReleaseExpiredDeliveries = changeWithEvent({
-  lock: `
-    SELECT id, claimed_by AS old_worker, ack_deadline AS old_deadline FROM actions
-    WHERE status = 'claimed' AND acked_at IS NULL AND ack_deadline < now()
-    ORDER BY ack_deadline
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED`,
-  set: REQUEUE_SET,
-  event: {
-    type: "'claim_released'",
-    actor: "$1::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'reason', 'ack_timeout', 'ack_deadline', o.old_deadline, 'attempt', c.attempt)",
-  },
-});
 
 export interface ClaimFilter {
   actionTypes: string[];
