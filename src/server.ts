@@ -56,6 +56,11 @@ export class ActionqServer {
     },
   ) {}
 
+  /** What this server holds open right now. */
+  get stats(): { claimStreams: number; watchers: number; listening: boolean } {
+    return { claimStreams: this.parts.dispatcher.openStreams, watchers: this.parts.hub.watchers, listening: this.parts.listener.connected };
+  }
+
   get address(): string {
     const host = this.config.listen.host.includes(":") ? `[${this.config.listen.host}]` : this.config.listen.host;
     return `${host}:${this.port}`;

@@ -238,12 +238,12 @@ export async function allEventIds(db: pg.Pool): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
-/** How many claim streams and event watchers the server is still serving.
- * Not on the wire: read from the server object so that a test can prove a
- * closed stream left nothing behind. */
+/** How many claim streams and event watchers the server is still serving
+ * (ActionqServer.stats), so that a test can prove a closed stream left
+ * nothing behind. */
 export function openOnServer(t: TestServer): { claimStreams: number; watchers: number } {
-  const parts = (t.server as unknown as { parts: { dispatcher: { openStreams: number }; hub: { watchers: number } } }).parts;
-  return { claimStreams: parts.dispatcher.openStreams, watchers: parts.hub.watchers };
+  const { claimStreams, watchers } = t.server.stats;
+  return { claimStreams, watchers };
 }
 
 /** Closes a test server, failing (instead of hanging the run) if its
