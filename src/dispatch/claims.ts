@@ -163,7 +163,7 @@ export class ClaimDispatcher {
     const unacked: string[] = [];
     for (const [id, held] of session.held) {
       clearTimeout(held.ackTimer);
-      this.holders.delete(id);
+      if (this.holders.get(id) === session) this.holders.delete(id);
       if (!held.acked) unacked.push(id);
     }
     session.held.clear();
