@@ -9,7 +9,7 @@ import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb
 import type { Config } from "../config.js";
 import type { ClaimDispatcher } from "../dispatch/claims.js";
 import type { EventHub } from "../dispatch/event-hub.js";
-import { ActionqError, invalidField } from "../errors.js";
+import { ActionqError, actionNotFound, invalidField } from "../errors.js";
 import { decideApproval } from "../policy/approval.js";
 import type { ActionStore, NewAction, Outcome } from "../store/actions.js";
 import type { EventStore } from "../store/events.js";
@@ -96,8 +96,9 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
     },
 
     async getAction(req) {
-      const found = await actions.get(check.id("id", req.id));
-      if (!found) throw new ActionqError("not_found", "ACTION_NOT_FOUND", `action ${req.id} does not exist`, { action_id: req.id.toString() });
+      const id = check.id("id", req.id);
+      const found = await actions.get(id);
+      if (!found) throw actionNotFound(id);
       return { action: actionToWire(found.action), events: found.events.map(eventToWire) };
     },
 
@@ -228,7 +229,8 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         ]),
       );
       dispatcher.onAcked(id, outcome.action.attempt);
-      return { claimDeadline: actionToWire(outcome.action).claimDeadline, action: actionToWire(outcome.action) };
+      const action = actionToWire(outcome.action);
+      return { claimDeadline: action.claimDeadline, action };
     },
 
     async completeAction(req) {

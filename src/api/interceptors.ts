@@ -3,7 +3,7 @@
 // and request id.
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, createContextKey } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ActionqError, type ErrorKind } from "../errors.js";
@@ -17,32 +17,31 @@ const CODES: Record<ErrorKind, Code> = {
   unavailable: Code.Unavailable,
 };
 
-/** PostgreSQL error classes that mean "the database is not reachable or is
- * going away; try again", rather than a bug. */
+/** PostgreSQL error classes, Node socket errors and pg pool messages that
+ * mean "the database is not reachable or is going away; try again", rather
+ * than a bug. */
 const TRANSIENT_SQLSTATE = /^(08|53|57P|40001|40P01|55P03)/;
 const TRANSIENT_NODE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND"]);
+const TRANSIENT_MESSAGE = /^Connection terminated unexpectedly$|timeout exceeded when trying to connect/;
 
-export const requestIdKey = createContextKey<string>("", { description: "x-request-id" });
+function databaseUnavailable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_NODE.has(code))) return true;
+  return typeof message === "string" && TRANSIENT_MESSAGE.test(message);
+}
 
 /** Maps any error to a ConnectError. Unexpected ones are logged with their
  * stack and reach the client only as INTERNAL. */
 export function toConnectError(error: unknown, log: Logger, method: string): ConnectError {
   if (error instanceof ConnectError) return error;
+  if (!(error instanceof ActionqError) && databaseUnavailable(error)) {
+    log.warn({ method, err: (error as Error).message, code: (error as { code?: unknown }).code }, "database unavailable");
+    error = new ActionqError("unavailable", "DATABASE_UNAVAILABLE", "the database is unavailable; retry");
+  }
   if (error instanceof ActionqError) {
     return new ConnectError(error.message, CODES[error.kind], undefined, [
       { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: error.reason, domain: "actionq", metadata: error.metadata }) },
     ]);
-  }
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_NODE.has(code))) {
-    log.warn({ method, err: (error as Error).message, sqlstate: code }, "database unavailable");
-    return new ConnectError("the database is unavailable; retry", Code.Unavailable, undefined, [
-      { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "DATABASE_UNAVAILABLE", domain: "actionq", metadata: {} }) },
-    ]);
-  }
-  if ((error as Error)?.message === "Connection terminated unexpectedly" || (error as Error)?.message?.includes("timeout exceeded when trying to connect")) {
-    log.warn({ method, err: (error as Error).message }, "database unavailable");
-    return new ConnectError("the database is unavailable; retry", Code.Unavailable);
   }
   log.error({ method, err: error }, "internal error");
   return new ConnectError("internal error", Code.Internal);
@@ -78,7 +77,6 @@ export function loggingInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
     const requestId = req.header.get("x-request-id")?.slice(0, 128) || randomUUID();
-    req.contextValues.set(requestIdKey, requestId);
     const method = `${req.service.typeName}/${req.method.name}`;
     const done = (code: string, error?: unknown) => {
       const fields = { method, code, ms: Math.round((performance.now() - started) * 10) / 10, requestId };

@@ -3,7 +3,6 @@ import type { JsonObject } from "@bufbuild/protobuf";
 
 export const STATUSES = ["pending", "approved", "claimed", "completed", "failed", "rejected", "cancelled"] as const;
 export type Status = (typeof STATUSES)[number];
-export const FINAL_STATUSES: readonly Status[] = ["completed", "failed", "rejected", "cancelled"];
 
 export const RISK_LEVELS = ["safe", "guarded", "dangerous"] as const;
 export type RiskLevel = (typeof RISK_LEVELS)[number];
