@@ -27,7 +27,7 @@ import {
   ProducerCountRecent,
   ProducerLockMany,
 } from "./action-queries.js";
-import { inTransaction } from "./db.js";
+import { type Queryable, inTransaction } from "./db.js";
 import type { ActionRow, EventRow, RiskLevel, Status } from "./rows.js";
 
 export type Outcome = { ok: true; action: ActionRow; created?: boolean } | { ok: false; error: ActionqError };
@@ -109,139 +109,146 @@ export class ActionStore {
    * action, the earlier action for a repeated idempotency key, or an error
    * (which writes nothing for that input). */
   async enqueueMany(inputs: NewAction[]): Promise<Outcome[]> {
-    return inTransaction(this.pool, async (client) => {
-      const outcomes: (Outcome | undefined)[] = new Array(inputs.length);
-
-      // Rate-limited producers enqueue one transaction at a time, so that
-      // concurrent calls cannot all pass the count, and so that a retry
-      // that waited here sees the action its twin just committed.
-      const limited = [...new Set(inputs.map((input) => input.createdBy).filter(isRateLimitedProducer))];
-      if (limited.length > 0) await client.query(ProducerLockMany, [limited]);
-
-      // Repeats of an idempotency key return the first action, before any
-      // other check: a retry must not be refused for rate or depth.
-      const keyed = inputs.map((input, index) => ({ input, index })).filter(({ input }) => input.idempotencyKey !== null);
-      if (keyed.length > 0) {
-        const existing = await this.findByKeys(client, keyed.map(({ input }) => [input.createdBy, input.idempotencyKey!]));
-        for (const { input, index } of keyed) {
-          const row = existing.get(keyFor(input.createdBy, input.idempotencyKey!));
-          if (row) outcomes[index] = repeatOutcome(row, input);
-        }
-      }
-
-      const parentIds = [...new Set(inputs.filter((input, i) => !outcomes[i] && input.parentId !== null).map((input) => input.parentId!))];
-      const depths = new Map<string, number>();
-      if (parentIds.length > 0) {
-        const { rows } = await client.query<{ id: string; chain_depth: number }>(ActionGetDepths, [parentIds]);
-        for (const row of rows) depths.set(row.id, row.chain_depth);
-      }
-
-      const counted = [...new Set(inputs.filter((input, i) => !outcomes[i] && isRateLimitedProducer(input.createdBy)).map((input) => input.createdBy))];
-      const used = new Map<string, number>();
-      if (counted.length > 0) {
-        const { rows } = await client.query<{ created_by: string; n: number }>(ProducerCountRecent, [counted]);
-        for (const row of rows) used.set(row.created_by, row.n);
-      }
-
-      const toInsert: { index: number; input: NewAction; chainDepth: number }[] = [];
-      inputs.forEach((input, index) => {
-        if (outcomes[index]) return;
-        let chainDepth = 0;
-        if (input.parentId !== null) {
-          const parentDepth = depths.get(input.parentId);
-          if (parentDepth === undefined) {
-            outcomes[index] = {
-              ok: false,
-              error: new ActionqError("not_found", "PARENT_NOT_FOUND", `parent_id: action ${input.parentId} does not exist`, {
-                field: "parent_id",
-                action_id: input.parentId,
-              }),
-            };
-            return;
-          }
-          chainDepth = parentDepth + 1;
-          if (chainDepth > this.limits.maxChainDepth) {
-            outcomes[index] = {
-              ok: false,
-              error: new ActionqError(
-                "failed_precondition",
-                "CHAIN_TOO_DEEP",
-                `parent_id: action ${input.parentId} is at chain depth ${parentDepth}; a child would be at ${chainDepth}, beyond the limit of ${this.limits.maxChainDepth}`,
-                { field: "parent_id", chain_depth: String(chainDepth), max_chain_depth: String(this.limits.maxChainDepth) },
-              ),
-            };
-            return;
-          }
-        }
-        if (isRateLimitedProducer(input.createdBy)) {
-          const count = used.get(input.createdBy) ?? 0;
-          if (count >= this.limits.rateLimitPerHour) {
-            outcomes[index] = {
-              ok: false,
-              error: new ActionqError(
-                "resource_exhausted",
-                "RATE_LIMITED",
-                `created_by: producer ${input.createdBy} has enqueued ${count} actions in the last hour; the limit is ${this.limits.rateLimitPerHour}`,
-                { field: "created_by", limit: String(this.limits.rateLimitPerHour), window: "1h" },
-              ),
-            };
-            return;
-          }
-          used.set(input.createdBy, count + 1);
-        }
-        toInsert.push({ index, input, chainDepth });
-      });
-
-      if (toInsert.length > 0) {
-        const payload = toInsert.map(({ input, chainDepth }, ord) => ({
-          ord,
-          action_type: input.actionType,
-          project: input.project,
-          target_ref: input.targetRef,
-          source_refs: input.sourceRefs,
-          payload: input.payload,
-          priority: input.priority,
-          status: input.decision.status,
-          risk_level: input.riskLevel,
-          confidence: input.confidence,
-          // Whether it had to wait, by the producer's request or by its risk.
-          approval_required: input.decision.status === "pending",
-          created_by: input.createdBy,
-          correlation_id: input.correlationId,
-          node: input.node,
-          service: input.service,
-          parent_id: input.parentId,
-          chain_depth: chainDepth,
-          rollback_ref: input.rollbackRef,
-          idempotency_key: input.idempotencyKey,
-          request_digest: input.requestDigest,
-          approved_by: input.decision.approvedBy,
-          decision: input.decision.detail,
-        }));
-        const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload)]);
-        const lost: { index: number; input: NewAction }[] = [];
-        for (const row of rows) {
-          const { index, input } = toInsert[row.ord]!;
-          if (row.id === null) lost.push({ index, input });
-          else outcomes[index] = { ok: true, action: stripOrd(row), created: true };
-        }
-        // A concurrent call with the same key won the insert: answer as a
-        // repeat of it.
-        if (lost.length > 0) {
-          const existing = await this.findByKeys(client, lost.map(({ input }) => [input.createdBy, input.idempotencyKey!]));
-          for (const { index, input } of lost) {
-            const row = existing.get(keyFor(input.createdBy, input.idempotencyKey!));
-            outcomes[index] = row
-              ? repeatOutcome(row, input)
-              : { ok: false, error: new ActionqError("unavailable", "CONCURRENT_INSERT", "the idempotency key was taken by a transaction that did not commit; retry") };
-          }
-        }
-      }
-      return outcomes.map((outcome) => outcome!);
-    });
+    // Most enqueues read nothing first (no rate limit, key or parent): their
+    // one INSERT statement is a transaction of its own.
+    const readsFirst = inputs.some(
+      (input) => isRateLimitedProducer(input.createdBy) || input.idempotencyKey !== null || input.parentId !== null,
+    );
+    return readsFirst ? inTransaction(this.pool, (client) => this.enqueueWith(client, inputs)) : this.enqueueWith(this.pool, inputs);
   }
 
-  private async findByKeys(client: pg.PoolClient, keys: [string, string][]): Promise<Map<string, ActionRow>> {
+  private async enqueueWith(client: Queryable, inputs: NewAction[]): Promise<Outcome[]> {
+    const outcomes: (Outcome | undefined)[] = new Array(inputs.length);
+
+    // Rate-limited producers enqueue one transaction at a time, so that
+    // concurrent calls cannot all pass the count, and so that a retry
+    // that waited here sees the action its twin just committed.
+    const limited = [...new Set(inputs.map((input) => input.createdBy).filter(isRateLimitedProducer))];
+    if (limited.length > 0) await client.query(ProducerLockMany, [limited]);
+
+    // Repeats of an idempotency key return the first action, before any
+    // other check: a retry must not be refused for rate or depth.
+    const keyed = inputs.map((input, index) => ({ input, index })).filter(({ input }) => input.idempotencyKey !== null);
+    if (keyed.length > 0) {
+      const existing = await this.findByKeys(client, keyed.map(({ input }) => [input.createdBy, input.idempotencyKey!]));
+      for (const { input, index } of keyed) {
+        const row = existing.get(keyFor(input.createdBy, input.idempotencyKey!));
+        if (row) outcomes[index] = repeatOutcome(row, input);
+      }
+    }
+
+    const parentIds = [...new Set(inputs.filter((input, i) => !outcomes[i] && input.parentId !== null).map((input) => input.parentId!))];
+    const depths = new Map<string, number>();
+    if (parentIds.length > 0) {
+      const { rows } = await client.query<{ id: string; chain_depth: number }>(ActionGetDepths, [parentIds]);
+      for (const row of rows) depths.set(row.id, row.chain_depth);
+    }
+
+    const counted = [...new Set(inputs.filter((input, i) => !outcomes[i] && isRateLimitedProducer(input.createdBy)).map((input) => input.createdBy))];
+    const used = new Map<string, number>();
+    if (counted.length > 0) {
+      const { rows } = await client.query<{ created_by: string; n: number }>(ProducerCountRecent, [counted]);
+      for (const row of rows) used.set(row.created_by, row.n);
+    }
+
+    const toInsert: { index: number; input: NewAction; chainDepth: number }[] = [];
+    inputs.forEach((input, index) => {
+      if (outcomes[index]) return;
+      let chainDepth = 0;
+      if (input.parentId !== null) {
+        const parentDepth = depths.get(input.parentId);
+        if (parentDepth === undefined) {
+          outcomes[index] = {
+            ok: false,
+            error: new ActionqError("not_found", "PARENT_NOT_FOUND", `parent_id: action ${input.parentId} does not exist`, {
+              field: "parent_id",
+              action_id: input.parentId,
+            }),
+          };
+          return;
+        }
+        chainDepth = parentDepth + 1;
+        if (chainDepth > this.limits.maxChainDepth) {
+          outcomes[index] = {
+            ok: false,
+            error: new ActionqError(
+              "failed_precondition",
+              "CHAIN_TOO_DEEP",
+              `parent_id: action ${input.parentId} is at chain depth ${parentDepth}; a child would be at ${chainDepth}, beyond the limit of ${this.limits.maxChainDepth}`,
+              { field: "parent_id", chain_depth: String(chainDepth), max_chain_depth: String(this.limits.maxChainDepth) },
+            ),
+          };
+          return;
+        }
+      }
+      if (isRateLimitedProducer(input.createdBy)) {
+        const count = used.get(input.createdBy) ?? 0;
+        if (count >= this.limits.rateLimitPerHour) {
+          outcomes[index] = {
+            ok: false,
+            error: new ActionqError(
+              "resource_exhausted",
+              "RATE_LIMITED",
+              `created_by: producer ${input.createdBy} has enqueued ${count} actions in the last hour; the limit is ${this.limits.rateLimitPerHour}`,
+              { field: "created_by", limit: String(this.limits.rateLimitPerHour), window: "1h" },
+            ),
+          };
+          return;
+        }
+        used.set(input.createdBy, count + 1);
+      }
+      toInsert.push({ index, input, chainDepth });
+    });
+
+    if (toInsert.length > 0) {
+      const payload = toInsert.map(({ input, chainDepth }, ord) => ({
+        ord,
+        action_type: input.actionType,
+        project: input.project,
+        target_ref: input.targetRef,
+        source_refs: input.sourceRefs,
+        payload: input.payload,
+        priority: input.priority,
+        status: input.decision.status,
+        risk_level: input.riskLevel,
+        confidence: input.confidence,
+        // Whether it had to wait, by the producer's request or by its risk.
+        approval_required: input.decision.status === "pending",
+        created_by: input.createdBy,
+        correlation_id: input.correlationId,
+        node: input.node,
+        service: input.service,
+        parent_id: input.parentId,
+        chain_depth: chainDepth,
+        rollback_ref: input.rollbackRef,
+        idempotency_key: input.idempotencyKey,
+        request_digest: input.requestDigest,
+        approved_by: input.decision.approvedBy,
+        decision: input.decision.detail,
+      }));
+      const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload)]);
+      const lost: { index: number; input: NewAction }[] = [];
+      for (const row of rows) {
+        const { index, input } = toInsert[row.ord]!;
+        if (row.id === null) lost.push({ index, input });
+        else outcomes[index] = { ok: true, action: stripOrd(row), created: true };
+      }
+      // A concurrent call with the same key won the insert: answer as a
+      // repeat of it.
+      if (lost.length > 0) {
+        const existing = await this.findByKeys(client, lost.map(({ input }) => [input.createdBy, input.idempotencyKey!]));
+        for (const { index, input } of lost) {
+          const row = existing.get(keyFor(input.createdBy, input.idempotencyKey!));
+          outcomes[index] = row
+            ? repeatOutcome(row, input)
+            : { ok: false, error: new ActionqError("unavailable", "CONCURRENT_INSERT", "the idempotency key was taken by a transaction that did not commit; retry") };
+        }
+      }
+    }
+    return outcomes.map((outcome) => outcome!);
+  }
+
+  private async findByKeys(client: Queryable, keys: [string, string][]): Promise<Map<string, ActionRow>> {
     const { rows } = await client.query<ActionRow>(ActionGetByIdempotencyKeys, [keys.map((k) => k[0]), keys.map((k) => k[1])]);
     return new Map(rows.map((row) => [keyFor(row.created_by, row.idempotency_key!), row]));
   }

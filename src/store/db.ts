@@ -52,7 +52,8 @@ export function createPool(url: string, schema: string, size: number, log?: Logg
   return pool;
 }
 
-export type Queryable = Pick<pg.PoolClient, "query">;
+/** A pool (each query its own transaction) or a client inside one. */
+export type Queryable = Pick<pg.Pool, "query">;
 
 /** Runs fn inside BEGIN/COMMIT on one pooled connection; rolls back on any
  * error. */
