@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action.proto.
  */
 export const file_actionq_v1_action: GenFile = /*@__PURE__*/
-  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSL9BgoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIQg0KC19jb25maWRlbmNlInIKBUNsYWltEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEhMKC2NsYWltX3Rva2VuGAIgASgJEjAKDGFja19kZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipAEKBUV2ZW50EgoKAmlkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxISCgpldmVudF90eXBlGAMgASgJEg0KBWFjdG9yGAQgASgJEigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrvAQoMQWN0aW9uU3RhdHVzEh0KGUFDVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVBQ1RJT05fU1RBVFVTX1BFTkRJTkcQARIaChZBQ1RJT05fU1RBVFVTX0FQUFJPVkVEEAISGQoVQUNUSU9OX1NUQVRVU19DTEFJTUVEEAMSGwoXQUNUSU9OX1NUQVRVU19DT01QTEVURUQQBBIYChRBQ1RJT05fU1RBVFVTX0ZBSUxFRBAFEhoKFkFDVElPTl9TVEFUVVNfUkVKRUNURUQQBhIbChdBQ1RJT05fU1RBVFVTX0NBTkNFTExFRBAHKm4KCVJpc2tMZXZlbBIaChZSSVNLX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPUklTS19MRVZFTF9TQUZFEAESFgoSUklTS19MRVZFTF9HVUFSREVEEAISGAoUUklTS19MRVZFTF9EQU5HRVJPVVMQA2IGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSL9CAoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoA0INCgtfY29uZmlkZW5jZSJyCgVDbGFpbRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhITCgtjbGFpbV90b2tlbhgCIAEoCRIwCgxhY2tfZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgVFdmVudBIKCgJpZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVhY3RvchgEIAEoCRIoCgdwYXlsb2FkGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq7wEKDEFjdGlvblN0YXR1cxIdChlBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESGgoWQUNUSU9OX1NUQVRVU19BUFBST1ZFRBACEhkKFUFDVElPTl9TVEFUVVNfQ0xBSU1FRBADEhsKF0FDVElPTl9TVEFUVVNfQ09NUExFVEVEEAQSGAoUQUNUSU9OX1NUQVRVU19GQUlMRUQQBRIaChZBQ1RJT05fU1RBVFVTX1JFSkVDVEVEEAYSGwoXQUNUSU9OX1NUQVRVU19DQU5DRUxMRUQQBypuCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD1JJU0tfTEVWRUxfU0FGRRABEhYKElJJU0tfTEVWRUxfR1VBUkRFRBACEhgKFFJJU0tfTEVWRUxfREFOR0VST1VTEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A typed unit of operational work and its current state. The history of
@@ -236,6 +236,69 @@ export type Action = Message<"actionq.v1.Action"> & {
    * @generated from field: bool claim_acked = 31;
    */
   claimAcked: boolean;
+
+  /**
+   * True when the policy that decided at enqueue would let this action run
+   * without a human. It stays true when the action waited anyway (the
+   * producer asked for an approval, or auto-approval was paused).
+   *
+   * @generated from field: bool autonomous_eligible = 32;
+   */
+  autonomousEligible: boolean;
+
+  /**
+   * How many distinct approvers must approve before the action leaves
+   * PENDING; 0 when the policy approved it.
+   *
+   * @generated from field: int32 approvals_required = 33;
+   */
+  approvalsRequired: number;
+
+  /**
+   * The distinct approvers so far, in the order they approved.
+   *
+   * @generated from field: repeated string approvers = 34;
+   */
+  approvers: string[];
+
+  /**
+   * A PENDING action still PENDING at this time is REJECTED with reason
+   * `approval_expired`. Unset when no approval was needed.
+   *
+   * @generated from field: google.protobuf.Timestamp approval_expire_time = 35;
+   */
+  approvalExpireTime?: Timestamp | undefined;
+
+  /**
+   * The policy version that decided at enqueue.
+   *
+   * @generated from field: string policy_version = 36;
+   */
+  policyVersion: string;
+
+  /**
+   * The action this one replaced; that one was cancelled when this one was
+   * enqueued. 0 when none.
+   *
+   * @generated from field: int64 supersedes_id = 37;
+   */
+  supersedesId: bigint;
+
+  /**
+   * The payload of the reverse action named by `rollback_ref`, reviewed
+   * with this action and used by RollbackAction.
+   *
+   * @generated from field: google.protobuf.Struct rollback_payload = 38;
+   */
+  rollbackPayload?: JsonObject | undefined;
+
+  /**
+   * For an action created by RollbackAction: the action it reverses.
+   * 0 otherwise.
+   *
+   * @generated from field: int64 rollback_of_id = 39;
+   */
+  rollbackOfId: bigint;
 };
 
 /**
@@ -305,10 +368,13 @@ export type Event = Message<"actionq.v1.Event"> & {
   actionId: bigint;
 
   /**
-   * One of: `action_enqueued`, `action_approved`, `action_rejected`,
-   * `action_claimed`, `action_completed`, `action_failed`,
-   * `action_cancelled`, `claim_timed_out`, `claim_released`,
-   * `claim_extended`, `coordinator_cycle`, `coordinator_paused`.
+   * One of: `action_enqueued`, `approval_granted` (one approval towards a
+   * quorum not yet met), `action_approved` (quorum met, or approved by
+   * policy), `action_rejected`, `action_claimed`, `action_completed`,
+   * `action_failed`, `action_cancelled`, `claim_timed_out`,
+   * `claim_released`, `claim_extended`, `action_progress` (a worker's note
+   * about the claim it holds), `coordinator_cycle`, `coordinator_paused`,
+   * `coordinator_resumed`, `policy_reloaded`.
    *
    * @generated from field: string event_type = 3;
    */
@@ -421,9 +487,11 @@ export const ActionStatusSchema: GenEnum<ActionStatus> = /*@__PURE__*/
   enumDesc(file_actionq_v1_action, 0);
 
 /**
- * How much damage an action can do if it is wrong. GUARDED and DANGEROUS
- * actions always wait in PENDING for an approval; a DANGEROUS one always
- * needs a human.
+ * How much damage an action can do if it is wrong. The policy's registry of
+ * action types gives each type its level; a producer may raise an action's
+ * level, never lower it. Which levels wait in PENDING for approvals, and
+ * how many, is the policy's decision (see the README's safety model); a
+ * DANGEROUS action always needs humans.
  *
  * @generated from enum actionq.v1.RiskLevel
  */

@@ -2,8 +2,8 @@
 // @generated from file actionq/v1/action_queue_service.proto (package actionq.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Action, ActionStatus, Claim, Event, RiskLevel } from "./action_pb.js";
 import { file_actionq_v1_action } from "./action_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action_queue_service.proto.
  */
 export const file_actionq_v1_action_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIpwDChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCUINCgtfY29uZmlkZW5jZSJMChVFbnF1ZXVlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SDwoHY3JlYXRlZBgCIAEoCCIeChBHZXRBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDIloKEUdldEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEiEKBmV2ZW50cxgCIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQizgEKEkxpc3RBY3Rpb25zUmVxdWVzdBIqCghzdGF0dXNlcxgBIAMoDjIYLmFjdGlvbnEudjEuQWN0aW9uU3RhdHVzEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRISCgpjcmVhdGVkX2J5GAQgASgJEhEKCXBhcmVudF9pZBgFIAEoAxIWCg5jb3JyZWxhdGlvbl9pZBgGIAEoCRIRCglwYWdlX3NpemUYByABKAUSEgoKcGFnZV90b2tlbhgIIAEoCSJTChNMaXN0QWN0aW9uc1Jlc3BvbnNlEiMKB2FjdGlvbnMYASADKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQgoUQXBwcm92ZUFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEAoIYXBwcm92ZXIYAiABKAkSDAoEbm90ZRgDIAEoCSI7ChVBcHByb3ZlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iVQoTUmVqZWN0QWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSEwoLY2xhaW1fdG9rZW4YBCABKAkiOgoUUmVqZWN0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iQAoTQ2FuY2VsQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiOgoUQ2FuY2VsQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24ifwoSQ2xhaW1BY3Rpb25SZXF1ZXN0Eg4KBndvcmtlchgBIAEoCRIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSMQoObGVhc2VfZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iNwoTQ2xhaW1BY3Rpb25SZXNwb25zZRIgCgVjbGFpbRgBIAEoCzIRLmFjdGlvbnEudjEuQ2xhaW0ilwEKE1N0cmVhbUNsYWltc1JlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIVCg1tYXhfaW5fZmxpZ2h0GAQgASgFEjEKDmxlYXNlX2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpIBChRTdHJlYW1DbGFpbXNSZXNwb25zZRIiCgVjbGFpbRgBIAEoCzIRLmFjdGlvbnEudjEuQ2xhaW1IABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEiIKBWRyYWluGAMgASgLMhEuYWN0aW9ucS52MS5EcmFpbkgAQgYKBGtpbmQiPAoJSGVhcnRiZWF0Ei8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIXCgVEcmFpbhIOCgZyZWFzb24YASABKAkiMgoPQWNrQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIjYKEEFja0NsYWltUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iaAoSRXh0ZW5kQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIm0KE0V4dGVuZENsYWltUmVzcG9uc2USMgoOY2xhaW1fZGVhZGxpbmUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBmFjdGlvbhgCIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkwKFUNvbXBsZXRlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRISCgpyZXN1bHRfcmVmGAMgASgJIjwKFkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iRAoRRmFpbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJIjgKEkZhaWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiIjChJTd2VlcENsYWltc1JlcXVlc3QSDQoFYWN0b3IYASABKAkiQwoTU3dlZXBDbGFpbXNSZXNwb25zZRIsChByZXF1ZXVlZF9hY3Rpb25zGAEgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24iYAoRTGlzdEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJOChJMaXN0RXZlbnRzUmVzcG9uc2USIQoGZXZlbnRzGAEgAygLMhEuYWN0aW9ucS52MS5FdmVudBIVCg1uZXh0X2FmdGVyX2lkGAIgASgDIk4KEldhdGNoRXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEwoLZXZlbnRfdHlwZXMYAyADKAkifQoTV2F0Y2hFdmVudHNSZXNwb25zZRIiCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnRIABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEg4KBmN1cnNvchgDIAEoA0IGCgRraW5kInIKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRINCgVhY3RvchgCIAEoCRIoCgdwYXlsb2FkGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCglhY3Rpb25faWQYBCABKAMiNQoRRW1pdEV2ZW50UmVzcG9uc2USIAoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50MqoKChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJNCglHZXRBY3Rpb24SHC5hY3Rpb25xLnYxLkdldEFjdGlvblJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldEFjdGlvblJlc3BvbnNlIgOQAgESUwoLTGlzdEFjdGlvbnMSHi5hY3Rpb25xLnYxLkxpc3RBY3Rpb25zUmVxdWVzdBofLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXNwb25zZSIDkAIBElQKDUFwcHJvdmVBY3Rpb24SIC5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXF1ZXN0GiEuYWN0aW9ucS52MS5BcHByb3ZlQWN0aW9uUmVzcG9uc2USUQoMUmVqZWN0QWN0aW9uEh8uYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXNwb25zZRJRCgxDYW5jZWxBY3Rpb24SHy5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlc3BvbnNlEk4KC0NsYWltQWN0aW9uEh4uYWN0aW9ucS52MS5DbGFpbUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVzcG9uc2USUwoMU3RyZWFtQ2xhaW1zEh8uYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXNwb25zZTABEkUKCEFja0NsYWltEhsuYWN0aW9ucS52MS5BY2tDbGFpbVJlcXVlc3QaHC5hY3Rpb25xLnYxLkFja0NsYWltUmVzcG9uc2USTgoLRXh0ZW5kQ2xhaW0SHi5hY3Rpb25xLnYxLkV4dGVuZENsYWltUmVxdWVzdBofLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXNwb25zZRJXCg5Db21wbGV0ZUFjdGlvbhIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlc3BvbnNlEksKCkZhaWxBY3Rpb24SHS5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXF1ZXN0Gh4uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVzcG9uc2USTgoLU3dlZXBDbGFpbXMSHi5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXNwb25zZRJQCgpMaXN0RXZlbnRzEh0uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmFjdGlvbnEudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgESUAoLV2F0Y2hFdmVudHMSHi5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVxdWVzdBofLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkgKCUVtaXRFdmVudBIcLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVxdWVzdBodLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVzcG9uc2ViBnByb3RvMw", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIuYDChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMiWgoRR2V0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SIQoGZXZlbnRzGAIgAygLMhEuYWN0aW9ucS52MS5FdmVudCLOAQoSTGlzdEFjdGlvbnNSZXF1ZXN0EioKCHN0YXR1c2VzGAEgAygOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhIKCmNyZWF0ZWRfYnkYBCABKAkSEQoJcGFyZW50X2lkGAUgASgDEhYKDmNvcnJlbGF0aW9uX2lkGAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJIlMKE0xpc3RBY3Rpb25zUmVzcG9uc2USIwoHYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChRBcHByb3ZlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxIQCghhcHByb3ZlchgCIAEoCRIMCgRub3RlGAMgASgJIjsKFUFwcHJvdmVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJVChNSZWplY3RBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgtjbGFpbV90b2tlbhgEIAEoCSI6ChRSZWplY3RBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJAChNDYW5jZWxBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI6ChRDYW5jZWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJ/ChJDbGFpbUFjdGlvblJlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI3ChNDbGFpbUFjdGlvblJlc3BvbnNlEiAKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbSKXAQoTU3RyZWFtQ2xhaW1zUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhUKDW1heF9pbl9mbGlnaHQYBCABKAUSMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKFFN0cmVhbUNsYWltc1Jlc3BvbnNlEiIKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbUgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLmFjdGlvbnEudjEuSGVhcnRiZWF0SAASIgoFZHJhaW4YAyABKAsyES5hY3Rpb25xLnYxLkRyYWluSABCBgoEa2luZCI8CglIZWFydGJlYXQSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhcKBURyYWluEg4KBnJlYXNvbhgBIAEoCSIyCg9BY2tDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkiNgoQQWNrQ2xhaW1SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJoChJFeHRlbmRDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibQoTRXh0ZW5kQ2xhaW1SZXNwb25zZRIyCg5jbGFpbV9kZWFkbGluZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoGYWN0aW9uGAIgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTAoVQ29tcGxldGVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEhIKCnJlc3VsdF9yZWYYAyABKAkiPAoWQ29tcGxldGVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJEChFGYWlsQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkiOAoSRmFpbEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIiMKElN3ZWVwQ2xhaW1zUmVxdWVzdBINCgVhY3RvchgBIAEoCSJDChNTd2VlcENsYWltc1Jlc3BvbnNlEiwKEHJlcXVldWVkX2FjdGlvbnMYASADKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJgChFMaXN0RXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEwoLZXZlbnRfdHlwZXMYAyADKAkSEQoJcGFnZV9zaXplGAQgASgFIk4KEkxpc3RFdmVudHNSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5hY3Rpb25xLnYxLkV2ZW50EhUKDW5leHRfYWZ0ZXJfaWQYAiABKAMiTgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCSJ9ChNXYXRjaEV2ZW50c1Jlc3BvbnNlEiIKBWV2ZW50GAEgASgLMhEuYWN0aW9ucS52MS5FdmVudEgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLmFjdGlvbnEudjEuSGVhcnRiZWF0SAASDgoGY3Vyc29yGAMgASgDQgYKBGtpbmQihwEKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRINCgVhY3RvchgCIAEoCRIoCgdwYXlsb2FkGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCglhY3Rpb25faWQYBCABKAMSEwoLY2xhaW1fdG9rZW4YBSABKAkiNQoRRW1pdEV2ZW50UmVzcG9uc2USIAoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50IkAKClBhdXNlU2NvcGUSIwoEa2luZBgBIAEoDjIVLmFjdGlvbnEudjEuUGF1c2VLaW5kEg0KBXZhbHVlGAIgASgJIoIBCgVQYXVzZRIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRIRCglwYXVzZWRfYnkYAiABKAkSDgoGcmVhc29uGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaChJQYXVzZUNsYWltc1JlcXVlc3QSJQoFc2NvcGUYASABKAsyFi5hY3Rpb25xLnYxLlBhdXNlU2NvcGUSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIkgKE1BhdXNlQ2xhaW1zUmVzcG9uc2USIAoFcGF1c2UYASABKAsyES5hY3Rpb25xLnYxLlBhdXNlEg8KB2NyZWF0ZWQYAiABKAgiWwoTUmVzdW1lQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiOAoUUmVzdW1lQ2xhaW1zUmVzcG9uc2USIAoFcGF1c2UYASABKAsyES5hY3Rpb25xLnYxLlBhdXNlIhYKFEdldFF1ZXVlU3RhdHNSZXF1ZXN0IscBChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USJwoGY291bnRzGAEgAygLMhcuYWN0aW9ucS52MS5TdGF0dXNDb3VudBIRCgljbGFpbWFibGUYAiABKAMSNwoUb2xkZXN0X2NsYWltYWJsZV9hZ2UYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIQoGcGF1c2VzGAQgAygLMhEuYWN0aW9ucS52MS5QYXVzZRIWCg5wb2xpY3lfdmVyc2lvbhgFIAEoCSJbCgtTdGF0dXNDb3VudBIoCgZzdGF0dXMYASABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxITCgthY3Rpb25fdHlwZRgCIAEoCRINCgVjb3VudBgDIAEoAyJCChVSb2xsYmFja0FjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KFlJvbGxiYWNrQWN0aW9uUmVzcG9uc2USJAoIcm9sbGJhY2sYASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIhIKEEdldFBvbGljeVJlcXVlc3QiZAoRR2V0UG9saWN5UmVzcG9uc2USFgoOcG9saWN5X3ZlcnNpb24YASABKAkSDgoGc291cmNlGAIgASgJEicKBnBvbGljeRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiJAoTUmVsb2FkUG9saWN5UmVxdWVzdBINCgVhY3RvchgBIAEoCSI/ChRSZWxvYWRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIPCgdjaGFuZ2VkGAIgASgIKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMqMOChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJNCglHZXRBY3Rpb24SHC5hY3Rpb25xLnYxLkdldEFjdGlvblJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldEFjdGlvblJlc3BvbnNlIgOQAgESUwoLTGlzdEFjdGlvbnMSHi5hY3Rpb25xLnYxLkxpc3RBY3Rpb25zUmVxdWVzdBofLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXNwb25zZSIDkAIBElQKDUFwcHJvdmVBY3Rpb24SIC5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXF1ZXN0GiEuYWN0aW9ucS52MS5BcHByb3ZlQWN0aW9uUmVzcG9uc2USUQoMUmVqZWN0QWN0aW9uEh8uYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXNwb25zZRJRCgxDYW5jZWxBY3Rpb24SHy5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlc3BvbnNlEk4KC0NsYWltQWN0aW9uEh4uYWN0aW9ucS52MS5DbGFpbUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVzcG9uc2USUwoMU3RyZWFtQ2xhaW1zEh8uYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXNwb25zZTABEkUKCEFja0NsYWltEhsuYWN0aW9ucS52MS5BY2tDbGFpbVJlcXVlc3QaHC5hY3Rpb25xLnYxLkFja0NsYWltUmVzcG9uc2USTgoLRXh0ZW5kQ2xhaW0SHi5hY3Rpb25xLnYxLkV4dGVuZENsYWltUmVxdWVzdBofLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXNwb25zZRJXCg5Db21wbGV0ZUFjdGlvbhIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlc3BvbnNlEksKCkZhaWxBY3Rpb24SHS5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXF1ZXN0Gh4uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVzcG9uc2USTgoLU3dlZXBDbGFpbXMSHi5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXNwb25zZRJQCgpMaXN0RXZlbnRzEh0uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmFjdGlvbnEudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgESUAoLV2F0Y2hFdmVudHMSHi5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVxdWVzdBofLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkgKCUVtaXRFdmVudBIcLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVxdWVzdBodLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVzcG9uc2USTgoLUGF1c2VDbGFpbXMSHi5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXNwb25zZRJRCgxSZXN1bWVDbGFpbXMSHy5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1Jlc3BvbnNlElkKDUdldFF1ZXVlU3RhdHMSIC5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiEuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACARJXCg5Sb2xsYmFja0FjdGlvbhIhLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlc3BvbnNlEk0KCUdldFBvbGljeRIcLmFjdGlvbnEudjEuR2V0UG9saWN5UmVxdWVzdBodLmFjdGlvbnEudjEuR2V0UG9saWN5UmVzcG9uc2UiA5ACARJRCgxSZWxvYWRQb2xpY3kSHy5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlc3BvbnNlYgZwcm90bzM", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message actionq.v1.EnqueueActionRequest
@@ -120,6 +120,21 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
    * @generated from field: string idempotency_key = 16;
    */
   idempotencyKey: string;
+
+  /**
+   * Replace this earlier PENDING or APPROVED action, which is cancelled.
+   *
+   * @generated from field: int64 supersedes_id = 17;
+   */
+  supersedesId: bigint;
+
+  /**
+   * The payload for the reverse action named by `rollback_ref`; needs
+   * `rollback_ref`.
+   *
+   * @generated from field: google.protobuf.Struct rollback_payload = 18;
+   */
+  rollbackPayload?: JsonObject | undefined;
 };
 
 /**
@@ -998,7 +1013,9 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
  */
 export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
   /**
-   * `coordinator_cycle` or `coordinator_paused`.
+   * `coordinator_cycle`, `coordinator_paused`, or `action_progress` (a
+   * worker's note about an action it holds; needs `action_id` and
+   * `claim_token`).
    *
    * @generated from field: string event_type = 1;
    */
@@ -1024,6 +1041,13 @@ export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
    * @generated from field: int64 action_id = 4;
    */
   actionId: bigint;
+
+  /**
+   * For `action_progress`: the token of the current claim of `action_id`.
+   *
+   * @generated from field: string claim_token = 5;
+   */
+  claimToken: string;
 };
 
 /**
@@ -1051,6 +1075,446 @@ export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE_
   messageDesc(file_actionq_v1_action_queue_service, 33);
 
 /**
+ * What a pause applies to.
+ *
+ * @generated from message actionq.v1.PauseScope
+ */
+export type PauseScope = Message<"actionq.v1.PauseScope"> & {
+  /**
+   * @generated from field: actionq.v1.PauseKind kind = 1;
+   */
+  kind: PauseKind;
+
+  /**
+   * The action type or project, for those kinds; empty otherwise.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message actionq.v1.PauseScope.
+ * Use `create(PauseScopeSchema)` to create a new message.
+ */
+export const PauseScopeSchema: GenMessage<PauseScope> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 34);
+
+/**
+ * A pause in force.
+ *
+ * @generated from message actionq.v1.Pause
+ */
+export type Pause = Message<"actionq.v1.Pause"> & {
+  /**
+   * @generated from field: actionq.v1.PauseScope scope = 1;
+   */
+  scope?: PauseScope | undefined;
+
+  /**
+   * @generated from field: string paused_by = 2;
+   */
+  pausedBy: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message actionq.v1.Pause.
+ * Use `create(PauseSchema)` to create a new message.
+ */
+export const PauseSchema: GenMessage<Pause> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 35);
+
+/**
+ * @generated from message actionq.v1.PauseClaimsRequest
+ */
+export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
+  /**
+   * @generated from field: actionq.v1.PauseScope scope = 1;
+   */
+  scope?: PauseScope | undefined;
+
+  /**
+   * Required. Who pauses, such as `human:carol`.
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * Required. Why; kept on the pause and its event.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message actionq.v1.PauseClaimsRequest.
+ * Use `create(PauseClaimsRequestSchema)` to create a new message.
+ */
+export const PauseClaimsRequestSchema: GenMessage<PauseClaimsRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 36);
+
+/**
+ * @generated from message actionq.v1.PauseClaimsResponse
+ */
+export type PauseClaimsResponse = Message<"actionq.v1.PauseClaimsResponse"> & {
+  /**
+   * @generated from field: actionq.v1.Pause pause = 1;
+   */
+  pause?: Pause | undefined;
+
+  /**
+   * False when the scope was already paused; `pause` is that pause.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message actionq.v1.PauseClaimsResponse.
+ * Use `create(PauseClaimsResponseSchema)` to create a new message.
+ */
+export const PauseClaimsResponseSchema: GenMessage<PauseClaimsResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 37);
+
+/**
+ * @generated from message actionq.v1.ResumeClaimsRequest
+ */
+export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
+  /**
+   * @generated from field: actionq.v1.PauseScope scope = 1;
+   */
+  scope?: PauseScope | undefined;
+
+  /**
+   * Required. Who resumes.
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * Why; kept on the `coordinator_resumed` event.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message actionq.v1.ResumeClaimsRequest.
+ * Use `create(ResumeClaimsRequestSchema)` to create a new message.
+ */
+export const ResumeClaimsRequestSchema: GenMessage<ResumeClaimsRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 38);
+
+/**
+ * @generated from message actionq.v1.ResumeClaimsResponse
+ */
+export type ResumeClaimsResponse = Message<"actionq.v1.ResumeClaimsResponse"> & {
+  /**
+   * The pause that was lifted.
+   *
+   * @generated from field: actionq.v1.Pause pause = 1;
+   */
+  pause?: Pause | undefined;
+};
+
+/**
+ * Describes the message actionq.v1.ResumeClaimsResponse.
+ * Use `create(ResumeClaimsResponseSchema)` to create a new message.
+ */
+export const ResumeClaimsResponseSchema: GenMessage<ResumeClaimsResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 39);
+
+/**
+ * @generated from message actionq.v1.GetQueueStatsRequest
+ */
+export type GetQueueStatsRequest = Message<"actionq.v1.GetQueueStatsRequest"> & {
+};
+
+/**
+ * Describes the message actionq.v1.GetQueueStatsRequest.
+ * Use `create(GetQueueStatsRequestSchema)` to create a new message.
+ */
+export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 40);
+
+/**
+ * @generated from message actionq.v1.GetQueueStatsResponse
+ */
+export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> & {
+  /**
+   * One row per status and action type that has actions.
+   *
+   * @generated from field: repeated actionq.v1.StatusCount counts = 1;
+   */
+  counts: StatusCount[];
+
+  /**
+   * Approved actions that no pause holds back.
+   *
+   * @generated from field: int64 claimable = 2;
+   */
+  claimable: bigint;
+
+  /**
+   * How long the oldest claimable action has waited since its approval;
+   * unset when nothing is claimable.
+   *
+   * @generated from field: google.protobuf.Duration oldest_claimable_age = 3;
+   */
+  oldestClaimableAge?: Duration | undefined;
+
+  /**
+   * @generated from field: repeated actionq.v1.Pause pauses = 4;
+   */
+  pauses: Pause[];
+
+  /**
+   * The version of the policy this server applies.
+   *
+   * @generated from field: string policy_version = 5;
+   */
+  policyVersion: string;
+};
+
+/**
+ * Describes the message actionq.v1.GetQueueStatsResponse.
+ * Use `create(GetQueueStatsResponseSchema)` to create a new message.
+ */
+export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 41);
+
+/**
+ * @generated from message actionq.v1.StatusCount
+ */
+export type StatusCount = Message<"actionq.v1.StatusCount"> & {
+  /**
+   * @generated from field: actionq.v1.ActionStatus status = 1;
+   */
+  status: ActionStatus;
+
+  /**
+   * @generated from field: string action_type = 2;
+   */
+  actionType: string;
+
+  /**
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message actionq.v1.StatusCount.
+ * Use `create(StatusCountSchema)` to create a new message.
+ */
+export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 42);
+
+/**
+ * @generated from message actionq.v1.RollbackActionRequest
+ */
+export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Required. Who asks for the rollback; the producer of the new action.
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * Why; kept on the new action's `action_enqueued` event.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message actionq.v1.RollbackActionRequest.
+ * Use `create(RollbackActionRequestSchema)` to create a new message.
+ */
+export const RollbackActionRequestSchema: GenMessage<RollbackActionRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 43);
+
+/**
+ * @generated from message actionq.v1.RollbackActionResponse
+ */
+export type RollbackActionResponse = Message<"actionq.v1.RollbackActionResponse"> & {
+  /**
+   * The rollback action.
+   *
+   * @generated from field: actionq.v1.Action rollback = 1;
+   */
+  rollback?: Action | undefined;
+
+  /**
+   * False when a live rollback already existed and is returned instead.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message actionq.v1.RollbackActionResponse.
+ * Use `create(RollbackActionResponseSchema)` to create a new message.
+ */
+export const RollbackActionResponseSchema: GenMessage<RollbackActionResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 44);
+
+/**
+ * @generated from message actionq.v1.GetPolicyRequest
+ */
+export type GetPolicyRequest = Message<"actionq.v1.GetPolicyRequest"> & {
+};
+
+/**
+ * Describes the message actionq.v1.GetPolicyRequest.
+ * Use `create(GetPolicyRequestSchema)` to create a new message.
+ */
+export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 45);
+
+/**
+ * @generated from message actionq.v1.GetPolicyResponse
+ */
+export type GetPolicyResponse = Message<"actionq.v1.GetPolicyResponse"> & {
+  /**
+   * @generated from field: string policy_version = 1;
+   */
+  policyVersion: string;
+
+  /**
+   * The file it was read from; empty for the built-in policy.
+   *
+   * @generated from field: string source = 2;
+   */
+  source: string;
+
+  /**
+   * The policy in force, with every default filled in.
+   *
+   * @generated from field: google.protobuf.Struct policy = 3;
+   */
+  policy?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message actionq.v1.GetPolicyResponse.
+ * Use `create(GetPolicyResponseSchema)` to create a new message.
+ */
+export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 46);
+
+/**
+ * @generated from message actionq.v1.ReloadPolicyRequest
+ */
+export type ReloadPolicyRequest = Message<"actionq.v1.ReloadPolicyRequest"> & {
+  /**
+   * Required. Who reloads; the actor of the `policy_reloaded` event.
+   *
+   * @generated from field: string actor = 1;
+   */
+  actor: string;
+};
+
+/**
+ * Describes the message actionq.v1.ReloadPolicyRequest.
+ * Use `create(ReloadPolicyRequestSchema)` to create a new message.
+ */
+export const ReloadPolicyRequestSchema: GenMessage<ReloadPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 47);
+
+/**
+ * @generated from message actionq.v1.ReloadPolicyResponse
+ */
+export type ReloadPolicyResponse = Message<"actionq.v1.ReloadPolicyResponse"> & {
+  /**
+   * @generated from field: string policy_version = 1;
+   */
+  policyVersion: string;
+
+  /**
+   * False when the file had not changed.
+   *
+   * @generated from field: bool changed = 2;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message actionq.v1.ReloadPolicyResponse.
+ * Use `create(ReloadPolicyResponseSchema)` to create a new message.
+ */
+export const ReloadPolicyResponseSchema: GenMessage<ReloadPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 48);
+
+/**
+ * @generated from enum actionq.v1.PauseKind
+ */
+export enum PauseKind {
+  /**
+   * @generated from enum value: PAUSE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No action is claimed.
+   *
+   * @generated from enum value: PAUSE_KIND_ALL = 1;
+   */
+  ALL = 1,
+
+  /**
+   * Actions of the type in `value` are not claimed.
+   *
+   * @generated from enum value: PAUSE_KIND_ACTION_TYPE = 2;
+   */
+  ACTION_TYPE = 2,
+
+  /**
+   * Actions of the project in `value` are not claimed.
+   *
+   * @generated from enum value: PAUSE_KIND_PROJECT = 3;
+   */
+  PROJECT = 3,
+
+  /**
+   * The policy approves nothing by itself: every new action waits in
+   * PENDING for human approvals. Claiming goes on.
+   *
+   * @generated from enum value: PAUSE_KIND_AUTO_APPROVAL = 4;
+   */
+  AUTO_APPROVAL = 4,
+}
+
+/**
+ * Describes the enum actionq.v1.PauseKind.
+ */
+export const PauseKindSchema: GenEnum<PauseKind> = /*@__PURE__*/
+  enumDesc(file_actionq_v1_action_queue_service, 0);
+
+/**
  * A queue of operational actions: producers propose them, approvers gate the
  * risky ones, workers claim them under a lease and report the outcome, and
  * every step is written to an append-only event log.
@@ -1064,17 +1528,27 @@ export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE_
  */
 export const ActionQueueService: GenService<{
   /**
-   * Creates an action. It lands in APPROVED when it needs no approval (an
-   * `action_approved` event by `policy:standard` follows `action_enqueued`),
-   * and in PENDING when `approval_required` is set or its risk is GUARDED or
-   * DANGEROUS.
+   * Creates an action. The server's approval policy decides at once: the
+   * action lands in APPROVED when the policy lets it run without a human
+   * (an `action_approved` event by `policy:<mode>` follows
+   * `action_enqueued`), and in PENDING, waiting for `approvals_required`
+   * distinct approvers, otherwise. Both events record the policy version,
+   * the rule that matched and why. `approval_required` always makes the
+   * action wait.
+   *
+   * With `supersedes_id`, the new action replaces an earlier PENDING or
+   * APPROVED one, which is cancelled in the same transaction: an approval
+   * binds to exactly what was reviewed, so a changed proposal is a new
+   * action.
    *
    * With an `idempotency_key`, a repeat from the same producer returns the
    * first action and creates nothing (`created` is false); a repeat that
    * differs from the first request fails with ALREADY_EXISTS.
    *
-   * Errors: INVALID_ARGUMENT naming the field; NOT_FOUND when `parent_id`
-   * does not exist; FAILED_PRECONDITION when the chain would be too deep;
+   * Errors: INVALID_ARGUMENT naming the field (also when `risk_level` is
+   * below the level the policy gives the type); NOT_FOUND when `parent_id`
+   * or `supersedes_id` does not exist; FAILED_PRECONDITION when the chain
+   * would be too deep or the superseded action is past APPROVED;
    * RESOURCE_EXHAUSTED when an `agent:` or `script:` producer is over its
    * hourly rate.
    *
@@ -1107,7 +1581,15 @@ export const ActionQueueService: GenService<{
     output: typeof ListActionsResponseSchema;
   },
   /**
-   * Moves a PENDING action to APPROVED, recording the approver.
+   * Records one approval of a PENDING action. When the action has as many
+   * distinct approvers as `approvals_required`, it moves to APPROVED (an
+   * `action_approved` event); before that each approval is an
+   * `approval_granted` event.
+   *
+   * Errors: PERMISSION_DENIED when the approver is the producer
+   * (`SELF_APPROVAL`); FAILED_PRECONDITION when this approver already
+   * approved (`DUPLICATE_APPROVAL`), when the approval has expired
+   * (`APPROVAL_EXPIRED`) or when the action is not PENDING.
    *
    * @generated from rpc actionq.v1.ActionQueueService.ApproveAction
    */
@@ -1263,6 +1745,84 @@ export const ActionQueueService: GenService<{
     methodKind: "unary";
     input: typeof EmitEventRequestSchema;
     output: typeof EmitEventResponseSchema;
+  },
+  /**
+   * Stops claiming in a scope (everything, one action type or one project),
+   * or stops the policy from approving anything by itself. The pause lives
+   * in the database, so it holds on every server at once. Paused actions
+   * keep their place; claim streams stay open and deliver again when the
+   * pause is lifted. Pausing a scope already paused returns the pause in
+   * force (`created` false). Writes a `coordinator_paused` event.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.PauseClaims
+   */
+  pauseClaims: {
+    methodKind: "unary";
+    input: typeof PauseClaimsRequestSchema;
+    output: typeof PauseClaimsResponseSchema;
+  },
+  /**
+   * Lifts a pause made by PauseClaims and writes a `coordinator_resumed`
+   * event. NOT_FOUND when that scope is not paused.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.ResumeClaims
+   */
+  resumeClaims: {
+    methodKind: "unary";
+    input: typeof ResumeClaimsRequestSchema;
+    output: typeof ResumeClaimsResponseSchema;
+  },
+  /**
+   * Counts actions by status and type, and reports the oldest claimable
+   * action, the pauses in force and this server's policy version.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.GetQueueStats
+   */
+  getQueueStats: {
+    methodKind: "unary";
+    input: typeof GetQueueStatsRequestSchema;
+    output: typeof GetQueueStatsResponseSchema;
+  },
+  /**
+   * Enqueues the reverse of a COMPLETED or FAILED action: a child action of
+   * type `rollback_ref` with payload `rollback_payload`, on the same
+   * project, node, service and target, proposed by `actor`. The approval
+   * policy applies to it as to any action. While a rollback of the action
+   * is live (not rejected, cancelled or failed), calling again returns it
+   * (`created` false).
+   *
+   * Errors: FAILED_PRECONDITION when the action is not COMPLETED or FAILED,
+   * has no `rollback_ref`, or the chain would be too deep.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.RollbackAction
+   */
+  rollbackAction: {
+    methodKind: "unary";
+    input: typeof RollbackActionRequestSchema;
+    output: typeof RollbackActionResponseSchema;
+  },
+  /**
+   * Returns the approval policy this server applies, and its version.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.GetPolicy
+   */
+  getPolicy: {
+    methodKind: "unary";
+    input: typeof GetPolicyRequestSchema;
+    output: typeof GetPolicyResponseSchema;
+  },
+  /**
+   * Reads the policy file again (as SIGHUP does) on the server that answers
+   * and writes a `policy_reloaded` event when the version changed. An
+   * invalid file is refused with INVALID_ARGUMENT naming the bad key, and
+   * the policy in force stays.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.ReloadPolicy
+   */
+  reloadPolicy: {
+    methodKind: "unary";
+    input: typeof ReloadPolicyRequestSchema;
+    output: typeof ReloadPolicyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_actionq_v1_action_queue_service, 0);
