@@ -108,6 +108,10 @@ export const SETTINGS = {
     fallback: "10",
     doc: "On SIGTERM or SIGINT, how long calls in progress may take to finish.",
   }),
+  ACTIONQ_POLICY: setting({
+    schema: z.string().min(1).optional(),
+    doc: "Path of the approval policy file (YAML or JSON; see the safety model). Unset: the built-in standard policy. Reloaded on SIGHUP.",
+  }),
   ACTIONQ_LOG_LEVEL: setting({
     schema: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
     fallback: "info",
@@ -134,6 +138,7 @@ export interface Config {
   pollIntervalMs: number;
   poolSize: number;
   shutdownGraceMs: number;
+  policyPath: string | undefined;
   logLevel: Parsed["ACTIONQ_LOG_LEVEL"];
 }
 
@@ -178,6 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pollIntervalMs: v.ACTIONQ_POLL_INTERVAL_SECONDS,
     poolSize: v.ACTIONQ_POOL_SIZE,
     shutdownGraceMs: v.ACTIONQ_SHUTDOWN_GRACE_SECONDS,
+    policyPath: v.ACTIONQ_POLICY,
     logLevel: v.ACTIONQ_LOG_LEVEL,
   };
 }

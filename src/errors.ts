@@ -8,6 +8,7 @@ export type ErrorKind =
   | "already_exists"
   | "failed_precondition"
   | "resource_exhausted"
+  | "permission_denied"
   | "unavailable";
 
 export class ActionqError extends Error {

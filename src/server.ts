@@ -17,6 +17,8 @@ import { HealthState, registerHealthService } from "./api/health.js";
 import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
 import { registerReflection } from "./api/reflection.js";
 import type { Config } from "./config.js";
+import { ActionqError } from "./errors.js";
+import { PolicyError, PolicyHolder } from "./policy/policy.js";
 import { ClaimDispatcher } from "./dispatch/claims.js";
 import { EventHub } from "./dispatch/event-hub.js";
 import { Listener } from "./dispatch/listener.js";
@@ -26,6 +28,7 @@ import { createPool } from "./store/db.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { EventStore } from "./store/events.js";
 import { migrate } from "./store/migrate.js";
+import { PauseStore } from "./store/pauses.js";
 
 export interface StartOptions {
   /** Extra settings for an embedded PostgreSQL (tests use fsync=off). */
@@ -53,8 +56,16 @@ export class ActionqServer {
       healthTimer: NodeJS.Timeout;
       stopping: AbortController;
       forceStop: AbortController;
+      reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
     },
   ) {}
+
+  /** Reads the policy file again and puts it in force (SIGHUP and the
+   * ReloadPolicy RPC). An invalid file leaves the policy in force and is
+   * refused with INVALID_ARGUMENT naming the bad key. */
+  reloadPolicy(actor: string): Promise<{ version: string; changed: boolean }> {
+    return this.parts.reloadPolicy(actor);
+  }
 
   /** What this server holds open right now. */
   get stats(): { claimStreams: number; watchers: number; listening: boolean } {
@@ -66,7 +77,11 @@ export class ActionqServer {
     return `${host}:${this.port}`;
   }
 
+  /** Throws PolicyError, before touching any database, when the policy
+   * file is invalid. */
   static async start(config: Config, log: Logger, options: StartOptions = {}): Promise<ActionqServer> {
+    const policy = await PolicyHolder.open(config.policyPath);
+    log.info({ policy: policy.current.version, source: policy.current.source ?? "built-in" }, "approval policy loaded");
     let embedded: EmbeddedPostgres | undefined;
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
@@ -75,14 +90,20 @@ export class ActionqServer {
     }
     try {
       await migrate(databaseUrl, config.schema, log);
-      return await ActionqServer.serve(config, log, databaseUrl, embedded);
+      return await ActionqServer.serve(config, log, databaseUrl, embedded, policy);
     } catch (error) {
       await embedded?.stop().catch(() => {});
       throw error;
     }
   }
 
-  private static async serve(config: Config, log: Logger, databaseUrl: string, embedded: EmbeddedPostgres | undefined): Promise<ActionqServer> {
+  private static async serve(
+    config: Config,
+    log: Logger,
+    databaseUrl: string,
+    embedded: EmbeddedPostgres | undefined,
+    policy: PolicyHolder,
+  ): Promise<ActionqServer> {
     const pool = createPool(databaseUrl, config.schema, config.poolSize, log.child({ component: "pool" }));
     const actions = new ActionStore(pool, {
       maxChainDepth: config.maxChainDepth,
@@ -90,6 +111,29 @@ export class ActionqServer {
       ackTimeoutMs: config.ackTimeoutMs,
     });
     const events = new EventStore(pool);
+    const pauses = new PauseStore(pool);
+    // The event comes first: a policy is never in force without the record
+    // of which version replaced which.
+    const reloadPolicy = async (actor: string) => {
+      let next;
+      try {
+        next = await policy.read();
+      } catch (error) {
+        if (!(error instanceof PolicyError)) throw error;
+        log.warn({ err: error.message }, "policy reload refused; the policy in force stays");
+        throw new ActionqError("invalid_argument", "INVALID_POLICY", `ACTIONQ_POLICY ${error.message}; the policy in force (${policy.current.version}) stays`, {
+          source: error.source,
+        });
+      }
+      const previous = policy.current;
+      const changed = next.version !== previous.version;
+      if (changed) {
+        await events.append({ actionId: null, eventType: "policy_reloaded", actor, payload: { from: previous.version, to: next.version, source: next.source ?? "" } });
+        policy.install(next);
+      }
+      log.info({ policy: next.version, changed, actor }, "approval policy reloaded");
+      return { version: next.version, changed };
+    };
     const dispatcher = new ClaimDispatcher(actions, config, log.child({ component: "dispatcher" }));
     const hub = new EventHub(events, config, log.child({ component: "events" }));
     const listener = new Listener(
@@ -100,6 +144,7 @@ export class ActionqServer {
         onClaimable: (actionType) => dispatcher.onClaimable(actionType),
         onClaimEnded: (_session, actionId, attempt) => dispatcher.onClaimEnded(actionId, attempt),
         onEvents: () => hub.poke(),
+        onResumed: () => dispatcher.wakeAll(),
         onResync: () => {
           dispatcher.wakeAll();
           void dispatcher.resync();
@@ -133,7 +178,7 @@ export class ActionqServer {
     healthTimer.unref();
 
     const routes = (router: ConnectRouter) => {
-      registerActionQueueService(router, { config, actions, events, dispatcher, hub, shutdown: stopping.signal });
+      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, policy, reloadPolicy, shutdown: stopping.signal });
       registerHealthService(router, health, stopping.signal);
       registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
     };
@@ -182,6 +227,7 @@ export class ActionqServer {
       healthTimer,
       stopping,
       forceStop,
+      reloadPolicy,
     });
     log.info({ address: server.address, schema: config.schema, database: embedded ? `embedded (${embedded.dataDir})` : "ACTIONQ_URL" }, "actionq is serving");
     return server;

@@ -74,8 +74,7 @@ describe("the actions table refuses impossible states", () => {
     ["approved with no approver", "UPDATE actions SET approved_by = NULL WHERE id = $1", "approved_before_claimed"],
     ["waiting yet holding a claim token", "UPDATE actions SET claim_token = gen_random_uuid(), claimed_by = 'worker:ghost' WHERE id = $1", "token_cleared_when_waiting"],
     ["an unknown status", "UPDATE actions SET status = 'paused' WHERE id = $1", "actions_status_check"],
-    ["a confidence above 1", "UPDATE actions SET confidence = 1.5 WHERE id = $1", "actions_confidence_check"],
-    ["a payload that is not an object", "UPDATE actions SET payload = '[1,2]'::jsonb WHERE id = $1", "actions_payload_check"],
+    ["a quorum met while still PENDING", "UPDATE actions SET status = 'pending', approvers = '{human:x}' WHERE id = $1", "pending_until_quorum"],
   ])("an APPROVED action cannot be made %s", async (_name, sql, constraint) => {
     const before = await snapshot(t.db);
     const error = await sqlError(sql, [approved.id]);
@@ -83,6 +82,23 @@ describe("the actions table refuses impossible states", () => {
     expect(error.constraint).toBe(constraint);
     expect(await snapshot(t.db)).toBe(before);
     expect((await getAction(t, approved.id)).action.status).toBe(STATUS.approved);
+  });
+
+  // Approvals bind to exactly what was reviewed.
+  it.each([
+    ["its payload", "UPDATE actions SET payload = '{\"replicas\": 0}'::jsonb WHERE id = $1"],
+    ["its target", "UPDATE actions SET target_ref = 'prod/db' WHERE id = $1"],
+    ["its type", "UPDATE actions SET action_type = 'drop_database' WHERE id = $1"],
+    ["its risk level", "UPDATE actions SET risk_level = 'dangerous' WHERE id = $1"],
+    ["its confidence", "UPDATE actions SET confidence = 0.1 WHERE id = $1"],
+    ["its producer", "UPDATE actions SET created_by = 'human:mallory' WHERE id = $1"],
+    ["its quorum", "UPDATE actions SET approvals_required = 5 WHERE id = $1"],
+  ])("an enqueued action cannot change %s", async (_name, sql) => {
+    const before = await snapshot(t.db);
+    const error = await sqlError(sql, [approved.id]);
+    expect(error.code).toBe("42501");
+    expect(error.message).toMatch(/cannot change after enqueue/);
+    expect(await snapshot(t.db)).toBe(before);
   });
 
   it.each([

@@ -98,7 +98,8 @@ describe("enqueue and the approval policy", () => {
     ["a DANGEROUS action", { riskLevel: "RISK_LEVEL_DANGEROUS" }, "RISK_LEVEL_DANGEROUS"],
     ["a SAFE action that asks for approval", { riskLevel: "RISK_LEVEL_SAFE", approvalRequired: true }, "RISK_LEVEL_SAFE"],
   ])("%s lands PENDING with only action_enqueued, and says it had to wait", async (_name, fields, risk) => {
-    const { action } = await enqueue(t, { actionType: "redeploy_service", ...fields });
+    // A type the policy's registry does not know: its producer sets the level.
+    const { action } = await enqueue(t, { actionType: "restart_worker", ...fields });
     expect(action.status).toBe(STATUS.pending);
     expect(action.riskLevel).toBe(risk);
     // Action.approval_required: "True when the action had to wait for an

@@ -30,6 +30,12 @@ const RPCS = [
   "ListEvents",
   "WatchEvents",
   "EmitEvent",
+  "PauseClaims",
+  "ResumeClaims",
+  "GetQueueStats",
+  "RollbackAction",
+  "GetPolicy",
+  "ReloadPolicy",
 ];
 const SERVER_STREAMING = new Set(["StreamClaims", "WatchEvents"]);
 

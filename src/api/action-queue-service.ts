@@ -2,19 +2,30 @@
 // store or the dispatcher, turn rows into messages. No SQL and no lifecycle
 // rules live here.
 import { createHash } from "node:crypto";
-import type { JsonValue } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Config } from "../config.js";
 import type { ClaimDispatcher } from "../dispatch/claims.js";
 import type { EventHub } from "../dispatch/event-hub.js";
 import { ActionqError, actionNotFound, invalidField } from "../errors.js";
-import { decideApproval } from "../policy/approval.js";
+import { type ProposedAction, decideApproval, resolveRisk } from "../policy/approval.js";
+import type { LoadedPolicy, PolicyHolder } from "../policy/policy.js";
 import type { ActionStore, NewAction, Outcome } from "../store/actions.js";
 import type { EventStore } from "../store/events.js";
-import { COORDINATOR_EVENT_TYPES, EVENT_TYPES, type Status } from "../store/rows.js";
-import { actionToWire, claimToWire, eventToWire, riskFromWire, statusFromWire } from "./convert.js";
+import type { PauseStore } from "../store/pauses.js";
+import { COORDINATOR_EVENT_TYPES, EVENT_TYPES, type RiskLevel, type Status } from "../store/rows.js";
+import {
+  actionToWire,
+  claimToWire,
+  eventToWire,
+  pauseScopeFromWire,
+  pauseToWire,
+  riskFromWire,
+  statusFromWire,
+  statusToWire,
+} from "./convert.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import * as check from "./validate.js";
 
@@ -24,6 +35,10 @@ export interface ServiceDeps {
   events: EventStore;
   dispatcher: ClaimDispatcher;
   hub: EventHub;
+  pauses: PauseStore;
+  policy: PolicyHolder;
+  /** Reloads the policy file; the event is written by the caller. */
+  reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
   /** Aborts when the server begins shutting down. */
   shutdown: AbortSignal;
 }
@@ -56,17 +71,30 @@ function canonical(value: JsonValue | undefined): string {
   return JSON.stringify(value);
 }
 
+/** The policy's decision for an action, both as it stands and as it
+ * stands while auto-approval is paused (the insert picks one). */
+function decisions(loaded: LoadedPolicy, action: ProposedAction & { typeRisk: RiskLevel }) {
+  const decision = decideApproval(loaded, action, false);
+  const paused = decideApproval(loaded, action, true);
+  return { decision, pausedDecision: paused, autonomousEligible: decision.autonomousEligible, policyVersion: decision.policyVersion };
+}
+
 function linkedSignal(ctx: HandlerContext, shutdown: AbortSignal): AbortSignal {
   return AbortSignal.any([ctx.signal, shutdown]);
 }
 
 export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof ActionQueueService> {
-  const { config, actions, events, dispatcher, hub } = deps;
+  const { config, actions, events, dispatcher, hub, pauses } = deps;
 
   return {
     async enqueueAction(req) {
-      const riskLevel = riskFromWire(req.riskLevel);
-      if (!riskLevel) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
+      const requestedRisk = riskFromWire(req.riskLevel);
+      if (requestedRisk === undefined) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
+      const rollbackRef = req.rollbackRef === "" ? "" : check.name("rollback_ref", req.rollbackRef);
+      const rollbackPayload = req.rollbackPayload === undefined ? null : check.payload("rollback_payload", req.rollbackPayload);
+      if (rollbackPayload !== null && rollbackRef === "") throw invalidField("rollback_payload", "needs rollback_ref: it is the payload of that reverse action");
+      // What the producer asked for, as it asked: the digest that tells a
+      // retry from a reused key must not change when the policy does.
       const fields = {
         actionType: check.name("action_type", req.actionType),
         project: check.name("project", req.project, false),
@@ -74,7 +102,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         sourceRefs: check.textList("source_refs", req.sourceRefs, check.LIMITS.sourceRefs),
         payload: check.payload("payload", req.payload),
         priority: req.priority,
-        riskLevel,
+        requestedRisk,
         confidence: check.confidence("confidence", req.confidence),
         approvalRequired: req.approvalRequired,
         createdBy: check.principal("created_by", req.createdBy),
@@ -82,14 +110,22 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         node: check.text("node", req.node, { max: check.LIMITS.refLength }),
         service: check.text("service", req.service, { max: check.LIMITS.refLength }),
         parentId: check.optionalId("parent_id", req.parentId),
-        rollbackRef: check.text("rollback_ref", req.rollbackRef, { max: check.LIMITS.refLength }),
+        rollbackRef,
+        rollbackPayload,
+        supersedesId: check.optionalId("supersedes_id", req.supersedesId),
       };
       const idempotencyKey = req.idempotencyKey === "" ? null : check.text("idempotency_key", req.idempotencyKey, { max: check.LIMITS.refLength });
+      const loaded = deps.policy.current;
+      const { risk, typeRisk } = resolveRisk(loaded.policy, fields.actionType, requestedRisk);
+      const { requestedRisk: _requested, ...rest } = fields;
       const input: NewAction = {
-        ...fields,
+        ...rest,
+        riskLevel: risk,
+        rollbackOf: null,
+        note: null,
         idempotencyKey,
         requestDigest: createHash("sha256").update(canonical(fields as unknown as JsonValue)).digest("base64url"),
-        decision: decideApproval(fields),
+        ...decisions(loaded, { ...fields, riskLevel: risk, typeRisk }),
       };
       const outcome = only(await actions.enqueueMany([input]));
       return { action: actionToWire(outcome.action), created: outcome.created ?? true };
@@ -255,9 +291,9 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
 
     async sweepClaims(req) {
       const actor = req.actor === "" ? "server:sweeper" : check.principal("actor", req.actor);
-      const requeued = await actions.sweep(actor);
+      const { expired, requeued } = await actions.sweep(actor);
       for (const row of requeued) dispatcher.onClaimEnded(row.id, row.attempt);
-      return { requeuedActions: requeued.map(actionToWire) };
+      return { requeuedActions: requeued.map(actionToWire), expiredActions: expired.map(actionToWire) };
     },
 
     async listEvents(req) {
@@ -282,16 +318,103 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
     },
 
     async emitEvent(req) {
-      if (!COORDINATOR_EVENT_TYPES.includes(req.eventType as never)) {
-        throw invalidField("event_type", `must be one of ${COORDINATOR_EVENT_TYPES.join(", ")}; got ${JSON.stringify(req.eventType.slice(0, 64))}`);
+      const actor = check.principal("actor", req.actor);
+      const payload = check.payload("payload", req.payload);
+      if (req.eventType === "action_progress") {
+        if (req.actionId === 0n) throw invalidField("action_id", "is required for action_progress");
+        const result = await actions.progress(check.id("action_id", req.actionId), check.claimToken("claim_token", req.claimToken), actor, payload);
+        if (result instanceof ActionqError) throw result;
+        return { event: eventToWire(result) };
       }
-      const event = await events.append({
-        actionId: check.optionalId("action_id", req.actionId),
-        eventType: req.eventType,
-        actor: check.principal("actor", req.actor),
-        payload: check.payload("payload", req.payload),
-      });
+      if (!COORDINATOR_EVENT_TYPES.includes(req.eventType as never)) {
+        throw invalidField(
+          "event_type",
+          `must be one of ${[...COORDINATOR_EVENT_TYPES, "action_progress"].join(", ")}; got ${JSON.stringify(req.eventType.slice(0, 64))}`,
+        );
+      }
+      if (req.claimToken !== "") throw invalidField("claim_token", "is only for action_progress");
+      const event = await events.append({ actionId: check.optionalId("action_id", req.actionId), eventType: req.eventType, actor, payload });
       return { event: eventToWire(event) };
+    },
+
+    async pauseClaims(req) {
+      const scope = pauseScopeFromWire(req.scope);
+      const { pause, created } = await pauses.pause(scope, check.principal("actor", req.actor), check.text("reason", req.reason, { required: true }));
+      return { pause: pauseToWire(pause), created };
+    },
+
+    async resumeClaims(req) {
+      const scope = pauseScopeFromWire(req.scope);
+      const lifted = await pauses.resume(scope, check.principal("actor", req.actor), check.text("reason", req.reason));
+      if (!lifted) {
+        throw new ActionqError("not_found", "PAUSE_NOT_FOUND", `no pause is in force for ${scope.kind}${scope.value === "" ? "" : ` ${scope.value}`}`, {
+          kind: scope.kind,
+          value: scope.value,
+        });
+      }
+      // This server's streams wake now; the others on the 'r' notification.
+      dispatcher.wakeAll();
+      return { pause: pauseToWire(lifted) };
+    },
+
+    async getQueueStats() {
+      const stats = await pauses.stats();
+      return {
+        counts: stats.counts.map((row) => ({ status: statusToWire(row.status as Status), actionType: row.action_type, count: BigInt(row.n) })),
+        claimable: BigInt(stats.claimable),
+        oldestClaimableAge: stats.oldestClaimableAt ? durationFromMs(Math.max(0, Date.now() - stats.oldestClaimableAt.getTime())) : undefined,
+        pauses: stats.pauses.map(pauseToWire),
+        policyVersion: deps.policy.current.version,
+      };
+    },
+
+    async rollbackAction(req) {
+      const id = check.id("id", req.id);
+      const actor = check.principal("actor", req.actor);
+      const reason = check.text("reason", req.reason);
+      const loaded = deps.policy.current;
+      const outcome = await actions.rollback(id, (original) => {
+        const typeRisk = loaded.policy.action_types[original.rollback_ref] ?? loaded.policy.default_risk;
+        const proposal = {
+          actionType: original.rollback_ref,
+          project: original.project,
+          targetRef: original.target_ref,
+          sourceRefs: [`action:${original.id}`],
+          payload: original.rollback_payload ?? {},
+          priority: original.priority,
+          riskLevel: typeRisk,
+          confidence: null,
+          approvalRequired: false,
+          createdBy: actor,
+          correlationId: original.correlation_id,
+          node: original.node,
+          service: original.service,
+          parentId: original.id,
+        };
+        return {
+          ...proposal,
+          rollbackRef: "",
+          rollbackPayload: null,
+          rollbackOf: original.id,
+          supersedesId: null,
+          idempotencyKey: null,
+          requestDigest: createHash("sha256").update(`rollback:${original.id}`).digest("base64url"),
+          note: reason === "" ? null : reason,
+          ...decisions(loaded, { ...proposal, typeRisk }),
+        };
+      });
+      if (!outcome.ok) throw outcome.error;
+      return { rollback: actionToWire(outcome.action), created: outcome.created ?? true };
+    },
+
+    async getPolicy() {
+      const loaded = deps.policy.current;
+      return { policyVersion: loaded.version, source: loaded.source ?? "", policy: JSON.parse(JSON.stringify(loaded.policy)) as JsonObject };
+    },
+
+    async reloadPolicy(req) {
+      const { version, changed } = await deps.reloadPolicy(check.principal("actor", req.actor));
+      return { policyVersion: version, changed };
     },
   };
 }

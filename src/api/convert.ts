@@ -1,9 +1,13 @@
-// Between database rows and wire messages, in both directions, and nothing
-// else.
+// Between database rows and wire messages, in both directions, and the
+// checks that belong to a conversion (an enum value outside the enum).
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Action, ActionSchema, ActionStatus, type Claim, ClaimSchema, type Event, EventSchema, RiskLevel } from "../../gen/actionq/v1/action_pb.js";
+import { type Pause, PauseKind, PauseSchema } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { invalidField } from "../errors.js";
+import type { PauseKind as PauseKindName, PauseRow, PauseScope } from "../store/pauses.js";
 import type { ActionRow, EventRow, RiskLevel as RiskName, Status } from "../store/rows.js";
+import * as check from "./validate.js";
 
 const STATUS_TO_WIRE: Record<Status, ActionStatus> = {
   pending: ActionStatus.PENDING,
@@ -25,14 +29,49 @@ const RISK_TO_WIRE: Record<RiskName, RiskLevel> = {
 
 const WIRE_TO_RISK = new Map<RiskLevel, RiskName>(Object.entries(RISK_TO_WIRE).map(([name, value]) => [value, name as RiskName]));
 
+export function statusToWire(status: Status): ActionStatus {
+  return STATUS_TO_WIRE[status];
+}
+
+const PAUSE_TO_WIRE: Record<PauseKindName, PauseKind> = {
+  all: PauseKind.ALL,
+  action_type: PauseKind.ACTION_TYPE,
+  project: PauseKind.PROJECT,
+  auto_approval: PauseKind.AUTO_APPROVAL,
+};
+const WIRE_TO_PAUSE = new Map<PauseKind, PauseKindName>(Object.entries(PAUSE_TO_WIRE).map(([name, value]) => [value, name as PauseKindName]));
+
+/** Checks a request's scope: a known kind, with a value exactly for the
+ * kinds that name something. */
+export function pauseScopeFromWire(scope: { kind: PauseKind; value: string } | undefined): PauseScope {
+  const kind = scope && WIRE_TO_PAUSE.get(scope.kind);
+  if (!kind) throw invalidField("scope.kind", "is required: PAUSE_KIND_ALL, PAUSE_KIND_ACTION_TYPE, PAUSE_KIND_PROJECT or PAUSE_KIND_AUTO_APPROVAL");
+  const value = scope.value;
+  if (kind === "all" || kind === "auto_approval") {
+    if (value !== "") throw invalidField("scope.value", `must be empty for PAUSE_KIND_${kind.toUpperCase()}`);
+    return { kind, value };
+  }
+  return { kind, value: check.name("scope.value", value) };
+}
+
+export function pauseToWire(row: PauseRow): Pause {
+  return create(PauseSchema, {
+    scope: { kind: PAUSE_TO_WIRE[row.kind], value: row.value },
+    pausedBy: row.paused_by,
+    reason: row.reason,
+    createTime: timestampFromDate(row.created_at),
+  });
+}
+
 /** undefined for values outside the enum (including UNSPECIFIED). */
 export function statusFromWire(value: ActionStatus): Status | undefined {
   return WIRE_TO_STATUS.get(value);
 }
 
-/** UNSPECIFIED means SAFE; undefined for values outside the enum. */
-export function riskFromWire(value: RiskLevel): RiskName | undefined {
-  return value === RiskLevel.UNSPECIFIED ? "safe" : WIRE_TO_RISK.get(value);
+/** null for UNSPECIFIED (the policy gives the type's level); undefined for
+ * values outside the enum. */
+export function riskFromWire(value: RiskLevel): RiskName | null | undefined {
+  return value === RiskLevel.UNSPECIFIED ? null : WIRE_TO_RISK.get(value);
 }
 
 const time = (date: Date | null) => (date ? timestampFromDate(date) : undefined);
@@ -70,6 +109,14 @@ export function actionToWire(row: ActionRow): Action {
     idempotencyKey: row.idempotency_key ?? "",
     claimTime: time(row.claimed_at),
     claimAcked: row.status === "claimed" && row.acked_at !== null,
+    autonomousEligible: row.autonomous_eligible,
+    approvalsRequired: row.approvals_required,
+    approvers: row.approvers,
+    approvalExpireTime: time(row.approval_expires_at),
+    policyVersion: row.policy_version,
+    supersedesId: row.supersedes_id === null ? 0n : BigInt(row.supersedes_id),
+    rollbackPayload: row.rollback_payload ?? undefined,
+    rollbackOfId: row.rollback_of === null ? 0n : BigInt(row.rollback_of),
   });
 }
 

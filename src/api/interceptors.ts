@@ -14,6 +14,7 @@ const CODES: Record<ErrorKind, Code> = {
   already_exists: Code.AlreadyExists,
   failed_precondition: Code.FailedPrecondition,
   resource_exhausted: Code.ResourceExhausted,
+  permission_denied: Code.PermissionDenied,
   unavailable: Code.Unavailable,
 };
 

@@ -14,6 +14,8 @@ export interface ListenerHandlers {
   onClaimEnded(session: string, actionId: string, attempt: number): void;
   /** New events were committed. */
   onEvents(): void;
+  /** A pause was lifted: work of any type may be claimable again. */
+  onResumed(): void;
   /** The connection came back after a loss: notifications may have been
    * missed, so everything should be rechecked. */
   onResync(): void;
@@ -64,6 +66,8 @@ export class Listener {
       this.handlers.onEvents();
     } else if (payload.startsWith("w:")) {
       this.handlers.onClaimable(payload.slice(2));
+    } else if (payload === "r") {
+      this.handlers.onResumed();
     } else if (payload.startsWith("f:")) {
       const [session, actionId, attempt] = payload.slice(2).split(":");
       if (session && actionId && attempt) this.handlers.onClaimEnded(session, actionId, Number(attempt));

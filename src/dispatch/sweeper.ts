@@ -1,5 +1,6 @@
-// Every server runs one: requeues claims whose lease ran out and streamed
-// claims never acknowledged. SKIP LOCKED lets several replicas sweep at once
+// Every server runs one: rejects PENDING actions whose approval window
+// closed, and requeues claims whose lease ran out and streamed claims never
+// acknowledged. SKIP LOCKED lets several replicas sweep at once
 // without waiting on each other or requeueing anything twice.
 import type { Logger } from "pino";
 import type { ActionStore } from "../store/actions.js";
@@ -24,8 +25,9 @@ export class Sweeper {
 
   private async sweepOnce(): Promise<void> {
     try {
-      const requeued = await this.store.sweep("server:sweeper");
+      const { expired, requeued } = await this.store.sweep("server:sweeper");
       if (requeued.length > 0) this.log.info({ requeued: requeued.length }, "requeued expired claims");
+      if (expired.length > 0) this.log.info({ rejected: expired.length }, "rejected actions whose approval window closed");
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "sweep failed; will retry");
     }

@@ -1,25 +1,36 @@
 // The named queries on the actions table, built once at module load. Each
 // takes arrays, so that one statement serves one call or a batch; state is
 // guarded in the SQL itself (`WHERE status = ...`).
-import { type Status, actionColumns } from "./rows.js";
+import { type Status, actionColumns, eventColumns } from "./rows.js";
 import { FINISH_CLAIM_SET, REQUEUE_SET, changeWithEvent } from "./transitions.js";
 
+// Each input carries two decisions: the policy's, and the one that holds
+// while auto-approval is paused. The statement picks between them itself,
+// so that a pause committed before it is always obeyed.
 export const ActionInsertMany = `
-WITH input AS (
-  SELECT r.*, nextval('actions_id_seq') AS id
+WITH paused AS (SELECT EXISTS (SELECT 1 FROM pauses WHERE kind = 'auto_approval') AS auto_approval),
+input AS (
+  SELECT r.*, nextval('actions_id_seq') AS id,
+    CASE WHEN paused.auto_approval THEN r.paused_decision ELSE r.decision END AS d
   FROM jsonb_to_recordset($1::jsonb) AS r(
     ord int, action_type text, project text, target_ref text, source_refs text[], payload jsonb, priority int,
-    status text, risk_level text, confidence float8, approval_required bool, created_by text, correlation_id text,
-    node text, service text, parent_id bigint, chain_depth int, rollback_ref text, idempotency_key text,
-    request_digest text, approved_by text, decision jsonb)
+    risk_level text, confidence float8, created_by text, correlation_id text, node text, service text,
+    parent_id bigint, chain_depth int, rollback_ref text, rollback_payload jsonb, rollback_of bigint,
+    supersedes_id bigint, idempotency_key text, request_digest text, autonomous_eligible bool, policy_version text,
+    decision jsonb, paused_decision jsonb, note jsonb)
+  CROSS JOIN paused
 ),
 ins AS (
   INSERT INTO actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
     confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
-    idempotency_key, request_digest, approved_by, approved_at)
-  SELECT id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
-    confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
-    idempotency_key, request_digest, approved_by, CASE WHEN status = 'approved' THEN now() END
+    rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
+    approvals_required, approval_expires_at, policy_version, autonomous_eligible)
+  SELECT id, action_type, project, target_ref, source_refs, payload, priority, d->>'status', risk_level,
+    confidence, d->>'status' = 'pending', created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
+    rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, d->>'approved_by',
+    CASE WHEN d->>'status' = 'approved' THEN now() END,
+    (d->>'approvals_required')::int, now() + (d->>'ttl_seconds')::float8 * interval '1 second',
+    policy_version, autonomous_eligible
   FROM input ORDER BY ord
   ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING *
@@ -29,16 +40,52 @@ ev AS (
   SELECT ins.id, v.event_type, v.actor, v.payload
   FROM ins JOIN input USING (id)
   CROSS JOIN LATERAL (VALUES
-    (1, 'action_enqueued', ins.created_by, jsonb_build_object(
+    (1, 'action_enqueued', ins.created_by, jsonb_strip_nulls(jsonb_build_object(
       'status', ins.status, 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
       'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
-      'policy', input.decision)),
-    (2, 'action_approved', ins.approved_by, input.decision)
+      'approvals_required', ins.approvals_required, 'approval_expires_at', ins.approval_expires_at,
+      'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note)) || jsonb_build_object('policy', input.d->'detail')),
+    (2, 'action_approved', ins.approved_by, input.d->'detail')
   ) AS v(seq, event_type, actor, payload)
   WHERE v.seq = 1 OR ins.status = 'approved'
   ORDER BY ins.id, v.seq
 )
 SELECT input.ord, ${actionColumns("ins")} FROM input LEFT JOIN ins USING (id) ORDER BY input.ord`;
+
+/** Locks the actions named by `supersedes_id`, so that none moves on while
+ * its replacement is written. */
+export const ActionLockForSupersede = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = ANY($1::bigint[]) ORDER BY a.id FOR UPDATE`;
+
+export const ActionSupersedeMany = changeWithEvent({
+  inputs: "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS i(id, new_id, actor)",
+  lock: `
+    SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
+    WHERE a.status IN ('pending', 'approved')
+    FOR UPDATE OF a`,
+  set: "status = 'cancelled', failure_reason = 'superseded by action ' || i.new_id, finished_at = now()",
+  event: {
+    type: "'action_cancelled'",
+    actor: "i.actor",
+    payload: "jsonb_build_object('reason', c.failure_reason, 'from_status', o.old_status, 'superseded_by', i.new_id)",
+  },
+});
+
+/** An action_progress event, only from the worker holding the claim. FOR
+ * SHARE keeps the claim from ending until the event is written. */
+export const ActionProgress = `
+WITH a AS (
+  SELECT id, attempt FROM actions WHERE id = $1 AND status = 'claimed' AND claim_token = $2::uuid FOR SHARE
+)
+INSERT INTO events (action_id, event_type, actor, payload)
+SELECT a.id, 'action_progress', $3, $4::jsonb || jsonb_build_object('attempt', a.attempt) FROM a
+RETURNING ${eventColumns("events")}`;
+
+/** The action to roll back, locked so that two RollbackAction calls take
+ * turns, and its live rollback if it has one. */
+export const ActionLockForRollback = `
+SELECT ${actionColumns("a")},
+  (SELECT r.id FROM actions r WHERE r.rollback_of = a.id AND r.status IN ('pending', 'approved', 'claimed', 'completed')) AS live_rollback_id
+FROM actions a WHERE a.id = $1 FOR UPDATE OF a`;
 
 export const ActionGetByIdempotencyKeys = `
 SELECT ${actionColumns("a")} FROM actions a
@@ -85,7 +132,14 @@ LIMIT $8`;
  * order; a NULL session means a unary ClaimAction (acknowledged at once). */
 function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
   // $1-$5 always; the filters' arrays follow only when used.
-  const conditions = ["status = 'approved'"];
+  // Pauses are read here, in the claim itself, so that one committed on
+  // any server holds back every later claim on every server.
+  const conditions = [
+    "status = 'approved'",
+    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')",
+    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = actions.action_type)",
+    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = actions.project)",
+  ];
   let next = 6;
   if (filter === "types" || filter === "both") conditions.push(`action_type = ANY($${next++}::text[])`);
   if (filter === "projects" || filter === "both") conditions.push(`project = ANY($${next++}::text[])`);
@@ -195,14 +249,43 @@ export const ActionRejectPendingMany = changeWithEvent({
   },
 });
 
+// One approval. The action leaves PENDING when the approvers reach its
+// quorum; until then each approval is an approval_granted event. The
+// producer cannot approve its own action, an approver counts once, and an
+// expired approval window stays closed.
+const quorumMet = "cardinality(a.approvers) + 1 >= a.approvals_required";
 export const ActionApproveMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, approver, note)",
-  lock: lockById(["pending"]),
-  set: "status = 'approved', approved_by = i.approver, approved_at = now()",
+  lock: `
+    SELECT a.id FROM actions a JOIN i USING (id)
+    WHERE a.status = 'pending' AND a.created_by <> i.approver AND NOT (i.approver = ANY (a.approvers))
+      AND (a.approval_expires_at IS NULL OR a.approval_expires_at > now())
+    FOR UPDATE OF a`,
+  set: `approvers = a.approvers || i.approver,
+    status = CASE WHEN ${quorumMet} THEN 'approved' ELSE 'pending' END,
+    approved_by = CASE WHEN ${quorumMet} THEN i.approver END,
+    approved_at = CASE WHEN ${quorumMet} THEN now() END`,
   event: {
-    type: "'action_approved'",
+    type: "CASE WHEN c.status = 'approved' THEN 'action_approved' ELSE 'approval_granted' END",
     actor: "i.approver",
-    payload: "jsonb_build_object('note', i.note)",
+    payload: "jsonb_build_object('note', i.note, 'approvers', to_jsonb(c.approvers), 'approvals_required', c.approvals_required)",
+  },
+});
+
+/** PENDING actions whose approval window closed: rejected, never run. */
+export const ActionExpireApprovals = changeWithEvent({
+  lock: `
+    SELECT id, approval_expires_at AS old_expiry FROM actions
+    WHERE status = 'pending' AND approval_expires_at < now()
+    ORDER BY approval_expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED`,
+  set: "status = 'rejected', failure_reason = 'approval_expired', finished_at = now()",
+  event: {
+    type: "'action_rejected'",
+    actor: "$1::text",
+    payload: `jsonb_build_object('reason', 'approval_expired', 'from_status', 'pending', 'approval_expired_at', o.old_expiry,
+      'approvers', to_jsonb(c.approvers), 'approvals_required', c.approvals_required)`,
   },
 });
 

@@ -11,6 +11,7 @@ import {
   ActionCancelMany,
   ActionClaimMany,
   ActionCompleteMany,
+  ActionExpireApprovals,
   ActionExtendMany,
   ActionFailMany,
   ActionGetByIdempotencyKeys,
@@ -19,16 +20,29 @@ import {
   ActionGetWithEvents,
   ActionInsertMany,
   ActionList,
+  ActionLockForRollback,
+  ActionLockForSupersede,
+  ActionProgress,
   ActionRejectClaimedMany,
   ActionRejectPendingMany,
   ActionReleaseExpiredDeliveries,
   ActionReleaseUnacked,
   ActionRequeueExpiredLeases,
+  ActionSupersedeMany,
   ProducerCountRecent,
   ProducerLockMany,
 } from "./action-queries.js";
 import { type Queryable, inTransaction } from "./db.js";
 import type { ActionRow, EventRow, RiskLevel, Status } from "./rows.js";
+
+/** A policy decision as the insert statement reads it. */
+export interface StoredDecision {
+  status: "pending" | "approved";
+  approvedBy: string | null;
+  approvalsRequired: number;
+  approvalTtlSeconds: number | null;
+  detail: JsonObject;
+}
 
 export type Outcome = { ok: true; action: ActionRow; created?: boolean } | { ok: false; error: ActionqError };
 
@@ -48,11 +62,22 @@ export interface NewAction {
   service: string;
   parentId: string | null;
   rollbackRef: string;
+  rollbackPayload: JsonObject | null;
+  /** Set on the actions RollbackAction creates. */
+  rollbackOf: string | null;
+  /** The earlier action this one replaces; it is cancelled. */
+  supersedesId: string | null;
   idempotencyKey: string | null;
   /** Digest of the request, to tell a retry from a reused key. */
   requestDigest: string;
-  /** What the approval policy decided for this action. */
-  decision: { status: "pending" | "approved"; approvedBy: string | null; detail: JsonObject };
+  /** Kept on the action_enqueued event when set. */
+  note: string | null;
+  autonomousEligible: boolean;
+  policyVersion: string;
+  /** What the approval policy decided for this action, and what it decides
+   * while auto-approval is paused; the insert picks one. */
+  decision: StoredDecision;
+  pausedDecision: StoredDecision;
 }
 
 export interface StoreLimits {
@@ -90,13 +115,15 @@ export interface ListFilter {
 }
 
 /** How a transition that changed nothing is explained, per id. */
-interface Explainer {
+interface Explainer<T = { id: string }> {
   operation: string;
   allowed: Status[];
   /** The status a successful call leaves behind, and whether the current
    * row is what a repeat of this exact call would have produced. */
   repeat?: { status: Status; matches: (row: ActionRow) => boolean };
   tokenChecked: boolean;
+  /** A more precise reason for a row the statement's guard left alone. */
+  explainRow?: (row: ActionRow, item: T) => ActionqError | undefined;
 }
 
 export class ActionStore {
@@ -112,11 +139,12 @@ export class ActionStore {
     // Most enqueues read nothing first (no rate limit, key or parent): their
     // one INSERT statement is a transaction of its own.
     const readsFirst = inputs.some(
-      (input) => isRateLimitedProducer(input.createdBy) || input.idempotencyKey !== null || input.parentId !== null,
+      (input) => isRateLimitedProducer(input.createdBy) || input.idempotencyKey !== null || input.parentId !== null || input.supersedesId !== null,
     );
     return readsFirst ? inTransaction(this.pool, (client) => this.enqueueWith(client, inputs)) : this.enqueueWith(this.pool, inputs);
   }
 
+  /** Enqueues inside a transaction the caller holds. */
   private async enqueueWith(client: Queryable, inputs: NewAction[]): Promise<Outcome[]> {
     const outcomes: (Outcome | undefined)[] = new Array(inputs.length);
 
@@ -151,9 +179,32 @@ export class ActionStore {
       for (const row of rows) used.set(row.created_by, row.n);
     }
 
+    // The actions to supersede stay locked until this transaction ends: none
+    // can be claimed or approved between this check and its cancellation.
+    const supersedeIds = [...new Set(inputs.filter((input, i) => !outcomes[i] && input.supersedesId !== null).map((input) => input.supersedesId!))];
+    const superseded = new Map<string, ActionRow>();
+    if (supersedeIds.length > 0) {
+      const { rows } = await client.query<ActionRow>(ActionLockForSupersede, [supersedeIds]);
+      for (const row of rows) superseded.set(row.id, row);
+    }
+    const supersedeTaken = new Set<string>();
+
     const toInsert: { index: number; input: NewAction; chainDepth: number }[] = [];
     inputs.forEach((input, index) => {
       if (outcomes[index]) return;
+      if (input.supersedesId !== null) {
+        const old = superseded.get(input.supersedesId);
+        if (!old) {
+          outcomes[index] = { ok: false, error: withField(actionNotFound(input.supersedesId), "supersedes_id") };
+          return;
+        }
+        if ((old.status !== "pending" && old.status !== "approved") || supersedeTaken.has(old.id)) {
+          const status = supersedeTaken.has(old.id) ? "cancelled" : old.status;
+          outcomes[index] = { ok: false, error: withField(invalidTransition(old.id, status, "superseding", ["pending", "approved"]), "supersedes_id") };
+          return;
+        }
+        supersedeTaken.add(old.id);
+      }
       let chainDepth = 0;
       if (input.parentId !== null) {
         const parentDepth = depths.get(input.parentId);
@@ -209,11 +260,8 @@ export class ActionStore {
         source_refs: input.sourceRefs,
         payload: input.payload,
         priority: input.priority,
-        status: input.decision.status,
         risk_level: input.riskLevel,
         confidence: input.confidence,
-        // Whether it had to wait, by the producer's request or by its risk.
-        approval_required: input.decision.status === "pending",
         created_by: input.createdBy,
         correlation_id: input.correlationId,
         node: input.node,
@@ -221,10 +269,16 @@ export class ActionStore {
         parent_id: input.parentId,
         chain_depth: chainDepth,
         rollback_ref: input.rollbackRef,
+        rollback_payload: input.rollbackPayload,
+        rollback_of: input.rollbackOf,
+        supersedes_id: input.supersedesId,
         idempotency_key: input.idempotencyKey,
         request_digest: input.requestDigest,
-        approved_by: input.decision.approvedBy,
-        decision: input.decision.detail,
+        autonomous_eligible: input.autonomousEligible,
+        policy_version: input.policyVersion,
+        decision: decisionJson(input.decision),
+        paused_decision: decisionJson(input.pausedDecision),
+        note: input.note,
       }));
       const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload)]);
       const lost: { index: number; input: NewAction }[] = [];
@@ -244,8 +298,47 @@ export class ActionStore {
             : { ok: false, error: new ActionqError("unavailable", "CONCURRENT_INSERT", "the idempotency key was taken by a transaction that did not commit; retry") };
         }
       }
+      const replacing = toInsert.flatMap(({ index, input }) => {
+        const outcome = outcomes[index];
+        return outcome?.ok && outcome.created && input.supersedesId !== null ? [{ id: input.supersedesId, newId: outcome.action.id, actor: input.createdBy }] : [];
+      });
+      if (replacing.length > 0) {
+        const { rows: cancelled } = await client.query<ActionRow>(ActionSupersedeMany, [
+          replacing.map((r) => r.id),
+          replacing.map((r) => r.newId),
+          replacing.map((r) => r.actor),
+        ]);
+        // Locked above and checked: every one must have been cancelled.
+        if (cancelled.length !== replacing.length) throw new Error("superseded actions changed under their lock");
+      }
     }
     return outcomes.map((outcome) => outcome!);
+  }
+
+  /** Enqueues the rollback of action `id`, built from the locked action by
+   * `build`, or returns its live rollback. Errors as outcomes. */
+  async rollback(id: string, build: (action: ActionRow) => NewAction): Promise<Outcome> {
+    return inTransaction(this.pool, async (client) => {
+      const { rows } = await client.query<ActionRow & { live_rollback_id: string | null }>(ActionLockForRollback, [id]);
+      const row = rows[0];
+      if (!row) return { ok: false, error: actionNotFound(id) };
+      const { live_rollback_id: liveId, ...action } = row;
+      if (liveId !== null) {
+        const [live] = await this.getMany([liveId]);
+        return { ok: true, action: live!, created: false };
+      }
+      if (action.status !== "completed" && action.status !== "failed") {
+        return { ok: false, error: invalidTransition(id, action.status, "rolling back", ["completed", "failed"]) };
+      }
+      if (action.rollback_ref === "") {
+        return {
+          ok: false,
+          error: new ActionqError("failed_precondition", "NO_ROLLBACK_REF", `action ${id} has no rollback_ref: it declared no reverse action`, { action_id: id }),
+        };
+      }
+      const [outcome] = await this.enqueueWith(client, [build(action)]);
+      return outcome!;
+    });
   }
 
   private async findByKeys(client: Queryable, keys: [string, string][]): Promise<Map<string, ActionRow>> {
@@ -362,7 +455,44 @@ export class ActionStore {
       operation: "approving",
       allowed: ["pending"],
       tokenChecked: false,
+      explainRow: (row, item) => {
+        if (row.status !== "pending") return undefined;
+        const approver = item.approver;
+        if (row.created_by === approver) {
+          return new ActionqError("permission_denied", "SELF_APPROVAL", `${approver} proposed action ${row.id} and cannot approve it; another approver must`, {
+            action_id: row.id,
+            field: "approver",
+          });
+        }
+        if (row.approvers.includes(approver)) {
+          return new ActionqError(
+            "failed_precondition",
+            "DUPLICATE_APPROVAL",
+            `${approver} already approved action ${row.id}; it needs ${row.approvals_required - row.approvers.length} more distinct approver(s)`,
+            { action_id: row.id, field: "approver", approvals: String(row.approvers.length), approvals_required: String(row.approvals_required) },
+          );
+        }
+        if (row.approval_expires_at !== null && row.approval_expires_at.getTime() <= Date.now()) {
+          return new ActionqError(
+            "failed_precondition",
+            "APPROVAL_EXPIRED",
+            `the approval window of action ${row.id} closed at ${row.approval_expires_at.toISOString()}; it will be rejected`,
+            { action_id: row.id, current_status: "PENDING" },
+          );
+        }
+        return undefined;
+      },
     });
+  }
+
+  /** Appends an action_progress event for the worker holding the claim. */
+  async progress(id: string, token: string, actor: string, payload: JsonObject): Promise<EventRow | ActionqError> {
+    const { rows } = await this.pool.query<EventRow>(ActionProgress, [id, token, actor, JSON.stringify(payload)]);
+    if (rows[0]) return rows[0];
+    const [now] = await this.getMany([id]);
+    if (!now) return actionNotFound(id);
+    const outcome = repeatOf(now, { id, token }, { operation: "recording progress", allowed: ["claimed"], tokenChecked: true });
+    return outcome.ok ? new ActionqError("unavailable", "CONCURRENT_CHANGE", `action ${id} changed while recording progress; retry`) : outcome.error;
   }
 
   cancelMany(items: { id: string; actor: string; reason: string }[]): Promise<Outcome[]> {
@@ -387,18 +517,20 @@ export class ActionStore {
     return rows;
   }
 
-  /** Requeues expired leases and expired deliveries, in batches, until none
-   * is left. */
-  async sweep(actor: string, batchSize = 1000): Promise<ActionRow[]> {
-    const requeued: ActionRow[] = [];
-    for (const query of [ActionRequeueExpiredLeases, ActionReleaseExpiredDeliveries]) {
+  /** Rejects PENDING actions whose approval window closed, then requeues
+   * expired leases and expired deliveries, in batches, until none is left. */
+  async sweep(actor: string, batchSize = 1000): Promise<{ expired: ActionRow[]; requeued: ActionRow[] }> {
+    const run = async (query: string) => {
+      const out: ActionRow[] = [];
       for (;;) {
         const { rows } = await this.pool.query<ActionRow>(query, [actor, batchSize]);
-        requeued.push(...rows);
-        if (rows.length < batchSize) break;
+        out.push(...rows);
+        if (rows.length < batchSize) return out;
       }
-    }
-    return requeued;
+    };
+    const expired = await run(ActionExpireApprovals);
+    const requeued = [...(await run(ActionRequeueExpiredLeases)), ...(await run(ActionReleaseExpiredDeliveries))];
+    return { expired, requeued };
   }
 
   /** Runs a guarded transition for many ids and explains every id that did
@@ -408,7 +540,7 @@ export class ActionStore {
     items: T[],
     sql: string,
     params: (items: T[]) => unknown[],
-    explain: Explainer,
+    explain: Explainer<T>,
   ): Promise<Outcome[]> {
     // One change per id and statement: a duplicate is answered like a
     // repeat, from the row the first one left behind.
@@ -425,12 +557,13 @@ export class ActionStore {
       if (row) return item === first.get(item.id) ? { ok: true, action: row } : repeatOf(row, item, explain);
       const now = current.get(item.id);
       if (!now) return { ok: false, error: actionNotFound(item.id) };
-      return repeatOf(now, item, explain);
+      const precise = explain.explainRow?.(now, item);
+      return precise ? { ok: false, error: precise } : repeatOf(now, item, explain);
     });
   }
 }
 
-function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain: Explainer): Outcome {
+function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain: Omit<Explainer, "explainRow">): Outcome {
   if (explain.repeat && row.status === explain.repeat.status && explain.repeat.matches(row)) return { ok: true, action: row };
   if (explain.tokenChecked && row.status === "claimed" && row.claim_token !== item.token) {
     return { ok: false, error: claimTokenMismatch(row.id, row.status) };
@@ -441,6 +574,20 @@ function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain:
     return { ok: false, error: new ActionqError("unavailable", "CONCURRENT_CHANGE", `action ${row.id} changed while ${explain.operation}; retry`, { action_id: row.id }) };
   }
   return { ok: false, error: invalidTransition(row.id, row.status, explain.operation, explain.allowed) };
+}
+
+function decisionJson(decision: StoredDecision) {
+  return {
+    status: decision.status,
+    approved_by: decision.approvedBy,
+    approvals_required: decision.approvalsRequired,
+    ttl_seconds: decision.approvalTtlSeconds,
+    detail: decision.detail,
+  };
+}
+
+function withField(error: ActionqError, field: string): ActionqError {
+  return new ActionqError(error.kind, error.reason, `${field}: ${error.message}`, { ...error.metadata, field });
 }
 
 function keyFor(createdBy: string, key: string): string {

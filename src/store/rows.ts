@@ -9,6 +9,7 @@ export type RiskLevel = (typeof RISK_LEVELS)[number];
 
 export const EVENT_TYPES = [
   "action_enqueued",
+  "approval_granted",
   "action_approved",
   "action_rejected",
   "action_claimed",
@@ -18,8 +19,11 @@ export const EVENT_TYPES = [
   "claim_timed_out",
   "claim_released",
   "claim_extended",
+  "action_progress",
   "coordinator_cycle",
   "coordinator_paused",
+  "coordinator_resumed",
+  "policy_reloaded",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 export const COORDINATOR_EVENT_TYPES: readonly EventType[] = ["coordinator_cycle", "coordinator_paused"];
@@ -62,6 +66,14 @@ export interface ActionRow {
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
+  autonomous_eligible: boolean;
+  approvals_required: number;
+  approvers: string[];
+  approval_expires_at: Date | null;
+  policy_version: string;
+  supersedes_id: string | null;
+  rollback_payload: JsonObject | null;
+  rollback_of: string | null;
 }
 
 export interface EventRow {
@@ -78,7 +90,8 @@ const ACTION_FIELDS = [
   "confidence", "approval_required", "created_by", "correlation_id", "node", "service", "parent_id", "chain_depth",
   "rollback_ref", "idempotency_key", "request_digest", "approved_by", "approved_at", "claimed_by", "claim_token",
   "claim_session", "claimed_at", "claim_deadline", "ack_deadline", "acked_at", "attempt", "result_ref",
-  "failure_reason", "created_at", "updated_at", "finished_at",
+  "failure_reason", "created_at", "updated_at", "finished_at", "autonomous_eligible", "approvals_required", "approvers",
+  "approval_expires_at", "policy_version", "supersedes_id", "rollback_payload", "rollback_of",
 ];
 
 /** The SELECT list producing an ActionRow from a relation aliased `alias`. */

@@ -1,0 +1,204 @@
+// The approval policy: what it may say (a validated file, YAML or JSON),
+// what it says when there is no file, and its version. The decision itself
+// is in approval.ts.
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { RISK_LEVELS, type RiskLevel } from "../store/rows.js";
+
+export const POLICY_MODES = ["recommend-only", "standard", "autonomous"] as const;
+export type PolicyMode = (typeof POLICY_MODES)[number];
+
+/** The types every policy knows, before the file adds or overrides any. */
+export const BUILTIN_REGISTRY: Readonly<Record<string, RiskLevel>> = {
+  collect_diagnostics: "safe",
+  rerun_healthcheck: "safe",
+  redeploy_service: "guarded",
+  rerun_deployment_stage: "guarded",
+};
+
+const DAY_SECONDS = 86_400;
+
+/** "90s", "30m", "24h", "7d" or a number of seconds; returns seconds. */
+const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const match = typeof value === "number" ? null : /^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$/.exec(value);
+  const seconds =
+    typeof value === "number" ? value : match ? Number(match[1]) * { s: 1, m: 60, h: 3600, d: DAY_SECONDS }[(match[2] ?? "s") as "s"] : NaN;
+  if (!Number.isFinite(seconds) || seconds < 1 || seconds > 365 * DAY_SECONDS) {
+    ctx.addIssue({ code: "custom", message: 'must be a duration from 1s to 365d, such as "90s", "30m", "24h" or "7d"' });
+    return z.NEVER;
+  }
+  return seconds;
+});
+
+const risk = z.enum(RISK_LEVELS, { error: `must be one of ${RISK_LEVELS.join(", ")}` });
+const confidence = z.number({ error: "must be a number from 0 to 1" }).min(0, "must be from 0 to 1").max(1, "must be from 0 to 1");
+const patterns = z.array(z.string().min(1, "must not be empty"), { error: "must be a list of strings" }).min(1, "must not be an empty list; leave it out to match anything");
+const perRisk = <T extends z.ZodType>(value: T) => z.strictObject({ safe: value.optional(), guarded: value.optional(), dangerous: value.optional() });
+
+const RuleSchema = z.strictObject({
+  name: z.string({ error: "must be a string" }).min(1, "must not be empty").max(128),
+  effect: z.enum(["allow", "forbid"], { error: 'must be "allow" or "forbid"' }),
+  action_types: patterns.optional(),
+  projects: patterns.optional(),
+  nodes: patterns.optional(),
+  services: patterns.optional(),
+  producers: patterns.optional(),
+  min_confidence: confidence.optional(),
+});
+
+const PolicyFileSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1 to 64 letters, digits or _ . : -").optional(),
+    mode: z.enum(POLICY_MODES, { error: `must be one of ${POLICY_MODES.join(", ")}` }).optional(),
+    default_risk: risk.optional(),
+    action_types: z.record(z.string().regex(/^[A-Za-z0-9_.:/-]{1,128}$/, "must be an action type name"), risk).optional(),
+    quorum: perRisk(z.number().int("must be a whole number").min(1, "must be at least 1").max(20, "must be at most 20")).optional(),
+    approval_ttl: perRisk(duration).optional(),
+    autonomous: z.strictObject({ min_confidence: confidence.optional() }).optional(),
+    rules: z.array(RuleSchema, { error: "must be a list of rules" }).max(1000).optional(),
+  }, { error: "must be a mapping of policy keys" })
+  .superRefine((policy, ctx) => {
+    const seen = new Set<string>();
+    policy.rules?.forEach((rule, index) => {
+      if (seen.has(rule.name)) ctx.addIssue({ code: "custom", path: ["rules", index, "name"], message: `duplicate rule name ${JSON.stringify(rule.name)}` });
+      seen.add(rule.name);
+      if (rule.effect === "forbid" && rule.min_confidence !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["rules", index, "min_confidence"], message: "only allow rules have a minimum confidence" });
+      }
+    });
+  });
+
+export type PolicyRule = z.output<typeof RuleSchema>;
+
+/** A policy with every default filled in. */
+export interface Policy {
+  name: string | null;
+  mode: PolicyMode;
+  default_risk: RiskLevel;
+  action_types: Record<string, RiskLevel>;
+  quorum: Record<RiskLevel, number>;
+  /** Seconds. */
+  approval_ttl: Record<RiskLevel, number>;
+  autonomous: { min_confidence: number };
+  rules: PolicyRule[];
+}
+
+export interface LoadedPolicy {
+  policy: Policy;
+  /** `<name>@<digest>`; the digest covers the whole normalized policy. */
+  version: string;
+  /** The file it came from; null for the built-in policy. */
+  source: string | null;
+}
+
+export class PolicyError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`${source}: ${problems.join("; ")}`);
+    this.name = "PolicyError";
+  }
+}
+
+function normalize(file: z.output<typeof PolicyFileSchema>): Policy {
+  return {
+    name: file.name ?? null,
+    mode: file.mode ?? "standard",
+    default_risk: file.default_risk ?? "safe",
+    action_types: { ...BUILTIN_REGISTRY, ...file.action_types },
+    quorum: { safe: 1, guarded: 1, dangerous: 2, ...file.quorum },
+    approval_ttl: { safe: DAY_SECONDS, guarded: DAY_SECONDS, dangerous: DAY_SECONDS, ...file.approval_ttl },
+    autonomous: { min_confidence: file.autonomous?.min_confidence ?? 0.8 },
+    rules: file.rules ?? [],
+  };
+}
+
+/** JSON with sorted keys, so that the digest does not depend on the order
+ * the file was written in. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    return `{${Object.keys(value)
+      .sort()
+      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+      .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function loaded(policy: Policy, source: string | null): LoadedPolicy {
+  const digest = createHash("sha256").update(canonical(policy)).digest("hex").slice(0, 12);
+  return { policy, version: `${source === null ? "builtin" : (policy.name ?? "policy")}@${digest}`, source };
+}
+
+export const BUILTIN_POLICY: LoadedPolicy = loaded(normalize({}), null);
+
+/** `rules[0].effect` from a zod path. */
+function keyPath(parts: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of parts) out += typeof part === "number" ? `[${part}]` : out === "" ? String(part) : `.${String(part)}`;
+  return out === "" ? "(top level)" : out;
+}
+
+/** Parses and validates policy text; `source` names it in errors. */
+export function parsePolicy(text: string, source: string): LoadedPolicy {
+  let raw: unknown;
+  try {
+    raw = source.endsWith(".json") ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
+  } catch (error) {
+    throw new PolicyError(source, [`not valid ${source.endsWith(".json") ? "JSON" : "YAML"}: ${(error as Error).message.split("\n")[0]}`]);
+  }
+  const result = PolicyFileSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    throw new PolicyError(
+      source,
+      result.error.issues.map((issue) =>
+        issue.code === "unrecognized_keys"
+          ? `${issue.keys.map((key) => keyPath([...issue.path, key])).join(", ")}: unknown key`
+          : `${keyPath(issue.path)}: ${issue.message}`,
+      ),
+    );
+  }
+  return loaded(normalize(result.data), source);
+}
+
+/** Reads the policy file, or returns the built-in policy when there is none. */
+export async function loadPolicy(file: string | undefined): Promise<LoadedPolicy> {
+  if (file === undefined) return BUILTIN_POLICY;
+  const source = path.resolve(file);
+  let text: string;
+  try {
+    text = await readFile(source, "utf8");
+  } catch (error) {
+    throw new PolicyError(source, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
+  }
+  return parsePolicy(text, source);
+}
+
+/** The policy in force in this process, replaced whole on reload so that
+ * a decision never sees half of an old policy and half of a new one. */
+export class PolicyHolder {
+  constructor(
+    private readonly file: string | undefined,
+    public current: LoadedPolicy,
+  ) {}
+
+  static async open(file: string | undefined): Promise<PolicyHolder> {
+    return new PolicyHolder(file, await loadPolicy(file));
+  }
+
+  /** Reads the file again without putting it in force. An invalid file
+   * throws PolicyError. */
+  async read(): Promise<LoadedPolicy> {
+    return loadPolicy(this.file);
+  }
+
+  install(next: LoadedPolicy): void {
+    this.current = next;
+  }
+}
