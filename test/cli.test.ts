@@ -2,6 +2,8 @@
 // operators and scripts see on stdout, stderr and in the exit code.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, eventually, startTestServer } from "./harness.js";
@@ -47,14 +49,14 @@ describe("actionctl", () => {
   }
 
   /** Runs a command that must succeed and returns its JSON document. */
-  async function ok(args: string[]): Promise<Json> {
-    const run = await actionctl(args);
+  async function ok(args: string[], addr = t.address): Promise<Json> {
+    const run = await actionctl(args, addr);
     if (run.code !== 0) throw new Error(`actionctl ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
     return JSON.parse(run.stdout) as Json;
   }
 
-  async function okLines(args: string[]): Promise<Json[]> {
-    const run = await actionctl(args);
+  async function okLines(args: string[], addr = t.address): Promise<Json[]> {
+    const run = await actionctl(args, addr);
     if (run.code !== 0) throw new Error(`actionctl ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
     return run.stdout
       .split("\n")
@@ -68,11 +70,34 @@ describe("actionctl", () => {
     return (JSON.parse(lines[0]!) as Json).error as Json;
   }
 
-  async function addAndClaim(type: string): Promise<{ id: string; token: string }> {
-    const added = await ok(["add", "--type", type, "--created-by", "human:t"]);
+  async function addAndClaim(type: string, extra: string[] = []): Promise<{ id: string; token: string }> {
+    const added = await ok(["add", "--type", type, "--created-by", "human:t", ...extra]);
     const claim = await ok(["claim", "--worker", "worker-1", "--type", type]);
     expect(claim.action.id).toBe(added.action.id);
     return { id: added.action.id, token: claim.claim_token };
+  }
+
+  /** A refusal from the server: exit 1, nothing on stdout, one JSON error line. */
+  async function refused(args: string[], addr = t.address): Promise<Json> {
+    const run = await actionctl(args, addr);
+    expect(run.code, args.join(" ")).toBe(1);
+    expect(run.stdout, args.join(" ")).toBe("");
+    return errorOf(run);
+  }
+
+  /** A usage error: exit 2, nothing on stdout, commander's "error:" on stderr. */
+  async function usageError(args: string[]): Promise<string> {
+    const run = await actionctl(args);
+    expect(run.code, args.join(" ")).toBe(2);
+    expect(run.stdout, args.join(" ")).toBe("");
+    expect(run.stderr, args.join(" ")).toMatch(/error:/);
+    return run.stderr;
+  }
+
+  /** The newest event id, to read only what a test wrote after it. */
+  async function latestEventId(db: TestServer["db"] = t.db): Promise<string> {
+    const { rows } = await db.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM events");
+    return rows[0]!.id;
   }
 
   it("add, ls and show agree on a new action with every field the producer gave", async () => {
@@ -217,7 +242,7 @@ describe("actionctl", () => {
   });
 
   it("sweep requeues a claim whose lease ran out", async () => {
-    expect(await ok(["sweep"])).toEqual({ requeued_actions: [] });
+    expect(await ok(["sweep"])).toEqual({ requeued_actions: [], expired_actions: [] });
     const added = await ok(["add", "--type", "cli_sweep", "--created-by", "human:t"]);
     await ok(["claim", "--worker", "worker-1", "--type", "cli_sweep", "--lease", "1s"]);
     await new Promise((resolve) => setTimeout(resolve, 1_300));
@@ -331,10 +356,368 @@ describe("actionctl", () => {
     expect(shown.stderr).toMatch(/invalid for argument 'id'/);
   });
 
+  it("add --supersedes replaces a pending action, which is cancelled, and refuses one past APPROVED", async () => {
+    const first = await ok(["add", "--type", "cli_supersede", "--approval-required", "--payload", '{"v":1}', "--created-by", "agent:cli"]);
+    expect(first.action.status).toBe("ACTION_STATUS_PENDING");
+    const second = await ok(["add", "--type", "cli_supersede", "--approval-required", "--payload", '{"v":2}', "--created-by", "agent:cli", "--supersedes", first.action.id]);
+    expect(second.action).toMatchObject({ status: "ACTION_STATUS_PENDING", supersedes_id: first.action.id, payload: { v: 2 } });
+
+    const replaced = await ok(["show", first.action.id]);
+    expect(replaced.action).toMatchObject({ status: "ACTION_STATUS_CANCELLED", failure_reason: `superseded by action ${second.action.id}` });
+    const cancelled = replaced.events.at(-1);
+    expect(cancelled.event_type).toBe("action_cancelled");
+    expect(String(cancelled.payload.superseded_by)).toBe(second.action.id);
+    expect((await actionctl(["history", second.action.id])).stdout.split("\n")[0]).toContain(`supersedes action ${first.action.id}`);
+    const story = (await actionctl(["history", first.action.id])).stdout.trimEnd().split("\n");
+    expect(story.at(-2)).toMatch(/action_cancelled .*superseded by action \d+; was /);
+    expect(story.at(-1)).toBe(`status: CANCELLED; reason superseded by action ${second.action.id}`);
+
+    // Once cancelled, it cannot be superseded again; nor can a finished action.
+    expect(await refused(["add", "--type", "cli_supersede", "--created-by", "agent:cli", "--supersedes", first.action.id])).toMatchObject({
+      code: "failed_precondition",
+      reason: "INVALID_TRANSITION",
+      metadata: { current_status: "CANCELLED" },
+    });
+    const { id: done, token } = await addAndClaim("cli_supersede_done");
+    await ok(["complete", done, "--token", token, "--result", "r"]);
+    expect(await refused(["add", "--type", "cli_supersede", "--created-by", "agent:cli", "--supersedes", done])).toMatchObject({
+      code: "failed_precondition",
+      reason: "INVALID_TRANSITION",
+      metadata: { current_status: "COMPLETED" },
+    });
+    expect((await refused(["add", "--type", "cli_supersede", "--created-by", "agent:cli", "--supersedes", "999999999"])).code).toBe("not_found");
+    expect((await ok(["ls", "--type", "cli_supersede"])).actions.map((a: Json) => a.id)).toEqual([second.action.id, first.action.id]);
+
+    await usageError(["add", "--type", "cli_supersede", "--created-by", "agent:cli", "--supersedes", "abc"]);
+  });
+
+  it("add --rollback-payload is kept with the action and needs --rollback", async () => {
+    const added = await ok(["add", "--type", "cli_rb_payload", "--created-by", "human:t", "--rollback", "cli_rb_undo", "--rollback-payload", '{"image":"web:1.0"}']);
+    expect(added.action).toMatchObject({ rollback_ref: "cli_rb_undo", rollback_payload: { image: "web:1.0" } });
+
+    expect(await refused(["add", "--type", "cli_rb_payload", "--created-by", "human:t", "--rollback-payload", '{"image":"web:1.0"}'])).toMatchObject({
+      code: "invalid_argument",
+      reason: "INVALID_FIELD",
+      metadata: { field: "rollback_payload" },
+    });
+    await usageError(["add", "--type", "cli_rb_payload", "--created-by", "human:t", "--rollback", "cli_rb_undo", "--rollback-payload", "[1]"]);
+  });
+
+  it("rollback enqueues the reverse of a completed action once, as a child proposed by the actor", async () => {
+    const { id, token } = await addAndClaim("cli_rb_deploy", [
+      "--project", "cli-rb", "--target", "svc/web", "--node", "node-1", "--service", "web", "--correlation-id", "corr-rb",
+      "--rollback", "cli_rb_undo", "--rollback-payload", '{"image":"web:1.0"}',
+    ]); // prettier-ignore
+    await ok(["complete", id, "--token", token, "--result", "deployed web:1.1"]);
+
+    const rolled = await ok(["rollback", id, "--actor", "human:ops", "--reason", "bad release"]);
+    expect(rolled.created).toBe(true);
+    expect(rolled.rollback).toMatchObject({
+      action_type: "cli_rb_undo",
+      payload: { image: "web:1.0" },
+      project: "cli-rb",
+      target_ref: "svc/web",
+      node: "node-1",
+      service: "web",
+      correlation_id: "corr-rb",
+      parent_id: id,
+      rollback_of_id: id,
+      chain_depth: 1,
+      created_by: "human:ops",
+      source_refs: [`action:${id}`],
+    });
+    expect(rolled.rollback.id).not.toBe(id);
+
+    const again = await ok(["rollback", id, "--actor", "human:ops"]);
+    expect(again).toEqual({ created: false, rollback: rolled.rollback });
+    const story = (await actionctl(["history", rolled.rollback.id])).stdout.split("\n");
+    expect(story[0]).toMatch(new RegExp(`action_enqueued +human:ops .*; rolls back action ${id}; (note|reason) bad release$`));
+  });
+
+  it("rollback is refused for an unfinished action, one with no rollback_ref and an unknown id", async () => {
+    const pending = await ok(["add", "--type", "cli_rb_pending", "--approval-required", "--rollback", "cli_rb_undo", "--created-by", "human:t"]);
+    expect(await refused(["rollback", pending.action.id, "--actor", "human:ops"])).toMatchObject({
+      code: "failed_precondition",
+      reason: "INVALID_TRANSITION",
+      metadata: { current_status: "PENDING" },
+    });
+
+    const { id, token } = await addAndClaim("cli_rb_none");
+    await ok(["fail", id, "--token", token, "--reason", "timeout"]);
+    const none = await refused(["rollback", id, "--actor", "human:ops"]);
+    expect(none).toMatchObject({ code: "failed_precondition", reason: "NO_ROLLBACK_REF" });
+
+    expect(await refused(["rollback", "999999999", "--actor", "human:ops"])).toMatchObject({ code: "not_found", reason: "ACTION_NOT_FOUND" });
+    expect((await ok(["ls", "--parent", id])).actions).toEqual([]);
+
+    await usageError(["rollback", id]);
+    await usageError(["rollback", "abc", "--actor", "human:ops"]);
+  });
+
+  it("pause --type holds back that type's claims until resume, and stats shows the pause", async () => {
+    const added = await ok(["add", "--type", "cli_pause_type", "--created-by", "human:t"]);
+    expect(added.action.status).toBe("ACTION_STATUS_APPROVED");
+    const before = await ok(["stats"]);
+    const cursor = await latestEventId();
+
+    const paused = await ok(["pause", "--type", "cli_pause_type", "--actor", "human:ops", "--reason", "deploy freeze"]);
+    try {
+      expect(paused).toMatchObject({
+        created: true,
+        pause: { scope: { kind: "PAUSE_KIND_ACTION_TYPE", value: "cli_pause_type" }, paused_by: "human:ops", reason: "deploy freeze" },
+      });
+      expect(paused.pause.create_time).toBeDefined();
+      const again = await ok(["pause", "--type", "cli_pause_type", "--actor", "human:other", "--reason", "again"]);
+      expect(again).toEqual({ created: false, pause: paused.pause });
+
+      expect((await actionctl(["claim", "--worker", "worker-1", "--type", "cli_pause_type"])).code).toBe(2);
+      const during = await ok(["stats"]);
+      expect(during.pauses).toEqual([paused.pause]);
+      expect(BigInt(during.claimable)).toBe(BigInt(before.claimable) - 1n);
+      expect(during.counts).toContainEqual({ status: "ACTION_STATUS_APPROVED", action_type: "cli_pause_type", count: "1" });
+      expect((await ok(["show", added.action.id])).action.status).toBe("ACTION_STATUS_APPROVED");
+    } finally {
+      const resumed = await ok(["resume", "--type", "cli_pause_type", "--actor", "human:ops", "--reason", "freeze over"]);
+      expect(resumed).toEqual({ pause: paused.pause });
+    }
+
+    expect((await ok(["stats"])).pauses).toEqual([]);
+    const claim = await ok(["claim", "--worker", "worker-1", "--type", "cli_pause_type"]);
+    expect(claim.action.id).toBe(added.action.id);
+
+    const events = await okLines(["events", "--after", cursor, "--type", "coordinator_paused", "--type", "coordinator_resumed"]);
+    expect(events).toHaveLength(2);
+    expect(events[0]).toMatchObject({ event_type: "coordinator_paused", actor: "human:ops", payload: { scope: { kind: "action_type", value: "cli_pause_type" }, reason: "deploy freeze" } });
+    expect(events[1]).toMatchObject({ event_type: "coordinator_resumed", actor: "human:ops", payload: { scope: { kind: "action_type", value: "cli_pause_type" }, reason: "freeze over" } });
+    expect(events.every((e) => e.action_id === undefined)).toBe(true);
+
+    expect(await refused(["resume", "--type", "cli_pause_type", "--actor", "human:ops"])).toMatchObject({ code: "not_found", reason: "PAUSE_NOT_FOUND" });
+  });
+
+  it("pause --all and --project stop claiming in their scope; resume lets the work through", async () => {
+    const everything = await ok(["add", "--type", "cli_pause_all", "--created-by", "human:t"]);
+    const paused = await ok(["pause", "--all", "--actor", "human:ops", "--reason", "incident 42"]);
+    try {
+      expect(paused.pause.scope).toEqual({ kind: "PAUSE_KIND_ALL" });
+      expect((await actionctl(["claim", "--worker", "worker-1", "--type", "cli_pause_all"])).code).toBe(2);
+      expect((await ok(["stats"])).claimable).toBe("0");
+    } finally {
+      await ok(["resume", "--all", "--actor", "human:ops"]);
+    }
+    expect((await ok(["claim", "--worker", "worker-1", "--type", "cli_pause_all"])).action.id).toBe(everything.action.id);
+
+    const inProject = await ok(["add", "--type", "cli_pause_project", "--project", "cli-paused", "--created-by", "human:t"]);
+    const other = await ok(["add", "--type", "cli_pause_project", "--project", "cli-running", "--created-by", "human:t"]);
+    await ok(["pause", "--project", "cli-paused", "--actor", "human:ops", "--reason", "migration"]);
+    try {
+      expect((await ok(["claim", "--worker", "worker-1", "--type", "cli_pause_project"])).action.id).toBe(other.action.id);
+      expect((await actionctl(["claim", "--worker", "worker-1", "--type", "cli_pause_project"])).code).toBe(2);
+    } finally {
+      await ok(["resume", "--project", "cli-paused", "--actor", "human:ops", "--reason", "done"]);
+    }
+    expect((await ok(["claim", "--worker", "worker-1", "--type", "cli_pause_project"])).action.id).toBe(inProject.action.id);
+  });
+
+  it("pause --auto-approval makes new actions wait for a human while claiming goes on", async () => {
+    const approvedBefore = await ok(["add", "--type", "cli_pause_auto", "--created-by", "human:t"]);
+    await ok(["pause", "--auto-approval", "--actor", "human:ops", "--reason", "policy review"]);
+    try {
+      const held = await ok(["add", "--type", "cli_pause_auto", "--created-by", "human:t"]);
+      expect(held.action).toMatchObject({ status: "ACTION_STATUS_PENDING", autonomous_eligible: true, approvals_required: 1 });
+      expect((await ok(["claim", "--worker", "worker-1", "--type", "cli_pause_auto"])).action.id).toBe(approvedBefore.action.id);
+      expect((await ok(["stats"])).pauses.map((p: Json) => p.scope)).toEqual([{ kind: "PAUSE_KIND_AUTO_APPROVAL" }]);
+    } finally {
+      await ok(["resume", "--auto-approval", "--actor", "human:ops"]);
+    }
+    expect((await ok(["add", "--type", "cli_pause_auto", "--created-by", "human:t"])).action.status).toBe("ACTION_STATUS_APPROVED");
+  });
+
+  it("pause and resume take exactly one scope, and pause needs an actor and a reason", async () => {
+    for (const args of [
+      ["pause", "--actor", "human:ops", "--reason", "r"],
+      ["pause", "--all", "--type", "x", "--actor", "human:ops", "--reason", "r"],
+      ["pause", "--project", "p", "--auto-approval", "--actor", "human:ops", "--reason", "r"],
+      ["pause", "--all", "--reason", "r"],
+      ["pause", "--all", "--actor", "human:ops"],
+      ["resume", "--actor", "human:ops"],
+      ["resume", "--all", "--type", "x", "--actor", "human:ops"],
+      ["resume", "--all"],
+    ]) {
+      await usageError(args);
+    }
+    expect(await usageError(["pause", "--actor", "human:ops", "--reason", "r"])).toMatch(/exactly one scope/);
+    expect((await ok(["stats"])).pauses).toEqual([]);
+
+    // An empty value is the server's to refuse, naming the field.
+    expect(await refused(["pause", "--type", "", "--actor", "human:ops", "--reason", "r"])).toMatchObject({
+      code: "invalid_argument",
+      reason: "INVALID_FIELD",
+      metadata: { field: "scope.value" },
+    });
+  });
+
+  it("stats counts actions by status and type and names the policy version", async () => {
+    await ok(["add", "--type", "cli_stats", "--created-by", "human:t"]);
+    await ok(["add", "--type", "cli_stats", "--created-by", "human:t"]);
+    await ok(["add", "--type", "cli_stats", "--approval-required", "--created-by", "human:t"]);
+    const stats = await ok(["stats"]);
+    const mine = stats.counts.filter((c: Json) => c.action_type === "cli_stats");
+    expect(mine).toHaveLength(2);
+    expect(mine).toContainEqual({ status: "ACTION_STATUS_APPROVED", action_type: "cli_stats", count: "2" });
+    expect(mine).toContainEqual({ status: "ACTION_STATUS_PENDING", action_type: "cli_stats", count: "1" });
+    expect(BigInt(stats.claimable)).toBeGreaterThanOrEqual(2n);
+    expect(stats.oldest_claimable_age).toMatch(/^\d+(\.\d+)?s$/);
+    expect(stats.pauses).toEqual([]);
+    expect(stats.policy_version).toMatch(/^builtin@[0-9a-f]{12}$/);
+  });
+
+  it("policy show prints the built-in policy; policy reload without a file changes nothing", async () => {
+    const shown = await ok(["policy", "show"]);
+    expect(shown.policy_version).toMatch(/^builtin@[0-9a-f]{12}$/);
+    expect(shown.source).toBe("");
+    expect(shown.policy).toMatchObject({
+      mode: "standard",
+      quorum: { safe: 1, guarded: 1, dangerous: 2 },
+      action_types: { collect_diagnostics: "safe", redeploy_service: "guarded" },
+    });
+    expect((await ok(["stats"])).policy_version).toBe(shown.policy_version);
+
+    const cursor = await latestEventId();
+    expect(await ok(["policy", "reload", "--actor", "human:ops"])).toEqual({ policy_version: shown.policy_version, changed: false });
+    expect(await okLines(["events", "--after", cursor, "--type", "policy_reloaded"])).toEqual([]);
+
+    await usageError(["policy", "reload"]);
+    expect((await actionctl(["policy"])).code).toBe(2);
+  });
+
+  it("history tells an action's story line by line, approvals towards the quorum included, and ends with its status", async () => {
+    const added = await ok(["add", "--type", "cli_history", "--risk", "dangerous", "--payload", '{"db":"orders"}', "--created-by", "agent:triage"]);
+    const id: string = added.action.id;
+    expect(added.action).toMatchObject({ status: "ACTION_STATUS_PENDING", approvals_required: 2 });
+
+    expect(await refused(["approve", id, "--approver", "agent:triage"])).toMatchObject({ code: "permission_denied", reason: "SELF_APPROVAL" });
+    await ok(["approve", id, "--approver", "human:bob", "--note", "checked the backup"]);
+    expect(await refused(["approve", id, "--approver", "human:bob"])).toMatchObject({ code: "failed_precondition", reason: "DUPLICATE_APPROVAL" });
+
+    const waiting = (await actionctl(["history", id])).stdout.trim().split("\n");
+    expect(waiting.at(-1)).toMatch(/^status: PENDING; approvals 1 of 2 \(human:bob\); expires \d{4}-/);
+
+    await ok(["approve", id, "--approver", "human:carol"]);
+    const claim = await ok(["claim", "--worker", "worker-h", "--type", "cli_history"]);
+    await ok(["emit", "--type", "action_progress", "--actor", "worker-h", "--action", id, "--token", claim.claim_token, "--payload", '{"step":"snapshot","detail":"3 of 3 tables"}']);
+    await ok(["complete", id, "--token", claim.claim_token, "--result", "s3://history/1"]);
+
+    const run = await actionctl(["history", id]);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe("");
+    const lines = run.stdout.trimEnd().split("\n");
+    const shown = await ok(["show", id]);
+    expect(shown.events.map((e: Json) => e.event_type)).toEqual(["action_enqueued", "approval_granted", "action_approved", "action_claimed", "action_progress", "action_completed"]);
+    expect(lines).toHaveLength(shown.events.length + 1);
+    shown.events.forEach((event: Json, i: number) => {
+      expect(lines[i]!.startsWith(`${new Date(event.create_time).toISOString()}  ${event.event_type} `)).toBe(true);
+      expect(lines[i]).toContain(event.actor);
+    });
+    expect(lines[0]).toMatch(/agent:triage +policy standard \(builtin@[0-9a-f]{12}\): needs approval; why .+; risk dangerous \(type safe\); 2 approval\(s\) required$/);
+    expect(lines[1]).toMatch(/human:bob +approval 1 of 2 \(human:bob\); note checked the backup$/);
+    expect(lines[2]).toMatch(/human:carol +approved 2 of 2 \(human:bob, human:carol\)$/);
+    expect(lines[3]).toMatch(/attempt 1; worker worker-h; lease until \d{4}-/);
+    expect(lines[4]).toMatch(/action_progress +worker-h +(attempt 1; )?step=snapshot detail=3 of 3 tables$/);
+    expect(lines[5]).toMatch(/result s3:\/\/history\/1; attempt 1$/);
+    expect(lines[6]).toBe("status: COMPLETED; result s3://history/1");
+
+    const json = await okLines(["history", id, "--json"]);
+    expect(json).toEqual(shown.events);
+  });
+
+  it("history shows the policy's own approval and why", async () => {
+    const added = await ok(["add", "--type", "collect_diagnostics", "--target", "node-9", "--created-by", "human:t"]);
+    const lines = (await actionctl(["history", added.action.id])).stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toMatch(/action_approved +policy:standard +policy standard \(builtin@[0-9a-f]{12}\): approved; why .+; risk safe/);
+    expect(lines[2]).toBe("status: APPROVED; approved by policy:standard; waiting for a worker");
+  });
+
+  it("history of an unknown action is refused; a malformed id is a usage error", async () => {
+    expect(await refused(["history", "999999999"])).toMatchObject({ code: "not_found", reason: "ACTION_NOT_FOUND" });
+    expect(await refused(["history", "999999999", "--json"])).toMatchObject({ code: "not_found" });
+    await usageError(["history", "abc"]);
+    await usageError(["history"]);
+  });
+
+  describe("with a policy file", () => {
+    let p: TestServer;
+    let dir: string;
+    let file: string;
+
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), "actionctl-policy-"));
+      file = path.join(dir, "policy.yaml");
+      await writeFile(file, "name: cli-test\nmode: standard\napproval_ttl:\n  safe: 1s\n");
+      p = await startTestServer({ ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_POLICY: file });
+    });
+    afterAll(async () => {
+      await p?.close();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    it("sweep rejects an action whose approval expired, and history says so", async () => {
+      const added = await ok(["add", "--type", "cli_expire", "--approval-required", "--created-by", "human:t"], p.address);
+      expect(added.action).toMatchObject({ status: "ACTION_STATUS_PENDING", approvals_required: 1 });
+      expect(Date.parse(added.action.approval_expire_time) - Date.parse(added.action.create_time)).toBeLessThanOrEqual(1_000);
+      await new Promise((resolve) => setTimeout(resolve, 1_300));
+
+      const swept = await ok(["sweep", "--actor", "human:ops"], p.address);
+      expect(swept.requeued_actions).toEqual([]);
+      expect(swept.expired_actions).toHaveLength(1);
+      expect(swept.expired_actions[0]).toMatchObject({ id: added.action.id, status: "ACTION_STATUS_REJECTED", failure_reason: "approval_expired" });
+
+      const lines = (await actionctl(["history", added.action.id], p.address)).stdout.trimEnd().split("\n");
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toMatch(/policy standard \(cli-test@[0-9a-f]{12}\): needs approval; why .+; 1 approval\(s\) required/);
+      expect(lines[1]).toMatch(/action_rejected +human:ops +reason approval_expired/);
+      expect(lines[2]).toBe("status: REJECTED; reason approval_expired");
+      expect(await refused(["approve", added.action.id, "--approver", "human:bob"], p.address)).toMatchObject({ code: "failed_precondition" });
+    });
+
+    it("policy reload picks up a changed file, records it, and refuses an invalid one keeping the old", async () => {
+      const first = await ok(["policy", "show"], p.address);
+      expect(first.policy_version).toMatch(/^cli-test@[0-9a-f]{12}$/);
+      expect(first.source).toBe(file);
+      expect(first.policy.mode).toBe("standard");
+
+      const cursor = await latestEventId(p.db);
+      await writeFile(file, "name: cli-test\nmode: autonomous\napproval_ttl:\n  safe: 1s\n");
+      const reloaded = await ok(["policy", "reload", "--actor", "human:ops"], p.address);
+      expect(reloaded.changed).toBe(true);
+      expect(reloaded.policy_version).toMatch(/^cli-test@[0-9a-f]{12}$/);
+      expect(reloaded.policy_version).not.toBe(first.policy_version);
+      expect((await ok(["policy", "show"], p.address)).policy.mode).toBe("autonomous");
+      expect((await ok(["stats"], p.address)).policy_version).toBe(reloaded.policy_version);
+
+      const events = await okLines(["events", "--after", cursor, "--type", "policy_reloaded"], p.address);
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ actor: "human:ops", payload: { from: first.policy_version, to: reloaded.policy_version, source: file } });
+
+      expect(await ok(["policy", "reload", "--actor", "human:ops"], p.address)).toEqual({ policy_version: reloaded.policy_version, changed: false });
+
+      await writeFile(file, "name: cli-test\nmode: sometimes\n");
+      const bad = await refused(["policy", "reload", "--actor", "human:ops"], p.address);
+      expect(bad).toMatchObject({ code: "invalid_argument" });
+      expect(bad.message).toMatch(/mode/);
+      expect((await ok(["policy", "show"], p.address)).policy_version).toBe(reloaded.policy_version);
+    });
+  });
+
   it("--help describes the commands, the address and the exit codes", async () => {
     const top = await actionctl(["--help"]);
     expect(top.code).toBe(0);
-    for (const word of ["ACTIONQ_ADDR", "claim", "events", "Exit codes"]) expect(top.stdout).toContain(word);
+    for (const word of ["ACTIONQ_ADDR", "claim", "events", "Exit codes", "pause", "resume", "stats", "rollback", "policy", "history"]) expect(top.stdout).toContain(word);
+    const pause = await actionctl(["pause", "--help"]);
+    expect(pause.code).toBe(0);
+    for (const flag of ["--all", "--type <type>", "--project <project>", "--auto-approval", "--actor <who>", "--reason <text>"]) expect(pause.stdout).toContain(flag);
+    const add = await actionctl(["add", "--help"]);
+    for (const flag of ["--supersedes <id>", "--rollback-payload <json>"]) expect(add.stdout).toContain(flag);
     const claim = await actionctl(["claim", "--help"]);
     expect(claim.code).toBe(0);
     expect(claim.stdout).toContain("--lease <duration>");

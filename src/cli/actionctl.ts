@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // `actionctl`: the operator's command line for a running actionq server. Every
-// command is one RPC (two for paged `events`); output is proto JSON on
-// stdout, errors one JSON line on stderr.
+// command is one RPC (more for paged `events`); output is proto JSON on
+// stdout (text for `history`), errors one JSON line on stderr.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { type CallOptions, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Command, type CommanderError, Option } from "commander";
-import { type ActionStatus, ClaimSchema, type RiskLevel } from "../../gen/actionq/v1/action_pb.js";
+import { Command, type CommanderError, InvalidArgumentError, Option } from "commander";
+import { type ActionStatus, ClaimSchema, EventSchema, type RiskLevel } from "../../gen/actionq/v1/action_pb.js";
 import {
   AckClaimResponseSchema,
   ActionQueueService,
@@ -19,12 +19,19 @@ import {
   ExtendClaimResponseSchema,
   FailActionResponseSchema,
   GetActionResponseSchema,
+  GetPolicyResponseSchema,
+  GetQueueStatsResponseSchema,
   ListActionsResponseSchema,
+  PauseClaimsResponseSchema,
   RejectActionResponseSchema,
+  ReloadPolicyResponseSchema,
+  ResumeClaimsResponseSchema,
+  RollbackActionResponseSchema,
   SweepClaimsResponseSchema,
 } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { type EventsOptions, followEvents, listEvents } from "./events.js";
-import { exitQuietlyOnClosedPipe, messageJson, note, printDocument, printError } from "./output.js";
+import { historyLines } from "./history.js";
+import { exitQuietlyOnClosedPipe, messageJson, note, printDocument, printError, printLine, printText } from "./output.js";
 import * as parse from "./parse.js";
 
 const DEFAULT_ADDR = "127.0.0.1:50051";
@@ -64,7 +71,7 @@ function run<Args extends unknown[]>(body: (...args: Args) => Promise<number | v
 }
 
 const program = new Command("actionctl")
-  .description("Operate an actionq server: propose, approve, claim and finish actions, and read the event log.")
+  .description("Operate an actionq server: propose, approve, claim, finish and roll back actions, pause claiming, inspect the policy, and read the event log.")
   .showHelpAfterError("(run with --help for usage)")
   // Usage errors exit 2, as POSIX tools do; commander's own default is 1,
   // which actionctl keeps for errors from the server.
@@ -78,7 +85,7 @@ Environment:
 Output:
   stdout  one proto JSON document (snake_case fields, enum names such as
           "ACTION_STATUS_PENDING", int64 values as strings); \`events\` prints
-          one JSON event per line
+          one JSON event per line; \`history\` prints text for people
   stderr  on failure, one line {"error":{"code","message","reason","metadata"}}
           where reason is the server's stable UPPER_SNAKE code
 
@@ -106,12 +113,14 @@ interface AddOptions {
   service?: string;
   parent?: bigint;
   rollback?: string;
+  rollbackPayload?: JsonObject;
   idempotencyKey?: string;
+  supersedes?: bigint;
 }
 
 program
   .command("add")
-  .description("propose an action (EnqueueAction); safe actions are approved at once, guarded and dangerous ones wait in PENDING")
+  .description("propose an action (EnqueueAction); the server's policy approves it at once or holds it in PENDING for approvals")
   .requiredOption("--type <type>", "action type, such as redeploy_service (required)")
   .requiredOption("--created-by <who>", "who proposes it, such as human:alice or agent:triage (required)")
   .option("--project <project>", "project or tenant")
@@ -126,7 +135,9 @@ program
   .option("--node <node>", "the node it targets")
   .option("--service <service>", "the service it targets")
   .option("--parent <id>", "make it a child of this action", parse.id)
-  .option("--rollback <ref>", "the reverse action, if it must be undone")
+  .option("--rollback <ref>", "the action type of the reverse action, if it must be undone")
+  .option("--rollback-payload <json>", "the reverse action's payload, a JSON object (needs --rollback)", parse.jsonObject)
+  .option("--supersedes <id>", "replace this PENDING or APPROVED action, which is cancelled", parse.id)
   .option("--idempotency-key <key>", "a retry with the same key returns the first action")
   .action(
     run(async (o: AddOptions) => {
@@ -147,7 +158,9 @@ program
           service: o.service,
           parentId: o.parent,
           rollbackRef: o.rollback,
+          rollbackPayload: o.rollbackPayload,
           idempotencyKey: o.idempotencyKey,
+          supersedesId: o.supersedes,
         },
         UNARY,
       );
@@ -204,6 +217,29 @@ program
     run(async (id: bigint) => {
       const response = await client().getAction({ id }, UNARY);
       await printDocument(messageJson(GetActionResponseSchema, response, { events: [] }));
+    }),
+  );
+
+program
+  .command("history")
+  .description("the story of one action for people: a line per event, oldest first, then its status now (GetAction)")
+  .argument(...idArgument)
+  .option("--json", "print the events as JSON Lines instead")
+  .addHelpText(
+    "after",
+    `
+Each line: the event's time, type and actor, then its facts: the policy's
+decision (mode, version, rule, why), approvers towards the quorum, claim
+attempts and workers, the executor's progress, the result or the failure.`,
+  )
+  .action(
+    run(async (id: bigint, o: { json?: boolean }) => {
+      const response = await client().getAction({ id }, UNARY);
+      if (o.json) {
+        for (const event of response.events) await printLine(messageJson(EventSchema, event));
+        return;
+      }
+      await printText(historyLines(response.action!, response.events));
     }),
   );
 
@@ -304,10 +340,10 @@ program
 
 program
   .command("approve")
-  .description("approve a PENDING action so that workers can claim it (ApproveAction)")
+  .description("approve a PENDING action (ApproveAction); workers can claim it once approvals_required distinct approvers approved")
   .argument(...idArgument)
   .requiredOption("--approver <who>", "who approves, such as human:bob (required)")
-  .option("--note <text>", "why, kept on the action_approved event")
+  .option("--note <text>", "why, kept on the approval's event")
   .action(
     run(async (id: bigint, o: { approver: string; note?: string }) => {
       const response = await client().approveAction({ id, approver: o.approver, note: o.note }, UNARY);
@@ -317,12 +353,114 @@ program
 
 program
   .command("sweep")
-  .description("requeue now every claim whose lease ran out or whose delivery was never acknowledged (SweepClaims)")
+  .description("requeue now every claim whose lease ran out or whose delivery was never acknowledged, and reject every PENDING action whose approval expired (SweepClaims)")
   .option("--actor <who>", "recorded on the events (server:sweeper when unset)")
   .action(
     run(async (o: { actor?: string }) => {
       const response = await client().sweepClaims({ actor: o.actor }, UNARY);
-      await printDocument(messageJson(SweepClaimsResponseSchema, response, { requeued_actions: [] }));
+      await printDocument(messageJson(SweepClaimsResponseSchema, response, { requeued_actions: [], expired_actions: [] }));
+    }),
+  );
+
+program
+  .command("rollback")
+  .description("enqueue the reverse of a COMPLETED or FAILED action, from its rollback_ref and rollback_payload (RollbackAction)")
+  .argument(...idArgument)
+  .requiredOption("--actor <who>", "who asks for it, the new action's producer (required)")
+  .option("--reason <text>", "why, kept on the new action's action_enqueued event")
+  .action(
+    run(async (id: bigint, o: { actor: string; reason?: string }) => {
+      const response = await client().rollbackAction({ id, actor: o.actor, reason: o.reason }, UNARY);
+      await printDocument(messageJson(RollbackActionResponseSchema, response, { created: false }));
+    }),
+  );
+
+/** --all, --type, --project and --auto-approval, of which pause and resume
+ * take exactly one. */
+function withScopeOptions(command: Command): Command {
+  return command
+    .option("--all", "every action")
+    .option("--type <type>", "actions of this type")
+    .option("--project <project>", "actions of this project")
+    .option("--auto-approval", "the policy's own approvals: new actions wait for humans, claiming goes on");
+}
+
+/** The scope, or a usage error (exit 2) before any call. */
+function scopeOf(command: Command, o: parse.ScopeOptions): ReturnType<typeof parse.pauseScope> {
+  try {
+    return parse.pauseScope(o);
+  } catch (error) {
+    if (!(error instanceof InvalidArgumentError)) throw error;
+    command.error(`error: ${error.message}`, { exitCode: 2, code: "actionctl.scope" });
+  }
+}
+
+withScopeOptions(
+  program
+    .command("pause")
+    .description("stop claiming in one scope on every server, or stop the policy approving by itself (PauseClaims); pausing a paused scope returns the pause in force"),
+)
+  .requiredOption("--actor <who>", "who pauses, such as human:carol (required)")
+  .requiredOption("--reason <text>", "why, kept on the pause and its event (required)")
+  .addHelpText(
+    "after",
+    `
+Give exactly one of --all, --type, --project, --auto-approval.
+
+Examples:
+  actionctl pause --all --actor human:carol --reason "incident 42"
+  actionctl pause --type redeploy_service --actor human:carol --reason "deploy freeze"`,
+  )
+  .action(
+    run(async (o: parse.ScopeOptions & { actor: string; reason: string }, command: Command) => {
+      const scope = scopeOf(command, o);
+      const response = await client().pauseClaims({ scope, actor: o.actor, reason: o.reason }, UNARY);
+      await printDocument(messageJson(PauseClaimsResponseSchema, response, { created: false }));
+    }),
+  );
+
+withScopeOptions(program.command("resume").description("lift a pause made by `pause` (ResumeClaims); exit 1 with PAUSE_NOT_FOUND when that scope is not paused"))
+  .requiredOption("--actor <who>", "who resumes (required)")
+  .option("--reason <text>", "why, kept on the coordinator_resumed event")
+  .addHelpText("after", "\nGive exactly one of --all, --type, --project, --auto-approval, as given to `pause`.")
+  .action(
+    run(async (o: parse.ScopeOptions & { actor: string; reason?: string }, command: Command) => {
+      const scope = scopeOf(command, o);
+      const response = await client().resumeClaims({ scope, actor: o.actor, reason: o.reason }, UNARY);
+      await printDocument(messageJson(ResumeClaimsResponseSchema, response));
+    }),
+  );
+
+program
+  .command("stats")
+  .description("counts by status and type, the claimable backlog and its oldest wait, the pauses in force and the policy version (GetQueueStats)")
+  .action(
+    run(async () => {
+      const response = await client().getQueueStats({}, UNARY);
+      await printDocument(messageJson(GetQueueStatsResponseSchema, response, { counts: [], claimable: "0", pauses: [], policy_version: "" }));
+    }),
+  );
+
+const policy = program.command("policy").description("the approval policy the server applies: show it, or reload its file");
+
+policy
+  .command("show")
+  .description("the policy in force with every default filled in, its version and its file (GetPolicy)")
+  .action(
+    run(async () => {
+      const response = await client().getPolicy({}, UNARY);
+      await printDocument(messageJson(GetPolicyResponseSchema, response, { source: "" }));
+    }),
+  );
+
+policy
+  .command("reload")
+  .description("read the policy file again on the server that answers, as SIGHUP does (ReloadPolicy); an invalid file is refused and the policy in force stays")
+  .requiredOption("--actor <who>", "who reloads, the actor of the policy_reloaded event (required)")
+  .action(
+    run(async (o: { actor: string }) => {
+      const response = await client().reloadPolicy({ actor: o.actor }, UNARY);
+      await printDocument(messageJson(ReloadPolicyResponseSchema, response, { changed: false }));
     }),
   );
 
@@ -346,14 +484,15 @@ Examples:
 
 program
   .command("emit")
-  .description("write a coordinator event to the log (EmitEvent)")
-  .addOption(new Option("--type <type>", "the event type (required)").choices(["coordinator_cycle", "coordinator_paused"]).makeOptionMandatory())
+  .description("write a coordinator event, or a worker's progress note about the claim it holds, to the log (EmitEvent)")
+  .addOption(new Option("--type <type>", "the event type (required)").choices(["coordinator_cycle", "coordinator_paused", "action_progress"]).makeOptionMandatory())
   .requiredOption("--actor <who>", "who emits, such as dispatcher:main (required)")
   .option("--payload <json>", "details, a JSON object", parse.jsonObject)
-  .option("--action <id>", "the action the event concerns", parse.id)
+  .option("--action <id>", "the action the event concerns (required for action_progress)", parse.id)
+  .option("--token <token>", "for action_progress: the token of the action's current claim")
   .action(
-    run(async (o: { type: string; actor: string; payload?: JsonObject; action?: bigint }) => {
-      const response = await client().emitEvent({ eventType: o.type, actor: o.actor, payload: o.payload, actionId: o.action }, UNARY);
+    run(async (o: { type: string; actor: string; payload?: JsonObject; action?: bigint; token?: string }) => {
+      const response = await client().emitEvent({ eventType: o.type, actor: o.actor, payload: o.payload, actionId: o.action, claimToken: o.token }, UNARY);
       await printDocument(messageJson(EmitEventResponseSchema, response));
     }),
   );

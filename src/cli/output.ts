@@ -1,5 +1,5 @@
 // What actionctl writes: proto JSON on stdout (snake_case fields, enum names,
-// int64 as strings), and errors as one JSON line on stderr carrying the
+// int64 as strings), or text for people where asked (`history`), and errors as one JSON line on stderr carrying the
 // server's google.rpc.ErrorInfo reason, so that scripts can branch on it.
 import { type DescMessage, type JsonObject, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
@@ -42,6 +42,11 @@ export function printDocument(document: JsonObject): Promise<void> {
 /** One JSON Lines record on stdout. */
 export function printLine(document: JsonObject): Promise<void> {
   return write(process.stdout, `${JSON.stringify(document)}\n`);
+}
+
+/** Plain text for people, one line each, on stdout. */
+export function printText(lines: string[]): Promise<void> {
+  return write(process.stdout, lines.map((line) => `${line}\n`).join(""));
 }
 
 /** A short human note on stderr, for outcomes that are not errors. */

@@ -5,6 +5,7 @@ import { type DescEnum, type JsonObject, create } from "@bufbuild/protobuf";
 import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "commander";
 import { type ActionStatus, ActionStatusSchema, type RiskLevel, RiskLevelSchema } from "../../gen/actionq/v1/action_pb.js";
+import { PauseKind } from "../../gen/actionq/v1/action_queue_service_pb.js";
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MIN = -(2 ** 31);
@@ -105,3 +106,23 @@ export function collect<T>(parse: (value: string) => T): (value: string, previou
 
 /** Text options that are repeatable but need no parsing. */
 export const collectText = collect((value: string) => value);
+
+/** The scope flags of `pause` and `resume`. */
+export interface ScopeOptions {
+  all?: boolean;
+  type?: string;
+  project?: string;
+  autoApproval?: boolean;
+}
+
+/** Exactly one scope flag, as a PauseScope. Commander can say that flags
+ * conflict, not that one of them is required, hence this check. */
+export function pauseScope(o: ScopeOptions): { kind: PauseKind; value: string } {
+  const given: { kind: PauseKind; value: string }[] = [];
+  if (o.all) given.push({ kind: PauseKind.ALL, value: "" });
+  if (o.type !== undefined) given.push({ kind: PauseKind.ACTION_TYPE, value: o.type });
+  if (o.project !== undefined) given.push({ kind: PauseKind.PROJECT, value: o.project });
+  if (o.autoApproval) given.push({ kind: PauseKind.AUTO_APPROVAL, value: "" });
+  if (given.length !== 1) throw new InvalidArgumentError(`Give exactly one scope: --all, --type <type>, --project <project> or --auto-approval.`);
+  return given[0]!;
+}
