@@ -322,8 +322,10 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       const payload = check.payload("payload", req.payload);
       if (req.eventType === "action_progress") {
         if (req.actionId === 0n) throw invalidField("action_id", "is required for action_progress");
-        const result = await actions.progress(check.id("action_id", req.actionId), check.claimToken("claim_token", req.claimToken), actor, payload);
+        const id = check.id("action_id", req.actionId);
+        const result = await actions.progress(id, check.claimToken("claim_token", req.claimToken), actor, payload);
         if (result instanceof ActionqError) throw result;
+        dispatcher.onAcked(id, Number(result.payload.attempt));
         return { event: eventToWire(result) };
       }
       if (!COORDINATOR_EVENT_TYPES.includes(req.eventType as never)) {

@@ -70,22 +70,29 @@ export const ActionSupersedeMany = changeWithEvent({
   },
 });
 
-/** An action_progress event, only from the worker holding the claim. FOR
- * SHARE keeps the claim from ending until the event is written. */
+/** An action_progress event, only from the worker holding the claim. Like
+ * any call with the token, it acknowledges a streamed claim; the update
+ * also keeps the claim from ending until the event is written. */
 export const ActionProgress = `
 WITH a AS (
-  SELECT id, attempt FROM actions WHERE id = $1 AND status = 'claimed' AND claim_token = $2::uuid FOR SHARE
+  UPDATE actions SET acked_at = coalesce(acked_at, now()), ack_deadline = NULL
+  WHERE id = $1 AND status = 'claimed' AND claim_token = $2::uuid
+  RETURNING id, attempt
 )
 INSERT INTO events (action_id, event_type, actor, payload)
 SELECT a.id, 'action_progress', $3, $4::jsonb || jsonb_build_object('attempt', a.attempt) FROM a
 RETURNING ${eventColumns("events")}`;
 
 /** The action to roll back, locked so that two RollbackAction calls take
- * turns, and its live rollback if it has one. */
-export const ActionLockForRollback = `
-SELECT ${actionColumns("a")},
-  (SELECT r.id FROM actions r WHERE r.rollback_of = a.id AND r.status IN ('pending', 'approved', 'claimed', 'completed')) AS live_rollback_id
-FROM actions a WHERE a.id = $1 FOR UPDATE OF a`;
+ * turns. */
+export const ActionLockForRollback = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = $1 FOR UPDATE`;
+
+/** Its live rollback, read in a statement of its own, after the lock: a
+ * snapshot taken before the lock was granted would miss the rollback the
+ * previous holder just committed. */
+export const ActionLiveRollback = `
+SELECT ${actionColumns("r")} FROM actions r
+WHERE r.rollback_of = $1 AND r.status IN ('pending', 'approved', 'claimed', 'completed')`;
 
 export const ActionGetByIdempotencyKeys = `
 SELECT ${actionColumns("a")} FROM actions a

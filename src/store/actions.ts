@@ -20,6 +20,7 @@ import {
   ActionGetWithEvents,
   ActionInsertMany,
   ActionList,
+  ActionLiveRollback,
   ActionLockForRollback,
   ActionLockForSupersede,
   ActionProgress,
@@ -319,14 +320,11 @@ export class ActionStore {
    * `build`, or returns its live rollback. Errors as outcomes. */
   async rollback(id: string, build: (action: ActionRow) => NewAction): Promise<Outcome> {
     return inTransaction(this.pool, async (client) => {
-      const { rows } = await client.query<ActionRow & { live_rollback_id: string | null }>(ActionLockForRollback, [id]);
-      const row = rows[0];
-      if (!row) return { ok: false, error: actionNotFound(id) };
-      const { live_rollback_id: liveId, ...action } = row;
-      if (liveId !== null) {
-        const [live] = await this.getMany([liveId]);
-        return { ok: true, action: live!, created: false };
-      }
+      const { rows } = await client.query<ActionRow>(ActionLockForRollback, [id]);
+      const action = rows[0];
+      if (!action) return { ok: false, error: actionNotFound(id) };
+      const { rows: live } = await client.query<ActionRow>(ActionLiveRollback, [id]);
+      if (live[0]) return { ok: true, action: live[0], created: false };
       if (action.status !== "completed" && action.status !== "failed") {
         return { ok: false, error: invalidTransition(id, action.status, "rolling back", ["completed", "failed"]) };
       }
