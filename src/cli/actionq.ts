@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // `actionq serve` runs the server; `actionq migrate` only brings the schema
-// up to date. Both take their settings from the environment.
+// up to date. Both take their settings from the environment. `actionq
+// executor` is the reference worker, a client of a running server.
 import { Command } from "commander";
 import { ConfigError, describeSettings, loadConfig } from "../config.js";
+import { runExecutor } from "../executor/main.js";
+import type { RawOptions } from "../executor/options.js";
 import { createLogger } from "../log.js";
+import { PolicyError } from "../policy/policy.js";
 import { ActionqServer } from "../server.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
 import { migrate } from "../store/migrate.js";
@@ -34,9 +38,16 @@ program
     try {
       server = await ActionqServer.start(settings, log);
     } catch (error) {
+      if (error instanceof PolicyError) {
+        process.stderr.write(`actionq: ACTIONQ_POLICY ${error.message}\n`);
+        process.exit(2);
+      }
       log.fatal({ err: error }, "could not start");
       process.exit(1);
     }
+    process.on("SIGHUP", () => {
+      server.reloadPolicy("server:sighup").catch((error: unknown) => log.error({ err: (error as Error).message }, "policy reload on SIGHUP failed"));
+    });
     let signals = 0;
     const stop = (signal: NodeJS.Signals) => {
       signals++;
@@ -71,6 +82,28 @@ program
     } finally {
       await embedded?.stop();
     }
+  });
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+program
+  .command("executor")
+  .description("run approved actions: hold a claim stream, simulate (default) or apply each action, and record every step in the event log")
+  .option("--server <addr>", "the actionq server, host:port or http://host:port (default: $ACTIONQ_ADDR or 127.0.0.1:50051)")
+  .option("--worker <name>", "worker name, kept as claimed_by and as the actor of progress events (default: executor:<hostname>)")
+  .option("--state-dir <dir>", "journal of held claims, for resuming after a crash (default: $XDG_STATE_HOME/actionq/executor/<worker>)")
+  .option("--live", "apply actions with the plugged handlers; without it every action is only simulated")
+  .option("--handler <type=module>", "handler module for a type, default export { apply(action, ctx) } (repeatable)", collect)
+  .option("--types <types>", "comma-separated types to take (default: the four built-in types; in live mode, the types with a handler)", collect)
+  .option("--max-in-flight <n>", "most claims held at once", "4")
+  .option("--lease <seconds>", "lease of each claim, extended every third of it while a handler runs", "60")
+  .option("--simulate-delay <ms>", "how long a simulated apply takes", "0")
+  .option("--log-level <level>", "pino log level", "info")
+  .option("--pretty", "human-readable logs instead of JSON lines")
+  // Usage errors exit 2, as runExecutor's own checks do.
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  .action(async (options: RawOptions) => {
+    process.exit(await runExecutor(options));
   });
 
 await program.parseAsync();
