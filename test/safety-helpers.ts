@@ -1,0 +1,264 @@
+// Helpers shared by the safety-model suites (policy, approvals, pauses,
+// rollback): the Action fields the safety model added, policy files in
+// temporary directories, refusals that must leave the database untouched,
+// and `actionq serve` as a real child process.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type * as grpc from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import { expect } from "vitest";
+import { type TestServer, grpcError, snapshot } from "./harness.js";
+import { type Json, type WireAction, type WireEvent, type WireStruct, type WireTimestamp, errorInfoOf, fromStruct, messageOf } from "./helpers-wire.js";
+
+/** An Action with the safety model's fields, as grpc-js decodes it. */
+export interface SafeAction extends WireAction {
+  autonomousEligible: boolean;
+  approvalsRequired: number;
+  approvers: string[];
+  approvalExpireTime: WireTimestamp | null;
+  policyVersion: string;
+  supersedesId: string;
+  rollbackPayload: WireStruct | null;
+  rollbackOfId: string;
+}
+
+export interface SafeEnqueueResponse {
+  action: SafeAction;
+  created: boolean;
+}
+
+export interface WirePause {
+  scope: { kind: string; value: string };
+  pausedBy: string;
+  reason: string;
+  createTime: WireTimestamp | null;
+}
+
+export interface QueueStats {
+  counts: { status: string; actionType: string; count: string }[];
+  claimable: string;
+  oldestClaimableAge: { seconds: string; nanos: number } | null;
+  pauses: WirePause[];
+  policyVersion: string;
+}
+
+export interface PolicyResponse {
+  policyVersion: string;
+  source: string;
+  policy: WireStruct | null;
+}
+
+export const RISK = {
+  safe: "RISK_LEVEL_SAFE",
+  guarded: "RISK_LEVEL_GUARDED",
+  dangerous: "RISK_LEVEL_DANGEROUS",
+} as const;
+
+/** A name no other test (or suite) uses. */
+export function unique(prefix: string): string {
+  return `${prefix}_${randomBytes(4).toString("hex")}`;
+}
+
+export async function enqueueSafe(t: TestServer, request: Record<string, unknown>): Promise<SafeEnqueueResponse> {
+  return t.grpc.unary<SafeEnqueueResponse>("EnqueueAction", { createdBy: "human:tester", ...request });
+}
+
+export async function getSafe(t: TestServer, id: string): Promise<{ action: SafeAction; events: WireEvent[] }> {
+  return t.grpc.unary("GetAction", { id });
+}
+
+export async function getPolicy(t: TestServer): Promise<{ policyVersion: string; source: string; policy: { [key: string]: Json } }> {
+  const res = await t.grpc.unary<PolicyResponse>("GetPolicy", {});
+  return { policyVersion: res.policyVersion, source: res.source, policy: fromStruct(res.policy) };
+}
+
+export async function queueStats(t: TestServer): Promise<QueueStats> {
+  return t.grpc.unary<QueueStats>("GetQueueStats", {});
+}
+
+/** The `policy` object of an action's action_enqueued event. */
+export function enqueuedPolicy(events: WireEvent[]): { [key: string]: Json } {
+  const enqueued = events.find((e) => e.eventType === "action_enqueued");
+  if (!enqueued) throw new Error("no action_enqueued event");
+  const policy = fromStruct(enqueued.payload).policy;
+  if (!policy || typeof policy !== "object" || Array.isArray(policy)) throw new Error(`action_enqueued has no policy object: ${JSON.stringify(fromStruct(enqueued.payload))}`);
+  return policy;
+}
+
+export const eventTypes = (events: WireEvent[]) => events.map((e) => e.eventType);
+
+export interface Refusal {
+  code: grpc.status;
+  reason: string;
+  /** ErrorInfo metadata.field; the message must name it too. */
+  field?: string;
+  /** ErrorInfo metadata.current_status; the message must name it too. */
+  currentStatus?: string;
+}
+
+/** Makes a call that must be refused, checks the code, the ErrorInfo and
+ * that nothing in the database changed, and returns the error. */
+export async function expectRefused(t: TestServer, call: () => Promise<unknown>, expected: Refusal): Promise<grpc.ServiceError> {
+  const before = await snapshot(t.db);
+  const error = await grpcError(call());
+  expect(await snapshot(t.db), "a refused call changes nothing").toBe(before);
+  expect({ code: status[error.code], message: messageOf(error) }).toMatchObject({ code: status[expected.code] });
+  const info = errorInfoOf(error);
+  expect(info, `the status carries a google.rpc.ErrorInfo (${messageOf(error)})`).toBeDefined();
+  expect(info!.reason).toBe(expected.reason);
+  if (expected.field !== undefined) {
+    expect(info!.metadata.field).toBe(expected.field);
+    expect(messageOf(error)).toContain(expected.field);
+  }
+  if (expected.currentStatus !== undefined) {
+    expect(info!.metadata.current_status).toBe(expected.currentStatus);
+    expect(messageOf(error)).toContain(expected.currentStatus);
+  }
+  return error;
+}
+
+const policyDirs: string[] = [];
+
+/** Writes a policy file (YAML text, or an object written as JSON) into a
+ * fresh temporary directory and returns its path. */
+export async function writePolicy(content: string | Record<string, unknown>, name?: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "actionq-policy-"));
+  policyDirs.push(dir);
+  const file = path.join(dir, name ?? (typeof content === "string" ? "policy.yaml" : "policy.json"));
+  await rewritePolicy(file, content);
+  return file;
+}
+
+export async function rewritePolicy(file: string, content: string | Record<string, unknown>): Promise<void> {
+  await writeFile(file, typeof content === "string" ? content : JSON.stringify(content, null, 2));
+}
+
+export async function removePolicyDirs(): Promise<void> {
+  for (const dir of policyDirs.splice(0)) await rm(dir, { recursive: true, force: true });
+}
+
+export function durationMs(d: { seconds: string; nanos: number } | null | undefined): number {
+  if (!d) throw new Error("duration is unset");
+  return Number(d.seconds) * 1000 + d.nanos / 1e6;
+}
+
+// --- `actionq serve` as a child process -------------------------------
+
+const packageRoot = path.resolve(import.meta.dirname, "..");
+export const cli = path.join(packageRoot, "dist", "src", "cli", "actionq.js");
+
+export function requireBuiltCli(): void {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first (npm test does it in pretest)`);
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const running = new Set<ActionqProcess>();
+
+/** The test runner's environment without any ACTIONQ_ variable, plus `env`. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const clean: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("ACTIONQ_")) clean[name] = value;
+  return { ...clean, ...env };
+}
+
+/** A running `actionq` process with its output collected. */
+export class ActionqProcess {
+  readonly child: ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly exited: Promise<Exit>;
+  private exit: Exit | undefined;
+
+  constructor(args: string[], env: Record<string, string>) {
+    this.child = spawn(process.execPath, [cli, ...args], { cwd: packageRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+    running.add(this);
+    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stdout += chunk;
+    });
+    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stderr += chunk;
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on("exit", (code, signal) => {
+        running.delete(this);
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.exit === undefined;
+  }
+
+  logs(): Record<string, unknown>[] {
+    return this.stdout.split("\n").flatMap((line) => {
+      try {
+        const value: unknown = JSON.parse(line);
+        return value && typeof value === "object" ? [value as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** Resolves with the first log line whose msg is `msg`. */
+  async waitForLog(msg: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.logs().find((l) => l.msg === msg);
+      if (line) return line;
+      if (!this.alive) throw new Error(`actionq exited (${JSON.stringify(this.exit)}) before logging ${JSON.stringify(msg)}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`actionq did not log ${JSON.stringify(msg)} within ${timeoutMs} ms\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  exitWithin(timeoutMs: number): Promise<Exit> {
+    return Promise.race([
+      this.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`actionq did not exit within ${timeoutMs} ms\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`)), timeoutMs).unref(),
+      ),
+    ]);
+  }
+}
+
+/** Runs `actionq ARGS` to its end within a bound; kills it if it overruns. */
+export async function runToEnd(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<Exit & { stdout: string; stderr: string }> {
+  const proc = new ActionqProcess(args, env);
+  try {
+    const exit = await proc.exitWithin(timeoutMs);
+    return { ...exit, stdout: proc.stdout, stderr: proc.stderr };
+  } finally {
+    if (proc.alive) proc.child.kill("SIGKILL");
+  }
+}
+
+/** Kills whatever child process a suite left running. */
+export async function killRunning(): Promise<void> {
+  for (const proc of [...running]) {
+    if (proc.alive) proc.child.kill("SIGKILL");
+    await proc.exitWithin(10_000).catch(() => {});
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
