@@ -46,7 +46,15 @@ export const SETTINGS = {
   ACTIONQ_LISTEN: setting({
     schema: listenAddress,
     fallback: "127.0.0.1:50051",
-    doc: "HOST:PORT the gRPC, gRPC-Web and Connect server listens on (HTTP/2 cleartext). Port 0 picks a free port.",
+    doc: "HOST:PORT the server listens on: gRPC, gRPC-Web and Connect over HTTP/2 cleartext, and Connect and gRPC-Web over HTTP/1.1, on the same port. Port 0 picks a free port.",
+  }),
+  ACTIONQ_CORS_ORIGINS: setting({
+    schema: z
+      .string()
+      .transform((value) => value.split(",").map((origin) => origin.trim()).filter((origin) => origin !== ""))
+      .pipe(z.array(z.string().regex(/^(\*|https?:\/\/[^\s/,]+)$/, "must be * or origins such as https://ops.example.com, comma-separated")))
+      .optional(),
+    doc: "Browser origins allowed to call the API (CORS), comma-separated, or *. Unset: no CORS headers.",
   }),
   ACTIONQ_DATA_DIR: setting({
     schema: z.string().min(1),
@@ -126,6 +134,7 @@ export interface Config {
   databaseUrl: string | undefined;
   schema: string;
   listen: { host: string; port: number };
+  corsOrigins: string[];
   dataDir: string;
   maxChainDepth: number;
   rateLimitPerHour: number;
@@ -171,6 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: v.ACTIONQ_URL,
     schema: v.ACTIONQ_SCHEMA,
     listen: v.ACTIONQ_LISTEN,
+    corsOrigins: v.ACTIONQ_CORS_ORIGINS ?? [],
     dataDir: v.ACTIONQ_DATA_DIR,
     maxChainDepth: v.ACTIONQ_MAX_CHAIN_DEPTH,
     rateLimitPerHour: v.ACTIONQ_RATE_LIMIT_PER_HOUR,

@@ -1,18 +1,21 @@
 // Puts the pieces together: database (embedded or given), migrations, the
 // pool and the LISTEN connection, the dispatcher, the event hub, the sweeper
-// and the HTTP/2 server speaking gRPC, gRPC-Web and Connect on one port.
+// and the server speaking gRPC, gRPC-Web and Connect (HTTP/2 and HTTP/1.1)
+// on one port.
 // close() undoes it all in the order that loses nothing.
 import { setMaxListeners } from "node:events";
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type http from "node:http";
+import type http2 from "node:http2";
+import { type ConnectRouter, cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { registerActionQueueService } from "./api/action-queue-service.js";
+import cors from "cors";
 import { withPlainGrpcMessages } from "./api/grpc-message.js";
+import { DualProtocolServer } from "./api/http-server.js";
 import { HealthState, registerHealthService } from "./api/health.js";
 import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
 import { registerReflection } from "./api/reflection.js";
@@ -30,6 +33,19 @@ import { EventStore } from "./store/events.js";
 import { migrate } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
 
+/** CORS for browsers on the allowed origins: Connect's and gRPC-Web's
+ * headers, plus x-request-id. */
+function corsFor(origins: string[]) {
+  if (origins.length === 0) return undefined;
+  return cors({
+    origin: origins.includes("*") ? "*" : origins,
+    methods: [...connectCors.allowedMethods],
+    allowedHeaders: [...connectCors.allowedHeaders, "X-Request-Id", "Authorization"],
+    exposedHeaders: [...connectCors.exposedHeaders, "X-Request-Id"],
+    maxAge: 7200,
+  });
+}
+
 export interface StartOptions {
   /** Extra settings for an embedded PostgreSQL (tests use fsync=off). */
   embeddedSettings?: string[];
@@ -44,7 +60,7 @@ export class ActionqServer {
     readonly databaseUrl: string,
     readonly pool: pg.Pool,
     readonly port: number,
-    private readonly http: http2.Http2Server,
+    private readonly http: DualProtocolServer,
     private readonly sessions: Set<http2.ServerHttp2Session>,
     private readonly parts: {
       embedded: EmbeddedPostgres | undefined;
@@ -193,30 +209,25 @@ export class ActionqServer {
       grpcWeb: true,
       connect: true,
     });
-    const http = http2.createServer({}, (req, res) => {
-      withPlainGrpcMessages(res);
-      handler(req, res);
+    const allowCors = corsFor(config.corsOrigins);
+    const http = new DualProtocolServer((req, res) => {
+      if ("stream" in res) withPlainGrpcMessages(res);
+      if (!allowCors) return handler(req, res);
+      allowCors(req as http.IncomingMessage, res as http.ServerResponse, () => handler(req, res));
     });
     const sessions = new Set<http2.ServerHttp2Session>();
-    http.on("session", (session) => {
+    http.h2.on("session", (session) => {
       sessions.add(session);
       session.on("close", () => sessions.delete(session));
       session.on("error", () => {});
     });
-    await new Promise<void>((resolve, reject) => {
-      http.once("error", reject);
-      http.listen(config.listen.port, config.listen.host, () => {
-        http.off("error", reject);
-        resolve();
-      });
-    }).catch(async (error) => {
+    const port = await http.listen(config.listen.port, config.listen.host).catch(async (error) => {
       await Promise.allSettled([sweeper.stop(), listener.stop(), dispatcher.shutdown()]);
       hub.shutdown();
       clearInterval(healthTimer);
       await pool.end();
       throw error;
     });
-    const port = (http.address() as AddressInfo).port;
     const server = new ActionqServer(config, log, databaseUrl, pool, port, http, sessions, {
       embedded,
       listener,
@@ -246,15 +257,17 @@ export class ActionqServer {
     this.log.info("shutting down");
     health.set(false);
     clearInterval(healthTimer);
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const closed = this.http.close();
     await dispatcher.shutdown();
     hub.shutdown();
     stopping.abort();
     for (const session of this.sessions) session.close();
+    this.http.closeIdle();
     const grace = new Promise<void>((resolve) => setTimeout(resolve, this.config.shutdownGraceMs).unref());
     await Promise.race([closed, grace]);
     forceStop.abort();
     for (const session of this.sessions) session.destroy();
+    this.http.destroyAll();
     // A destroyed session does not always report 'close'; do not wait on it
     // for ever.
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);

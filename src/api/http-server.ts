@@ -1,0 +1,79 @@
+// One port for every protocol. HTTP/2 cleartext carries gRPC, gRPC-Web and
+// Connect; HTTP/1.1 carries Connect and gRPC-Web, for curl and browsers.
+// The first bytes of a connection tell them apart: an HTTP/2 connection
+// opens with the preface "PRI * HTTP/2.0", and no HTTP/1.1 request does.
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+
+type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export class DualProtocolServer {
+  readonly h2: http2.Http2Server;
+  readonly h1: http.Server;
+  readonly tcp: net.Server;
+
+  constructor(handler: Handler) {
+    this.h2 = http2.createServer({}, handler);
+    this.h1 = http.createServer(handler);
+    // Long-lived server streams over HTTP/1.1 (Connect streaming) must not
+    // be cut by Node's default request timeout.
+    this.h1.requestTimeout = 0;
+    this.h1.headersTimeout = 60_000;
+    this.tcp = net.createServer((socket) => this.route(socket));
+  }
+
+  /** Reads until the first bytes decide the protocol, puts them back, and
+   * hands the connection to that server. */
+  private route(socket: net.Socket): void {
+    let seen = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PREFACE.length);
+      const h2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (h2 && seen.length < PREFACE.length) return;
+      socket.off("data", onData);
+      socket.off("error", onError);
+      socket.pause();
+      socket.unshift(seen);
+      if (h2) {
+        // The HTTP/2 session reads what is buffered itself, on the next
+        // tick; flowing the socket now would drop it.
+        this.h2.emit("connection", socket);
+      } else {
+        this.h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    const onError = () => socket.destroy();
+    socket.on("data", onData);
+    socket.on("error", onError);
+  }
+
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.tcp.once("error", reject);
+      this.tcp.listen(port, host, () => {
+        this.tcp.off("error", reject);
+        resolve((this.tcp.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops accepting connections; resolves once every connection ended. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.tcp.close(() => resolve()));
+  }
+
+  /** Asks HTTP/1.1 keep-alive connections that are idle to go away. */
+  closeIdle(): void {
+    this.h1.closeIdleConnections();
+  }
+
+  /** Ends every HTTP/1.1 connection now. */
+  destroyAll(): void {
+    this.h1.closeAllConnections();
+  }
+}
