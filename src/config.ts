@@ -48,6 +48,10 @@ export const SETTINGS = {
     fallback: "127.0.0.1:50051",
     doc: "HOST:PORT the server listens on: gRPC, gRPC-Web and Connect over HTTP/2 cleartext, and Connect and gRPC-Web over HTTP/1.1, on the same port. Port 0 picks a free port.",
   }),
+  ACTIONQ_METRICS_LISTEN: setting({
+    schema: listenAddress.optional(),
+    doc: "HOST:PORT of the admin HTTP endpoint: Prometheus /metrics, /healthz and /readyz. Unset: off. Keep it on loopback or a private network.",
+  }),
   ACTIONQ_CORS_ORIGINS: setting({
     schema: z
       .string()
@@ -135,6 +139,7 @@ export interface Config {
   schema: string;
   listen: { host: string; port: number };
   corsOrigins: string[];
+  metricsListen: { host: string; port: number } | undefined;
   dataDir: string;
   maxChainDepth: number;
   rateLimitPerHour: number;
@@ -181,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     schema: v.ACTIONQ_SCHEMA,
     listen: v.ACTIONQ_LISTEN,
     corsOrigins: v.ACTIONQ_CORS_ORIGINS ?? [],
+    metricsListen: v.ACTIONQ_METRICS_LISTEN,
     dataDir: v.ACTIONQ_DATA_DIR,
     maxChainDepth: v.ACTIONQ_MAX_CHAIN_DEPTH,
     rateLimitPerHour: v.ACTIONQ_RATE_LIMIT_PER_HOUR,

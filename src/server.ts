@@ -26,11 +26,13 @@ import { ClaimDispatcher } from "./dispatch/claims.js";
 import { EventHub } from "./dispatch/event-hub.js";
 import { Listener } from "./dispatch/listener.js";
 import { Sweeper } from "./dispatch/sweeper.js";
+import { AdminServer } from "./metrics/admin-server.js";
+import { Metrics } from "./metrics/metrics.js";
 import { ActionStore } from "./store/actions.js";
 import { createPool } from "./store/db.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { EventStore } from "./store/events.js";
-import { migrate } from "./store/migrate.js";
+import { listMigrations, migrate } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
 
 /** CORS for browsers on the allowed origins: Connect's and gRPC-Web's
@@ -73,6 +75,7 @@ export class ActionqServer {
       stopping: AbortController;
       forceStop: AbortController;
       reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
+      admin: AdminServer | undefined;
     },
   ) {}
 
@@ -86,6 +89,11 @@ export class ActionqServer {
   /** What this server holds open right now. */
   get stats(): { claimStreams: number; watchers: number; listening: boolean } {
     return { claimStreams: this.parts.dispatcher.openStreams, watchers: this.parts.hub.watchers, listening: this.parts.listener.connected };
+  }
+
+  /** The admin endpoint's port, when ACTIONQ_METRICS_LISTEN is set. */
+  get metricsPort(): number | undefined {
+    return this.parts.admin?.port;
   }
 
   get address(): string {
@@ -177,6 +185,14 @@ export class ActionqServer {
     }
     const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }));
     sweeper.start();
+    const metrics = new Metrics({
+      liveCounts: () => pauses.liveCounts(),
+      claimable: () => pauses.claimable(),
+      claimStreams: () => dispatcher.openStreams,
+      watchers: () => hub.watchers,
+      listening: () => listener.connected,
+      pool,
+    });
 
     const stopping = new AbortController();
     const forceStop = new AbortController();
@@ -194,13 +210,13 @@ export class ActionqServer {
     healthTimer.unref();
 
     const routes = (router: ConnectRouter) => {
-      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, policy, reloadPolicy, shutdown: stopping.signal });
+      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, metrics, policy, reloadPolicy, shutdown: stopping.signal });
       registerHealthService(router, health, stopping.signal);
       registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
     };
     const handler = connectNodeAdapter({
       routes,
-      interceptors: [loggingInterceptor(log.child({ component: "rpc" })), errorInterceptor(log)],
+      interceptors: [loggingInterceptor(log.child({ component: "rpc" }), metrics), errorInterceptor(log)],
       shutdownSignal: forceStop.signal,
       // An unknown field or enum name in JSON is an error, not something to
       // drop: "RISK_LEVEL_DANGEROUSS" must not become SAFE.
@@ -221,13 +237,28 @@ export class ActionqServer {
       session.on("close", () => sessions.delete(session));
       session.on("error", () => {});
     });
-    const port = await http.listen(config.listen.port, config.listen.host).catch(async (error) => {
-      await Promise.allSettled([sweeper.stop(), listener.stop(), dispatcher.shutdown()]);
+    const latest = listMigrations().at(-1)?.id ?? 0;
+    const probes = {
+      stopping: () => stopping.signal.aborted,
+      notReady: async () => {
+        if (stopping.signal.aborted) return "stopping";
+        const { rows } = await pool.query<{ id: number | null }>("SELECT max(id) AS id FROM schema_migrations");
+        const applied = rows[0]?.id ?? 0;
+        return applied >= latest ? null : `schema is at migration ${applied}, this build needs ${latest}`;
+      },
+    };
+    let port: number;
+    let admin: AdminServer | undefined;
+    try {
+      port = await http.listen(config.listen.port, config.listen.host);
+      if (config.metricsListen) admin = await AdminServer.start(config.metricsListen, metrics, probes, log.child({ component: "admin" }));
+    } catch (error) {
+      await Promise.allSettled([http.close(), sweeper.stop(), listener.stop(), dispatcher.shutdown()]);
       hub.shutdown();
       clearInterval(healthTimer);
       await pool.end();
       throw error;
-    });
+    }
     const server = new ActionqServer(config, log, databaseUrl, pool, port, http, sessions, {
       embedded,
       listener,
@@ -239,6 +270,7 @@ export class ActionqServer {
       stopping,
       forceStop,
       reloadPolicy,
+      admin,
     });
     log.info({ address: server.address, schema: config.schema, database: embedded ? `embedded (${embedded.dataDir})` : "ACTIONQ_URL" }, "actionq is serving");
     return server;
@@ -253,7 +285,7 @@ export class ActionqServer {
   }
 
   private async shutdown(): Promise<void> {
-    const { embedded, listener, dispatcher, hub, sweeper, health, healthTimer, stopping, forceStop } = this.parts;
+    const { embedded, listener, dispatcher, hub, sweeper, health, healthTimer, stopping, forceStop, admin } = this.parts;
     this.log.info("shutting down");
     health.set(false);
     clearInterval(healthTimer);
@@ -272,6 +304,7 @@ export class ActionqServer {
     // for ever.
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await sweeper.stop();
+    await admin?.close();
     await listener.stop();
     await this.pool.end();
     if (embedded) await embedded.stop();

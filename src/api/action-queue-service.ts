@@ -14,6 +14,7 @@ import { type ProposedAction, decideApproval, resolveRisk } from "../policy/appr
 import type { LoadedPolicy, PolicyHolder } from "../policy/policy.js";
 import type { ActionStore, NewAction, Outcome } from "../store/actions.js";
 import type { EventStore } from "../store/events.js";
+import type { Metrics } from "../metrics/metrics.js";
 import type { PauseStore } from "../store/pauses.js";
 import { COORDINATOR_EVENT_TYPES, EVENT_TYPES, type RiskLevel, type Status } from "../store/rows.js";
 import {
@@ -36,6 +37,7 @@ export interface ServiceDeps {
   dispatcher: ClaimDispatcher;
   hub: EventHub;
   pauses: PauseStore;
+  metrics: Metrics;
   policy: PolicyHolder;
   /** Reloads the policy file; the event is written by the caller. */
   reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
@@ -84,7 +86,7 @@ function linkedSignal(ctx: HandlerContext, shutdown: AbortSignal): AbortSignal {
 }
 
 export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof ActionQueueService> {
-  const { config, actions, events, dispatcher, hub, pauses } = deps;
+  const { config, actions, events, dispatcher, hub, pauses, metrics } = deps;
 
   return {
     async enqueueAction(req) {
@@ -128,6 +130,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         ...decisions(loaded, { ...fields, riskLevel: risk, typeRisk }),
       };
       const outcome = only(await actions.enqueueMany([input]));
+      if (outcome.created !== false) metrics.onEnqueued(outcome.action);
       return { action: actionToWire(outcome.action), created: outcome.created ?? true };
     },
 
@@ -180,6 +183,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         const token = check.claimToken("claim_token", req.claimToken);
         const outcome = only(await actions.rejectClaimedMany([{ id, token, actor, reason }]));
         dispatcher.onClaimEnded(id, outcome.action.attempt);
+        if (!outcome.repeated) metrics.onFinished(outcome.action, "rejected", null);
         return { action: actionToWire(outcome.action) };
       }
       const outcomes = await actions.rejectPendingMany([{ id, actor, reason }]);
@@ -209,6 +213,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       const filter = { actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) };
       const leaseMs = check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!;
       const [row] = await actions.claim(filter, [{ session: null, worker, leaseMs }]);
+      if (row) metrics.onClaimed(row);
       return row ? { claim: claimToWire(row) } : {};
     },
 
@@ -230,6 +235,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         for await (const message of session.messages(ctx.signal)) {
           switch (message.kind) {
             case "claim":
+              metrics.onClaimed(message.action);
               yield { kind: { case: "claim", value: claimToWire(message.action) } };
               break;
             case "heartbeat":
@@ -277,6 +283,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         ]),
       );
       dispatcher.onClaimEnded(id, outcome.action.attempt);
+      if (!outcome.repeated) metrics.onFinished(outcome.action, "completed", outcome.action.claimed_since ?? null);
       return { action: actionToWire(outcome.action) };
     },
 
@@ -286,6 +293,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         await actions.failMany([{ id, token: check.claimToken("claim_token", req.claimToken), reason: check.text("reason", req.reason, { required: true }) }]),
       );
       dispatcher.onClaimEnded(id, outcome.action.attempt);
+      if (!outcome.repeated) metrics.onFinished(outcome.action, "failed", null);
       return { action: actionToWire(outcome.action) };
     },
 

@@ -74,13 +74,15 @@ export function errorInterceptor(log: Logger): Interceptor {
 /** Logs each call when it ends: method, code, duration, request id. The id
  * comes from the x-request-id header when the client sends one, and is
  * echoed back in the response headers either way. */
-export function loggingInterceptor(log: Logger): Interceptor {
+export function loggingInterceptor(log: Logger, metrics?: { rpcDone(method: string, code: string, seconds: number): void }): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
     const requestId = req.header.get("x-request-id")?.slice(0, 128) || randomUUID();
     const method = `${req.service.typeName}/${req.method.name}`;
     const done = (code: string, error?: unknown) => {
-      const fields = { method, code, ms: Math.round((performance.now() - started) * 10) / 10, requestId };
+      const elapsed = performance.now() - started;
+      metrics?.rpcDone(method, code, elapsed / 1000);
+      const fields = { method, code, ms: Math.round(elapsed * 10) / 10, requestId };
       if (error instanceof ConnectError && error.code === Code.Internal) log.error({ ...fields, err: error.message }, "rpc");
       else if (error) log.info({ ...fields, err: (error as Error).message }, "rpc");
       else log.info(fields, "rpc");

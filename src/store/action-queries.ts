@@ -184,7 +184,7 @@ export const ActionClaimMany = {
 
 /** Lock clause for a transition guarded by status and, for claims, token. */
 const lockByIdAndToken = (statuses: Status[]) => `
-  SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
+  SELECT a.id, a.status AS old_status, a.claimed_at AS old_claimed_at FROM actions a JOIN i USING (id)
   WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token
   FOR UPDATE OF a`;
 const lockById = (statuses: Status[]) => `
@@ -216,6 +216,7 @@ export const ActionCompleteMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS i(id, token, result_ref)",
   lock: lockByIdAndToken(["claimed"]),
   set: `status = 'completed', result_ref = i.result_ref, ${FINISH_CLAIM_SET}`,
+  returning: "o.old_claimed_at AS claimed_since",
   event: {
     type: "'action_completed'",
     actor: "c.claimed_by",

@@ -45,7 +45,9 @@ export interface StoredDecision {
   detail: JsonObject;
 }
 
-export type Outcome = { ok: true; action: ActionRow; created?: boolean } | { ok: false; error: ActionqError };
+/** `repeated`: the call repeated one that already succeeded; nothing was
+ * written. */
+export type Outcome = { ok: true; action: ActionRow; created?: boolean; repeated?: boolean } | { ok: false; error: ActionqError };
 
 export interface NewAction {
   actionType: string;
@@ -562,7 +564,7 @@ export class ActionStore {
 }
 
 function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain: Omit<Explainer, "explainRow">): Outcome {
-  if (explain.repeat && row.status === explain.repeat.status && explain.repeat.matches(row)) return { ok: true, action: row };
+  if (explain.repeat && row.status === explain.repeat.status && explain.repeat.matches(row)) return { ok: true, action: row, repeated: true };
   if (explain.tokenChecked && row.status === "claimed" && row.claim_token !== item.token) {
     return { ok: false, error: claimTokenMismatch(row.id, row.status) };
   }

@@ -70,6 +70,11 @@ WHERE a.status = 'approved'
   AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = a.action_type)
   AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = a.project)`;
 
+const LiveCounts = `
+SELECT status, action_type, count(*)::text AS n FROM actions
+WHERE status IN ('pending', 'approved', 'claimed')
+GROUP BY status, action_type`;
+
 export class PauseStore {
   constructor(private readonly pool: pg.Pool) {}
 
@@ -99,6 +104,18 @@ export class PauseStore {
   async list(): Promise<PauseRow[]> {
     const { rows } = await this.pool.query<PauseRow>(PauseList);
     return rows;
+  }
+
+  /** Live actions by status and type: what metrics scrape, often, so it
+   * reads only the live part of the table. */
+  async liveCounts(): Promise<{ status: string; action_type: string; n: string }[]> {
+    const { rows } = await this.pool.query<{ status: string; action_type: string; n: string }>(LiveCounts);
+    return rows;
+  }
+
+  async claimable(): Promise<{ n: string; oldestAt: Date | null }> {
+    const { rows } = await this.pool.query<{ n: string; oldest: Date | null }>(Claimable);
+    return { n: rows[0]!.n, oldestAt: rows[0]!.oldest };
   }
 
   async stats(): Promise<QueueStats> {

@@ -74,6 +74,8 @@ export interface ActionRow {
   supersedes_id: string | null;
   rollback_payload: JsonObject | null;
   rollback_of: string | null;
+  /** Only from a completion: when the claim that completed began. */
+  claimed_since?: Date | null;
 }
 
 export interface EventRow {

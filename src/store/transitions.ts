@@ -20,6 +20,8 @@ export interface ChangeSpec {
   /** The event appended for each changed row. Expressions may use `c` (the
    * row after the change), `o` and `i`. */
   event?: { type: string; actor: string; payload: string };
+  /** Extra columns of the result, from `c` or `o`, such as an old value. */
+  returning?: string;
 }
 
 export function changeWithEvent(spec: ChangeSpec): string {
@@ -44,7 +46,8 @@ export function changeWithEvent(spec: ChangeSpec): string {
       )`,
     );
   }
-  return `WITH ${ctes.join(",\n")}\nSELECT ${actionColumns("c")} FROM c ORDER BY c.id`;
+  const extra = spec.returning ? `, ${spec.returning}` : "";
+  return `WITH ${ctes.join(",\n")}\nSELECT ${actionColumns("c")}${extra} FROM c${spec.returning ? " JOIN o USING (id)" : ""} ORDER BY c.id`;
 }
 
 /** The SET list that puts a claimed action back in the queue. */
