@@ -24,23 +24,47 @@ async function perform(claim: Claim): Promise<string> {
   return `example://${action.actionType}/${action.id}`;
 }
 
+/** The server was unreachable, or refused the call unprocessed while going
+ * away (connect-node reports that HTTP/2 REFUSED_STREAM as INTERNAL). */
+function retriable(error: unknown): boolean {
+  const { code, message } = ConnectError.from(error);
+  return code === Code.Unavailable || message.includes("REFUSED_STREAM");
+}
+
+/** Retries a call while the server restarts: the token outlives the stream,
+ * and repeating a call with it is safe. */
+async function retrying<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!retriable(error) || attempt === 30) throw error;
+      await sleep(2000);
+    }
+  }
+}
+
 async function handle(claim: Claim): Promise<void> {
   const id = claim.action!.id;
   const token = claim.claimToken;
-  await client.ackClaim({ id, claimToken: token });
   // Extend the lease every 20 s while the work runs.
   const heartbeat = setInterval(() => {
     client.extendClaim({ id, claimToken: token, leaseDuration: { seconds: 60n } }).catch(() => {});
   }, 20_000);
   try {
-    const resultRef = await perform(claim);
-    await client.completeAction({ id, claimToken: token, resultRef });
-  } catch (error) {
-    if (error instanceof ConnectError && error.code === Code.FailedPrecondition) {
-      console.warn(`lost action #${id}: ${error.rawMessage}`);
+    await retrying(() => client.ackClaim({ id, claimToken: token }));
+    let resultRef: string;
+    try {
+      resultRef = await perform(claim);
+    } catch (error) {
+      await retrying(() => client.failAction({ id, claimToken: token, reason: String(error) }));
       return;
     }
-    await client.failAction({ id, claimToken: token, reason: String(error) }).catch(() => {});
+    await retrying(() => client.completeAction({ id, claimToken: token, resultRef }));
+  } catch (error) {
+    // FAILED_PRECONDITION: the claim is gone (lease lost, action cancelled).
+    // Otherwise the lease runs out and the action is claimed again.
+    console.warn(`gave up action #${id}: ${ConnectError.from(error).message}`);
   } finally {
     clearInterval(heartbeat);
   }
@@ -48,7 +72,7 @@ async function handle(claim: Claim): Promise<void> {
 
 while (!stop.signal.aborted) {
   try {
-    const stream = client.streamClaims({ worker, maxInFlight: 4 }, { signal: stop.signal });
+    const stream = client.streamClaims({ worker, maxInFlight: 4, leaseDuration: { seconds: 60n } }, { signal: stop.signal });
     for await (const message of stream) {
       if (message.kind.case === "claim") void handle(message.kind.value);
       if (message.kind.case === "drain") console.log(`server draining: ${message.kind.value.reason}`);
