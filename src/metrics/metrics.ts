@@ -64,6 +64,20 @@ export class Metrics {
       registers,
     });
 
+    // Registered before the queue gauges: prom-client collects in order, and
+    // their queries would otherwise count as callers waiting for the pool.
+    new Gauge({
+      name: "actionq_db_pool_connections",
+      help: "PostgreSQL pool connections: total, idle, and callers waiting for one.",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.set({ state: "total" }, sources.pool.totalCount);
+        this.set({ state: "idle" }, sources.pool.idleCount);
+        this.set({ state: "waiting" }, sources.pool.waitingCount);
+      },
+    });
+
     // One scrape reads the database once for the three queue gauges.
     let reading: Promise<void> | undefined;
     const readQueue = () =>
@@ -115,17 +129,6 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.listening() ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: "actionq_db_pool_connections",
-      help: "PostgreSQL pool connections: total, idle, and callers waiting for one.",
-      labelNames: ["state"],
-      registers,
-      collect() {
-        this.set({ state: "total" }, sources.pool.totalCount);
-        this.set({ state: "idle" }, sources.pool.idleCount);
-        this.set({ state: "waiting" }, sources.pool.waitingCount);
       },
     });
   }

@@ -28,16 +28,23 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
   actionType: string;
 
   /**
+   * The project or tenant the action belongs to; empty when none. Claims,
+   * pauses and ListActions can select by it.
+   *
    * @generated from field: string project = 2;
    */
   project: string;
 
   /**
+   * What the action acts on, in the producer's own notation.
+   *
    * @generated from field: string target_ref = 3;
    */
   targetRef: string;
 
   /**
+   * Where the proposal came from: documents, alerts, tickets.
+   *
    * @generated from field: repeated string source_refs = 4;
    */
   sourceRefs: string[];
@@ -87,16 +94,22 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
   createdBy: string;
 
   /**
+   * Ties related actions together across systems; ListActions filters by it.
+   *
    * @generated from field: string correlation_id = 11;
    */
   correlationId: string;
 
   /**
+   * The node the action targets, when it targets one.
+   *
    * @generated from field: string node = 12;
    */
   node: string;
 
   /**
+   * The service the action targets, when it targets one.
+   *
    * @generated from field: string service = 13;
    */
   service: string;
@@ -109,6 +122,9 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
   parentId: bigint;
 
   /**
+   * The action type that undoes this one, reviewed with it; RollbackAction
+   * enqueues it with `rollback_payload`.
+   *
    * @generated from field: string rollback_ref = 15;
    */
   rollbackRef: string;
@@ -174,6 +190,8 @@ export const EnqueueActionResponseSchema: GenMessage<EnqueueActionResponse> = /*
  */
 export type GetActionRequest = Message<"actionq.v1.GetActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
@@ -307,6 +325,8 @@ export const ListActionsResponseSchema: GenMessage<ListActionsResponse> = /*@__P
  */
 export type ApproveActionRequest = Message<"actionq.v1.ApproveActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
@@ -355,6 +375,8 @@ export const ApproveActionResponseSchema: GenMessage<ApproveActionResponse> = /*
  */
 export type RejectActionRequest = Message<"actionq.v1.RejectActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
@@ -411,6 +433,8 @@ export const RejectActionResponseSchema: GenMessage<RejectActionResponse> = /*@_
  */
 export type CancelActionRequest = Message<"actionq.v1.CancelActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
@@ -649,11 +673,15 @@ export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
  */
 export type AckClaimRequest = Message<"actionq.v1.AckClaimRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
 
   /**
+   * The token of the current claim (`Claim.claim_token`).
+   *
    * @generated from field: string claim_token = 2;
    */
   claimToken: string;
@@ -688,11 +716,15 @@ export const AckClaimResponseSchema: GenMessage<AckClaimResponse> = /*@__PURE__*
  */
 export type ExtendClaimRequest = Message<"actionq.v1.ExtendClaimRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
 
   /**
+   * The token of the current claim (`Claim.claim_token`).
+   *
    * @generated from field: string claim_token = 2;
    */
   claimToken: string;
@@ -742,11 +774,15 @@ export const ExtendClaimResponseSchema: GenMessage<ExtendClaimResponse> = /*@__P
  */
 export type CompleteActionRequest = Message<"actionq.v1.CompleteActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
 
   /**
+   * The token of the current claim (`Claim.claim_token`).
+   *
    * @generated from field: string claim_token = 2;
    */
   claimToken: string;
@@ -788,11 +824,15 @@ export const CompleteActionResponseSchema: GenMessage<CompleteActionResponse> = 
  */
 export type FailActionRequest = Message<"actionq.v1.FailActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
 
   /**
+   * The token of the current claim (`Claim.claim_token`).
+   *
    * @generated from field: string claim_token = 2;
    */
   claimToken: string;
@@ -1147,6 +1187,8 @@ export const PauseSchema: GenMessage<Pause> = /*@__PURE__*/
  */
 export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
   /**
+   * Required. What to pause.
+   *
    * @generated from field: actionq.v1.PauseScope scope = 1;
    */
   scope?: PauseScope | undefined;
@@ -1202,6 +1244,8 @@ export const PauseClaimsResponseSchema: GenMessage<PauseClaimsResponse> = /*@__P
  */
 export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
   /**
+   * Required. The scope of the pause to lift, as it was paused.
+   *
    * @generated from field: actionq.v1.PauseScope scope = 1;
    */
   scope?: PauseScope | undefined;
@@ -1338,6 +1382,8 @@ export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
  */
 export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> & {
   /**
+   * The action's id.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
@@ -1747,7 +1793,8 @@ export const ActionQueueService: GenService<{
   /**
    * Writes a coordinator event (`coordinator_cycle` or
    * `coordinator_paused`) to the log, so that dispatchers can record what
-   * they did without database access.
+   * they did without database access; or, with `action_id` and the claim
+   * token, an `action_progress` note from the worker holding that claim.
    *
    * @generated from rpc actionq.v1.ActionQueueService.EmitEvent
    */
