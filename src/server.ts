@@ -22,6 +22,7 @@ import { PolicyError, PolicyHolder } from "./policy/policy.js";
 import { ClaimDispatcher } from "./dispatch/claims.js";
 import { EventHub } from "./dispatch/event-hub.js";
 import { Listener } from "./dispatch/listener.js";
+import { Scheduler } from "./dispatch/scheduler.js";
 import { Sweeper } from "./dispatch/sweeper.js";
 import { ActionStore } from "./store/actions.js";
 import { createPool } from "./store/db.js";
@@ -29,6 +30,28 @@ import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-p
 import { EventStore } from "./store/events.js";
 import { migrate } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
+
+/** A connection can vanish without a FIN (a cut cable, a proxy dropping
+ * state); its streams would hold their claims until the ack deadline and
+ * never learn. A PING that is not answered in time closes it, which ends
+ * its streams and releases what they did not acknowledge. */
+function pingOrClose(session: http2.ServerHttp2Session, timeoutMs: number, log: Logger): void {
+  if (session.closed || session.destroyed) return;
+  const deadline = setTimeout(() => {
+    log.info({ remote: session.socket?.remoteAddress }, "connection did not answer a keepalive PING; closing it");
+    session.destroy();
+  }, timeoutMs);
+  deadline.unref();
+  try {
+    session.ping((error) => {
+      clearTimeout(deadline);
+      if (error && !session.destroyed) session.destroy();
+    });
+  } catch {
+    // The session is closing already.
+    clearTimeout(deadline);
+  }
+}
 
 export interface StartOptions {
   /** Extra settings for an embedded PostgreSQL (tests use fsync=off). */
@@ -52,6 +75,7 @@ export class ActionqServer {
       dispatcher: ClaimDispatcher;
       hub: EventHub;
       sweeper: Sweeper;
+      scheduler: Scheduler;
       health: HealthState;
       healthTimer: NodeJS.Timeout;
       stopping: AbortController;
@@ -109,6 +133,8 @@ export class ActionqServer {
       maxChainDepth: config.maxChainDepth,
       rateLimitPerHour: config.rateLimitPerHour,
       ackTimeoutMs: config.ackTimeoutMs,
+      retryBackoffMs: config.retryBackoffMs,
+      retryBackoffMaxMs: config.retryBackoffMaxMs,
     });
     const events = new EventStore(pool);
     const pauses = new PauseStore(pool);
@@ -161,6 +187,8 @@ export class ActionqServer {
     }
     const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }));
     sweeper.start();
+    const scheduler = new Scheduler(actions, config.pollIntervalMs, log.child({ component: "scheduler" }));
+    scheduler.start();
 
     const stopping = new AbortController();
     const forceStop = new AbortController();
@@ -178,7 +206,7 @@ export class ActionqServer {
     healthTimer.unref();
 
     const routes = (router: ConnectRouter) => {
-      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, policy, reloadPolicy, shutdown: stopping.signal });
+      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, scheduler, policy, reloadPolicy, shutdown: stopping.signal });
       registerHealthService(router, health, stopping.signal);
       registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
     };
@@ -200,7 +228,12 @@ export class ActionqServer {
     const sessions = new Set<http2.ServerHttp2Session>();
     http.on("session", (session) => {
       sessions.add(session);
-      session.on("close", () => sessions.delete(session));
+      const keepalive = setInterval(() => pingOrClose(session, config.keepaliveMs, log), config.keepaliveMs);
+      keepalive.unref();
+      session.on("close", () => {
+        clearInterval(keepalive);
+        sessions.delete(session);
+      });
       session.on("error", () => {});
     });
     await new Promise<void>((resolve, reject) => {
@@ -210,7 +243,7 @@ export class ActionqServer {
         resolve();
       });
     }).catch(async (error) => {
-      await Promise.allSettled([sweeper.stop(), listener.stop(), dispatcher.shutdown()]);
+      await Promise.allSettled([sweeper.stop(), scheduler.stop(), listener.stop(), dispatcher.shutdown()]);
       hub.shutdown();
       clearInterval(healthTimer);
       await pool.end();
@@ -223,6 +256,7 @@ export class ActionqServer {
       dispatcher,
       hub,
       sweeper,
+      scheduler,
       health,
       healthTimer,
       stopping,
@@ -242,7 +276,7 @@ export class ActionqServer {
   }
 
   private async shutdown(): Promise<void> {
-    const { embedded, listener, dispatcher, hub, sweeper, health, healthTimer, stopping, forceStop } = this.parts;
+    const { embedded, listener, dispatcher, hub, sweeper, scheduler, health, healthTimer, stopping, forceStop } = this.parts;
     this.log.info("shutting down");
     health.set(false);
     clearInterval(healthTimer);
@@ -259,6 +293,7 @@ export class ActionqServer {
     // for ever.
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await sweeper.stop();
+    await scheduler.stop();
     await listener.stop();
     await this.pool.end();
     if (embedded) await embedded.stop();
