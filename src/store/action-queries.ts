@@ -64,7 +64,7 @@ export const ActionSupersedeMany = changeWithEvent({
     SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
     WHERE a.status IN ('pending', 'approved')
     FOR UPDATE OF a`,
-  set: "status = 'cancelled', failure_reason = 'superseded by action ' || i.new_id, finished_at = now()",
+  set: "status = 'cancelled', failure_reason = 'superseded by action ' || i.new_id, finished_at = now(), deferred = false",
   event: {
     type: "'action_cancelled'",
     actor: "i.actor",
@@ -179,18 +179,20 @@ export const ActionClaimMany = {
 };
 
 /** Lock clause for a transition guarded by status and, for claims, token. */
-const lockByIdAndToken = (statuses: Status[]) => `
+const lockByIdAndToken = (statuses: Status[], also?: string) => `
   SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
-  WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token
+  WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token${also ? ` AND ${also}` : ""}
   FOR UPDATE OF a`;
 const lockById = (statuses: Status[]) => `
   SELECT a.id, a.status AS old_status, a.claimed_by AS old_worker FROM actions a JOIN i USING (id)
   WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")})
   FOR UPDATE OF a`;
 
+// Only claims not yet acknowledged: a repeated ack writes nothing and is
+// answered from the row as it is.
 export const ActionAckMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS i(id, token)",
-  lock: lockByIdAndToken(["claimed"]),
+  lock: lockByIdAndToken(["claimed"], "a.acked_at IS NULL"),
   set: "acked_at = coalesce(a.acked_at, now()), ack_deadline = NULL",
 });
 
@@ -344,7 +346,7 @@ export const ActionExpireApprovals = changeWithEvent({
 export const ActionCancelMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, actor, reason)",
   lock: lockById(["pending", "approved", "claimed"]),
-  set: `status = 'cancelled', failure_reason = i.reason, ${FINISH_CLAIM_SET}`,
+  set: `status = 'cancelled', failure_reason = i.reason, deferred = false, ${FINISH_CLAIM_SET}`,
   event: {
     type: "'action_cancelled'",
     actor: "i.actor",
