@@ -1,8 +1,11 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // The fault suite kills processes on purpose and takes minutes: it has
+    // its own config (vitest.faults.config.ts, npm run test:faults).
+    exclude: [...configDefaults.exclude, "test/faults/**"],
     globalSetup: ["test/global-setup.ts"],
     // Each file starts its own server on its own schema; files run in
     // parallel, tests within a file in order.

@@ -90,6 +90,31 @@ export const SETTINGS = {
     fallback: "10",
     doc: "How long a streamed claim may stay unacknowledged before it is released to other workers.",
   }),
+  ACTIONQ_MAX_ATTEMPTS: setting({
+    schema: integer(1, 1000),
+    fallback: "1",
+    doc: "How many times an action may fail (FailAction with `retryable`) before it stays FAILED, when its producer sets no `max_attempts`. 1: the first failure is final.",
+  }),
+  ACTIONQ_RETRY_BACKOFF_SECONDS: setting({
+    schema: seconds(0.01, 86_400),
+    fallback: "10",
+    doc: "Wait before the first retry; it doubles with each failure, with jitter down to half.",
+  }),
+  ACTIONQ_RETRY_BACKOFF_MAX_SECONDS: setting({
+    schema: seconds(0.01, 7 * 86_400),
+    fallback: "3600",
+    doc: "Longest wait between retries.",
+  }),
+  ACTIONQ_MAX_STREAM_AGE_SECONDS: setting({
+    schema: seconds(1, 30 * 86_400),
+    fallback: "3600",
+    doc: "A claim stream older than this gets a Drain (cause MAX_AGE) and ends, so that long-lived workers reconnect and spread across replicas. Acknowledged claims are kept.",
+  }),
+  ACTIONQ_KEEPALIVE_SECONDS: setting({
+    schema: seconds(0.05, 3600),
+    fallback: "20",
+    doc: "HTTP/2 PING interval on every connection; a connection that does not answer within the same time is closed and its unacknowledged claims released.",
+  }),
   ACTIONQ_MAX_IN_FLIGHT: setting({
     schema: integer(1, 100_000),
     fallback: "1000",
@@ -147,6 +172,11 @@ export interface Config {
   maxLeaseMs: number;
   ackTimeoutMs: number;
   maxInFlight: number;
+  maxAttempts: number;
+  retryBackoffMs: number;
+  retryBackoffMaxMs: number;
+  maxStreamAgeMs: number;
+  keepaliveMs: number;
   heartbeatMs: number;
   sweepIntervalMs: number;
   pollIntervalMs: number;
@@ -194,6 +224,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxLeaseMs: v.ACTIONQ_MAX_LEASE_SECONDS,
     ackTimeoutMs: v.ACTIONQ_ACK_TIMEOUT_SECONDS,
     maxInFlight: v.ACTIONQ_MAX_IN_FLIGHT,
+    maxAttempts: v.ACTIONQ_MAX_ATTEMPTS,
+    retryBackoffMs: v.ACTIONQ_RETRY_BACKOFF_SECONDS,
+    retryBackoffMaxMs: v.ACTIONQ_RETRY_BACKOFF_MAX_SECONDS,
+    maxStreamAgeMs: v.ACTIONQ_MAX_STREAM_AGE_SECONDS,
+    keepaliveMs: v.ACTIONQ_KEEPALIVE_SECONDS,
     heartbeatMs: v.ACTIONQ_HEARTBEAT_SECONDS,
     sweepIntervalMs: v.ACTIONQ_SWEEP_INTERVAL_SECONDS,
     pollIntervalMs: v.ACTIONQ_POLL_INTERVAL_SECONDS,

@@ -25,6 +25,7 @@ import { PolicyError, PolicyHolder } from "./policy/policy.js";
 import { ClaimDispatcher } from "./dispatch/claims.js";
 import { EventHub } from "./dispatch/event-hub.js";
 import { Listener } from "./dispatch/listener.js";
+import { Scheduler } from "./dispatch/scheduler.js";
 import { Sweeper } from "./dispatch/sweeper.js";
 import { AdminServer } from "./metrics/admin-server.js";
 import { Metrics } from "./metrics/metrics.js";
@@ -46,6 +47,28 @@ function corsFor(origins: string[]) {
     exposedHeaders: [...connectCors.exposedHeaders, "X-Request-Id"],
     maxAge: 7200,
   });
+}
+
+/** A connection can vanish without a FIN (a cut cable, a proxy dropping
+ * state); its streams would hold their claims until the ack deadline and
+ * never learn. A PING that is not answered in time closes it, which ends
+ * its streams and releases what they did not acknowledge. */
+function pingOrClose(session: http2.ServerHttp2Session, timeoutMs: number, log: Logger): void {
+  if (session.closed || session.destroyed) return;
+  const deadline = setTimeout(() => {
+    log.info({ remote: session.socket?.remoteAddress }, "connection did not answer a keepalive PING; closing it");
+    session.destroy();
+  }, timeoutMs);
+  deadline.unref();
+  try {
+    session.ping((error) => {
+      clearTimeout(deadline);
+      if (error && !session.destroyed) session.destroy();
+    });
+  } catch {
+    // The session is closing already.
+    clearTimeout(deadline);
+  }
 }
 
 export interface StartOptions {
@@ -70,6 +93,7 @@ export class ActionqServer {
       dispatcher: ClaimDispatcher;
       hub: EventHub;
       sweeper: Sweeper;
+      scheduler: Scheduler;
       health: HealthState;
       healthTimer: NodeJS.Timeout;
       stopping: AbortController;
@@ -133,6 +157,8 @@ export class ActionqServer {
       maxChainDepth: config.maxChainDepth,
       rateLimitPerHour: config.rateLimitPerHour,
       ackTimeoutMs: config.ackTimeoutMs,
+      retryBackoffMs: config.retryBackoffMs,
+      retryBackoffMaxMs: config.retryBackoffMaxMs,
     });
     const events = new EventStore(pool);
     const pauses = new PauseStore(pool);
@@ -193,6 +219,8 @@ export class ActionqServer {
       listening: () => listener.connected,
       pool,
     });
+    const scheduler = new Scheduler(actions, config.pollIntervalMs, log.child({ component: "scheduler" }));
+    scheduler.start();
 
     const stopping = new AbortController();
     const forceStop = new AbortController();
@@ -210,7 +238,7 @@ export class ActionqServer {
     healthTimer.unref();
 
     const routes = (router: ConnectRouter) => {
-      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, metrics, policy, reloadPolicy, shutdown: stopping.signal });
+      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, metrics, scheduler, policy, reloadPolicy, shutdown: stopping.signal });
       registerHealthService(router, health, stopping.signal);
       registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
     };
@@ -234,7 +262,12 @@ export class ActionqServer {
     const sessions = new Set<http2.ServerHttp2Session>();
     http.h2.on("session", (session) => {
       sessions.add(session);
-      session.on("close", () => sessions.delete(session));
+      const keepalive = setInterval(() => pingOrClose(session, config.keepaliveMs, log), config.keepaliveMs);
+      keepalive.unref();
+      session.on("close", () => {
+        clearInterval(keepalive);
+        sessions.delete(session);
+      });
       session.on("error", () => {});
     });
     const latest = listMigrations().at(-1)?.id ?? 0;
@@ -253,7 +286,7 @@ export class ActionqServer {
       port = await http.listen(config.listen.port, config.listen.host);
       if (config.metricsListen) admin = await AdminServer.start(config.metricsListen, metrics, probes, log.child({ component: "admin" }));
     } catch (error) {
-      await Promise.allSettled([http.close(), sweeper.stop(), listener.stop(), dispatcher.shutdown()]);
+      await Promise.allSettled([http.close(), sweeper.stop(), scheduler.stop(), listener.stop(), dispatcher.shutdown()]);
       hub.shutdown();
       clearInterval(healthTimer);
       await pool.end();
@@ -265,6 +298,7 @@ export class ActionqServer {
       dispatcher,
       hub,
       sweeper,
+      scheduler,
       health,
       healthTimer,
       stopping,
@@ -285,7 +319,7 @@ export class ActionqServer {
   }
 
   private async shutdown(): Promise<void> {
-    const { embedded, listener, dispatcher, hub, sweeper, health, healthTimer, stopping, forceStop, admin } = this.parts;
+    const { embedded, listener, dispatcher, hub, sweeper, scheduler, health, healthTimer, stopping, forceStop, admin } = this.parts;
     this.log.info("shutting down");
     health.set(false);
     clearInterval(healthTimer);
@@ -305,6 +339,7 @@ export class ActionqServer {
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await sweeper.stop();
     await admin?.close();
+    await scheduler.stop();
     await listener.stop();
     await this.pool.end();
     if (embedded) await embedded.stop();

@@ -36,6 +36,7 @@ const RPCS = [
   "RollbackAction",
   "GetPolicy",
   "ReloadPolicy",
+  "RetryAction",
 ];
 const SERVER_STREAMING = new Set(["StreamClaims", "WatchEvents"]);
 

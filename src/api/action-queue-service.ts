@@ -5,10 +5,11 @@ import { createHash } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { ActionQueueService, DrainCause } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Config } from "../config.js";
 import type { ClaimDispatcher } from "../dispatch/claims.js";
 import type { EventHub } from "../dispatch/event-hub.js";
+import type { Scheduler } from "../dispatch/scheduler.js";
 import { ActionqError, actionNotFound, invalidField } from "../errors.js";
 import { type ProposedAction, decideApproval, resolveRisk } from "../policy/approval.js";
 import type { LoadedPolicy, PolicyHolder } from "../policy/policy.js";
@@ -38,6 +39,7 @@ export interface ServiceDeps {
   hub: EventHub;
   pauses: PauseStore;
   metrics: Metrics;
+  scheduler: Scheduler;
   policy: PolicyHolder;
   /** Reloads the policy file; the event is written by the caller. */
   reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
@@ -115,6 +117,8 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         rollbackRef,
         rollbackPayload,
         supersedesId: check.optionalId("supersedes_id", req.supersedesId),
+        maxAttempts: check.count("max_attempts", req.maxAttempts, config.maxAttempts, 1000),
+        runAfter: check.runAfter("run_after", req.runAfter),
       };
       const idempotencyKey = req.idempotencyKey === "" ? null : check.text("idempotency_key", req.idempotencyKey, { max: check.LIMITS.refLength });
       const loaded = deps.policy.current;
@@ -126,11 +130,17 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         rollbackOf: null,
         note: null,
         idempotencyKey,
-        requestDigest: createHash("sha256").update(canonical(fields as unknown as JsonValue)).digest("base64url"),
+        // As the producer sent it: run_after as its ISO string (a Date has no
+        // keys of its own), max_attempts before the server's default, so
+        // that replicas with different defaults agree on a retry.
+        requestDigest: createHash("sha256")
+          .update(canonical({ ...fields, runAfter: fields.runAfter?.toISOString() ?? null, maxAttempts: req.maxAttempts } as unknown as JsonValue))
+          .digest("base64url"),
         ...decisions(loaded, { ...fields, riskLevel: risk, typeRisk }),
       };
       const outcome = only(await actions.enqueueMany([input]));
       if (outcome.created !== false) metrics.onEnqueued(outcome.action);
+      if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
       return { action: actionToWire(outcome.action), created: outcome.created ?? true };
     },
 
@@ -172,6 +182,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
           { id: check.id("id", req.id), approver: check.principal("approver", req.approver), note: check.text("note", req.note) },
         ]),
       );
+      if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
       return { action: actionToWire(outcome.action) };
     },
 
@@ -242,7 +253,9 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
               yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } } };
               break;
             case "drain":
-              yield { kind: { case: "drain", value: { reason: message.reason } } };
+              yield {
+                kind: { case: "drain", value: { reason: message.reason, cause: message.cause === "shutdown" ? DrainCause.SHUTDOWN : DrainCause.MAX_AGE } },
+              };
               break;
           }
         }
@@ -289,11 +302,35 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
 
     async failAction(req) {
       const id = check.id("id", req.id);
+      if (!req.retryable && req.retryDelay !== undefined) throw invalidField("retry_delay", "needs retryable");
       const outcome = only(
-        await actions.failMany([{ id, token: check.claimToken("claim_token", req.claimToken), reason: check.text("reason", req.reason, { required: true }) }]),
+        await actions.failMany([
+          {
+            id,
+            token: check.claimToken("claim_token", req.claimToken),
+            reason: check.text("reason", req.reason, { required: true }),
+            retryable: req.retryable,
+            delayMs: check.delay("retry_delay", req.retryDelay, config.retryBackoffMaxMs),
+          },
+        ]),
       );
       dispatcher.onClaimEnded(id, outcome.action.attempt);
-      if (!outcome.repeated) metrics.onFinished(outcome.action, "failed", null);
+      if (!outcome.repeated) metrics.onFinished(outcome.action, outcome.action.status === "failed" ? "failed" : "retry_scheduled", null);
+      if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
+      return { action: actionToWire(outcome.action) };
+    },
+
+    async retryAction(req) {
+      const outcome = only(
+        await actions.retryMany([
+          {
+            id: check.id("id", req.id),
+            actor: check.principal("actor", req.actor),
+            reason: check.text("reason", req.reason, { required: true }),
+            extra: check.count("additional_attempts", req.additionalAttempts, 1, 1000),
+          },
+        ]),
+      );
       return { action: actionToWire(outcome.action) };
     },
 
@@ -395,6 +432,8 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
           riskLevel: typeRisk,
           confidence: null,
           approvalRequired: false,
+          maxAttempts: original.max_attempts,
+          runAfter: null,
           createdBy: actor,
           correlationId: original.correlation_id,
           node: original.node,

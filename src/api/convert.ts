@@ -117,6 +117,11 @@ export function actionToWire(row: ActionRow): Action {
     supersedesId: row.supersedes_id === null ? 0n : BigInt(row.supersedes_id),
     rollbackPayload: row.rollback_payload ?? undefined,
     rollbackOfId: row.rollback_of === null ? 0n : BigInt(row.rollback_of),
+    runAfter: row.status === "approved" || row.status === "pending" ? time(row.run_after) : undefined,
+    maxAttempts: row.max_attempts,
+    failures: row.failures,
+    lostDeliveries: row.lost_deliveries,
+    lastError: row.last_error ?? "",
   });
 }
 

@@ -23,7 +23,9 @@ const CODES: Record<ErrorKind, Code> = {
  * than a bug. */
 const TRANSIENT_SQLSTATE = /^(08|53|57P|40001|40P01|55P03)/;
 const TRANSIENT_NODE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND"]);
-const TRANSIENT_MESSAGE = /^Connection terminated unexpectedly$|timeout exceeded when trying to connect/;
+const TRANSIENT_MESSAGE = /^Connection terminated unexpectedly$|timeout exceeded when trying to connect|^Client has encountered a connection error and is not queryable$/;
+
+const CLIENT_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_ERROR"]);
 
 function databaseUnavailable(error: unknown): boolean {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
@@ -35,6 +37,8 @@ function databaseUnavailable(error: unknown): boolean {
  * stack and reach the client only as INTERNAL. */
 export function toConnectError(error: unknown, log: Logger, method: string): ConnectError {
   if (error instanceof ConnectError) return error;
+  // Writing to a stream the client already closed: nobody is left to tell.
+  if (CLIENT_GONE.has((error as { code?: unknown })?.code as string)) return new ConnectError("the client closed the stream", Code.Canceled);
   if (!(error instanceof ActionqError) && databaseUnavailable(error)) {
     log.warn({ method, err: (error as Error).message, code: (error as { code?: unknown }).code }, "database unavailable");
     error = new ActionqError("unavailable", "DATABASE_UNAVAILABLE", "the database is unavailable; retry");

@@ -2,7 +2,7 @@
 // form the domain wants or throws INVALID_ARGUMENT naming the field, before
 // anything is written.
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import type { Duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { invalidField } from "../errors.js";
 
 /** Action types, projects and event types: short, printable, no spaces. */
@@ -101,6 +101,25 @@ export function lease(field: string, value: Duration | undefined, fallbackMs: nu
   if (!Number.isFinite(ms) || ms < 1000) throw invalidField(field, "must be at least 1s");
   if (ms > maxMs) throw invalidField(field, `must be at most ${maxMs / 1000}s (ACTIONQ_MAX_LEASE_SECONDS)`);
   return ms;
+}
+
+/** A delay from 0 to `maxMs`, or null when unset. */
+export function delay(field: string, value: Duration | undefined, maxMs: number): number | null {
+  if (value === undefined) return null;
+  const ms = Number(value.seconds) * 1000 + Math.floor(value.nanos / 1e6);
+  if (!Number.isFinite(ms) || ms < 0) throw invalidField(field, "must not be negative");
+  if (ms > maxMs) throw invalidField(field, `must be at most ${maxMs / 1000}s`);
+  return ms;
+}
+
+/** A time at most a year ahead; null when unset. A time in the past means
+ * now. */
+export function runAfter(field: string, value: Timestamp | undefined): Date | null {
+  if (value === undefined) return null;
+  const ms = Number(value.seconds) * 1000 + Math.floor(value.nanos / 1e6);
+  if (!Number.isFinite(ms) || ms < 0) throw invalidField(field, "is not a valid time");
+  if (ms > Date.now() + 366 * 86_400_000) throw invalidField(field, "is more than a year ahead");
+  return new Date(ms);
 }
 
 export function pageSize(field: string, value: number, fallback: number, max: number): number {

@@ -11,7 +11,7 @@ import type { ActionRow } from "../store/rows.js";
 export type StreamMessage =
   | { kind: "claim"; action: ActionRow }
   | { kind: "heartbeat" }
-  | { kind: "drain"; reason: string };
+  | { kind: "drain"; reason: string; cause: "shutdown" | "max_age" };
 
 export interface SessionOptions {
   worker: string;
@@ -37,7 +37,8 @@ export class ClaimSession {
   private readonly outbox: StreamMessage[] = [];
   private wake: (() => void) | undefined;
   closed = false;
-  lastSent = Date.now();
+  readonly openedAt = Date.now();
+  lastSent = this.openedAt;
 
   constructor(
     readonly options: SessionOptions,
@@ -119,7 +120,7 @@ export class ClaimDispatcher {
 
   constructor(
     private readonly store: ActionStore,
-    private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number },
+    private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number; maxStreamAgeMs: number },
     private readonly log: Logger,
   ) {
     this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(10, settings.heartbeatMs / 2));
@@ -143,7 +144,7 @@ export class ClaimDispatcher {
     group.sessions.add(session);
     this.sessions.set(session.id, session);
     if (this.shuttingDown) {
-      session.push({ kind: "drain", reason: "server is shutting down" });
+      session.push({ kind: "drain", reason: "server is shutting down", cause: "shutdown" });
       session.end();
     } else {
       // A new stream is a reason to look, even if the group was idle.
@@ -349,10 +350,21 @@ export class ClaimDispatcher {
     }
   }
 
+  /** Heartbeats for quiet streams, and a graceful end for old ones: a
+   * worker that reconnects may land on another replica, so load spreads
+   * even when workers hold streams for days. */
   private heartbeat(): void {
-    const quietSince = Date.now() - this.settings.heartbeatMs;
+    const now = Date.now();
+    const quietSince = now - this.settings.heartbeatMs;
+    const bornBefore = now - this.settings.maxStreamAgeMs;
     for (const session of this.sessions.values()) {
-      if (session.lastSent <= quietSince) session.push({ kind: "heartbeat" });
+      if (session.closed) continue;
+      if (session.openedAt <= bornBefore) {
+        session.push({ kind: "drain", reason: "the stream reached its maximum age; reconnect", cause: "max_age" });
+        session.end();
+      } else if (session.lastSent <= quietSince) {
+        session.push({ kind: "heartbeat" });
+      }
     }
   }
 
@@ -366,7 +378,7 @@ export class ClaimDispatcher {
     await Promise.allSettled([...this.pumps]);
     const sessions = [...this.sessions.values()];
     for (const session of sessions) {
-      session.push({ kind: "drain", reason: "server is shutting down" });
+      session.push({ kind: "drain", reason: "server is shutting down", cause: "shutdown" });
       session.end();
     }
     await Promise.allSettled(sessions.map((session) => this.close(session, "shutdown")));

@@ -45,7 +45,7 @@ export class Metrics {
     this.claimed = new Counter({ name: "actionq_claims_total", help: "Claims handed to workers, by action type.", labelNames: ["action_type"], registers });
     this.finished = new Counter({
       name: "actionq_claims_finished_total",
-      help: "Claims ended by their worker, by action type and outcome (completed, failed, rejected).",
+      help: "Claims ended by their worker, by action type and outcome (completed, failed, retry_scheduled, rejected).",
       labelNames: ["action_type", "outcome"],
       registers,
     });
@@ -148,7 +148,7 @@ export class Metrics {
   }
 
   /** `claimedAt`: when the claim that ended began, if known. */
-  onFinished(row: ActionRow, outcome: "completed" | "failed" | "rejected", claimedAt: Date | null): void {
+  onFinished(row: ActionRow, outcome: "completed" | "failed" | "retry_scheduled" | "rejected", claimedAt: Date | null): void {
     this.finished.inc({ action_type: row.action_type, outcome });
     if (outcome === "completed" && claimedAt) this.claimToComplete.observe({ action_type: row.action_type }, seconds(claimedAt, row.updated_at));
   }

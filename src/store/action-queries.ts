@@ -2,7 +2,7 @@
 // takes arrays, so that one statement serves one call or a batch; state is
 // guarded in the SQL itself (`WHERE status = ...`).
 import { type Status, actionColumns, eventColumns } from "./rows.js";
-import { FINISH_CLAIM_SET, REQUEUE_SET, changeWithEvent } from "./transitions.js";
+import { CLEAR_CLAIM_SET, FINISH_CLAIM_SET, REQUEUE_LOST_SET, changeWithEvent } from "./transitions.js";
 
 // Each input carries two decisions: the policy's, and the one that holds
 // while auto-approval is paused. The statement picks between them itself,
@@ -17,20 +17,21 @@ input AS (
     risk_level text, confidence float8, created_by text, correlation_id text, node text, service text,
     parent_id bigint, chain_depth int, rollback_ref text, rollback_payload jsonb, rollback_of bigint,
     supersedes_id bigint, idempotency_key text, request_digest text, autonomous_eligible bool, policy_version text,
-    decision jsonb, paused_decision jsonb, note jsonb)
+    decision jsonb, paused_decision jsonb, note jsonb, max_attempts int, run_after timestamptz)
   CROSS JOIN paused
 ),
 ins AS (
   INSERT INTO actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
     confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
-    approvals_required, approval_expires_at, policy_version, autonomous_eligible)
+    approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred)
   SELECT id, action_type, project, target_ref, source_refs, payload, priority, d->>'status', risk_level,
     confidence, d->>'status' = 'pending', created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, d->>'approved_by',
     CASE WHEN d->>'status' = 'approved' THEN now() END,
     (d->>'approvals_required')::int, now() + (d->>'ttl_seconds')::float8 * interval '1 second',
-    policy_version, autonomous_eligible
+    policy_version, autonomous_eligible, max_attempts, run_after,
+    d->>'status' = 'approved' AND run_after IS NOT NULL AND run_after > now()
   FROM input ORDER BY ord
   ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING *
@@ -44,7 +45,8 @@ ev AS (
       'status', ins.status, 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
       'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
       'approvals_required', ins.approvals_required, 'approval_expires_at', ins.approval_expires_at,
-      'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note)) || jsonb_build_object('policy', input.d->'detail')),
+      'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note,
+      'max_attempts', ins.max_attempts, 'run_after', ins.run_after)) || jsonb_build_object('policy', input.d->'detail')),
     (2, 'action_approved', ins.approved_by, input.d->'detail')
   ) AS v(seq, event_type, actor, payload)
   WHERE v.seq = 1 OR ins.status = 'approved'
@@ -62,7 +64,7 @@ export const ActionSupersedeMany = changeWithEvent({
     SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
     WHERE a.status IN ('pending', 'approved')
     FOR UPDATE OF a`,
-  set: "status = 'cancelled', failure_reason = 'superseded by action ' || i.new_id, finished_at = now()",
+  set: "status = 'cancelled', failure_reason = 'superseded by action ' || i.new_id, finished_at = now(), deferred = false",
   event: {
     type: "'action_cancelled'",
     actor: "i.actor",
@@ -143,6 +145,7 @@ function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
   // any server holds back every later claim on every server.
   const conditions = [
     "status = 'approved'",
+    "NOT deferred",
     "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')",
     "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = actions.action_type)",
     "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = actions.project)",
@@ -183,18 +186,20 @@ export const ActionClaimMany = {
 };
 
 /** Lock clause for a transition guarded by status and, for claims, token. */
-const lockByIdAndToken = (statuses: Status[]) => `
+const lockByIdAndToken = (statuses: Status[], also?: string) => `
   SELECT a.id, a.status AS old_status, a.claimed_at AS old_claimed_at FROM actions a JOIN i USING (id)
-  WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token
+  WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token${also ? ` AND ${also}` : ""}
   FOR UPDATE OF a`;
 const lockById = (statuses: Status[]) => `
   SELECT a.id, a.status AS old_status, a.claimed_by AS old_worker FROM actions a JOIN i USING (id)
   WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")})
   FOR UPDATE OF a`;
 
+// Only claims not yet acknowledged: a repeated ack writes nothing and is
+// answered from the row as it is.
 export const ActionAckMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS i(id, token)",
-  lock: lockByIdAndToken(["claimed"]),
+  lock: lockByIdAndToken(["claimed"], "a.acked_at IS NULL"),
   set: "acked_at = coalesce(a.acked_at, now()), ack_deadline = NULL",
 });
 
@@ -224,16 +229,64 @@ export const ActionCompleteMany = changeWithEvent({
   },
 });
 
+// A failure either schedules a retry (retryable, attempts left: back to
+// APPROVED, deferred until the backoff ends) or is final (FAILED, the dead
+// letter). o.retry decides, per row, under the row lock. The backoff
+// doubles with each failure from $4 ms up to $5 ms, with jitter down to
+// half, unless the worker gave its own delay.
+const retry = (then: string, otherwise: string) => `CASE WHEN o.retry THEN ${then} ELSE ${otherwise} END`;
 export const ActionFailMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS i(id, token, reason)",
-  lock: lockByIdAndToken(["claimed"]),
-  set: `status = 'failed', failure_reason = i.reason, ${FINISH_CLAIM_SET}`,
+  inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $6::bool[], $7::float8[]) AS i(id, token, reason, retryable, delay_ms)",
+  lock: `
+    SELECT a.id, a.claimed_by AS old_worker, a.claim_token AS old_token, (i.retryable AND a.failures + 1 < a.max_attempts) AS retry
+    FROM actions a JOIN i USING (id)
+    WHERE a.status = 'claimed' AND a.claim_token = i.token
+    FOR UPDATE OF a`,
+  set: `status = ${retry("'approved'", "'failed'")},
+    failures = a.failures + 1, last_error = i.reason,
+    failure_reason = ${retry("NULL", "i.reason")},
+    finished_at = ${retry("NULL", "now()")},
+    run_after = ${retry("now() + coalesce(i.delay_ms, least($5::float8, $4::float8 * power(2, a.failures)) * (0.5 + random() / 2)) * interval '1 millisecond'", "a.run_after")},
+    deferred = o.retry,
+    retried_token = ${retry("o.old_token", "a.retried_token")},
+    claimed_by = ${retry("NULL", "a.claimed_by")},
+    claim_token = ${retry("NULL", "a.claim_token")},
+    lease = ${retry("NULL", "a.lease")},
+    acked_at = ${retry("NULL", "a.acked_at")},
+    claim_deadline = NULL, claim_session = NULL, claimed_at = NULL, ack_deadline = NULL`,
   event: {
-    type: "'action_failed'",
-    actor: "c.claimed_by",
-    payload: "jsonb_build_object('reason', c.failure_reason, 'attempt', c.attempt)",
+    type: `CASE WHEN o.retry THEN 'action_retry_scheduled' ELSE 'action_failed' END`,
+    actor: "o.old_worker",
+    payload: `jsonb_strip_nulls(jsonb_build_object('reason', i.reason, 'attempt', c.attempt, 'failures', c.failures,
+      'max_attempts', c.max_attempts, 'retryable', i.retryable, 'run_after', CASE WHEN o.retry THEN c.run_after END))`,
   },
 });
+
+/** An operator sends a FAILED action back to the queue with more attempts. */
+export const ActionRetryMany = changeWithEvent({
+  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[]) AS i(id, actor, reason, extra)",
+  lock: `SELECT a.id, a.failure_reason AS old_reason FROM actions a JOIN i USING (id) WHERE a.status = 'failed' FOR UPDATE OF a`,
+  set: `status = 'approved', failure_reason = NULL, finished_at = NULL, run_after = NULL, deferred = false,
+    max_attempts = least(1000, a.failures + i.extra), ${CLEAR_CLAIM_SET}`,
+  event: {
+    type: "'action_retried'",
+    actor: "i.actor",
+    payload: "jsonb_build_object('reason', i.reason, 'failure_reason', o.old_reason, 'additional_attempts', i.extra, 'max_attempts', c.max_attempts)",
+  },
+});
+
+/** Deferred actions whose time has come join the ready index (and the
+ * trigger wakes every server). */
+export const ActionPromoteDue = `
+UPDATE actions a SET deferred = false, updated_at = now()
+FROM (
+  SELECT id FROM actions WHERE status = 'approved' AND deferred AND run_after <= now()
+  ORDER BY run_after LIMIT $1 FOR UPDATE SKIP LOCKED
+) due
+WHERE a.id = due.id
+RETURNING a.id, a.action_type`;
+
+export const ActionNextDue = `SELECT min(run_after) AS next FROM actions WHERE status = 'approved' AND deferred`;
 
 export const ActionRejectClaimedMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[]) AS i(id, token, actor, reason)",
@@ -272,7 +325,8 @@ export const ActionApproveMany = changeWithEvent({
   set: `approvers = a.approvers || i.approver,
     status = CASE WHEN ${quorumMet} THEN 'approved' ELSE 'pending' END,
     approved_by = CASE WHEN ${quorumMet} THEN i.approver END,
-    approved_at = CASE WHEN ${quorumMet} THEN now() END`,
+    approved_at = CASE WHEN ${quorumMet} THEN now() END,
+    deferred = ${quorumMet} AND a.run_after IS NOT NULL AND a.run_after > now()`,
   event: {
     type: "CASE WHEN c.status = 'approved' THEN 'action_approved' ELSE 'approval_granted' END",
     actor: "i.approver",
@@ -300,7 +354,7 @@ export const ActionExpireApprovals = changeWithEvent({
 export const ActionCancelMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, actor, reason)",
   lock: lockById(["pending", "approved", "claimed"]),
-  set: `status = 'cancelled', failure_reason = i.reason, ${FINISH_CLAIM_SET}`,
+  set: `status = 'cancelled', failure_reason = i.reason, deferred = false, ${FINISH_CLAIM_SET}`,
   event: {
     type: "'action_cancelled'",
     actor: "i.actor",
@@ -317,7 +371,7 @@ export const ActionReleaseUnacked = changeWithEvent({
       AND ($2::bigint[] IS NULL OR (id, attempt) IN (SELECT * FROM unnest($2::bigint[], $5::int[])))
     ORDER BY id
     FOR UPDATE`,
-  set: REQUEUE_SET,
+  set: REQUEUE_LOST_SET,
   event: {
     type: "'claim_released'",
     actor: "$3::text",
@@ -332,7 +386,7 @@ export const ActionRequeueExpiredLeases = changeWithEvent({
     ORDER BY claim_deadline
     LIMIT $2
     FOR UPDATE SKIP LOCKED`,
-  set: REQUEUE_SET,
+  set: REQUEUE_LOST_SET,
   event: {
     type: "'claim_timed_out'",
     actor: "$1::text",
@@ -347,7 +401,7 @@ export const ActionReleaseExpiredDeliveries = changeWithEvent({
     ORDER BY ack_deadline
     LIMIT $2
     FOR UPDATE SKIP LOCKED`,
-  set: REQUEUE_SET,
+  set: REQUEUE_LOST_SET,
   event: {
     type: "'claim_released'",
     actor: "$1::text",

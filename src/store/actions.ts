@@ -27,8 +27,11 @@ import {
   ActionRejectClaimedMany,
   ActionRejectPendingMany,
   ActionReleaseExpiredDeliveries,
+  ActionNextDue,
+  ActionPromoteDue,
   ActionReleaseUnacked,
   ActionRequeueExpiredLeases,
+  ActionRetryMany,
   ActionSupersedeMany,
   ProducerCountRecent,
   ProducerLockMany,
@@ -70,6 +73,8 @@ export interface NewAction {
   rollbackOf: string | null;
   /** The earlier action this one replaces; it is cancelled. */
   supersedesId: string | null;
+  maxAttempts: number;
+  runAfter: Date | null;
   idempotencyKey: string | null;
   /** Digest of the request, to tell a retry from a reused key. */
   requestDigest: string;
@@ -87,6 +92,9 @@ export interface StoreLimits {
   maxChainDepth: number;
   rateLimitPerHour: number;
   ackTimeoutMs: number;
+  /** Backoff of the first retry, doubling up to retryBackoffMaxMs. */
+  retryBackoffMs: number;
+  retryBackoffMaxMs: number;
 }
 
 /** Producers whose enqueues are rate limited. */
@@ -123,7 +131,7 @@ interface Explainer<T = { id: string }> {
   allowed: Status[];
   /** The status a successful call leaves behind, and whether the current
    * row is what a repeat of this exact call would have produced. */
-  repeat?: { status: Status; matches: (row: ActionRow) => boolean };
+  repeat?: (row: ActionRow) => boolean;
   tokenChecked: boolean;
   /** A more precise reason for a row the statement's guard left alone. */
   explainRow?: (row: ActionRow, item: T) => ActionqError | undefined;
@@ -282,6 +290,8 @@ export class ActionStore {
         decision: decisionJson(input.decision),
         paused_decision: decisionJson(input.pausedDecision),
         note: input.note,
+        max_attempts: input.maxAttempts,
+        run_after: input.runAfter?.toISOString() ?? null,
       }));
       const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload)]);
       const lost: { index: number; input: NewAction }[] = [];
@@ -397,7 +407,7 @@ export class ActionStore {
       operation: "acknowledging a claim",
       allowed: ["claimed"],
       tokenChecked: true,
-      repeat: { status: "claimed", matches: (row) => items.some((x) => x.id === row.id && x.token === row.claim_token) },
+      repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
     });
   }
 
@@ -406,7 +416,7 @@ export class ActionStore {
       operation: "extending a claim",
       allowed: ["claimed"],
       tokenChecked: true,
-      repeat: { status: "claimed", matches: (row) => items.some((x) => x.id === row.id && x.token === row.claim_token) },
+      repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
     });
   }
 
@@ -415,17 +425,62 @@ export class ActionStore {
       operation: "completing",
       allowed: ["claimed"],
       tokenChecked: true,
-      repeat: { status: "completed", matches: (row) => items.some((x) => x.id === row.id && x.token === row.claim_token && x.resultRef === row.result_ref) },
+      repeat: (row) => row.status === "completed" && items.some((x) => x.id === row.id && x.token === row.claim_token && x.resultRef === row.result_ref),
     });
   }
 
-  failMany(items: { id: string; token: string; reason: string }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionFailMany, (list) => [list.map((x) => x.id), list.map((x) => x.token), list.map((x) => x.reason)], {
-      operation: "failing",
-      allowed: ["claimed"],
-      tokenChecked: true,
-      repeat: { status: "failed", matches: (row) => items.some((x) => x.id === row.id && x.token === row.claim_token && x.reason === row.failure_reason) },
-    });
+  /** Ends claims in failure: a retry when retryable and attempts are left,
+   * else FAILED. */
+  failMany(items: { id: string; token: string; reason: string; retryable: boolean; delayMs: number | null }[]): Promise<Outcome[]> {
+    return this.transition(
+      items,
+      ActionFailMany,
+      (list) => [
+        list.map((x) => x.id),
+        list.map((x) => x.token),
+        list.map((x) => x.reason),
+        this.limits.retryBackoffMs,
+        this.limits.retryBackoffMaxMs,
+        list.map((x) => x.retryable),
+        list.map((x) => x.delayMs),
+      ],
+      {
+        operation: "failing",
+        allowed: ["claimed"],
+        tokenChecked: true,
+        // The same failure again: it ended this claim, finally or with a
+        // retry, whatever happened to the action since.
+        repeat: (row) =>
+          items.some(
+            (x) =>
+              x.id === row.id &&
+              ((row.status === "failed" && x.token === row.claim_token && x.reason === row.failure_reason) ||
+                (x.token === row.retried_token && x.reason === row.last_error)),
+          ),
+      },
+    );
+  }
+
+  retryMany(items: { id: string; actor: string; reason: string; extra: number }[]): Promise<Outcome[]> {
+    return this.transition(
+      items,
+      ActionRetryMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason), list.map((x) => x.extra)],
+      { operation: "retrying", allowed: ["failed"], tokenChecked: false },
+    );
+  }
+
+  /** Moves deferred actions whose run_after has come into the ready index;
+   * returns how many, and when the next one is due. */
+  async promoteDue(batchSize = 1000): Promise<{ promoted: number; nextDue: Date | null }> {
+    let promoted = 0;
+    for (;;) {
+      const { rowCount } = await this.pool.query(ActionPromoteDue, [batchSize]);
+      promoted += rowCount ?? 0;
+      if ((rowCount ?? 0) < batchSize) break;
+    }
+    const { rows } = await this.pool.query<{ next: Date | null }>(ActionNextDue);
+    return { promoted, nextDue: rows[0]?.next ?? null };
   }
 
   rejectClaimedMany(items: { id: string; token: string; actor: string; reason: string }[]): Promise<Outcome[]> {
@@ -437,7 +492,7 @@ export class ActionStore {
         operation: "rejecting a claimed action",
         allowed: ["claimed"],
         tokenChecked: true,
-        repeat: { status: "rejected", matches: (row) => items.some((x) => x.id === row.id && x.token === row.claim_token && x.reason === row.failure_reason) },
+        repeat: (row) => row.status === "rejected" && items.some((x) => x.id === row.id && x.token === row.claim_token && x.reason === row.failure_reason),
       },
     );
   }
@@ -564,7 +619,7 @@ export class ActionStore {
 }
 
 function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain: Omit<Explainer, "explainRow">): Outcome {
-  if (explain.repeat && row.status === explain.repeat.status && explain.repeat.matches(row)) return { ok: true, action: row, repeated: true };
+  if (explain.repeat?.(row)) return { ok: true, action: row, repeated: true };
   if (explain.tokenChecked && row.status === "claimed" && row.claim_token !== item.token) {
     return { ok: false, error: claimTokenMismatch(row.id, row.status) };
   }

@@ -60,6 +60,13 @@ export type Queryable = Pick<pg.Pool, "query">;
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
+  // pg-pool removes its error listener while a client is checked out: a
+  // connection terminated between two statements would emit 'error' with
+  // no listener and crash the process. The failing query reports it.
+  const onError = () => {
+    broken = true;
+  };
+  client.on("error", onError);
   try {
     await client.query("BEGIN");
     const result = await fn(client);
@@ -73,6 +80,7 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
     }
     throw error;
   } finally {
+    client.off("error", onError);
     client.release(broken);
   }
 }

@@ -26,6 +26,9 @@ export interface EmbeddedOptions {
   log?: Logger;
   /** Extra server settings, as NAME=VALUE, for example fsync=off in tests. */
   settings?: string[];
+  /** Listen on this port instead of a free one (a restart that must keep
+   * its URL). */
+  port?: number;
 }
 
 interface Binaries {
@@ -230,7 +233,7 @@ async function startIn(
   ];
   let lastError: unknown;
   for (let tries = 0; tries < 3; tries++) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const serverOptions = [`-p ${port}`, ...settings.map((s) => `-c ${s}`)].join(" ");
     try {
       await run(bin.pg_ctl, ["start", "-D", pgdata, "-w", "-t", "60", "-s", "-l", path.join(pgdata, "server.log"), "-o", serverOptions]);

@@ -19,6 +19,8 @@ export const EVENT_TYPES = [
   "claim_timed_out",
   "claim_released",
   "claim_extended",
+  "action_retry_scheduled",
+  "action_retried",
   "action_progress",
   "coordinator_cycle",
   "coordinator_paused",
@@ -74,6 +76,13 @@ export interface ActionRow {
   supersedes_id: string | null;
   rollback_payload: JsonObject | null;
   rollback_of: string | null;
+  max_attempts: number;
+  failures: number;
+  lost_deliveries: number;
+  last_error: string | null;
+  retried_token: string | null;
+  run_after: Date | null;
+  deferred: boolean;
   /** Only from a completion: when the claim that completed began. */
   claimed_since?: Date | null;
 }
@@ -93,7 +102,8 @@ const ACTION_FIELDS = [
   "rollback_ref", "idempotency_key", "request_digest", "approved_by", "approved_at", "claimed_by", "claim_token",
   "claim_session", "claimed_at", "claim_deadline", "ack_deadline", "acked_at", "attempt", "result_ref",
   "failure_reason", "created_at", "updated_at", "finished_at", "autonomous_eligible", "approvals_required", "approvers",
-  "approval_expires_at", "policy_version", "supersedes_id", "rollback_payload", "rollback_of",
+  "approval_expires_at", "policy_version", "supersedes_id", "rollback_payload", "rollback_of", "max_attempts", "failures",
+  "lost_deliveries", "last_error", "retried_token", "run_after", "deferred",
 ];
 
 /** The SELECT list producing an ActionRow from a relation aliased `alias`. */

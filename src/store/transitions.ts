@@ -50,9 +50,13 @@ export function changeWithEvent(spec: ChangeSpec): string {
   return `WITH ${ctes.join(",\n")}\nSELECT ${actionColumns("c")}${extra} FROM c${spec.returning ? " JOIN o USING (id)" : ""} ORDER BY c.id`;
 }
 
-/** The SET list that puts a claimed action back in the queue. */
-export const REQUEUE_SET = `status = 'approved', claimed_by = NULL, claim_token = NULL, claim_session = NULL,
+/** The SET list that clears a claim from an action going back to the queue. */
+export const CLEAR_CLAIM_SET = `claimed_by = NULL, claim_token = NULL, claim_session = NULL,
   claimed_at = NULL, claim_deadline = NULL, lease = NULL, ack_deadline = NULL, acked_at = NULL`;
+
+/** The SET list that puts a claim lost in delivery (never acknowledged, or
+ * its lease ran out) back in the queue, to be claimed again at once. */
+export const REQUEUE_LOST_SET = `status = 'approved', ${CLEAR_CLAIM_SET}, lost_deliveries = a.lost_deliveries + 1`;
 
 /** The SET list shared by every move out of CLAIMED into a final status. */
 export const FINISH_CLAIM_SET = `finished_at = now(), claim_deadline = NULL, claim_session = NULL, claimed_at = NULL,

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action.proto.
  */
 export const file_actionq_v1_action: GenFile = /*@__PURE__*/
-  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSL9CAoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoA0INCgtfY29uZmlkZW5jZSJyCgVDbGFpbRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhITCgtjbGFpbV90b2tlbhgCIAEoCRIwCgxhY2tfZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgVFdmVudBIKCgJpZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVhY3RvchgEIAEoCRIoCgdwYXlsb2FkGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq7wEKDEFjdGlvblN0YXR1cxIdChlBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESGgoWQUNUSU9OX1NUQVRVU19BUFBST1ZFRBACEhkKFUFDVElPTl9TVEFUVVNfQ0xBSU1FRBADEhsKF0FDVElPTl9TVEFUVVNfQ09NUExFVEVEEAQSGAoUQUNUSU9OX1NUQVRVU19GQUlMRUQQBRIaChZBQ1RJT05fU1RBVFVTX1JFSkVDVEVEEAYSGwoXQUNUSU9OX1NUQVRVU19DQU5DRUxMRUQQBypuCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD1JJU0tfTEVWRUxfU0FGRRABEhYKElJJU0tfTEVWRUxfR1VBUkRFRBACEhgKFFJJU0tfTEVWRUxfREFOR0VST1VTEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSKBCgoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoAxItCglydW5fYWZ0ZXIYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgpIAEoBRIQCghmYWlsdXJlcxgqIAEoBRIXCg9sb3N0X2RlbGl2ZXJpZXMYKyABKAUSEgoKbGFzdF9lcnJvchgsIAEoCUINCgtfY29uZmlkZW5jZSJyCgVDbGFpbRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhITCgtjbGFpbV90b2tlbhgCIAEoCRIwCgxhY2tfZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgVFdmVudBIKCgJpZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVhY3RvchgEIAEoCRIoCgdwYXlsb2FkGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq7wEKDEFjdGlvblN0YXR1cxIdChlBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESGgoWQUNUSU9OX1NUQVRVU19BUFBST1ZFRBACEhkKFUFDVElPTl9TVEFUVVNfQ0xBSU1FRBADEhsKF0FDVElPTl9TVEFUVVNfQ09NUExFVEVEEAQSGAoUQUNUSU9OX1NUQVRVU19GQUlMRUQQBRIaChZBQ1RJT05fU1RBVFVTX1JFSkVDVEVEEAYSGwoXQUNUSU9OX1NUQVRVU19DQU5DRUxMRUQQBypuCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD1JJU0tfTEVWRUxfU0FGRRABEhYKElJJU0tfTEVWRUxfR1VBUkRFRBACEhgKFFJJU0tfTEVWRUxfREFOR0VST1VTEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A typed unit of operational work and its current state. The history of
@@ -155,8 +155,8 @@ export type Action = Message<"actionq.v1.Action"> & {
   claimDeadline?: Timestamp | undefined;
 
   /**
-   * How many times the action has been claimed. A lease that runs out or a
-   * delivery that is never acknowledged does not reset it.
+   * How many times the action has been claimed, for any reason; it never
+   * goes back. `failures` and `lost_deliveries` say how claims ended.
    *
    * @generated from field: int32 attempt = 20;
    */
@@ -299,6 +299,44 @@ export type Action = Message<"actionq.v1.Action"> & {
    * @generated from field: int64 rollback_of_id = 39;
    */
   rollbackOfId: bigint;
+
+  /**
+   * Not claimable before this time: set at enqueue, or by a retry's
+   * backoff. Unset when the action is claimable as soon as it is approved.
+   *
+   * @generated from field: google.protobuf.Timestamp run_after = 40;
+   */
+  runAfter?: Timestamp | undefined;
+
+  /**
+   * How many failures (FailAction) the action may have before it stays
+   * FAILED.
+   *
+   * @generated from field: int32 max_attempts = 41;
+   */
+  maxAttempts: number;
+
+  /**
+   * Claims that ended in FailAction.
+   *
+   * @generated from field: int32 failures = 42;
+   */
+  failures: number;
+
+  /**
+   * Claims lost in delivery: streamed claims released unacknowledged, and
+   * leases that ran out. They do not use up `max_attempts`.
+   *
+   * @generated from field: int32 lost_deliveries = 43;
+   */
+  lostDeliveries: number;
+
+  /**
+   * The reason of the latest FailAction, kept across retries.
+   *
+   * @generated from field: string last_error = 44;
+   */
+  lastError: string;
 };
 
 /**
@@ -372,7 +410,8 @@ export type Event = Message<"actionq.v1.Event"> & {
    * quorum not yet met), `action_approved` (quorum met, or approved by
    * policy), `action_rejected`, `action_claimed`, `action_completed`,
    * `action_failed`, `action_cancelled`, `claim_timed_out`,
-   * `claim_released`, `claim_extended`, `action_progress` (a worker's note
+   * `claim_released`, `claim_extended`, `action_retry_scheduled`,
+   * `action_retried`, `action_progress` (a worker's note
    * about the claim it holds), `coordinator_cycle`, `coordinator_paused`,
    * `coordinator_resumed`, `policy_reloaded`.
    *

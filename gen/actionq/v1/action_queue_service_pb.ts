@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action_queue_service.proto.
  */
 export const file_actionq_v1_action_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIuYDChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMiWgoRR2V0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SIQoGZXZlbnRzGAIgAygLMhEuYWN0aW9ucS52MS5FdmVudCLOAQoSTGlzdEFjdGlvbnNSZXF1ZXN0EioKCHN0YXR1c2VzGAEgAygOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhIKCmNyZWF0ZWRfYnkYBCABKAkSEQoJcGFyZW50X2lkGAUgASgDEhYKDmNvcnJlbGF0aW9uX2lkGAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJIlMKE0xpc3RBY3Rpb25zUmVzcG9uc2USIwoHYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChRBcHByb3ZlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxIQCghhcHByb3ZlchgCIAEoCRIMCgRub3RlGAMgASgJIjsKFUFwcHJvdmVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJVChNSZWplY3RBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgtjbGFpbV90b2tlbhgEIAEoCSI6ChRSZWplY3RBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJAChNDYW5jZWxBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI6ChRDYW5jZWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJ/ChJDbGFpbUFjdGlvblJlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI3ChNDbGFpbUFjdGlvblJlc3BvbnNlEiAKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbSKXAQoTU3RyZWFtQ2xhaW1zUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhUKDW1heF9pbl9mbGlnaHQYBCABKAUSMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKFFN0cmVhbUNsYWltc1Jlc3BvbnNlEiIKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbUgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLmFjdGlvbnEudjEuSGVhcnRiZWF0SAASIgoFZHJhaW4YAyABKAsyES5hY3Rpb25xLnYxLkRyYWluSABCBgoEa2luZCI8CglIZWFydGJlYXQSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhcKBURyYWluEg4KBnJlYXNvbhgBIAEoCSIyCg9BY2tDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkiNgoQQWNrQ2xhaW1SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJoChJFeHRlbmRDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibQoTRXh0ZW5kQ2xhaW1SZXNwb25zZRIyCg5jbGFpbV9kZWFkbGluZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoGYWN0aW9uGAIgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTAoVQ29tcGxldGVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEhIKCnJlc3VsdF9yZWYYAyABKAkiPAoWQ29tcGxldGVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJEChFGYWlsQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkiOAoSRmFpbEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIiMKElN3ZWVwQ2xhaW1zUmVxdWVzdBINCgVhY3RvchgBIAEoCSJwChNTd2VlcENsYWltc1Jlc3BvbnNlEiwKEHJlcXVldWVkX2FjdGlvbnMYASADKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIrCg9leHBpcmVkX2FjdGlvbnMYAiADKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJgChFMaXN0RXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEwoLZXZlbnRfdHlwZXMYAyADKAkSEQoJcGFnZV9zaXplGAQgASgFIk4KEkxpc3RFdmVudHNSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5hY3Rpb25xLnYxLkV2ZW50EhUKDW5leHRfYWZ0ZXJfaWQYAiABKAMiTgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCSJ9ChNXYXRjaEV2ZW50c1Jlc3BvbnNlEiIKBWV2ZW50GAEgASgLMhEuYWN0aW9ucS52MS5FdmVudEgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLmFjdGlvbnEudjEuSGVhcnRiZWF0SAASDgoGY3Vyc29yGAMgASgDQgYKBGtpbmQihwEKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRINCgVhY3RvchgCIAEoCRIoCgdwYXlsb2FkGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCglhY3Rpb25faWQYBCABKAMSEwoLY2xhaW1fdG9rZW4YBSABKAkiNQoRRW1pdEV2ZW50UmVzcG9uc2USIAoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50IkAKClBhdXNlU2NvcGUSIwoEa2luZBgBIAEoDjIVLmFjdGlvbnEudjEuUGF1c2VLaW5kEg0KBXZhbHVlGAIgASgJIoIBCgVQYXVzZRIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRIRCglwYXVzZWRfYnkYAiABKAkSDgoGcmVhc29uGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaChJQYXVzZUNsYWltc1JlcXVlc3QSJQoFc2NvcGUYASABKAsyFi5hY3Rpb25xLnYxLlBhdXNlU2NvcGUSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIkgKE1BhdXNlQ2xhaW1zUmVzcG9uc2USIAoFcGF1c2UYASABKAsyES5hY3Rpb25xLnYxLlBhdXNlEg8KB2NyZWF0ZWQYAiABKAgiWwoTUmVzdW1lQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiOAoUUmVzdW1lQ2xhaW1zUmVzcG9uc2USIAoFcGF1c2UYASABKAsyES5hY3Rpb25xLnYxLlBhdXNlIhYKFEdldFF1ZXVlU3RhdHNSZXF1ZXN0IscBChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USJwoGY291bnRzGAEgAygLMhcuYWN0aW9ucS52MS5TdGF0dXNDb3VudBIRCgljbGFpbWFibGUYAiABKAMSNwoUb2xkZXN0X2NsYWltYWJsZV9hZ2UYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIQoGcGF1c2VzGAQgAygLMhEuYWN0aW9ucS52MS5QYXVzZRIWCg5wb2xpY3lfdmVyc2lvbhgFIAEoCSJbCgtTdGF0dXNDb3VudBIoCgZzdGF0dXMYASABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxITCgthY3Rpb25fdHlwZRgCIAEoCRINCgVjb3VudBgDIAEoAyJCChVSb2xsYmFja0FjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KFlJvbGxiYWNrQWN0aW9uUmVzcG9uc2USJAoIcm9sbGJhY2sYASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIhIKEEdldFBvbGljeVJlcXVlc3QiZAoRR2V0UG9saWN5UmVzcG9uc2USFgoOcG9saWN5X3ZlcnNpb24YASABKAkSDgoGc291cmNlGAIgASgJEicKBnBvbGljeRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiJAoTUmVsb2FkUG9saWN5UmVxdWVzdBINCgVhY3RvchgBIAEoCSI/ChRSZWxvYWRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIPCgdjaGFuZ2VkGAIgASgIKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMqMOChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJNCglHZXRBY3Rpb24SHC5hY3Rpb25xLnYxLkdldEFjdGlvblJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldEFjdGlvblJlc3BvbnNlIgOQAgESUwoLTGlzdEFjdGlvbnMSHi5hY3Rpb25xLnYxLkxpc3RBY3Rpb25zUmVxdWVzdBofLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXNwb25zZSIDkAIBElQKDUFwcHJvdmVBY3Rpb24SIC5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXF1ZXN0GiEuYWN0aW9ucS52MS5BcHByb3ZlQWN0aW9uUmVzcG9uc2USUQoMUmVqZWN0QWN0aW9uEh8uYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXNwb25zZRJRCgxDYW5jZWxBY3Rpb24SHy5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlc3BvbnNlEk4KC0NsYWltQWN0aW9uEh4uYWN0aW9ucS52MS5DbGFpbUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVzcG9uc2USUwoMU3RyZWFtQ2xhaW1zEh8uYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXNwb25zZTABEkUKCEFja0NsYWltEhsuYWN0aW9ucS52MS5BY2tDbGFpbVJlcXVlc3QaHC5hY3Rpb25xLnYxLkFja0NsYWltUmVzcG9uc2USTgoLRXh0ZW5kQ2xhaW0SHi5hY3Rpb25xLnYxLkV4dGVuZENsYWltUmVxdWVzdBofLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXNwb25zZRJXCg5Db21wbGV0ZUFjdGlvbhIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlc3BvbnNlEksKCkZhaWxBY3Rpb24SHS5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXF1ZXN0Gh4uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVzcG9uc2USTgoLU3dlZXBDbGFpbXMSHi5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXNwb25zZRJQCgpMaXN0RXZlbnRzEh0uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmFjdGlvbnEudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgESUAoLV2F0Y2hFdmVudHMSHi5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVxdWVzdBofLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkgKCUVtaXRFdmVudBIcLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVxdWVzdBodLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVzcG9uc2USTgoLUGF1c2VDbGFpbXMSHi5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXNwb25zZRJRCgxSZXN1bWVDbGFpbXMSHy5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1Jlc3BvbnNlElkKDUdldFF1ZXVlU3RhdHMSIC5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiEuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACARJXCg5Sb2xsYmFja0FjdGlvbhIhLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlc3BvbnNlEk0KCUdldFBvbGljeRIcLmFjdGlvbnEudjEuR2V0UG9saWN5UmVxdWVzdBodLmFjdGlvbnEudjEuR2V0UG9saWN5UmVzcG9uc2UiA5ACARJRCgxSZWxvYWRQb2xpY3kSHy5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlc3BvbnNlYgZwcm90bzM", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIqsEChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMiWgoRR2V0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SIQoGZXZlbnRzGAIgAygLMhEuYWN0aW9ucS52MS5FdmVudCLOAQoSTGlzdEFjdGlvbnNSZXF1ZXN0EioKCHN0YXR1c2VzGAEgAygOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhIKCmNyZWF0ZWRfYnkYBCABKAkSEQoJcGFyZW50X2lkGAUgASgDEhYKDmNvcnJlbGF0aW9uX2lkGAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJIlMKE0xpc3RBY3Rpb25zUmVzcG9uc2USIwoHYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChRBcHByb3ZlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxIQCghhcHByb3ZlchgCIAEoCRIMCgRub3RlGAMgASgJIjsKFUFwcHJvdmVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJVChNSZWplY3RBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgtjbGFpbV90b2tlbhgEIAEoCSI6ChRSZWplY3RBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJAChNDYW5jZWxBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI6ChRDYW5jZWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJ/ChJDbGFpbUFjdGlvblJlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI3ChNDbGFpbUFjdGlvblJlc3BvbnNlEiAKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbSKXAQoTU3RyZWFtQ2xhaW1zUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhUKDW1heF9pbl9mbGlnaHQYBCABKAUSMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKFFN0cmVhbUNsYWltc1Jlc3BvbnNlEiIKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbUgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLmFjdGlvbnEudjEuSGVhcnRiZWF0SAASIgoFZHJhaW4YAyABKAsyES5hY3Rpb25xLnYxLkRyYWluSABCBgoEa2luZCI8CglIZWFydGJlYXQSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KBURyYWluEg4KBnJlYXNvbhgBIAEoCRIlCgVjYXVzZRgCIAEoDjIWLmFjdGlvbnEudjEuRHJhaW5DYXVzZSIyCg9BY2tDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkiNgoQQWNrQ2xhaW1SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJoChJFeHRlbmRDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibQoTRXh0ZW5kQ2xhaW1SZXNwb25zZRIyCg5jbGFpbV9kZWFkbGluZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoGYWN0aW9uGAIgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTAoVQ29tcGxldGVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEhIKCnJlc3VsdF9yZWYYAyABKAkiPAoWQ29tcGxldGVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiKHAQoRRmFpbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIuCgtyZXRyeV9kZWxheRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI4ChJGYWlsQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iXAoSUmV0cnlBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIbChNhZGRpdGlvbmFsX2F0dGVtcHRzGAQgASgFIjkKE1JldHJ5QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iIwoSU3dlZXBDbGFpbXNSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJInAKE1N3ZWVwQ2xhaW1zUmVzcG9uc2USLAoQcmVxdWV1ZWRfYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEisKD2V4cGlyZWRfYWN0aW9ucxgCIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uImAKEUxpc3RFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCRIRCglwYWdlX3NpemUYBCABKAUiTgoSTGlzdEV2ZW50c1Jlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAyJOChJXYXRjaEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJIn0KE1dhdGNoRXZlbnRzUmVzcG9uc2USIgoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50SAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIOCgZjdXJzb3IYAyABKANCBgoEa2luZCKHAQoQRW1pdEV2ZW50UmVxdWVzdBISCgpldmVudF90eXBlGAEgASgJEg0KBWFjdG9yGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCWFjdGlvbl9pZBgEIAEoAxITCgtjbGFpbV90b2tlbhgFIAEoCSI1ChFFbWl0RXZlbnRSZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnQiQAoKUGF1c2VTY29wZRIjCgRraW5kGAEgASgOMhUuYWN0aW9ucS52MS5QYXVzZUtpbmQSDQoFdmFsdWUYAiABKAkiggEKBVBhdXNlEiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEhEKCXBhdXNlZF9ieRgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKElBhdXNlQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiSAoTUGF1c2VDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2USDwoHY3JlYXRlZBgCIAEoCCJbChNSZXN1bWVDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI4ChRSZXN1bWVDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2UiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QixwEKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRInCgZjb3VudHMYASADKAsyFy5hY3Rpb25xLnYxLlN0YXR1c0NvdW50EhEKCWNsYWltYWJsZRgCIAEoAxI3ChRvbGRlc3RfY2xhaW1hYmxlX2FnZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIhCgZwYXVzZXMYBCADKAsyES5hY3Rpb25xLnYxLlBhdXNlEhYKDnBvbGljeV92ZXJzaW9uGAUgASgJIlsKC1N0YXR1c0NvdW50EigKBnN0YXR1cxgBIAEoDjIYLmFjdGlvbnEudjEuQWN0aW9uU3RhdHVzEhMKC2FjdGlvbl90eXBlGAIgASgJEg0KBWNvdW50GAMgASgDIkIKFVJvbGxiYWNrQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiTwoWUm9sbGJhY2tBY3Rpb25SZXNwb25zZRIkCghyb2xsYmFjaxgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEg8KB2NyZWF0ZWQYAiABKAgiEgoQR2V0UG9saWN5UmVxdWVzdCJkChFHZXRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIOCgZzb3VyY2UYAiABKAkSJwoGcG9saWN5GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIkChNSZWxvYWRQb2xpY3lSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJIj8KFFJlbG9hZFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg8KB2NoYW5nZWQYAiABKAgqXAoKRHJhaW5DYXVzZRIbChdEUkFJTl9DQVVTRV9VTlNQRUNJRklFRBAAEhgKFERSQUlOX0NBVVNFX1NIVVRET1dOEAESFwoTRFJBSU5fQ0FVU0VfTUFYX0FHRRACKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMvMOChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJNCglHZXRBY3Rpb24SHC5hY3Rpb25xLnYxLkdldEFjdGlvblJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldEFjdGlvblJlc3BvbnNlIgOQAgESUwoLTGlzdEFjdGlvbnMSHi5hY3Rpb25xLnYxLkxpc3RBY3Rpb25zUmVxdWVzdBofLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXNwb25zZSIDkAIBElQKDUFwcHJvdmVBY3Rpb24SIC5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXF1ZXN0GiEuYWN0aW9ucS52MS5BcHByb3ZlQWN0aW9uUmVzcG9uc2USUQoMUmVqZWN0QWN0aW9uEh8uYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXNwb25zZRJRCgxDYW5jZWxBY3Rpb24SHy5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlc3BvbnNlEk4KC0NsYWltQWN0aW9uEh4uYWN0aW9ucS52MS5DbGFpbUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVzcG9uc2USUwoMU3RyZWFtQ2xhaW1zEh8uYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXNwb25zZTABEkUKCEFja0NsYWltEhsuYWN0aW9ucS52MS5BY2tDbGFpbVJlcXVlc3QaHC5hY3Rpb25xLnYxLkFja0NsYWltUmVzcG9uc2USTgoLRXh0ZW5kQ2xhaW0SHi5hY3Rpb25xLnYxLkV4dGVuZENsYWltUmVxdWVzdBofLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXNwb25zZRJXCg5Db21wbGV0ZUFjdGlvbhIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlc3BvbnNlEksKCkZhaWxBY3Rpb24SHS5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXF1ZXN0Gh4uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVzcG9uc2USTgoLUmV0cnlBY3Rpb24SHi5hY3Rpb25xLnYxLlJldHJ5QWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuUmV0cnlBY3Rpb25SZXNwb25zZRJOCgtTd2VlcENsYWltcxIeLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5Td2VlcENsYWltc1Jlc3BvbnNlElAKCkxpc3RFdmVudHMSHS5hY3Rpb25xLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh4uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJQCgtXYXRjaEV2ZW50cxIeLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlMAESSAoJRW1pdEV2ZW50EhwuYWN0aW9ucS52MS5FbWl0RXZlbnRSZXF1ZXN0Gh0uYWN0aW9ucS52MS5FbWl0RXZlbnRSZXNwb25zZRJOCgtQYXVzZUNsYWltcxIeLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5QYXVzZUNsYWltc1Jlc3BvbnNlElEKDFJlc3VtZUNsYWltcxIfLmFjdGlvbnEudjEuUmVzdW1lQ2xhaW1zUmVxdWVzdBogLmFjdGlvbnEudjEuUmVzdW1lQ2xhaW1zUmVzcG9uc2USWQoNR2V0UXVldWVTdGF0cxIgLmFjdGlvbnEudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaIS5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXNwb25zZSIDkAIBElcKDlJvbGxiYWNrQWN0aW9uEiEuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLlJvbGxiYWNrQWN0aW9uUmVzcG9uc2USTQoJR2V0UG9saWN5EhwuYWN0aW9ucS52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uYWN0aW9ucS52MS5HZXRQb2xpY3lSZXNwb25zZSIDkAIBElEKDFJlbG9hZFBvbGljeRIfLmFjdGlvbnEudjEuUmVsb2FkUG9saWN5UmVxdWVzdBogLmFjdGlvbnEudjEuUmVsb2FkUG9saWN5UmVzcG9uc2ViBnByb3RvMw", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message actionq.v1.EnqueueActionRequest
@@ -136,6 +136,22 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
    * @generated from field: string idempotency_key = 16;
    */
   idempotencyKey: string;
+
+  /**
+   * Not claimable before this time. Unset: claimable once approved.
+   *
+   * @generated from field: google.protobuf.Timestamp run_after = 19;
+   */
+  runAfter?: Timestamp | undefined;
+
+  /**
+   * How many times the action may fail (FailAction with `retryable`)
+   * before it stays FAILED. Unset: the server's default
+   * (ACTIONQ_MAX_ATTEMPTS).
+   *
+   * @generated from field: int32 max_attempts = 20;
+   */
+  maxAttempts: number;
 
   /**
    * Replace this earlier PENDING or APPROVED action, which is cancelled.
@@ -659,6 +675,11 @@ export type Drain = Message<"actionq.v1.Drain"> & {
    * @generated from field: string reason = 1;
    */
   reason: string;
+
+  /**
+   * @generated from field: actionq.v1.DrainCause cause = 2;
+   */
+  cause: DrainCause;
 };
 
 /**
@@ -838,11 +859,27 @@ export type FailActionRequest = Message<"actionq.v1.FailActionRequest"> & {
   claimToken: string;
 
   /**
-   * Required. Kept as the action's `failure_reason`.
+   * Required. Kept as the action's `last_error`, and as its
+   * `failure_reason` when it ends FAILED.
    *
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * The failure is transient: run the action again if it has attempts
+   * left.
+   *
+   * @generated from field: bool retryable = 4;
+   */
+  retryable: boolean;
+
+  /**
+   * With `retryable`: wait this long instead of the server's backoff.
+   *
+   * @generated from field: google.protobuf.Duration retry_delay = 5;
+   */
+  retryDelay?: Duration | undefined;
 };
 
 /**
@@ -857,6 +894,8 @@ export const FailActionRequestSchema: GenMessage<FailActionRequest> = /*@__PURE_
  */
 export type FailActionResponse = Message<"actionq.v1.FailActionResponse"> & {
   /**
+   * FAILED, or APPROVED with `run_after` set when a retry was scheduled.
+   *
    * @generated from field: actionq.v1.Action action = 1;
    */
   action?: Action | undefined;
@@ -868,6 +907,61 @@ export type FailActionResponse = Message<"actionq.v1.FailActionResponse"> & {
  */
 export const FailActionResponseSchema: GenMessage<FailActionResponse> = /*@__PURE__*/
   messageDesc(file_actionq_v1_action_queue_service, 25);
+
+/**
+ * @generated from message actionq.v1.RetryActionRequest
+ */
+export type RetryActionRequest = Message<"actionq.v1.RetryActionRequest"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Required. Who sends it back, such as `human:carol`.
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * Required. Why; kept on the `action_retried` event.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * Attempts granted on top of those already used; 1 when unset.
+   *
+   * @generated from field: int32 additional_attempts = 4;
+   */
+  additionalAttempts: number;
+};
+
+/**
+ * Describes the message actionq.v1.RetryActionRequest.
+ * Use `create(RetryActionRequestSchema)` to create a new message.
+ */
+export const RetryActionRequestSchema: GenMessage<RetryActionRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 26);
+
+/**
+ * @generated from message actionq.v1.RetryActionResponse
+ */
+export type RetryActionResponse = Message<"actionq.v1.RetryActionResponse"> & {
+  /**
+   * @generated from field: actionq.v1.Action action = 1;
+   */
+  action?: Action | undefined;
+};
+
+/**
+ * Describes the message actionq.v1.RetryActionResponse.
+ * Use `create(RetryActionResponseSchema)` to create a new message.
+ */
+export const RetryActionResponseSchema: GenMessage<RetryActionResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 27);
 
 /**
  * @generated from message actionq.v1.SweepClaimsRequest
@@ -886,7 +980,7 @@ export type SweepClaimsRequest = Message<"actionq.v1.SweepClaimsRequest"> & {
  * Use `create(SweepClaimsRequestSchema)` to create a new message.
  */
 export const SweepClaimsRequestSchema: GenMessage<SweepClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 26);
+  messageDesc(file_actionq_v1_action_queue_service, 28);
 
 /**
  * @generated from message actionq.v1.SweepClaimsResponse
@@ -913,7 +1007,7 @@ export type SweepClaimsResponse = Message<"actionq.v1.SweepClaimsResponse"> & {
  * Use `create(SweepClaimsResponseSchema)` to create a new message.
  */
 export const SweepClaimsResponseSchema: GenMessage<SweepClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 27);
+  messageDesc(file_actionq_v1_action_queue_service, 29);
 
 /**
  * @generated from message actionq.v1.ListEventsRequest
@@ -953,7 +1047,7 @@ export type ListEventsRequest = Message<"actionq.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 28);
+  messageDesc(file_actionq_v1_action_queue_service, 30);
 
 /**
  * @generated from message actionq.v1.ListEventsResponse
@@ -980,7 +1074,7 @@ export type ListEventsResponse = Message<"actionq.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 29);
+  messageDesc(file_actionq_v1_action_queue_service, 31);
 
 /**
  * @generated from message actionq.v1.WatchEventsRequest
@@ -1014,7 +1108,7 @@ export type WatchEventsRequest = Message<"actionq.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 30);
+  messageDesc(file_actionq_v1_action_queue_service, 32);
 
 /**
  * @generated from message actionq.v1.WatchEventsResponse
@@ -1054,7 +1148,7 @@ export type WatchEventsResponse = Message<"actionq.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 31);
+  messageDesc(file_actionq_v1_action_queue_service, 33);
 
 /**
  * @generated from message actionq.v1.EmitEventRequest
@@ -1103,7 +1197,7 @@ export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
  * Use `create(EmitEventRequestSchema)` to create a new message.
  */
 export const EmitEventRequestSchema: GenMessage<EmitEventRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 32);
+  messageDesc(file_actionq_v1_action_queue_service, 34);
 
 /**
  * @generated from message actionq.v1.EmitEventResponse
@@ -1120,7 +1214,7 @@ export type EmitEventResponse = Message<"actionq.v1.EmitEventResponse"> & {
  * Use `create(EmitEventResponseSchema)` to create a new message.
  */
 export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 33);
+  messageDesc(file_actionq_v1_action_queue_service, 35);
 
 /**
  * What a pause applies to.
@@ -1146,7 +1240,7 @@ export type PauseScope = Message<"actionq.v1.PauseScope"> & {
  * Use `create(PauseScopeSchema)` to create a new message.
  */
 export const PauseScopeSchema: GenMessage<PauseScope> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 34);
+  messageDesc(file_actionq_v1_action_queue_service, 36);
 
 /**
  * A pause in force.
@@ -1180,7 +1274,7 @@ export type Pause = Message<"actionq.v1.Pause"> & {
  * Use `create(PauseSchema)` to create a new message.
  */
 export const PauseSchema: GenMessage<Pause> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 35);
+  messageDesc(file_actionq_v1_action_queue_service, 37);
 
 /**
  * @generated from message actionq.v1.PauseClaimsRequest
@@ -1213,7 +1307,7 @@ export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
  * Use `create(PauseClaimsRequestSchema)` to create a new message.
  */
 export const PauseClaimsRequestSchema: GenMessage<PauseClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 36);
+  messageDesc(file_actionq_v1_action_queue_service, 38);
 
 /**
  * @generated from message actionq.v1.PauseClaimsResponse
@@ -1237,7 +1331,7 @@ export type PauseClaimsResponse = Message<"actionq.v1.PauseClaimsResponse"> & {
  * Use `create(PauseClaimsResponseSchema)` to create a new message.
  */
 export const PauseClaimsResponseSchema: GenMessage<PauseClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 37);
+  messageDesc(file_actionq_v1_action_queue_service, 39);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsRequest
@@ -1270,7 +1364,7 @@ export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
  * Use `create(ResumeClaimsRequestSchema)` to create a new message.
  */
 export const ResumeClaimsRequestSchema: GenMessage<ResumeClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 38);
+  messageDesc(file_actionq_v1_action_queue_service, 40);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsResponse
@@ -1289,7 +1383,7 @@ export type ResumeClaimsResponse = Message<"actionq.v1.ResumeClaimsResponse"> & 
  * Use `create(ResumeClaimsResponseSchema)` to create a new message.
  */
 export const ResumeClaimsResponseSchema: GenMessage<ResumeClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 39);
+  messageDesc(file_actionq_v1_action_queue_service, 41);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsRequest
@@ -1302,7 +1396,7 @@ export type GetQueueStatsRequest = Message<"actionq.v1.GetQueueStatsRequest"> & 
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 40);
+  messageDesc(file_actionq_v1_action_queue_service, 42);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsResponse
@@ -1348,7 +1442,7 @@ export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> 
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 41);
+  messageDesc(file_actionq_v1_action_queue_service, 43);
 
 /**
  * @generated from message actionq.v1.StatusCount
@@ -1375,7 +1469,7 @@ export type StatusCount = Message<"actionq.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 42);
+  messageDesc(file_actionq_v1_action_queue_service, 44);
 
 /**
  * @generated from message actionq.v1.RollbackActionRequest
@@ -1408,7 +1502,7 @@ export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> 
  * Use `create(RollbackActionRequestSchema)` to create a new message.
  */
 export const RollbackActionRequestSchema: GenMessage<RollbackActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 43);
+  messageDesc(file_actionq_v1_action_queue_service, 45);
 
 /**
  * @generated from message actionq.v1.RollbackActionResponse
@@ -1434,7 +1528,7 @@ export type RollbackActionResponse = Message<"actionq.v1.RollbackActionResponse"
  * Use `create(RollbackActionResponseSchema)` to create a new message.
  */
 export const RollbackActionResponseSchema: GenMessage<RollbackActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 44);
+  messageDesc(file_actionq_v1_action_queue_service, 46);
 
 /**
  * @generated from message actionq.v1.GetPolicyRequest
@@ -1447,7 +1541,7 @@ export type GetPolicyRequest = Message<"actionq.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 45);
+  messageDesc(file_actionq_v1_action_queue_service, 47);
 
 /**
  * @generated from message actionq.v1.GetPolicyResponse
@@ -1478,7 +1572,7 @@ export type GetPolicyResponse = Message<"actionq.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 46);
+  messageDesc(file_actionq_v1_action_queue_service, 48);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyRequest
@@ -1497,7 +1591,7 @@ export type ReloadPolicyRequest = Message<"actionq.v1.ReloadPolicyRequest"> & {
  * Use `create(ReloadPolicyRequestSchema)` to create a new message.
  */
 export const ReloadPolicyRequestSchema: GenMessage<ReloadPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 47);
+  messageDesc(file_actionq_v1_action_queue_service, 49);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyResponse
@@ -1521,7 +1615,41 @@ export type ReloadPolicyResponse = Message<"actionq.v1.ReloadPolicyResponse"> & 
  * Use `create(ReloadPolicyResponseSchema)` to create a new message.
  */
 export const ReloadPolicyResponseSchema: GenMessage<ReloadPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 48);
+  messageDesc(file_actionq_v1_action_queue_service, 50);
+
+/**
+ * Why a claim stream is being ended by the server. Neither cause touches
+ * acknowledged claims: they stay valid until their lease runs out.
+ *
+ * @generated from enum actionq.v1.DrainCause
+ */
+export enum DrainCause {
+  /**
+   * @generated from enum value: DRAIN_CAUSE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The server is shutting down: reconnect, to another replica if any.
+   *
+   * @generated from enum value: DRAIN_CAUSE_SHUTDOWN = 1;
+   */
+  SHUTDOWN = 1,
+
+  /**
+   * The stream reached the server's maximum stream age; reconnect at once
+   * (this spreads long-lived workers across replicas).
+   *
+   * @generated from enum value: DRAIN_CAUSE_MAX_AGE = 2;
+   */
+  MAX_AGE = 2,
+}
+
+/**
+ * Describes the enum actionq.v1.DrainCause.
+ */
+export const DrainCauseSchema: GenEnum<DrainCause> = /*@__PURE__*/
+  enumDesc(file_actionq_v1_action_queue_service, 0);
 
 /**
  * @generated from enum actionq.v1.PauseKind
@@ -1566,7 +1694,7 @@ export enum PauseKind {
  * Describes the enum actionq.v1.PauseKind.
  */
 export const PauseKindSchema: GenEnum<PauseKind> = /*@__PURE__*/
-  enumDesc(file_actionq_v1_action_queue_service, 0);
+  enumDesc(file_actionq_v1_action_queue_service, 1);
 
 /**
  * A queue of operational actions: producers propose them, approvers gate the
@@ -1741,8 +1869,12 @@ export const ActionQueueService: GenService<{
     output: typeof CompleteActionResponseSchema;
   },
   /**
-   * Moves a CLAIMED action to FAILED. Repeating the call with the same token
-   * and `reason` returns the same answer and writes nothing.
+   * Ends a claim in failure. With `retryable`, while the action has
+   * attempts left (`failures` below `max_attempts`), it goes back to
+   * APPROVED to run again after `run_after`, set by exponential backoff
+   * with jitter (an `action_retry_scheduled` event); otherwise it moves to
+   * FAILED, the dead letter, keeping the reason. Repeating the call with
+   * the same token and `reason` returns the same answer and writes nothing.
    *
    * @generated from rpc actionq.v1.ActionQueueService.FailAction
    */
@@ -1750,6 +1882,18 @@ export const ActionQueueService: GenService<{
     methodKind: "unary";
     input: typeof FailActionRequestSchema;
     output: typeof FailActionResponseSchema;
+  },
+  /**
+   * Sends a FAILED action back to APPROVED with `additional_attempts` more
+   * attempts (an `action_retried` event). FAILED_PRECONDITION when the
+   * action is not FAILED.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.RetryAction
+   */
+  retryAction: {
+    methodKind: "unary";
+    input: typeof RetryActionRequestSchema;
+    output: typeof RetryActionResponseSchema;
   },
   /**
    * Requeues, now, every claim whose lease has run out (`claim_timed_out`)

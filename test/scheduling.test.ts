@@ -1,0 +1,218 @@
+// Scheduling, driven through the real server over the network: run_after
+// keeps an action unclaimable until it is due and then pushes it to a
+// waiting stream; an approval of a future action waits for its time; and
+// deferred actions stay out of the ready index, so the claim path never
+// reads them (checked with EXPLAIN and the index's own row count).
+import { status as GrpcCode } from "@grpc/grpc-js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ActionClaimMany } from "../src/store/action-queries.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
+import { type WireAction, type WireClaim, type WireTimestamp, errorInfoOf, millis } from "./helpers-wire.js";
+import { type ClaimStreamMessage, type GrpcStream, claimsOf, closeWithin, nthClaim, openClaimStream, sleep } from "./stream-helpers.js";
+
+interface Action extends WireAction {
+  runAfter: WireTimestamp | null;
+}
+
+const openStreams = new Set<GrpcStream<ClaimStreamMessage>>();
+afterEach(async () => {
+  await Promise.all([...openStreams].map((opened) => opened.cancel()));
+  openStreams.clear();
+});
+
+let t: TestServer;
+beforeAll(async () => {
+  // A 30 s backstop poll: a deferred action must come due by the
+  // scheduler's own timer.
+  t = await startTestServer({ ACTIONQ_POLL_INTERVAL_SECONDS: "30", ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_HEARTBEAT_SECONDS: "0.2" });
+});
+afterAll(async () => {
+  await closeWithin(t);
+});
+
+let counter = 0;
+const unique = (label: string) => `${label}_${++counter}`;
+const timestamp = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 });
+const enqueue = async (request: Record<string, unknown>) =>
+  (await t.grpc.unary<{ action: Action }>("EnqueueAction", { createdBy: "human:scheduler", ...request })).action;
+const claim = async (actionType: string) =>
+  (await t.grpc.unary<{ claim: (WireClaim & { action: Action }) | null }>("ClaimAction", { worker: "worker:sched", actionTypes: [actionType] })).claim ?? null;
+const deferredFlag = async (id: string) => (await t.db.query<{ deferred: boolean }>("SELECT deferred FROM actions WHERE id = $1", [id])).rows[0]!.deferred;
+
+/** The server's clock, from a fresh row's created_at. */
+async function serverNow(): Promise<number> {
+  const { rows } = await t.db.query<{ now: Date }>("SELECT now() AS now");
+  return rows[0]!.now.getTime();
+}
+
+describe("run_after", () => {
+  it("an action enqueued to run later is APPROVED but not claimable, and a waiting stream gets it when it is due", async () => {
+    const actionType = unique("later");
+    const stream = openClaimStream(t, { worker: "waiting-worker", actionTypes: [actionType], maxInFlight: 1 });
+    openStreams.add(stream);
+    await stream.atLeast(1, () => true, "the stream's first message");
+
+    const due = (await serverNow()) + 1200;
+    const action = await enqueue({ actionType, runAfter: timestamp(due) });
+    expect(action.status).toBe("ACTION_STATUS_APPROVED");
+    expect(millis(action.runAfter)).toBe(due);
+    expect(await deferredFlag(action.id)).toBe(true);
+
+    await sleep(600);
+    expect(await claim(actionType)).toBeNull();
+    expect(claimsOf(stream)).toHaveLength(0);
+
+    const pushed = await nthClaim(stream, 1, 3000);
+    expect(pushed.action.id).toBe(action.id);
+    const claimTime = millis((pushed.action as unknown as { claimTime: WireTimestamp }).claimTime);
+    expect(claimTime).toBeGreaterThanOrEqual(due);
+    // The scheduler's timer, not the 30 s poll.
+    expect(claimTime - due).toBeLessThan(1000);
+    expect(await deferredFlag(action.id)).toBe(false);
+  });
+
+  it("a run_after in the past is claimable at once", async () => {
+    const actionType = unique("past");
+    const action = await enqueue({ actionType, runAfter: timestamp(Date.now() - 60_000) });
+    expect(await deferredFlag(action.id)).toBe(false);
+    expect((await claim(actionType))?.action.id).toBe(action.id);
+  });
+
+  it("deferred actions keep claim order among themselves once due (priority, then age)", async () => {
+    const actionType = unique("order");
+    const due = (await serverNow()) + 500;
+    const low = await enqueue({ actionType, priority: 5, runAfter: timestamp(due) });
+    const high = await enqueue({ actionType, priority: 1, runAfter: timestamp(due + 100) });
+    const now = await enqueue({ actionType, priority: 9 });
+    expect((await claim(actionType))?.action.id).toBe(now.id);
+    await sleep(900);
+    expect((await claim(actionType))?.action.id).toBe(high.id);
+    expect((await claim(actionType))?.action.id).toBe(low.id);
+  });
+
+  it("a deferred action can be superseded by a new proposal before it is due", async () => {
+    const actionType = unique("supersede_later");
+    const old = await enqueue({ actionType, runAfter: timestamp((await serverNow()) + 60_000) });
+    const { action: replacement } = await t.grpc.unary<{ action: Action }>("EnqueueAction", {
+      createdBy: "human:scheduler",
+      actionType,
+      supersedesId: old.id,
+      runAfter: timestamp((await serverNow()) + 120_000),
+    });
+    expect(replacement.status).toBe("ACTION_STATUS_APPROVED");
+    const { action: cancelled } = await t.grpc.unary<{ action: Action }>("GetAction", { id: old.id });
+    expect(cancelled.status).toBe("ACTION_STATUS_CANCELLED");
+    expect(await deferredFlag(old.id)).toBe(false);
+  });
+
+  it("refuses a run_after more than a year ahead, changing nothing", async () => {
+    const before = await snapshot(t.db);
+    const error = await grpcError(enqueue({ actionType: unique("far"), runAfter: timestamp(Date.now() + 400 * 86_400_000) }));
+    expect(error.code).toBe(GrpcCode.INVALID_ARGUMENT);
+    expect(errorInfoOf(error)?.metadata.field).toBe("run_after");
+    expect(await snapshot(t.db)).toBe(before);
+  });
+
+  it("a deferred action can be cancelled before it is due, and never comes to a stream", async () => {
+    const actionType = unique("cancel_later");
+    const stream = openClaimStream(t, { worker: "never-gets-it", actionTypes: [actionType], maxInFlight: 1 });
+    openStreams.add(stream);
+    const action = await enqueue({ actionType, runAfter: timestamp((await serverNow()) + 500) });
+    const { action: cancelled } = await t.grpc.unary<{ action: Action }>("CancelAction", { id: action.id, actor: "human:op", reason: "not needed" });
+    expect(cancelled.status).toBe("ACTION_STATUS_CANCELLED");
+    expect(await deferredFlag(action.id)).toBe(false);
+    await sleep(1000);
+    expect(claimsOf(stream)).toHaveLength(0);
+  });
+});
+
+describe("approving an action that is to run later", () => {
+  it("an approval before run_after leaves it deferred until then; one after run_after makes it claimable at once", async () => {
+    const actionType = unique("approve_later");
+    const due = (await serverNow()) + 1000;
+    const early = await enqueue({ actionType, approvalRequired: true, runAfter: timestamp(due) });
+    const late = await enqueue({ actionType, approvalRequired: true, runAfter: timestamp(due) });
+    expect(early.status).toBe("ACTION_STATUS_PENDING");
+    expect(millis(early.runAfter)).toBe(due);
+
+    const { action: approved } = await t.grpc.unary<{ action: Action }>("ApproveAction", { id: early.id, approver: "human:bob" });
+    expect(approved.status).toBe("ACTION_STATUS_APPROVED");
+    expect(millis(approved.runAfter)).toBe(due);
+    expect(await deferredFlag(early.id)).toBe(true);
+    expect(await claim(actionType)).toBeNull();
+
+    const stream = openClaimStream(t, { worker: "approved-later", actionTypes: [actionType], maxInFlight: 2 });
+    openStreams.add(stream);
+    const first = await nthClaim(stream, 1, 3000);
+    expect(first.action.id).toBe(early.id);
+    expect(millis((first.action as unknown as { claimTime: WireTimestamp }).claimTime)).toBeGreaterThanOrEqual(due);
+
+    // Past its run_after, an approval makes it claimable straight away.
+    await t.grpc.unary("ApproveAction", { id: late.id, approver: "human:bob" });
+    expect(await deferredFlag(late.id)).toBe(false);
+    const second = await nthClaim(stream, 2, 1000);
+    expect(second.action.id).toBe(late.id);
+  });
+});
+
+describe("the claim path and deferred actions", () => {
+  it("the claim statements use the ready indexes, which hold no deferred action however many wait", async () => {
+    // 20 000 deferred actions, as a big backlog of future work would leave,
+    // and a few ready ones.
+    const bulkType = unique("backlog");
+    await t.db.query(
+      `INSERT INTO actions (action_type, status, risk_level, created_by, approved_by, approved_at, run_after, deferred)
+       SELECT $1, 'approved', 'safe', 'human:bulk', 'policy:standard', now(), now() + interval '1 day', true
+       FROM generate_series(1, 20000)`,
+      [bulkType],
+    );
+    const viaApi = await enqueue({ actionType: bulkType, runAfter: timestamp(Date.now() + 3_600_000) });
+    expect(await deferredFlag(viaApi.id)).toBe(true);
+    const readyType = unique("ready");
+    const ready = [];
+    for (let i = 0; i < 5; i++) ready.push(await enqueue({ actionType: readyType }));
+    await t.db.query("VACUUM ANALYZE actions");
+
+    /** The scans of the actions table in a statement's plan. */
+    const scans = async (sql: string, params: unknown[]) => {
+      const { rows } = await t.db.query(`EXPLAIN (FORMAT JSON) ${sql}`, params);
+      const found: { node: string; index?: string }[] = [];
+      const walk = (node: Record<string, unknown>) => {
+        if (node["Relation Name"] === "actions") found.push({ node: String(node["Node Type"]), index: node["Index Name"] as string | undefined });
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((rows[0]["QUERY PLAN"] as { Plan: Record<string, unknown> }[])[0]!.Plan);
+      return found;
+    };
+    const slot = ["00000000-0000-4000-8000-000000000001"];
+    const base = [slot, ["worker:explain"], [60_000], 1, 10_000];
+    // The pick of the next action reads actions_ready; the other scan is the
+    // UPDATE's own lookup of the picked row by primary key.
+    const anyScans = await scans(ActionClaimMany.any, base);
+    expect(anyScans.map((scan) => scan.index)).toContain("actions_ready");
+    expect(anyScans.filter((scan) => /Seq Scan/.test(scan.node))).toEqual([]);
+    const typesScans = await scans(ActionClaimMany.types, [...base, [readyType]]);
+    expect(typesScans.some((scan) => scan.index === "actions_ready" || scan.index === "actions_ready_by_type")).toBe(true);
+    expect(typesScans.filter((scan) => /Seq Scan/.test(scan.node))).toEqual([]);
+
+    // The partial indexes leave deferred rows out: VACUUM counted their
+    // entries exactly.
+    const { rows } = await t.db.query<{ relname: string; reltuples: number }>(
+      "SELECT relname, reltuples::int AS reltuples FROM pg_class WHERE relname IN ('actions_ready', 'actions_ready_by_type', 'actions_deferred') AND relnamespace = $1::regnamespace",
+      [t.schema],
+    );
+    const entries = Object.fromEntries(rows.map((row) => [row.relname, row.reltuples]));
+    const { rows: counts } = await t.db.query<{ ready: number; deferred: number }>(
+      "SELECT count(*) FILTER (WHERE status = 'approved' AND NOT deferred)::int AS ready, count(*) FILTER (WHERE status = 'approved' AND deferred)::int AS deferred FROM actions",
+    );
+    expect(counts[0]!.deferred).toBeGreaterThanOrEqual(20_001);
+    expect(entries.actions_ready).toBe(counts[0]!.ready);
+    expect(entries.actions_ready_by_type).toBe(counts[0]!.ready);
+    expect(entries.actions_deferred).toBe(counts[0]!.deferred);
+
+    // And claiming is still immediate, in order.
+    const started = performance.now();
+    for (const action of ready) expect((await claim(readyType))?.action.id).toBe(action.id);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+});

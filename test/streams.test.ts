@@ -1,0 +1,201 @@
+// How claim streams end on purpose, and how the server notices a
+// connection that died without telling: a Drain with cause MAX_AGE when a
+// stream reaches ACTIONQ_MAX_STREAM_AGE_SECONDS, a Drain with cause SHUTDOWN
+// when the server stops (neither is a lease loss, which sends no Drain), and
+// HTTP/2 PINGs (ACTIONQ_KEEPALIVE_SECONDS) that close a silent connection and
+// release what its streams never acknowledged. Acknowledged claims outlive
+// every one of these.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { GrpcClient, type TestServer, startTestServer } from "./harness.js";
+import { type ClaimStreamMessage, GrpcStream, actionRow, claimsOf, closeWithin, enqueue, eventsOf, isHeartbeat, nthClaim, openClaimStream, sleep } from "./stream-helpers.js";
+import type { WireClaim } from "./stream-helpers.js";
+import { TcpProxy } from "./tcp-proxy.js";
+
+/** A Drain as grpc-js decodes it (enums as names). */
+type Drain = { reason: string; cause: string };
+const drainOf = (stream: GrpcStream<ClaimStreamMessage>) => {
+  const message = stream.received.find((m) => m.kind === "drain") as { drain: Drain } | undefined;
+  return message?.drain;
+};
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+});
+function tracked(stream: GrpcStream<ClaimStreamMessage>): GrpcStream<ClaimStreamMessage> {
+  cleanups.push(() => stream.cancel());
+  return stream;
+}
+
+const ack = (t: TestServer, claim: WireClaim) => t.grpc.unary("AckClaim", { id: claim.action.id, claimToken: claim.claimToken });
+
+describe("maximum stream age", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({
+      ACTIONQ_MAX_STREAM_AGE_SECONDS: "1",
+      ACTIONQ_HEARTBEAT_SECONDS: "0.2",
+      // Long enough that only the Drain can explain a release.
+      ACTIONQ_ACK_TIMEOUT_SECONDS: "30",
+      ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600",
+    });
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  it("ends a stream older than the maximum with Drain(MAX_AGE); acknowledged claims stay with the worker, the rest go back at once", async () => {
+    const [first, second] = await enqueue(t, "aged_job", 2);
+    const opened = Date.now();
+    const stream = tracked(openClaimStream(t, { worker: "aged-worker", actionTypes: ["aged_job"], maxInFlight: 2 }));
+    const claims = [await nthClaim(stream, 1), await nthClaim(stream, 2)];
+    const kept = claims.find((claim) => claim.action.id === first)!;
+    await ack(t, kept);
+
+    const status = await Promise.race([stream.status, sleep(4000).then(() => undefined)]);
+    expect(status, "the stream ended by itself").toMatchObject({ code: 0 });
+    const lifetime = Date.now() - opened;
+    expect(lifetime).toBeGreaterThanOrEqual(1000);
+    expect(lifetime).toBeLessThan(2500);
+    expect(drainOf(stream)).toMatchObject({ cause: "DRAIN_CAUSE_MAX_AGE" });
+    expect(stream.received.at(-1)!.kind).toBe("drain");
+
+    // The unacknowledged claim went back at once, counted as a lost delivery.
+    const released = await actionRow(t.db, second!);
+    expect(released.status).toBe("approved");
+    expect((await eventsOf(t.db, second!)).at(-1)).toMatchObject({ event_type: "claim_released" });
+    expect((await t.db.query("SELECT lost_deliveries FROM actions WHERE id = $1", [second])).rows[0].lost_deliveries).toBe(1);
+    // The acknowledged one is still the worker's, with the same token.
+    expect(await actionRow(t.db, first!)).toMatchObject({ status: "claimed", acked: true, claim_token: kept.claimToken });
+
+    // The worker reconnects, finishes what it holds and gets the released one.
+    const again = tracked(openClaimStream(t, { worker: "aged-worker", actionTypes: ["aged_job"], maxInFlight: 2 }));
+    const redelivered = await nthClaim(again, 1);
+    expect(redelivered.action).toMatchObject({ id: second, attempt: 2 });
+    const done = await t.grpc.unary<{ action: { status: string } }>("CompleteAction", { id: first, claimToken: kept.claimToken, resultRef: "after-drain" });
+    expect(done.action.status).toBe("ACTION_STATUS_COMPLETED");
+    await ack(t, redelivered);
+    // The new stream is drained in its turn.
+    expect(await Promise.race([again.status, sleep(4000).then(() => undefined)])).toMatchObject({ code: 0 });
+    expect(drainOf(again)).toMatchObject({ cause: "DRAIN_CAUSE_MAX_AGE" });
+    expect(await actionRow(t.db, second!)).toMatchObject({ status: "claimed", acked: true, claim_token: redelivered.claimToken });
+  });
+});
+
+describe("shutdown", () => {
+  it("sends Drain(SHUTDOWN) on every claim stream; acknowledged claims are finished through another replica, unacknowledged ones go back", async () => {
+    const env = { ACTIONQ_HEARTBEAT_SECONDS: "0.2", ACTIONQ_ACK_TIMEOUT_SECONDS: "30", ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600" };
+    const stopping = await startTestServer(env);
+    const staying = await startTestServer(env, stopping.schema);
+    cleanups.push(() => closeWithin(staying));
+    try {
+      const [kept, returned] = await enqueue(stopping, "shutdown_job", 2);
+      const stream = tracked(openClaimStream(stopping, { worker: "shutdown-worker", actionTypes: ["shutdown_job"], maxInFlight: 2 }));
+      const claims = [await nthClaim(stream, 1), await nthClaim(stream, 2)];
+      const keptClaim = claims.find((claim) => claim.action.id === kept)!;
+      await ack(stopping, keptClaim);
+      const idle = tracked(openClaimStream(stopping, { worker: "idle-worker", actionTypes: ["nothing_here"], maxInFlight: 1 }));
+      await idle.atLeast(1, isHeartbeat, "the idle stream's first heartbeat");
+
+      // stopping.close() drops the schema; shut the server alone down.
+      await stopping.server.close();
+      for (const s of [stream, idle]) {
+        expect(await Promise.race([s.status, sleep(5000).then(() => undefined)])).toMatchObject({ code: 0 });
+        expect(drainOf(s)).toMatchObject({ cause: "DRAIN_CAUSE_SHUTDOWN" });
+      }
+      expect(await actionRow(staying.db, returned!)).toMatchObject({ status: "approved" });
+      expect((await eventsOf(staying.db, returned!)).at(-1)).toMatchObject({ event_type: "claim_released" });
+      expect(await actionRow(staying.db, kept!)).toMatchObject({ status: "claimed", acked: true, claim_token: keptClaim.claimToken });
+      const done = await staying.grpc.unary<{ action: { status: string } }>("CompleteAction", { id: kept, claimToken: keptClaim.claimToken, resultRef: "via-replica" });
+      expect(done.action.status).toBe("ACTION_STATUS_COMPLETED");
+    } finally {
+      stopping.grpc.close();
+      await stopping.server.close();
+      await stopping.db.end();
+    }
+  });
+});
+
+describe("lease loss is not a Drain", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ ACTIONQ_HEARTBEAT_SECONDS: "0.2", ACTIONQ_SWEEP_INTERVAL_SECONDS: "0.2" });
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  it("a lease that runs out takes the claim back without ending the stream; the stream gets the action again", async () => {
+    const [id] = await enqueue(t, "lease_job");
+    const stream = tracked(openClaimStream(t, { worker: "slow-worker", actionTypes: ["lease_job"], maxInFlight: 1, leaseDuration: { seconds: 1 } }));
+    const first = await nthClaim(stream, 1);
+    await ack(t, first);
+    const second = await nthClaim(stream, 2, 4000);
+    expect(second.action).toMatchObject({ id, attempt: 2 });
+    expect((await eventsOf(t.db, id!)).map((event) => event.event_type)).toContain("claim_timed_out");
+    expect(stream.done).toBe(false);
+    expect(stream.received.some((message) => message.kind === "drain")).toBe(false);
+  });
+});
+
+describe("keepalive", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({
+      ACTIONQ_KEEPALIVE_SECONDS: "0.3",
+      // No heartbeats to speak of: only PINGs cross an idle connection.
+      ACTIONQ_HEARTBEAT_SECONDS: "600",
+      ACTIONQ_ACK_TIMEOUT_SECONDS: "30",
+      ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600",
+    });
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  async function throughProxy() {
+    const proxy = await TcpProxy.start(t.server.port);
+    const client = new GrpcClient(proxy.address);
+    cleanups.push(async () => {
+      client.close();
+      await proxy.close();
+    });
+    return { proxy, client };
+  }
+
+  it("a healthy idle connection answers the PINGs and is kept", async () => {
+    const { proxy, client } = await throughProxy();
+    const stream = tracked(new GrpcStream<ClaimStreamMessage>(client.stream("StreamClaims", { worker: "idle", actionTypes: ["quiet_job"], maxInFlight: 1 })));
+    await stream.atLeast(1, isHeartbeat, "the stream's first message");
+    await sleep(1500);
+    expect(stream.done).toBe(false);
+    expect(t.server.stats.claimStreams).toBeGreaterThanOrEqual(1);
+    expect(proxy.stats.accepted).toBe(1);
+    // And it still delivers.
+    const [id] = await enqueue(t, "quiet_job");
+    expect((await nthClaim(stream, 1)).action.id).toBe(id);
+  });
+
+  it("a connection that goes silent (no FIN) is closed after an unanswered PING: unacknowledged claims go back at once, acknowledged ones stay", async () => {
+    const { proxy, client } = await throughProxy();
+    const [kept, returned] = await enqueue(t, "silent_job", 2);
+    const stream = tracked(new GrpcStream<ClaimStreamMessage>(client.stream("StreamClaims", { worker: "behind-proxy", actionTypes: ["silent_job"], maxInFlight: 2 })));
+    const claims = [await nthClaim(stream, 1), await nthClaim(stream, 2)];
+    const keptClaim = claims.find((claim) => claim.action.id === kept)!;
+    await client.unary("AckClaim", { id: kept, claimToken: keptClaim.claimToken });
+    const streamsBefore = t.server.stats.claimStreams;
+
+    const cut = Date.now();
+    expect(proxy.blackhole()).toBe(1);
+    await expect.poll(async () => (await actionRow(t.db, returned!)).status, { timeout: 5000, interval: 50 }).toBe("approved");
+    const noticed = Date.now() - cut;
+    // Two keepalive periods at most (one to send, one to wait), far from the 30 s ack timeout.
+    expect(noticed).toBeLessThan(2000);
+    expect((await eventsOf(t.db, returned!)).at(-1)).toMatchObject({ event_type: "claim_released" });
+    expect(t.server.stats.claimStreams).toBe(streamsBefore - 1);
+    expect(await actionRow(t.db, kept!)).toMatchObject({ status: "claimed", acked: true, claim_token: keptClaim.claimToken });
+    // The client never heard a thing: its stream still looks open.
+    expect(stream.done).toBe(false);
+    expect(claimsOf(stream)).toHaveLength(2);
+  });
+});
