@@ -199,3 +199,53 @@ describe("keepalive", () => {
     expect(claimsOf(stream)).toHaveLength(2);
   });
 });
+
+describe("claims a worker brings to a new stream", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ ACTIONQ_HEARTBEAT_SECONDS: "0.2", ACTIONQ_ACK_TIMEOUT_SECONDS: "30", ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600" });
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  it("count against max_in_flight until they end, so a reconnect does not double the work in hand; foreign or stale ones are ignored", async () => {
+    await enqueue(t, "held_job", 2);
+    const first = tracked(openClaimStream(t, { worker: "holder", actionTypes: ["held_job"], maxInFlight: 2 }));
+    const held = [await nthClaim(first, 1), await nthClaim(first, 2)];
+    for (const claim of held) await ack(t, claim);
+    await first.cancel();
+
+    await enqueue(t, "held_job", 2);
+    const holding = [
+      ...held.map((claim) => ({ id: claim.action.id, claimToken: claim.claimToken })),
+      // Not this worker's claim: a well-formed token that names nothing.
+      { id: held[0]!.action.id, claimToken: "00000000-0000-4000-8000-000000000000" },
+    ];
+    const second = tracked(openClaimStream(t, { worker: "holder", actionTypes: ["held_job"], maxInFlight: 2, holding }));
+    // Both slots are taken by what the worker brought: nothing new comes.
+    await sleep(800);
+    expect(claimsOf(second)).toHaveLength(0);
+
+    // Finishing one held claim (the stream that claimed it is gone) frees
+    // exactly one slot on the new stream.
+    await t.grpc.unary("CompleteAction", { id: held[0]!.action.id, claimToken: held[0]!.claimToken, resultRef: "done" });
+    const next = await nthClaim(second, 1);
+    expect(held.map((claim) => claim.action.id)).not.toContain(next.action.id);
+    await sleep(500);
+    expect(claimsOf(second)).toHaveLength(1);
+
+    // A stranger cannot move another worker's claims to its stream.
+    const stranger = tracked(openClaimStream(t, { worker: "stranger", actionTypes: ["held_job"], maxInFlight: 1, holding: [{ id: held[1]!.action.id, claimToken: held[1]!.claimToken }] }));
+    const taken = await nthClaim(stranger, 1);
+    expect(taken.action.id).not.toBe(held[1]!.action.id);
+    expect((await actionRow(t.db, held[1]!.action.id)).claimed_by).toBe("holder");
+  });
+
+  it("refuses a malformed holding list, naming the field", async () => {
+    const stream = openClaimStream(t, { worker: "holder", maxInFlight: 1, holding: [{ id: "1", claimToken: "nope" }] });
+    const status = await stream.status;
+    expect(status.code).toBe(3);
+    expect(status.details).toContain("holding[0].claim_token");
+  });
+});

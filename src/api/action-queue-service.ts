@@ -234,6 +234,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         filter: { actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) },
         maxInFlight: check.count("max_in_flight", req.maxInFlight, 1, config.maxInFlight),
         leaseMs: check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!,
+        holding: check.heldClaims("holding", req.holding, config.maxInFlight),
       });
       // A client that resets the stream while the server waits to write to
       // it may never see the generator resumed: let go of the stream from

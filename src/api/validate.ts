@@ -122,6 +122,13 @@ export function runAfter(field: string, value: Timestamp | undefined): Date | nu
   return new Date(ms);
 }
 
+/** Claims a worker says it holds: well-formed ids and tokens, at most
+ * `max` of them. */
+export function heldClaims(field: string, values: { id: bigint; claimToken: string }[], max: number): { id: string; token: string }[] {
+  if (values.length > max) throw invalidField(field, `has ${values.length} entries; at most ${max} (ACTIONQ_MAX_IN_FLIGHT) are allowed`);
+  return values.map((value, index) => ({ id: id(`${field}[${index}].id`, value.id), token: claimToken(`${field}[${index}].claim_token`, value.claimToken) }));
+}
+
 export function pageSize(field: string, value: number, fallback: number, max: number): number {
   if (value < 0) throw invalidField(field, "must not be negative");
   if (value === 0) return fallback;

@@ -18,6 +18,8 @@ export interface SessionOptions {
   filter: ClaimFilter;
   maxInFlight: number;
   leaseMs: number;
+  /** Acknowledged claims the worker brings from an earlier stream. */
+  holding: { id: string; token: string }[];
 }
 
 /** A claim a stream holds. The action's `attempt` identifies the claim:
@@ -37,6 +39,8 @@ export class ClaimSession {
   private readonly outbox: StreamMessage[] = [];
   private wake: (() => void) | undefined;
   closed = false;
+  /** True until the claims the worker brought are counted. */
+  adopting = false;
   readonly openedAt = Date.now();
   lastSent = this.openedAt;
 
@@ -46,7 +50,7 @@ export class ClaimSession {
   ) {}
 
   get freeSlots(): number {
-    return this.closed ? 0 : Math.max(0, this.options.maxInFlight - this.held.size);
+    return this.closed || this.adopting ? 0 : Math.max(0, this.options.maxInFlight - this.held.size);
   }
 
   push(message: StreamMessage): void {
@@ -146,12 +150,36 @@ export class ClaimDispatcher {
     if (this.shuttingDown) {
       session.push({ kind: "drain", reason: "server is shutting down", cause: "shutdown" });
       session.end();
+    } else if (options.holding.length > 0) {
+      session.adopting = true;
+      void this.adopt(session);
     } else {
       // A new stream is a reason to look, even if the group was idle.
       group.exhausted = false;
       this.schedule(group);
     }
     return session;
+  }
+
+  /** Counts the claims a reconnecting worker still holds against its new
+   * stream: they move to this stream (so their end frees its slot), and
+   * only then does the stream get new work. */
+  private async adopt(session: ClaimSession): Promise<void> {
+    try {
+      const rows = await this.store.adoptClaims(session.id, session.options.worker, session.options.holding);
+      if (!session.closed) {
+        for (const row of rows) {
+          session.held.set(row.id, { attempt: row.attempt, acked: true, ackTimer: undefined });
+          this.holders.set(row.id, session);
+        }
+      }
+    } catch (error) {
+      // Not counting them only risks sending more work than asked for.
+      this.log.warn({ err: (error as Error).message, session: session.id }, "could not adopt the claims a worker holds");
+    }
+    session.adopting = false;
+    session.group.exhausted = false;
+    this.schedule(session.group);
   }
 
   /** The stream is gone: forget it and release what it never acknowledged. */

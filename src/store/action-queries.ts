@@ -362,6 +362,14 @@ export const ActionCancelMany = changeWithEvent({
   },
 });
 
+/** Acknowledged claims a worker brings to a new stream: they move to it.
+ * Only the worker holding the claim, with its token. */
+export const ActionAdoptClaims = `
+UPDATE actions a SET claim_session = $1::uuid
+FROM unnest($3::bigint[], $4::uuid[]) AS i(id, token)
+WHERE a.id = i.id AND a.status = 'claimed' AND a.claim_token = i.token AND a.claimed_by = $2 AND a.acked_at IS NOT NULL
+RETURNING a.id, a.attempt`;
+
 /** Streamed claims that were never acknowledged, of one stream (all of
  * them, or the listed ones), back to the queue. */
 export const ActionReleaseUnacked = changeWithEvent({

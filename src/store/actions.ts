@@ -7,6 +7,7 @@ import type pg from "pg";
 import { ActionqError, actionNotFound, claimTokenMismatch, invalidTransition } from "../errors.js";
 import {
   ActionAckMany,
+  ActionAdoptClaims,
   ActionApproveMany,
   ActionCancelMany,
   ActionClaimMany,
@@ -556,6 +557,18 @@ export class ActionStore {
       allowed: ["pending", "approved", "claimed"],
       tokenChecked: false,
     });
+  }
+
+  /** Moves claims a worker still holds to its new stream; returns those
+   * that are still its own. */
+  async adoptClaims(session: string, worker: string, claims: { id: string; token: string }[]): Promise<{ id: string; attempt: number }[]> {
+    const { rows } = await this.pool.query<{ id: string; attempt: number }>(ActionAdoptClaims, [
+      session,
+      worker,
+      claims.map((claim) => claim.id),
+      claims.map((claim) => claim.token),
+    ]);
+    return rows;
   }
 
   /** Puts a stream's unacknowledged claims (all, or the listed ones, each

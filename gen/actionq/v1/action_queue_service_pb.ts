@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action_queue_service.proto.
  */
 export const file_actionq_v1_action_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIqsEChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMiWgoRR2V0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SIQoGZXZlbnRzGAIgAygLMhEuYWN0aW9ucS52MS5FdmVudCLOAQoSTGlzdEFjdGlvbnNSZXF1ZXN0EioKCHN0YXR1c2VzGAEgAygOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhIKCmNyZWF0ZWRfYnkYBCABKAkSEQoJcGFyZW50X2lkGAUgASgDEhYKDmNvcnJlbGF0aW9uX2lkGAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJIlMKE0xpc3RBY3Rpb25zUmVzcG9uc2USIwoHYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChRBcHByb3ZlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxIQCghhcHByb3ZlchgCIAEoCRIMCgRub3RlGAMgASgJIjsKFUFwcHJvdmVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJVChNSZWplY3RBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgtjbGFpbV90b2tlbhgEIAEoCSI6ChRSZWplY3RBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJAChNDYW5jZWxBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI6ChRDYW5jZWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJ/ChJDbGFpbUFjdGlvblJlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI3ChNDbGFpbUFjdGlvblJlc3BvbnNlEiAKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbSKXAQoTU3RyZWFtQ2xhaW1zUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhUKDW1heF9pbl9mbGlnaHQYBCABKAUSMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKFFN0cmVhbUNsYWltc1Jlc3BvbnNlEiIKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbUgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLmFjdGlvbnEudjEuSGVhcnRiZWF0SAASIgoFZHJhaW4YAyABKAsyES5hY3Rpb25xLnYxLkRyYWluSABCBgoEa2luZCI8CglIZWFydGJlYXQSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KBURyYWluEg4KBnJlYXNvbhgBIAEoCRIlCgVjYXVzZRgCIAEoDjIWLmFjdGlvbnEudjEuRHJhaW5DYXVzZSIyCg9BY2tDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkiNgoQQWNrQ2xhaW1SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJoChJFeHRlbmRDbGFpbVJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibQoTRXh0ZW5kQ2xhaW1SZXNwb25zZRIyCg5jbGFpbV9kZWFkbGluZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoGYWN0aW9uGAIgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTAoVQ29tcGxldGVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEhIKCnJlc3VsdF9yZWYYAyABKAkiPAoWQ29tcGxldGVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiKHAQoRRmFpbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIuCgtyZXRyeV9kZWxheRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI4ChJGYWlsQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iXAoSUmV0cnlBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIbChNhZGRpdGlvbmFsX2F0dGVtcHRzGAQgASgFIjkKE1JldHJ5QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iIwoSU3dlZXBDbGFpbXNSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJInAKE1N3ZWVwQ2xhaW1zUmVzcG9uc2USLAoQcmVxdWV1ZWRfYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEisKD2V4cGlyZWRfYWN0aW9ucxgCIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uImAKEUxpc3RFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCRIRCglwYWdlX3NpemUYBCABKAUiTgoSTGlzdEV2ZW50c1Jlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAyJOChJXYXRjaEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJIn0KE1dhdGNoRXZlbnRzUmVzcG9uc2USIgoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50SAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIOCgZjdXJzb3IYAyABKANCBgoEa2luZCKHAQoQRW1pdEV2ZW50UmVxdWVzdBISCgpldmVudF90eXBlGAEgASgJEg0KBWFjdG9yGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCWFjdGlvbl9pZBgEIAEoAxITCgtjbGFpbV90b2tlbhgFIAEoCSI1ChFFbWl0RXZlbnRSZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnQiQAoKUGF1c2VTY29wZRIjCgRraW5kGAEgASgOMhUuYWN0aW9ucS52MS5QYXVzZUtpbmQSDQoFdmFsdWUYAiABKAkiggEKBVBhdXNlEiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEhEKCXBhdXNlZF9ieRgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKElBhdXNlQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiSAoTUGF1c2VDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2USDwoHY3JlYXRlZBgCIAEoCCJbChNSZXN1bWVDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI4ChRSZXN1bWVDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2UiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QixwEKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRInCgZjb3VudHMYASADKAsyFy5hY3Rpb25xLnYxLlN0YXR1c0NvdW50EhEKCWNsYWltYWJsZRgCIAEoAxI3ChRvbGRlc3RfY2xhaW1hYmxlX2FnZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIhCgZwYXVzZXMYBCADKAsyES5hY3Rpb25xLnYxLlBhdXNlEhYKDnBvbGljeV92ZXJzaW9uGAUgASgJIlsKC1N0YXR1c0NvdW50EigKBnN0YXR1cxgBIAEoDjIYLmFjdGlvbnEudjEuQWN0aW9uU3RhdHVzEhMKC2FjdGlvbl90eXBlGAIgASgJEg0KBWNvdW50GAMgASgDIkIKFVJvbGxiYWNrQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiTwoWUm9sbGJhY2tBY3Rpb25SZXNwb25zZRIkCghyb2xsYmFjaxgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEg8KB2NyZWF0ZWQYAiABKAgiEgoQR2V0UG9saWN5UmVxdWVzdCJkChFHZXRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIOCgZzb3VyY2UYAiABKAkSJwoGcG9saWN5GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIkChNSZWxvYWRQb2xpY3lSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJIj8KFFJlbG9hZFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg8KB2NoYW5nZWQYAiABKAgqXAoKRHJhaW5DYXVzZRIbChdEUkFJTl9DQVVTRV9VTlNQRUNJRklFRBAAEhgKFERSQUlOX0NBVVNFX1NIVVRET1dOEAESFwoTRFJBSU5fQ0FVU0VfTUFYX0FHRRACKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMvMOChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJNCglHZXRBY3Rpb24SHC5hY3Rpb25xLnYxLkdldEFjdGlvblJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldEFjdGlvblJlc3BvbnNlIgOQAgESUwoLTGlzdEFjdGlvbnMSHi5hY3Rpb25xLnYxLkxpc3RBY3Rpb25zUmVxdWVzdBofLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXNwb25zZSIDkAIBElQKDUFwcHJvdmVBY3Rpb24SIC5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXF1ZXN0GiEuYWN0aW9ucS52MS5BcHByb3ZlQWN0aW9uUmVzcG9uc2USUQoMUmVqZWN0QWN0aW9uEh8uYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWplY3RBY3Rpb25SZXNwb25zZRJRCgxDYW5jZWxBY3Rpb24SHy5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLkNhbmNlbEFjdGlvblJlc3BvbnNlEk4KC0NsYWltQWN0aW9uEh4uYWN0aW9ucS52MS5DbGFpbUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVzcG9uc2USUwoMU3RyZWFtQ2xhaW1zEh8uYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5TdHJlYW1DbGFpbXNSZXNwb25zZTABEkUKCEFja0NsYWltEhsuYWN0aW9ucS52MS5BY2tDbGFpbVJlcXVlc3QaHC5hY3Rpb25xLnYxLkFja0NsYWltUmVzcG9uc2USTgoLRXh0ZW5kQ2xhaW0SHi5hY3Rpb25xLnYxLkV4dGVuZENsYWltUmVxdWVzdBofLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXNwb25zZRJXCg5Db21wbGV0ZUFjdGlvbhIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlc3BvbnNlEksKCkZhaWxBY3Rpb24SHS5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXF1ZXN0Gh4uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVzcG9uc2USTgoLUmV0cnlBY3Rpb24SHi5hY3Rpb25xLnYxLlJldHJ5QWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuUmV0cnlBY3Rpb25SZXNwb25zZRJOCgtTd2VlcENsYWltcxIeLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5Td2VlcENsYWltc1Jlc3BvbnNlElAKCkxpc3RFdmVudHMSHS5hY3Rpb25xLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh4uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJQCgtXYXRjaEV2ZW50cxIeLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlMAESSAoJRW1pdEV2ZW50EhwuYWN0aW9ucS52MS5FbWl0RXZlbnRSZXF1ZXN0Gh0uYWN0aW9ucS52MS5FbWl0RXZlbnRSZXNwb25zZRJOCgtQYXVzZUNsYWltcxIeLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5QYXVzZUNsYWltc1Jlc3BvbnNlElEKDFJlc3VtZUNsYWltcxIfLmFjdGlvbnEudjEuUmVzdW1lQ2xhaW1zUmVxdWVzdBogLmFjdGlvbnEudjEuUmVzdW1lQ2xhaW1zUmVzcG9uc2USWQoNR2V0UXVldWVTdGF0cxIgLmFjdGlvbnEudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaIS5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXNwb25zZSIDkAIBElcKDlJvbGxiYWNrQWN0aW9uEiEuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLlJvbGxiYWNrQWN0aW9uUmVzcG9uc2USTQoJR2V0UG9saWN5EhwuYWN0aW9ucS52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uYWN0aW9ucS52MS5HZXRQb2xpY3lSZXNwb25zZSIDkAIBElEKDFJlbG9hZFBvbGljeRIfLmFjdGlvbnEudjEuUmVsb2FkUG9saWN5UmVxdWVzdBogLmFjdGlvbnEudjEuUmVsb2FkUG9saWN5UmVzcG9uc2ViBnByb3RvMw", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIqsEChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMiWgoRR2V0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SIQoGZXZlbnRzGAIgAygLMhEuYWN0aW9ucS52MS5FdmVudCLOAQoSTGlzdEFjdGlvbnNSZXF1ZXN0EioKCHN0YXR1c2VzGAEgAygOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhIKCmNyZWF0ZWRfYnkYBCABKAkSEQoJcGFyZW50X2lkGAUgASgDEhYKDmNvcnJlbGF0aW9uX2lkGAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJIlMKE0xpc3RBY3Rpb25zUmVzcG9uc2USIwoHYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChRBcHByb3ZlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxIQCghhcHByb3ZlchgCIAEoCRIMCgRub3RlGAMgASgJIjsKFUFwcHJvdmVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJVChNSZWplY3RBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgtjbGFpbV90b2tlbhgEIAEoCSI6ChRSZWplY3RBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJAChNDYW5jZWxBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI6ChRDYW5jZWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJ/ChJDbGFpbUFjdGlvblJlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI3ChNDbGFpbUFjdGlvblJlc3BvbnNlEiAKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbSK/AQoTU3RyZWFtQ2xhaW1zUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhUKDW1heF9pbl9mbGlnaHQYBCABKAUSMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoHaG9sZGluZxgGIAMoCzIVLmFjdGlvbnEudjEuSGVsZENsYWltIiwKCUhlbGRDbGFpbRIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCSKSAQoUU3RyZWFtQ2xhaW1zUmVzcG9uc2USIgoFY2xhaW0YASABKAsyES5hY3Rpb25xLnYxLkNsYWltSAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIiCgVkcmFpbhgDIAEoCzIRLmFjdGlvbnEudjEuRHJhaW5IAEIGCgRraW5kIjwKCUhlYXJ0YmVhdBIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoFRHJhaW4SDgoGcmVhc29uGAEgASgJEiUKBWNhdXNlGAIgASgOMhYuYWN0aW9ucS52MS5EcmFpbkNhdXNlIjIKD0Fja0NsYWltUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCSI2ChBBY2tDbGFpbVJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uImgKEkV4dGVuZENsYWltUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRIxCg5sZWFzZV9kdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJtChNFeHRlbmRDbGFpbVJlc3BvbnNlEjIKDmNsYWltX2RlYWRsaW5lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgZhY3Rpb24YAiABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJMChVDb21wbGV0ZUFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSEgoKcmVzdWx0X3JlZhgDIAEoCSI8ChZDb21wbGV0ZUFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIocBChFGYWlsQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIEi4KC3JldHJ5X2RlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjgKEkZhaWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJcChJSZXRyeUFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhsKE2FkZGl0aW9uYWxfYXR0ZW1wdHMYBCABKAUiOQoTUmV0cnlBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiIjChJTd2VlcENsYWltc1JlcXVlc3QSDQoFYWN0b3IYASABKAkicAoTU3dlZXBDbGFpbXNSZXNwb25zZRIsChByZXF1ZXVlZF9hY3Rpb25zGAEgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24SKwoPZXhwaXJlZF9hY3Rpb25zGAIgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24iYAoRTGlzdEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJOChJMaXN0RXZlbnRzUmVzcG9uc2USIQoGZXZlbnRzGAEgAygLMhEuYWN0aW9ucS52MS5FdmVudBIVCg1uZXh0X2FmdGVyX2lkGAIgASgDIk4KEldhdGNoRXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEwoLZXZlbnRfdHlwZXMYAyADKAkifQoTV2F0Y2hFdmVudHNSZXNwb25zZRIiCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnRIABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEg4KBmN1cnNvchgDIAEoA0IGCgRraW5kIocBChBFbWl0RXZlbnRSZXF1ZXN0EhIKCmV2ZW50X3R5cGUYASABKAkSDQoFYWN0b3IYAiABKAkSKAoHcGF5bG9hZBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJYWN0aW9uX2lkGAQgASgDEhMKC2NsYWltX3Rva2VuGAUgASgJIjUKEUVtaXRFdmVudFJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEuYWN0aW9ucS52MS5FdmVudCJACgpQYXVzZVNjb3BlEiMKBGtpbmQYASABKA4yFS5hY3Rpb25xLnYxLlBhdXNlS2luZBINCgV2YWx1ZRgCIAEoCSKCAQoFUGF1c2USJQoFc2NvcGUYASABKAsyFi5hY3Rpb25xLnYxLlBhdXNlU2NvcGUSEQoJcGF1c2VkX2J5GAIgASgJEg4KBnJlYXNvbhgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoSUGF1c2VDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJIChNQYXVzZUNsYWltc1Jlc3BvbnNlEiAKBXBhdXNlGAEgASgLMhEuYWN0aW9ucS52MS5QYXVzZRIPCgdjcmVhdGVkGAIgASgIIlsKE1Jlc3VtZUNsYWltc1JlcXVlc3QSJQoFc2NvcGUYASABKAsyFi5hY3Rpb25xLnYxLlBhdXNlU2NvcGUSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIjgKFFJlc3VtZUNsYWltc1Jlc3BvbnNlEiAKBXBhdXNlGAEgASgLMhEuYWN0aW9ucS52MS5QYXVzZSIWChRHZXRRdWV1ZVN0YXRzUmVxdWVzdCLHAQoVR2V0UXVldWVTdGF0c1Jlc3BvbnNlEicKBmNvdW50cxgBIAMoCzIXLmFjdGlvbnEudjEuU3RhdHVzQ291bnQSEQoJY2xhaW1hYmxlGAIgASgDEjcKFG9sZGVzdF9jbGFpbWFibGVfYWdlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiEKBnBhdXNlcxgEIAMoCzIRLmFjdGlvbnEudjEuUGF1c2USFgoOcG9saWN5X3ZlcnNpb24YBSABKAkiWwoLU3RhdHVzQ291bnQSKAoGc3RhdHVzGAEgASgOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSEwoLYWN0aW9uX3R5cGUYAiABKAkSDQoFY291bnQYAyABKAMiQgoVUm9sbGJhY2tBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChZSb2xsYmFja0FjdGlvblJlc3BvbnNlEiQKCHJvbGxiYWNrGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SDwoHY3JlYXRlZBgCIAEoCCISChBHZXRQb2xpY3lSZXF1ZXN0ImQKEUdldFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg4KBnNvdXJjZRgCIAEoCRInCgZwb2xpY3kYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IiQKE1JlbG9hZFBvbGljeVJlcXVlc3QSDQoFYWN0b3IYASABKAkiPwoUUmVsb2FkUG9saWN5UmVzcG9uc2USFgoOcG9saWN5X3ZlcnNpb24YASABKAkSDwoHY2hhbmdlZBgCIAEoCCpcCgpEcmFpbkNhdXNlEhsKF0RSQUlOX0NBVVNFX1VOU1BFQ0lGSUVEEAASGAoURFJBSU5fQ0FVU0VfU0hVVERPV04QARIXChNEUkFJTl9DQVVTRV9NQVhfQUdFEAIqjQEKCVBhdXNlS2luZBIaChZQQVVTRV9LSU5EX1VOU1BFQ0lGSUVEEAASEgoOUEFVU0VfS0lORF9BTEwQARIaChZQQVVTRV9LSU5EX0FDVElPTl9UWVBFEAISFgoSUEFVU0VfS0lORF9QUk9KRUNUEAMSHAoYUEFVU0VfS0lORF9BVVRPX0FQUFJPVkFMEAQy8w4KEkFjdGlvblF1ZXVlU2VydmljZRJUCg1FbnF1ZXVlQWN0aW9uEiAuYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uUmVxdWVzdBohLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlc3BvbnNlEk0KCUdldEFjdGlvbhIcLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVxdWVzdBodLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVzcG9uc2UiA5ACARJTCgtMaXN0QWN0aW9ucxIeLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5MaXN0QWN0aW9uc1Jlc3BvbnNlIgOQAgESVAoNQXBwcm92ZUFjdGlvbhIgLmFjdGlvbnEudjEuQXBwcm92ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXNwb25zZRJRCgxSZWplY3RBY3Rpb24SHy5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlc3BvbnNlElEKDENhbmNlbEFjdGlvbhIfLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVxdWVzdBogLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVzcG9uc2USTgoLQ2xhaW1BY3Rpb24SHi5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuQ2xhaW1BY3Rpb25SZXNwb25zZRJTCgxTdHJlYW1DbGFpbXMSHy5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1Jlc3BvbnNlMAESRQoIQWNrQ2xhaW0SGy5hY3Rpb25xLnYxLkFja0NsYWltUmVxdWVzdBocLmFjdGlvbnEudjEuQWNrQ2xhaW1SZXNwb25zZRJOCgtFeHRlbmRDbGFpbRIeLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXF1ZXN0Gh8uYWN0aW9ucS52MS5FeHRlbmRDbGFpbVJlc3BvbnNlElcKDkNvbXBsZXRlQWN0aW9uEiEuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USSwoKRmFpbEFjdGlvbhIdLmFjdGlvbnEudjEuRmFpbEFjdGlvblJlcXVlc3QaHi5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXNwb25zZRJOCgtSZXRyeUFjdGlvbhIeLmFjdGlvbnEudjEuUmV0cnlBY3Rpb25SZXF1ZXN0Gh8uYWN0aW9ucS52MS5SZXRyeUFjdGlvblJlc3BvbnNlEk4KC1N3ZWVwQ2xhaW1zEh4uYWN0aW9ucS52MS5Td2VlcENsYWltc1JlcXVlc3QaHy5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVzcG9uc2USUAoKTGlzdEV2ZW50cxIdLmFjdGlvbnEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHi5hY3Rpb25xLnYxLkxpc3RFdmVudHNSZXNwb25zZSIDkAIBElAKC1dhdGNoRXZlbnRzEh4uYWN0aW9ucS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHy5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwARJICglFbWl0RXZlbnQSHC5hY3Rpb25xLnYxLkVtaXRFdmVudFJlcXVlc3QaHS5hY3Rpb25xLnYxLkVtaXRFdmVudFJlc3BvbnNlEk4KC1BhdXNlQ2xhaW1zEh4uYWN0aW9ucS52MS5QYXVzZUNsYWltc1JlcXVlc3QaHy5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVzcG9uc2USUQoMUmVzdW1lQ2xhaW1zEh8uYWN0aW9ucS52MS5SZXN1bWVDbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5SZXN1bWVDbGFpbXNSZXNwb25zZRJZCg1HZXRRdWV1ZVN0YXRzEiAuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVxdWVzdBohLmFjdGlvbnEudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlIgOQAgESVwoOUm9sbGJhY2tBY3Rpb24SIS5hY3Rpb25xLnYxLlJvbGxiYWNrQWN0aW9uUmVxdWVzdBoiLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXNwb25zZRJNCglHZXRQb2xpY3kSHC5hY3Rpb25xLnYxLkdldFBvbGljeVJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldFBvbGljeVJlc3BvbnNlIgOQAgESUQoMUmVsb2FkUG9saWN5Eh8uYWN0aW9ucS52MS5SZWxvYWRQb2xpY3lSZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWxvYWRQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message actionq.v1.EnqueueActionRequest
@@ -594,6 +594,17 @@ export type StreamClaimsRequest = Message<"actionq.v1.StreamClaimsRequest"> & {
    * @generated from field: google.protobuf.Duration lease_duration = 5;
    */
   leaseDuration?: Duration | undefined;
+
+  /**
+   * Claims this worker still holds from an earlier stream: acknowledged,
+   * with their tokens. They take slots of `max_in_flight` on this stream
+   * until they end, so a worker that reconnects is not sent more work
+   * than it asked for. Claims no longer held (finished, or the lease ran
+   * out) are ignored.
+   *
+   * @generated from field: repeated actionq.v1.HeldClaim holding = 6;
+   */
+  holding: HeldClaim[];
 };
 
 /**
@@ -602,6 +613,30 @@ export type StreamClaimsRequest = Message<"actionq.v1.StreamClaimsRequest"> & {
  */
 export const StreamClaimsRequestSchema: GenMessage<StreamClaimsRequest> = /*@__PURE__*/
   messageDesc(file_actionq_v1_action_queue_service, 14);
+
+/**
+ * A claim a worker holds, named by the action and its token.
+ *
+ * @generated from message actionq.v1.HeldClaim
+ */
+export type HeldClaim = Message<"actionq.v1.HeldClaim"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * @generated from field: string claim_token = 2;
+   */
+  claimToken: string;
+};
+
+/**
+ * Describes the message actionq.v1.HeldClaim.
+ * Use `create(HeldClaimSchema)` to create a new message.
+ */
+export const HeldClaimSchema: GenMessage<HeldClaim> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 15);
 
 /**
  * @generated from message actionq.v1.StreamClaimsResponse
@@ -643,7 +678,7 @@ export type StreamClaimsResponse = Message<"actionq.v1.StreamClaimsResponse"> & 
  * Use `create(StreamClaimsResponseSchema)` to create a new message.
  */
 export const StreamClaimsResponseSchema: GenMessage<StreamClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 15);
+  messageDesc(file_actionq_v1_action_queue_service, 16);
 
 /**
  * Proof of life on a quiet stream.
@@ -662,7 +697,7 @@ export type Heartbeat = Message<"actionq.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 16);
+  messageDesc(file_actionq_v1_action_queue_service, 17);
 
 /**
  * Sent before the server ends a claim stream on purpose. The worker's
@@ -687,7 +722,7 @@ export type Drain = Message<"actionq.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 17);
+  messageDesc(file_actionq_v1_action_queue_service, 18);
 
 /**
  * @generated from message actionq.v1.AckClaimRequest
@@ -713,7 +748,7 @@ export type AckClaimRequest = Message<"actionq.v1.AckClaimRequest"> & {
  * Use `create(AckClaimRequestSchema)` to create a new message.
  */
 export const AckClaimRequestSchema: GenMessage<AckClaimRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 18);
+  messageDesc(file_actionq_v1_action_queue_service, 19);
 
 /**
  * @generated from message actionq.v1.AckClaimResponse
@@ -730,7 +765,7 @@ export type AckClaimResponse = Message<"actionq.v1.AckClaimResponse"> & {
  * Use `create(AckClaimResponseSchema)` to create a new message.
  */
 export const AckClaimResponseSchema: GenMessage<AckClaimResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 19);
+  messageDesc(file_actionq_v1_action_queue_service, 20);
 
 /**
  * @generated from message actionq.v1.ExtendClaimRequest
@@ -764,7 +799,7 @@ export type ExtendClaimRequest = Message<"actionq.v1.ExtendClaimRequest"> & {
  * Use `create(ExtendClaimRequestSchema)` to create a new message.
  */
 export const ExtendClaimRequestSchema: GenMessage<ExtendClaimRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 20);
+  messageDesc(file_actionq_v1_action_queue_service, 21);
 
 /**
  * @generated from message actionq.v1.ExtendClaimResponse
@@ -788,7 +823,7 @@ export type ExtendClaimResponse = Message<"actionq.v1.ExtendClaimResponse"> & {
  * Use `create(ExtendClaimResponseSchema)` to create a new message.
  */
 export const ExtendClaimResponseSchema: GenMessage<ExtendClaimResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 21);
+  messageDesc(file_actionq_v1_action_queue_service, 22);
 
 /**
  * @generated from message actionq.v1.CompleteActionRequest
@@ -821,7 +856,7 @@ export type CompleteActionRequest = Message<"actionq.v1.CompleteActionRequest"> 
  * Use `create(CompleteActionRequestSchema)` to create a new message.
  */
 export const CompleteActionRequestSchema: GenMessage<CompleteActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 22);
+  messageDesc(file_actionq_v1_action_queue_service, 23);
 
 /**
  * @generated from message actionq.v1.CompleteActionResponse
@@ -838,7 +873,7 @@ export type CompleteActionResponse = Message<"actionq.v1.CompleteActionResponse"
  * Use `create(CompleteActionResponseSchema)` to create a new message.
  */
 export const CompleteActionResponseSchema: GenMessage<CompleteActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 23);
+  messageDesc(file_actionq_v1_action_queue_service, 24);
 
 /**
  * @generated from message actionq.v1.FailActionRequest
@@ -887,7 +922,7 @@ export type FailActionRequest = Message<"actionq.v1.FailActionRequest"> & {
  * Use `create(FailActionRequestSchema)` to create a new message.
  */
 export const FailActionRequestSchema: GenMessage<FailActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 24);
+  messageDesc(file_actionq_v1_action_queue_service, 25);
 
 /**
  * @generated from message actionq.v1.FailActionResponse
@@ -906,7 +941,7 @@ export type FailActionResponse = Message<"actionq.v1.FailActionResponse"> & {
  * Use `create(FailActionResponseSchema)` to create a new message.
  */
 export const FailActionResponseSchema: GenMessage<FailActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 25);
+  messageDesc(file_actionq_v1_action_queue_service, 26);
 
 /**
  * @generated from message actionq.v1.RetryActionRequest
@@ -944,7 +979,7 @@ export type RetryActionRequest = Message<"actionq.v1.RetryActionRequest"> & {
  * Use `create(RetryActionRequestSchema)` to create a new message.
  */
 export const RetryActionRequestSchema: GenMessage<RetryActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 26);
+  messageDesc(file_actionq_v1_action_queue_service, 27);
 
 /**
  * @generated from message actionq.v1.RetryActionResponse
@@ -961,7 +996,7 @@ export type RetryActionResponse = Message<"actionq.v1.RetryActionResponse"> & {
  * Use `create(RetryActionResponseSchema)` to create a new message.
  */
 export const RetryActionResponseSchema: GenMessage<RetryActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 27);
+  messageDesc(file_actionq_v1_action_queue_service, 28);
 
 /**
  * @generated from message actionq.v1.SweepClaimsRequest
@@ -980,7 +1015,7 @@ export type SweepClaimsRequest = Message<"actionq.v1.SweepClaimsRequest"> & {
  * Use `create(SweepClaimsRequestSchema)` to create a new message.
  */
 export const SweepClaimsRequestSchema: GenMessage<SweepClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 28);
+  messageDesc(file_actionq_v1_action_queue_service, 29);
 
 /**
  * @generated from message actionq.v1.SweepClaimsResponse
@@ -1007,7 +1042,7 @@ export type SweepClaimsResponse = Message<"actionq.v1.SweepClaimsResponse"> & {
  * Use `create(SweepClaimsResponseSchema)` to create a new message.
  */
 export const SweepClaimsResponseSchema: GenMessage<SweepClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 29);
+  messageDesc(file_actionq_v1_action_queue_service, 30);
 
 /**
  * @generated from message actionq.v1.ListEventsRequest
@@ -1047,7 +1082,7 @@ export type ListEventsRequest = Message<"actionq.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 30);
+  messageDesc(file_actionq_v1_action_queue_service, 31);
 
 /**
  * @generated from message actionq.v1.ListEventsResponse
@@ -1074,7 +1109,7 @@ export type ListEventsResponse = Message<"actionq.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 31);
+  messageDesc(file_actionq_v1_action_queue_service, 32);
 
 /**
  * @generated from message actionq.v1.WatchEventsRequest
@@ -1108,7 +1143,7 @@ export type WatchEventsRequest = Message<"actionq.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 32);
+  messageDesc(file_actionq_v1_action_queue_service, 33);
 
 /**
  * @generated from message actionq.v1.WatchEventsResponse
@@ -1148,7 +1183,7 @@ export type WatchEventsResponse = Message<"actionq.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 33);
+  messageDesc(file_actionq_v1_action_queue_service, 34);
 
 /**
  * @generated from message actionq.v1.EmitEventRequest
@@ -1197,7 +1232,7 @@ export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
  * Use `create(EmitEventRequestSchema)` to create a new message.
  */
 export const EmitEventRequestSchema: GenMessage<EmitEventRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 34);
+  messageDesc(file_actionq_v1_action_queue_service, 35);
 
 /**
  * @generated from message actionq.v1.EmitEventResponse
@@ -1214,7 +1249,7 @@ export type EmitEventResponse = Message<"actionq.v1.EmitEventResponse"> & {
  * Use `create(EmitEventResponseSchema)` to create a new message.
  */
 export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 35);
+  messageDesc(file_actionq_v1_action_queue_service, 36);
 
 /**
  * What a pause applies to.
@@ -1240,7 +1275,7 @@ export type PauseScope = Message<"actionq.v1.PauseScope"> & {
  * Use `create(PauseScopeSchema)` to create a new message.
  */
 export const PauseScopeSchema: GenMessage<PauseScope> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 36);
+  messageDesc(file_actionq_v1_action_queue_service, 37);
 
 /**
  * A pause in force.
@@ -1274,7 +1309,7 @@ export type Pause = Message<"actionq.v1.Pause"> & {
  * Use `create(PauseSchema)` to create a new message.
  */
 export const PauseSchema: GenMessage<Pause> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 37);
+  messageDesc(file_actionq_v1_action_queue_service, 38);
 
 /**
  * @generated from message actionq.v1.PauseClaimsRequest
@@ -1307,7 +1342,7 @@ export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
  * Use `create(PauseClaimsRequestSchema)` to create a new message.
  */
 export const PauseClaimsRequestSchema: GenMessage<PauseClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 38);
+  messageDesc(file_actionq_v1_action_queue_service, 39);
 
 /**
  * @generated from message actionq.v1.PauseClaimsResponse
@@ -1331,7 +1366,7 @@ export type PauseClaimsResponse = Message<"actionq.v1.PauseClaimsResponse"> & {
  * Use `create(PauseClaimsResponseSchema)` to create a new message.
  */
 export const PauseClaimsResponseSchema: GenMessage<PauseClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 39);
+  messageDesc(file_actionq_v1_action_queue_service, 40);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsRequest
@@ -1364,7 +1399,7 @@ export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
  * Use `create(ResumeClaimsRequestSchema)` to create a new message.
  */
 export const ResumeClaimsRequestSchema: GenMessage<ResumeClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 40);
+  messageDesc(file_actionq_v1_action_queue_service, 41);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsResponse
@@ -1383,7 +1418,7 @@ export type ResumeClaimsResponse = Message<"actionq.v1.ResumeClaimsResponse"> & 
  * Use `create(ResumeClaimsResponseSchema)` to create a new message.
  */
 export const ResumeClaimsResponseSchema: GenMessage<ResumeClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 41);
+  messageDesc(file_actionq_v1_action_queue_service, 42);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsRequest
@@ -1396,7 +1431,7 @@ export type GetQueueStatsRequest = Message<"actionq.v1.GetQueueStatsRequest"> & 
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 42);
+  messageDesc(file_actionq_v1_action_queue_service, 43);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsResponse
@@ -1442,7 +1477,7 @@ export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> 
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 43);
+  messageDesc(file_actionq_v1_action_queue_service, 44);
 
 /**
  * @generated from message actionq.v1.StatusCount
@@ -1469,7 +1504,7 @@ export type StatusCount = Message<"actionq.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 44);
+  messageDesc(file_actionq_v1_action_queue_service, 45);
 
 /**
  * @generated from message actionq.v1.RollbackActionRequest
@@ -1502,7 +1537,7 @@ export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> 
  * Use `create(RollbackActionRequestSchema)` to create a new message.
  */
 export const RollbackActionRequestSchema: GenMessage<RollbackActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 45);
+  messageDesc(file_actionq_v1_action_queue_service, 46);
 
 /**
  * @generated from message actionq.v1.RollbackActionResponse
@@ -1528,7 +1563,7 @@ export type RollbackActionResponse = Message<"actionq.v1.RollbackActionResponse"
  * Use `create(RollbackActionResponseSchema)` to create a new message.
  */
 export const RollbackActionResponseSchema: GenMessage<RollbackActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 46);
+  messageDesc(file_actionq_v1_action_queue_service, 47);
 
 /**
  * @generated from message actionq.v1.GetPolicyRequest
@@ -1541,7 +1576,7 @@ export type GetPolicyRequest = Message<"actionq.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 47);
+  messageDesc(file_actionq_v1_action_queue_service, 48);
 
 /**
  * @generated from message actionq.v1.GetPolicyResponse
@@ -1572,7 +1607,7 @@ export type GetPolicyResponse = Message<"actionq.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 48);
+  messageDesc(file_actionq_v1_action_queue_service, 49);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyRequest
@@ -1591,7 +1626,7 @@ export type ReloadPolicyRequest = Message<"actionq.v1.ReloadPolicyRequest"> & {
  * Use `create(ReloadPolicyRequestSchema)` to create a new message.
  */
 export const ReloadPolicyRequestSchema: GenMessage<ReloadPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 49);
+  messageDesc(file_actionq_v1_action_queue_service, 50);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyResponse
@@ -1615,7 +1650,7 @@ export type ReloadPolicyResponse = Message<"actionq.v1.ReloadPolicyResponse"> & 
  * Use `create(ReloadPolicyResponseSchema)` to create a new message.
  */
 export const ReloadPolicyResponseSchema: GenMessage<ReloadPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 50);
+  messageDesc(file_actionq_v1_action_queue_service, 51);
 
 /**
  * Why a claim stream is being ended by the server. Neither cause touches
