@@ -315,7 +315,7 @@ function renderExample(method, example, sectionMethod) {
   if (streaming && example.capture) fail(`${method.name}: stream examples cannot capture`);
   if (example.get && method.idempotency !== 1) fail(`${method.name}: only methods without side effects answer GET`);
   for (const [name, jqPath] of Object.entries(example.capture ?? {})) {
-    if (!/^[A-Z][A-Z0-9_]*$/.test(name) || !/^(\.[A-Za-z0-9_]+)+$/.test(jqPath)) fail(`${method.name}: bad capture ${name}: ${jqPath}`);
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name) || !/^(\.[A-Za-z0-9_]+(\[\d+\])?)+$/.test(jqPath)) fail(`${method.name}: bad capture ${name}: ${jqPath}`);
     captured.add(name);
   }
   const expect = example.expectStatus ?? 200;

@@ -159,7 +159,7 @@ export class ActionqServer {
       ackTimeoutMs: config.ackTimeoutMs,
       retryBackoffMs: config.retryBackoffMs,
       retryBackoffMaxMs: config.retryBackoffMaxMs,
-    });
+    }, { parallel: Math.max(1, Math.floor(config.poolSize / 2)), maxBatch: 500 });
     const events = new EventStore(pool);
     const pauses = new PauseStore(pool);
     // The event comes first: a policy is never in force without the record

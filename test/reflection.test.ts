@@ -37,6 +37,8 @@ const RPCS = [
   "GetPolicy",
   "ReloadPolicy",
   "RetryAction",
+  "EnqueueActions",
+  "CompleteActions",
 ];
 const SERVER_STREAMING = new Set(["StreamClaims", "WatchEvents"]);
 

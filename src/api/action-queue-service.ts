@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { ActionQueueService, DrainCause } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { ActionQueueService, DrainCause, type EnqueueActionRequest } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Config } from "../config.js";
 import type { ClaimDispatcher } from "../dispatch/claims.js";
 import type { EventHub } from "../dispatch/event-hub.js";
@@ -28,6 +28,7 @@ import {
   statusFromWire,
   statusToWire,
 } from "./convert.js";
+import { itemError } from "./interceptors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import * as check from "./validate.js";
 
@@ -47,11 +48,39 @@ export interface ServiceDeps {
   shutdown: AbortSignal;
 }
 
-/** The single result of a one-item batch, or its error. */
-function only(outcomes: Outcome[]) {
-  const outcome = outcomes[0]!;
+/** At most this many items per batch call. */
+const MAX_BATCH = 1000;
+
+function batch<T>(field: string, items: T[]): T[] {
+  if (items.length > MAX_BATCH) throw invalidField(field, `has ${items.length} entries; at most ${MAX_BATCH} are allowed per call`);
+  return items;
+}
+
+/** An error about one item of a batch names the item: `requests[3].payload`. */
+function withItemField(error: ActionqError, prefix: string): ActionqError {
+  const field = error.metadata.field;
+  return new ActionqError(error.kind, error.reason, `${prefix}: ${error.message}`, field === undefined ? { ...error.metadata, item: prefix } : { ...error.metadata, field: `${prefix}.${field}` });
+}
+
+/** Runs one item's checks; a domain error becomes that item's result. */
+function attempt<T>(prefix: string, check: () => T): T | ActionqError {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof ActionqError) return withItemField(error, prefix);
+    throw error;
+  }
+}
+
+/** The result, or its error thrown. */
+function must(outcome: Outcome) {
   if (!outcome.ok) throw outcome.error;
   return outcome;
+}
+
+/** The single result of a one-item batch, or its error. */
+function only(outcomes: Outcome[]) {
+  return must(outcomes[0]!);
 }
 
 function eventTypes(field: string, values: string[]): string[] {
@@ -90,58 +119,82 @@ function linkedSignal(ctx: HandlerContext, shutdown: AbortSignal): AbortSignal {
 export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof ActionQueueService> {
   const { config, actions, events, dispatcher, hub, pauses, metrics } = deps;
 
+  /** Checks an enqueue request and asks the policy: the action to insert,
+   * or an ActionqError naming what is wrong. */
+  function prepareEnqueue(req: EnqueueActionRequest): NewAction {
+    const requestedRisk = riskFromWire(req.riskLevel);
+    if (requestedRisk === undefined) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
+    const rollbackRef = req.rollbackRef === "" ? "" : check.name("rollback_ref", req.rollbackRef);
+    const rollbackPayload = req.rollbackPayload === undefined ? null : check.payload("rollback_payload", req.rollbackPayload);
+    if (rollbackPayload !== null && rollbackRef === "") throw invalidField("rollback_payload", "needs rollback_ref: it is the payload of that reverse action");
+    // What the producer asked for, as it asked: the digest that tells a
+    // retry from a reused key must not change when the policy does.
+    const fields = {
+      actionType: check.name("action_type", req.actionType),
+      project: check.name("project", req.project, false),
+      targetRef: check.text("target_ref", req.targetRef, { max: check.LIMITS.refLength }),
+      sourceRefs: check.textList("source_refs", req.sourceRefs, check.LIMITS.sourceRefs),
+      payload: check.payload("payload", req.payload),
+      priority: req.priority,
+      requestedRisk,
+      confidence: check.confidence("confidence", req.confidence),
+      approvalRequired: req.approvalRequired,
+      createdBy: check.principal("created_by", req.createdBy),
+      correlationId: check.text("correlation_id", req.correlationId, { max: check.LIMITS.refLength }),
+      node: check.text("node", req.node, { max: check.LIMITS.refLength }),
+      service: check.text("service", req.service, { max: check.LIMITS.refLength }),
+      parentId: check.optionalId("parent_id", req.parentId),
+      rollbackRef,
+      rollbackPayload,
+      supersedesId: check.optionalId("supersedes_id", req.supersedesId),
+      maxAttempts: check.count("max_attempts", req.maxAttempts, config.maxAttempts, 1000),
+      runAfter: check.runAfter("run_after", req.runAfter),
+    };
+    const idempotencyKey = req.idempotencyKey === "" ? null : check.text("idempotency_key", req.idempotencyKey, { max: check.LIMITS.refLength });
+    const loaded = deps.policy.current;
+    const { risk, typeRisk } = resolveRisk(loaded.policy, fields.actionType, requestedRisk);
+    const { requestedRisk: _requested, ...rest } = fields;
+    const input: NewAction = {
+      ...rest,
+      riskLevel: risk,
+      rollbackOf: null,
+      note: null,
+      idempotencyKey,
+      // As the producer sent it: run_after as its ISO string (a Date has no
+      // keys of its own), max_attempts before the server's default, so
+      // that replicas with different defaults agree on a retry.
+      requestDigest: createHash("sha256")
+        .update(canonical({ ...fields, runAfter: fields.runAfter?.toISOString() ?? null, maxAttempts: req.maxAttempts } as unknown as JsonValue))
+        .digest("base64url"),
+      ...decisions(loaded, { ...fields, riskLevel: risk, typeRisk }),
+    };
+    return input;
+  }
+
   return {
     async enqueueAction(req) {
-      const requestedRisk = riskFromWire(req.riskLevel);
-      if (requestedRisk === undefined) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
-      const rollbackRef = req.rollbackRef === "" ? "" : check.name("rollback_ref", req.rollbackRef);
-      const rollbackPayload = req.rollbackPayload === undefined ? null : check.payload("rollback_payload", req.rollbackPayload);
-      if (rollbackPayload !== null && rollbackRef === "") throw invalidField("rollback_payload", "needs rollback_ref: it is the payload of that reverse action");
-      // What the producer asked for, as it asked: the digest that tells a
-      // retry from a reused key must not change when the policy does.
-      const fields = {
-        actionType: check.name("action_type", req.actionType),
-        project: check.name("project", req.project, false),
-        targetRef: check.text("target_ref", req.targetRef, { max: check.LIMITS.refLength }),
-        sourceRefs: check.textList("source_refs", req.sourceRefs, check.LIMITS.sourceRefs),
-        payload: check.payload("payload", req.payload),
-        priority: req.priority,
-        requestedRisk,
-        confidence: check.confidence("confidence", req.confidence),
-        approvalRequired: req.approvalRequired,
-        createdBy: check.principal("created_by", req.createdBy),
-        correlationId: check.text("correlation_id", req.correlationId, { max: check.LIMITS.refLength }),
-        node: check.text("node", req.node, { max: check.LIMITS.refLength }),
-        service: check.text("service", req.service, { max: check.LIMITS.refLength }),
-        parentId: check.optionalId("parent_id", req.parentId),
-        rollbackRef,
-        rollbackPayload,
-        supersedesId: check.optionalId("supersedes_id", req.supersedesId),
-        maxAttempts: check.count("max_attempts", req.maxAttempts, config.maxAttempts, 1000),
-        runAfter: check.runAfter("run_after", req.runAfter),
-      };
-      const idempotencyKey = req.idempotencyKey === "" ? null : check.text("idempotency_key", req.idempotencyKey, { max: check.LIMITS.refLength });
-      const loaded = deps.policy.current;
-      const { risk, typeRisk } = resolveRisk(loaded.policy, fields.actionType, requestedRisk);
-      const { requestedRisk: _requested, ...rest } = fields;
-      const input: NewAction = {
-        ...rest,
-        riskLevel: risk,
-        rollbackOf: null,
-        note: null,
-        idempotencyKey,
-        // As the producer sent it: run_after as its ISO string (a Date has no
-        // keys of its own), max_attempts before the server's default, so
-        // that replicas with different defaults agree on a retry.
-        requestDigest: createHash("sha256")
-          .update(canonical({ ...fields, runAfter: fields.runAfter?.toISOString() ?? null, maxAttempts: req.maxAttempts } as unknown as JsonValue))
-          .digest("base64url"),
-        ...decisions(loaded, { ...fields, riskLevel: risk, typeRisk }),
-      };
-      const outcome = only(await actions.enqueueMany([input]));
+      const input = prepareEnqueue(req);
+      const outcome = must(await actions.one.enqueue(input));
       if (outcome.created !== false) metrics.onEnqueued(outcome.action);
       if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
       return { action: actionToWire(outcome.action), created: outcome.created ?? true };
+    },
+
+    async enqueueActions(req) {
+      const inputs = batch("requests", req.requests).map((one, index) => attempt(`requests[${index}]`, () => prepareEnqueue(one)));
+      const valid = inputs.filter((input): input is NewAction => !(input instanceof ActionqError));
+      const outcomes = valid.length > 0 ? await actions.enqueueMany(valid) : [];
+      let next = 0;
+      return {
+        results: inputs.map((input, index) => {
+          if (input instanceof ActionqError) return { result: { case: "error" as const, value: itemError(input) } };
+          const outcome = outcomes[next++]!;
+          if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `requests[${index}]`)) } };
+          if (outcome.created !== false) metrics.onEnqueued(outcome.action);
+          if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
+          return { result: { case: "ok" as const, value: { action: actionToWire(outcome.action), created: outcome.created ?? true } } };
+        }),
+      };
     },
 
     async getAction(req) {
@@ -268,7 +321,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
 
     async ackClaim(req) {
       const id = check.id("id", req.id);
-      const outcome = only(await actions.ackMany([{ id, token: check.claimToken("claim_token", req.claimToken) }]));
+      const outcome = must(await actions.one.ack({ id, token: check.claimToken("claim_token", req.claimToken) }));
       dispatcher.onAcked(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
@@ -291,29 +344,52 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
 
     async completeAction(req) {
       const id = check.id("id", req.id);
-      const outcome = only(
-        await actions.completeMany([
-          { id, token: check.claimToken("claim_token", req.claimToken), resultRef: check.text("result_ref", req.resultRef, { max: check.LIMITS.refLength }) },
-        ]),
+      const outcome = must(
+        await actions.one.complete({
+          id,
+          token: check.claimToken("claim_token", req.claimToken),
+          resultRef: check.text("result_ref", req.resultRef, { max: check.LIMITS.refLength }),
+        }),
       );
       dispatcher.onClaimEnded(id, outcome.action.attempt);
       if (!outcome.repeated) metrics.onFinished(outcome.action, "completed", outcome.action.claimed_since ?? null);
       return { action: actionToWire(outcome.action) };
     },
 
+    async completeActions(req) {
+      const items = batch("requests", req.requests).map((one, index) =>
+        attempt(`requests[${index}]`, () => ({
+          id: check.id("id", one.id),
+          token: check.claimToken("claim_token", one.claimToken),
+          resultRef: check.text("result_ref", one.resultRef, { max: check.LIMITS.refLength }),
+        })),
+      );
+      const valid = items.filter((item): item is { id: string; token: string; resultRef: string } => !(item instanceof ActionqError));
+      const outcomes = valid.length > 0 ? await actions.completeMany(valid) : [];
+      let next = 0;
+      return {
+        results: items.map((item, index) => {
+          if (item instanceof ActionqError) return { result: { case: "error" as const, value: itemError(item) } };
+          const outcome = outcomes[next++]!;
+          if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `requests[${index}]`)) } };
+          dispatcher.onClaimEnded(item.id, outcome.action.attempt);
+          if (!outcome.repeated) metrics.onFinished(outcome.action, "completed", outcome.action.claimed_since ?? null);
+          return { result: { case: "action" as const, value: actionToWire(outcome.action) } };
+        }),
+      };
+    },
+
     async failAction(req) {
       const id = check.id("id", req.id);
       if (!req.retryable && req.retryDelay !== undefined) throw invalidField("retry_delay", "needs retryable");
-      const outcome = only(
-        await actions.failMany([
-          {
-            id,
-            token: check.claimToken("claim_token", req.claimToken),
-            reason: check.text("reason", req.reason, { required: true }),
-            retryable: req.retryable,
-            delayMs: check.delay("retry_delay", req.retryDelay, config.retryBackoffMaxMs),
-          },
-        ]),
+      const outcome = must(
+        await actions.one.fail({
+          id,
+          token: check.claimToken("claim_token", req.claimToken),
+          reason: check.text("reason", req.reason, { required: true }),
+          retryable: req.retryable,
+          delayMs: check.delay("retry_delay", req.retryDelay, config.retryBackoffMaxMs),
+        }),
       );
       dispatcher.onClaimEnded(id, outcome.action.attempt);
       if (!outcome.repeated) metrics.onFinished(outcome.action, outcome.action.status === "failed" ? "failed" : "retry_scheduled", null);

@@ -33,6 +33,11 @@ function databaseUnavailable(error: unknown): boolean {
   return typeof message === "string" && TRANSIENT_MESSAGE.test(message);
 }
 
+/** One refused item of a batch, as the single call would have refused it. */
+export function itemError(error: ActionqError): { code: number; message: string; reason: string; metadata: Record<string, string> } {
+  return { code: CODES[error.kind], message: error.message, reason: error.reason, metadata: error.metadata };
+}
+
 /** Maps any error to a ConnectError. Unexpected ones are logged with their
  * stack and reach the client only as INTERNAL. */
 export function toConnectError(error: unknown, log: Logger, method: string): ConnectError {

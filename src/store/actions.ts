@@ -37,6 +37,7 @@ import {
   ProducerCountRecent,
   ProducerLockMany,
 } from "./action-queries.js";
+import { Coalescer } from "./coalescer.js";
 import { type Queryable, inTransaction } from "./db.js";
 import type { ActionRow, EventRow, RiskLevel, Status } from "./rows.js";
 
@@ -139,10 +140,30 @@ interface Explainer<T = { id: string }> {
 }
 
 export class ActionStore {
+  /** Single calls, group-committed: concurrent callers share statements. */
+  readonly one: {
+    enqueue: (input: NewAction) => Promise<Outcome>;
+    ack: (item: { id: string; token: string }) => Promise<Outcome>;
+    complete: (item: { id: string; token: string; resultRef: string }) => Promise<Outcome>;
+    fail: (item: { id: string; token: string; reason: string; retryable: boolean; delayMs: number | null }) => Promise<Outcome>;
+  };
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly limits: StoreLimits,
-  ) {}
+    batching: { parallel: number; maxBatch: number } = { parallel: 4, maxBatch: 500 },
+  ) {
+    const enqueue = new Coalescer((inputs: NewAction[]) => this.enqueueMany(inputs), batching);
+    const ack = new Coalescer((items: { id: string; token: string }[]) => this.ackMany(items), batching);
+    const complete = new Coalescer((items: { id: string; token: string; resultRef: string }[]) => this.completeMany(items), batching);
+    const fail = new Coalescer((items: { id: string; token: string; reason: string; retryable: boolean; delayMs: number | null }[]) => this.failMany(items), batching);
+    this.one = {
+      enqueue: (input) => enqueue.submit(input),
+      ack: (item) => ack.submit(item),
+      complete: (item) => complete.submit(item),
+      fail: (item) => fail.submit(item),
+    };
+  }
 
   /** Creates actions in one transaction. Each input gets an outcome: the new
    * action, the earlier action for a repeated idempotency key, or an error

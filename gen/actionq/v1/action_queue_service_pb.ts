@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action_queue_service.proto.
  */
 export const file_actionq_v1_action_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIqsEChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMiWgoRR2V0QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SIQoGZXZlbnRzGAIgAygLMhEuYWN0aW9ucS52MS5FdmVudCLOAQoSTGlzdEFjdGlvbnNSZXF1ZXN0EioKCHN0YXR1c2VzGAEgAygOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhIKCmNyZWF0ZWRfYnkYBCABKAkSEQoJcGFyZW50X2lkGAUgASgDEhYKDmNvcnJlbGF0aW9uX2lkGAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJIlMKE0xpc3RBY3Rpb25zUmVzcG9uc2USIwoHYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChRBcHByb3ZlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxIQCghhcHByb3ZlchgCIAEoCRIMCgRub3RlGAMgASgJIjsKFUFwcHJvdmVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJVChNSZWplY3RBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgtjbGFpbV90b2tlbhgEIAEoCSI6ChRSZWplY3RBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJAChNDYW5jZWxBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI6ChRDYW5jZWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJ/ChJDbGFpbUFjdGlvblJlcXVlc3QSDgoGd29ya2VyGAEgASgJEhQKDGFjdGlvbl90eXBlcxgCIAMoCRIQCghwcm9qZWN0cxgDIAMoCRIxCg5sZWFzZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI3ChNDbGFpbUFjdGlvblJlc3BvbnNlEiAKBWNsYWltGAEgASgLMhEuYWN0aW9ucS52MS5DbGFpbSK/AQoTU3RyZWFtQ2xhaW1zUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEhUKDW1heF9pbl9mbGlnaHQYBCABKAUSMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoHaG9sZGluZxgGIAMoCzIVLmFjdGlvbnEudjEuSGVsZENsYWltIiwKCUhlbGRDbGFpbRIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCSKSAQoUU3RyZWFtQ2xhaW1zUmVzcG9uc2USIgoFY2xhaW0YASABKAsyES5hY3Rpb25xLnYxLkNsYWltSAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIiCgVkcmFpbhgDIAEoCzIRLmFjdGlvbnEudjEuRHJhaW5IAEIGCgRraW5kIjwKCUhlYXJ0YmVhdBIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoFRHJhaW4SDgoGcmVhc29uGAEgASgJEiUKBWNhdXNlGAIgASgOMhYuYWN0aW9ucS52MS5EcmFpbkNhdXNlIjIKD0Fja0NsYWltUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCSI2ChBBY2tDbGFpbVJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uImgKEkV4dGVuZENsYWltUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRIxCg5sZWFzZV9kdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJtChNFeHRlbmRDbGFpbVJlc3BvbnNlEjIKDmNsYWltX2RlYWRsaW5lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgZhY3Rpb24YAiABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJMChVDb21wbGV0ZUFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSEgoKcmVzdWx0X3JlZhgDIAEoCSI8ChZDb21wbGV0ZUFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIocBChFGYWlsQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIEi4KC3JldHJ5X2RlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjgKEkZhaWxBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiJcChJSZXRyeUFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhsKE2FkZGl0aW9uYWxfYXR0ZW1wdHMYBCABKAUiOQoTUmV0cnlBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbiIjChJTd2VlcENsYWltc1JlcXVlc3QSDQoFYWN0b3IYASABKAkicAoTU3dlZXBDbGFpbXNSZXNwb25zZRIsChByZXF1ZXVlZF9hY3Rpb25zGAEgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24SKwoPZXhwaXJlZF9hY3Rpb25zGAIgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24iYAoRTGlzdEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJOChJMaXN0RXZlbnRzUmVzcG9uc2USIQoGZXZlbnRzGAEgAygLMhEuYWN0aW9ucS52MS5FdmVudBIVCg1uZXh0X2FmdGVyX2lkGAIgASgDIk4KEldhdGNoRXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEwoLZXZlbnRfdHlwZXMYAyADKAkifQoTV2F0Y2hFdmVudHNSZXNwb25zZRIiCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnRIABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEg4KBmN1cnNvchgDIAEoA0IGCgRraW5kIocBChBFbWl0RXZlbnRSZXF1ZXN0EhIKCmV2ZW50X3R5cGUYASABKAkSDQoFYWN0b3IYAiABKAkSKAoHcGF5bG9hZBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJYWN0aW9uX2lkGAQgASgDEhMKC2NsYWltX3Rva2VuGAUgASgJIjUKEUVtaXRFdmVudFJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEuYWN0aW9ucS52MS5FdmVudCJACgpQYXVzZVNjb3BlEiMKBGtpbmQYASABKA4yFS5hY3Rpb25xLnYxLlBhdXNlS2luZBINCgV2YWx1ZRgCIAEoCSKCAQoFUGF1c2USJQoFc2NvcGUYASABKAsyFi5hY3Rpb25xLnYxLlBhdXNlU2NvcGUSEQoJcGF1c2VkX2J5GAIgASgJEg4KBnJlYXNvbhgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoSUGF1c2VDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJIChNQYXVzZUNsYWltc1Jlc3BvbnNlEiAKBXBhdXNlGAEgASgLMhEuYWN0aW9ucS52MS5QYXVzZRIPCgdjcmVhdGVkGAIgASgIIlsKE1Jlc3VtZUNsYWltc1JlcXVlc3QSJQoFc2NvcGUYASABKAsyFi5hY3Rpb25xLnYxLlBhdXNlU2NvcGUSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIjgKFFJlc3VtZUNsYWltc1Jlc3BvbnNlEiAKBXBhdXNlGAEgASgLMhEuYWN0aW9ucS52MS5QYXVzZSIWChRHZXRRdWV1ZVN0YXRzUmVxdWVzdCLHAQoVR2V0UXVldWVTdGF0c1Jlc3BvbnNlEicKBmNvdW50cxgBIAMoCzIXLmFjdGlvbnEudjEuU3RhdHVzQ291bnQSEQoJY2xhaW1hYmxlGAIgASgDEjcKFG9sZGVzdF9jbGFpbWFibGVfYWdlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiEKBnBhdXNlcxgEIAMoCzIRLmFjdGlvbnEudjEuUGF1c2USFgoOcG9saWN5X3ZlcnNpb24YBSABKAkiWwoLU3RhdHVzQ291bnQSKAoGc3RhdHVzGAEgASgOMhguYWN0aW9ucS52MS5BY3Rpb25TdGF0dXMSEwoLYWN0aW9uX3R5cGUYAiABKAkSDQoFY291bnQYAyABKAMiQgoVUm9sbGJhY2tBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChZSb2xsYmFja0FjdGlvblJlc3BvbnNlEiQKCHJvbGxiYWNrGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SDwoHY3JlYXRlZBgCIAEoCCISChBHZXRQb2xpY3lSZXF1ZXN0ImQKEUdldFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg4KBnNvdXJjZRgCIAEoCRInCgZwb2xpY3kYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IiQKE1JlbG9hZFBvbGljeVJlcXVlc3QSDQoFYWN0b3IYASABKAkiPwoUUmVsb2FkUG9saWN5UmVzcG9uc2USFgoOcG9saWN5X3ZlcnNpb24YASABKAkSDwoHY2hhbmdlZBgCIAEoCCpcCgpEcmFpbkNhdXNlEhsKF0RSQUlOX0NBVVNFX1VOU1BFQ0lGSUVEEAASGAoURFJBSU5fQ0FVU0VfU0hVVERPV04QARIXChNEUkFJTl9DQVVTRV9NQVhfQUdFEAIqjQEKCVBhdXNlS2luZBIaChZQQVVTRV9LSU5EX1VOU1BFQ0lGSUVEEAASEgoOUEFVU0VfS0lORF9BTEwQARIaChZQQVVTRV9LSU5EX0FDVElPTl9UWVBFEAISFgoSUEFVU0VfS0lORF9QUk9KRUNUEAMSHAoYUEFVU0VfS0lORF9BVVRPX0FQUFJPVkFMEAQy8w4KEkFjdGlvblF1ZXVlU2VydmljZRJUCg1FbnF1ZXVlQWN0aW9uEiAuYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uUmVxdWVzdBohLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlc3BvbnNlEk0KCUdldEFjdGlvbhIcLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVxdWVzdBodLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVzcG9uc2UiA5ACARJTCgtMaXN0QWN0aW9ucxIeLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5MaXN0QWN0aW9uc1Jlc3BvbnNlIgOQAgESVAoNQXBwcm92ZUFjdGlvbhIgLmFjdGlvbnEudjEuQXBwcm92ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXNwb25zZRJRCgxSZWplY3RBY3Rpb24SHy5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlc3BvbnNlElEKDENhbmNlbEFjdGlvbhIfLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVxdWVzdBogLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVzcG9uc2USTgoLQ2xhaW1BY3Rpb24SHi5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuQ2xhaW1BY3Rpb25SZXNwb25zZRJTCgxTdHJlYW1DbGFpbXMSHy5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1Jlc3BvbnNlMAESRQoIQWNrQ2xhaW0SGy5hY3Rpb25xLnYxLkFja0NsYWltUmVxdWVzdBocLmFjdGlvbnEudjEuQWNrQ2xhaW1SZXNwb25zZRJOCgtFeHRlbmRDbGFpbRIeLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXF1ZXN0Gh8uYWN0aW9ucS52MS5FeHRlbmRDbGFpbVJlc3BvbnNlElcKDkNvbXBsZXRlQWN0aW9uEiEuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USSwoKRmFpbEFjdGlvbhIdLmFjdGlvbnEudjEuRmFpbEFjdGlvblJlcXVlc3QaHi5hY3Rpb25xLnYxLkZhaWxBY3Rpb25SZXNwb25zZRJOCgtSZXRyeUFjdGlvbhIeLmFjdGlvbnEudjEuUmV0cnlBY3Rpb25SZXF1ZXN0Gh8uYWN0aW9ucS52MS5SZXRyeUFjdGlvblJlc3BvbnNlEk4KC1N3ZWVwQ2xhaW1zEh4uYWN0aW9ucS52MS5Td2VlcENsYWltc1JlcXVlc3QaHy5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVzcG9uc2USUAoKTGlzdEV2ZW50cxIdLmFjdGlvbnEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHi5hY3Rpb25xLnYxLkxpc3RFdmVudHNSZXNwb25zZSIDkAIBElAKC1dhdGNoRXZlbnRzEh4uYWN0aW9ucS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHy5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwARJICglFbWl0RXZlbnQSHC5hY3Rpb25xLnYxLkVtaXRFdmVudFJlcXVlc3QaHS5hY3Rpb25xLnYxLkVtaXRFdmVudFJlc3BvbnNlEk4KC1BhdXNlQ2xhaW1zEh4uYWN0aW9ucS52MS5QYXVzZUNsYWltc1JlcXVlc3QaHy5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVzcG9uc2USUQoMUmVzdW1lQ2xhaW1zEh8uYWN0aW9ucS52MS5SZXN1bWVDbGFpbXNSZXF1ZXN0GiAuYWN0aW9ucS52MS5SZXN1bWVDbGFpbXNSZXNwb25zZRJZCg1HZXRRdWV1ZVN0YXRzEiAuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVxdWVzdBohLmFjdGlvbnEudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlIgOQAgESVwoOUm9sbGJhY2tBY3Rpb24SIS5hY3Rpb25xLnYxLlJvbGxiYWNrQWN0aW9uUmVxdWVzdBoiLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXNwb25zZRJNCglHZXRQb2xpY3kSHC5hY3Rpb25xLnYxLkdldFBvbGljeVJlcXVlc3QaHS5hY3Rpb25xLnYxLkdldFBvbGljeVJlc3BvbnNlIgOQAgESUQoMUmVsb2FkUG9saWN5Eh8uYWN0aW9ucS52MS5SZWxvYWRQb2xpY3lSZXF1ZXN0GiAuYWN0aW9ucS52MS5SZWxvYWRQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIqsEChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIksKFUVucXVldWVBY3Rpb25zUmVxdWVzdBIyCghyZXF1ZXN0cxgBIAMoCzIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QiSgoWRW5xdWV1ZUFjdGlvbnNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uUmVzdWx0IngKE0VucXVldWVBY3Rpb25SZXN1bHQSLwoCb2sYASABKAsyIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZUgAEiYKBWVycm9yGAIgASgLMhUuYWN0aW9ucS52MS5JdGVtRXJyb3JIAEIICgZyZXN1bHQiogEKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSDgoGcmVhc29uGAMgASgJEjUKCG1ldGFkYXRhGAQgAygLMiMuYWN0aW9ucS52MS5JdGVtRXJyb3IuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiHgoQR2V0QWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAyJaChFHZXRBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIhCgZldmVudHMYAiADKAsyES5hY3Rpb25xLnYxLkV2ZW50Is4BChJMaXN0QWN0aW9uc1JlcXVlc3QSKgoIc3RhdHVzZXMYASADKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSEgoKY3JlYXRlZF9ieRgEIAEoCRIRCglwYXJlbnRfaWQYBSABKAMSFgoOY29ycmVsYXRpb25faWQYBiABKAkSEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiUwoTTGlzdEFjdGlvbnNSZXNwb25zZRIjCgdhY3Rpb25zGAEgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkIKFEFwcHJvdmVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhAKCGFwcHJvdmVyGAIgASgJEgwKBG5vdGUYAyABKAkiOwoVQXBwcm92ZUFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIlUKE1JlamVjdEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhMKC2NsYWltX3Rva2VuGAQgASgJIjoKFFJlamVjdEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkAKE0NhbmNlbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIjoKFENhbmNlbEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIn8KEkNsYWltQWN0aW9uUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEjEKDmxlYXNlX2R1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjcKE0NsYWltQWN0aW9uUmVzcG9uc2USIAoFY2xhaW0YASABKAsyES5hY3Rpb25xLnYxLkNsYWltIr8BChNTdHJlYW1DbGFpbXNSZXF1ZXN0Eg4KBndvcmtlchgBIAEoCRIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSFQoNbWF4X2luX2ZsaWdodBgEIAEoBRIxCg5sZWFzZV9kdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgdob2xkaW5nGAYgAygLMhUuYWN0aW9ucS52MS5IZWxkQ2xhaW0iLAoJSGVsZENsYWltEgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIpIBChRTdHJlYW1DbGFpbXNSZXNwb25zZRIiCgVjbGFpbRgBIAEoCzIRLmFjdGlvbnEudjEuQ2xhaW1IABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEiIKBWRyYWluGAMgASgLMhEuYWN0aW9ucS52MS5EcmFpbkgAQgYKBGtpbmQiPAoJSGVhcnRiZWF0Ei8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+CgVEcmFpbhIOCgZyZWFzb24YASABKAkSJQoFY2F1c2UYAiABKA4yFi5hY3Rpb25xLnYxLkRyYWluQ2F1c2UiMgoPQWNrQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIjYKEEFja0NsYWltUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iaAoSRXh0ZW5kQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIm0KE0V4dGVuZENsYWltUmVzcG9uc2USMgoOY2xhaW1fZGVhZGxpbmUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBmFjdGlvbhgCIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkwKFUNvbXBsZXRlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRISCgpyZXN1bHRfcmVmGAMgASgJIjwKFkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTQoWQ29tcGxldGVBY3Rpb25zUmVxdWVzdBIzCghyZXF1ZXN0cxgBIAMoCzIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0IkwKF0NvbXBsZXRlQWN0aW9uc1Jlc3BvbnNlEjEKB3Jlc3VsdHMYASADKAsyIC5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzdWx0Im4KFENvbXBsZXRlQWN0aW9uUmVzdWx0EiQKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uSAASJgoFZXJyb3IYAiABKAsyFS5hY3Rpb25xLnYxLkl0ZW1FcnJvckgAQggKBnJlc3VsdCKHAQoRRmFpbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIuCgtyZXRyeV9kZWxheRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI4ChJGYWlsQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iXAoSUmV0cnlBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIbChNhZGRpdGlvbmFsX2F0dGVtcHRzGAQgASgFIjkKE1JldHJ5QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iIwoSU3dlZXBDbGFpbXNSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJInAKE1N3ZWVwQ2xhaW1zUmVzcG9uc2USLAoQcmVxdWV1ZWRfYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEisKD2V4cGlyZWRfYWN0aW9ucxgCIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uImAKEUxpc3RFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCRIRCglwYWdlX3NpemUYBCABKAUiTgoSTGlzdEV2ZW50c1Jlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAyJOChJXYXRjaEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJIn0KE1dhdGNoRXZlbnRzUmVzcG9uc2USIgoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50SAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIOCgZjdXJzb3IYAyABKANCBgoEa2luZCKHAQoQRW1pdEV2ZW50UmVxdWVzdBISCgpldmVudF90eXBlGAEgASgJEg0KBWFjdG9yGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCWFjdGlvbl9pZBgEIAEoAxITCgtjbGFpbV90b2tlbhgFIAEoCSI1ChFFbWl0RXZlbnRSZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnQiQAoKUGF1c2VTY29wZRIjCgRraW5kGAEgASgOMhUuYWN0aW9ucS52MS5QYXVzZUtpbmQSDQoFdmFsdWUYAiABKAkiggEKBVBhdXNlEiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEhEKCXBhdXNlZF9ieRgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKElBhdXNlQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiSAoTUGF1c2VDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2USDwoHY3JlYXRlZBgCIAEoCCJbChNSZXN1bWVDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI4ChRSZXN1bWVDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2UiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QixwEKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRInCgZjb3VudHMYASADKAsyFy5hY3Rpb25xLnYxLlN0YXR1c0NvdW50EhEKCWNsYWltYWJsZRgCIAEoAxI3ChRvbGRlc3RfY2xhaW1hYmxlX2FnZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIhCgZwYXVzZXMYBCADKAsyES5hY3Rpb25xLnYxLlBhdXNlEhYKDnBvbGljeV92ZXJzaW9uGAUgASgJIlsKC1N0YXR1c0NvdW50EigKBnN0YXR1cxgBIAEoDjIYLmFjdGlvbnEudjEuQWN0aW9uU3RhdHVzEhMKC2FjdGlvbl90eXBlGAIgASgJEg0KBWNvdW50GAMgASgDIkIKFVJvbGxiYWNrQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiTwoWUm9sbGJhY2tBY3Rpb25SZXNwb25zZRIkCghyb2xsYmFjaxgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEg8KB2NyZWF0ZWQYAiABKAgiEgoQR2V0UG9saWN5UmVxdWVzdCJkChFHZXRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIOCgZzb3VyY2UYAiABKAkSJwoGcG9saWN5GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIkChNSZWxvYWRQb2xpY3lSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJIj8KFFJlbG9hZFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg8KB2NoYW5nZWQYAiABKAgqXAoKRHJhaW5DYXVzZRIbChdEUkFJTl9DQVVTRV9VTlNQRUNJRklFRBAAEhgKFERSQUlOX0NBVVNFX1NIVVRET1dOEAESFwoTRFJBSU5fQ0FVU0VfTUFYX0FHRRACKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMqgQChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJXCg5FbnF1ZXVlQWN0aW9ucxIhLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvbnNSZXF1ZXN0GiIuYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uc1Jlc3BvbnNlEk0KCUdldEFjdGlvbhIcLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVxdWVzdBodLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVzcG9uc2UiA5ACARJTCgtMaXN0QWN0aW9ucxIeLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5MaXN0QWN0aW9uc1Jlc3BvbnNlIgOQAgESVAoNQXBwcm92ZUFjdGlvbhIgLmFjdGlvbnEudjEuQXBwcm92ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXNwb25zZRJRCgxSZWplY3RBY3Rpb24SHy5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlc3BvbnNlElEKDENhbmNlbEFjdGlvbhIfLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVxdWVzdBogLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVzcG9uc2USTgoLQ2xhaW1BY3Rpb24SHi5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuQ2xhaW1BY3Rpb25SZXNwb25zZRJTCgxTdHJlYW1DbGFpbXMSHy5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1Jlc3BvbnNlMAESRQoIQWNrQ2xhaW0SGy5hY3Rpb25xLnYxLkFja0NsYWltUmVxdWVzdBocLmFjdGlvbnEudjEuQWNrQ2xhaW1SZXNwb25zZRJOCgtFeHRlbmRDbGFpbRIeLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXF1ZXN0Gh8uYWN0aW9ucS52MS5FeHRlbmRDbGFpbVJlc3BvbnNlElcKDkNvbXBsZXRlQWN0aW9uEiEuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USWgoPQ29tcGxldGVBY3Rpb25zEiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvbnNSZXF1ZXN0GiMuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvbnNSZXNwb25zZRJLCgpGYWlsQWN0aW9uEh0uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVxdWVzdBoeLmFjdGlvbnEudjEuRmFpbEFjdGlvblJlc3BvbnNlEk4KC1JldHJ5QWN0aW9uEh4uYWN0aW9ucS52MS5SZXRyeUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLlJldHJ5QWN0aW9uUmVzcG9uc2USTgoLU3dlZXBDbGFpbXMSHi5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXNwb25zZRJQCgpMaXN0RXZlbnRzEh0uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmFjdGlvbnEudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgESUAoLV2F0Y2hFdmVudHMSHi5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVxdWVzdBofLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkgKCUVtaXRFdmVudBIcLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVxdWVzdBodLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVzcG9uc2USTgoLUGF1c2VDbGFpbXMSHi5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXNwb25zZRJRCgxSZXN1bWVDbGFpbXMSHy5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1Jlc3BvbnNlElkKDUdldFF1ZXVlU3RhdHMSIC5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiEuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACARJXCg5Sb2xsYmFja0FjdGlvbhIhLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlc3BvbnNlEk0KCUdldFBvbGljeRIcLmFjdGlvbnEudjEuR2V0UG9saWN5UmVxdWVzdBodLmFjdGlvbnEudjEuR2V0UG9saWN5UmVzcG9uc2UiA5ACARJRCgxSZWxvYWRQb2xpY3kSHy5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlc3BvbnNlYgZwcm90bzM", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message actionq.v1.EnqueueActionRequest
@@ -202,6 +202,114 @@ export const EnqueueActionResponseSchema: GenMessage<EnqueueActionResponse> = /*
   messageDesc(file_actionq_v1_action_queue_service, 1);
 
 /**
+ * @generated from message actionq.v1.EnqueueActionsRequest
+ */
+export type EnqueueActionsRequest = Message<"actionq.v1.EnqueueActionsRequest"> & {
+  /**
+   * At most 1000.
+   *
+   * @generated from field: repeated actionq.v1.EnqueueActionRequest requests = 1;
+   */
+  requests: EnqueueActionRequest[];
+};
+
+/**
+ * Describes the message actionq.v1.EnqueueActionsRequest.
+ * Use `create(EnqueueActionsRequestSchema)` to create a new message.
+ */
+export const EnqueueActionsRequestSchema: GenMessage<EnqueueActionsRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 2);
+
+/**
+ * @generated from message actionq.v1.EnqueueActionsResponse
+ */
+export type EnqueueActionsResponse = Message<"actionq.v1.EnqueueActionsResponse"> & {
+  /**
+   * One per request, in the same order.
+   *
+   * @generated from field: repeated actionq.v1.EnqueueActionResult results = 1;
+   */
+  results: EnqueueActionResult[];
+};
+
+/**
+ * Describes the message actionq.v1.EnqueueActionsResponse.
+ * Use `create(EnqueueActionsResponseSchema)` to create a new message.
+ */
+export const EnqueueActionsResponseSchema: GenMessage<EnqueueActionsResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 3);
+
+/**
+ * @generated from message actionq.v1.EnqueueActionResult
+ */
+export type EnqueueActionResult = Message<"actionq.v1.EnqueueActionResult"> & {
+  /**
+   * @generated from oneof actionq.v1.EnqueueActionResult.result
+   */
+  result: {
+    /**
+     * @generated from field: actionq.v1.EnqueueActionResponse ok = 1;
+     */
+    value: EnqueueActionResponse;
+    case: "ok";
+  } | {
+    /**
+     * @generated from field: actionq.v1.ItemError error = 2;
+     */
+    value: ItemError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message actionq.v1.EnqueueActionResult.
+ * Use `create(EnqueueActionResultSchema)` to create a new message.
+ */
+export const EnqueueActionResultSchema: GenMessage<EnqueueActionResult> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 4);
+
+/**
+ * Why one item of a batch was refused: what the single call would have
+ * answered.
+ *
+ * @generated from message actionq.v1.ItemError
+ */
+export type ItemError = Message<"actionq.v1.ItemError"> & {
+  /**
+   * A gRPC status code, such as 3 (INVALID_ARGUMENT).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The ErrorInfo reason, such as `INVALID_FIELD`.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * The ErrorInfo metadata, such as `field`.
+   *
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message actionq.v1.ItemError.
+ * Use `create(ItemErrorSchema)` to create a new message.
+ */
+export const ItemErrorSchema: GenMessage<ItemError> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 5);
+
+/**
  * @generated from message actionq.v1.GetActionRequest
  */
 export type GetActionRequest = Message<"actionq.v1.GetActionRequest"> & {
@@ -218,7 +326,7 @@ export type GetActionRequest = Message<"actionq.v1.GetActionRequest"> & {
  * Use `create(GetActionRequestSchema)` to create a new message.
  */
 export const GetActionRequestSchema: GenMessage<GetActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 2);
+  messageDesc(file_actionq_v1_action_queue_service, 6);
 
 /**
  * @generated from message actionq.v1.GetActionResponse
@@ -242,7 +350,7 @@ export type GetActionResponse = Message<"actionq.v1.GetActionResponse"> & {
  * Use `create(GetActionResponseSchema)` to create a new message.
  */
 export const GetActionResponseSchema: GenMessage<GetActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 3);
+  messageDesc(file_actionq_v1_action_queue_service, 7);
 
 /**
  * @generated from message actionq.v1.ListActionsRequest
@@ -310,7 +418,7 @@ export type ListActionsRequest = Message<"actionq.v1.ListActionsRequest"> & {
  * Use `create(ListActionsRequestSchema)` to create a new message.
  */
 export const ListActionsRequestSchema: GenMessage<ListActionsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 4);
+  messageDesc(file_actionq_v1_action_queue_service, 8);
 
 /**
  * @generated from message actionq.v1.ListActionsResponse
@@ -334,7 +442,7 @@ export type ListActionsResponse = Message<"actionq.v1.ListActionsResponse"> & {
  * Use `create(ListActionsResponseSchema)` to create a new message.
  */
 export const ListActionsResponseSchema: GenMessage<ListActionsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 5);
+  messageDesc(file_actionq_v1_action_queue_service, 9);
 
 /**
  * @generated from message actionq.v1.ApproveActionRequest
@@ -367,7 +475,7 @@ export type ApproveActionRequest = Message<"actionq.v1.ApproveActionRequest"> & 
  * Use `create(ApproveActionRequestSchema)` to create a new message.
  */
 export const ApproveActionRequestSchema: GenMessage<ApproveActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 6);
+  messageDesc(file_actionq_v1_action_queue_service, 10);
 
 /**
  * @generated from message actionq.v1.ApproveActionResponse
@@ -384,7 +492,7 @@ export type ApproveActionResponse = Message<"actionq.v1.ApproveActionResponse"> 
  * Use `create(ApproveActionResponseSchema)` to create a new message.
  */
 export const ApproveActionResponseSchema: GenMessage<ApproveActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 7);
+  messageDesc(file_actionq_v1_action_queue_service, 11);
 
 /**
  * @generated from message actionq.v1.RejectActionRequest
@@ -425,7 +533,7 @@ export type RejectActionRequest = Message<"actionq.v1.RejectActionRequest"> & {
  * Use `create(RejectActionRequestSchema)` to create a new message.
  */
 export const RejectActionRequestSchema: GenMessage<RejectActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 8);
+  messageDesc(file_actionq_v1_action_queue_service, 12);
 
 /**
  * @generated from message actionq.v1.RejectActionResponse
@@ -442,7 +550,7 @@ export type RejectActionResponse = Message<"actionq.v1.RejectActionResponse"> & 
  * Use `create(RejectActionResponseSchema)` to create a new message.
  */
 export const RejectActionResponseSchema: GenMessage<RejectActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 9);
+  messageDesc(file_actionq_v1_action_queue_service, 13);
 
 /**
  * @generated from message actionq.v1.CancelActionRequest
@@ -475,7 +583,7 @@ export type CancelActionRequest = Message<"actionq.v1.CancelActionRequest"> & {
  * Use `create(CancelActionRequestSchema)` to create a new message.
  */
 export const CancelActionRequestSchema: GenMessage<CancelActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 10);
+  messageDesc(file_actionq_v1_action_queue_service, 14);
 
 /**
  * @generated from message actionq.v1.CancelActionResponse
@@ -492,7 +600,7 @@ export type CancelActionResponse = Message<"actionq.v1.CancelActionResponse"> & 
  * Use `create(CancelActionResponseSchema)` to create a new message.
  */
 export const CancelActionResponseSchema: GenMessage<CancelActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 11);
+  messageDesc(file_actionq_v1_action_queue_service, 15);
 
 /**
  * @generated from message actionq.v1.ClaimActionRequest
@@ -533,7 +641,7 @@ export type ClaimActionRequest = Message<"actionq.v1.ClaimActionRequest"> & {
  * Use `create(ClaimActionRequestSchema)` to create a new message.
  */
 export const ClaimActionRequestSchema: GenMessage<ClaimActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 12);
+  messageDesc(file_actionq_v1_action_queue_service, 16);
 
 /**
  * @generated from message actionq.v1.ClaimActionResponse
@@ -552,7 +660,7 @@ export type ClaimActionResponse = Message<"actionq.v1.ClaimActionResponse"> & {
  * Use `create(ClaimActionResponseSchema)` to create a new message.
  */
 export const ClaimActionResponseSchema: GenMessage<ClaimActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 13);
+  messageDesc(file_actionq_v1_action_queue_service, 17);
 
 /**
  * @generated from message actionq.v1.StreamClaimsRequest
@@ -612,7 +720,7 @@ export type StreamClaimsRequest = Message<"actionq.v1.StreamClaimsRequest"> & {
  * Use `create(StreamClaimsRequestSchema)` to create a new message.
  */
 export const StreamClaimsRequestSchema: GenMessage<StreamClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 14);
+  messageDesc(file_actionq_v1_action_queue_service, 18);
 
 /**
  * A claim a worker holds, named by the action and its token.
@@ -636,7 +744,7 @@ export type HeldClaim = Message<"actionq.v1.HeldClaim"> & {
  * Use `create(HeldClaimSchema)` to create a new message.
  */
 export const HeldClaimSchema: GenMessage<HeldClaim> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 15);
+  messageDesc(file_actionq_v1_action_queue_service, 19);
 
 /**
  * @generated from message actionq.v1.StreamClaimsResponse
@@ -678,7 +786,7 @@ export type StreamClaimsResponse = Message<"actionq.v1.StreamClaimsResponse"> & 
  * Use `create(StreamClaimsResponseSchema)` to create a new message.
  */
 export const StreamClaimsResponseSchema: GenMessage<StreamClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 16);
+  messageDesc(file_actionq_v1_action_queue_service, 20);
 
 /**
  * Proof of life on a quiet stream.
@@ -697,7 +805,7 @@ export type Heartbeat = Message<"actionq.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 17);
+  messageDesc(file_actionq_v1_action_queue_service, 21);
 
 /**
  * Sent before the server ends a claim stream on purpose. The worker's
@@ -722,7 +830,7 @@ export type Drain = Message<"actionq.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 18);
+  messageDesc(file_actionq_v1_action_queue_service, 22);
 
 /**
  * @generated from message actionq.v1.AckClaimRequest
@@ -748,7 +856,7 @@ export type AckClaimRequest = Message<"actionq.v1.AckClaimRequest"> & {
  * Use `create(AckClaimRequestSchema)` to create a new message.
  */
 export const AckClaimRequestSchema: GenMessage<AckClaimRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 19);
+  messageDesc(file_actionq_v1_action_queue_service, 23);
 
 /**
  * @generated from message actionq.v1.AckClaimResponse
@@ -765,7 +873,7 @@ export type AckClaimResponse = Message<"actionq.v1.AckClaimResponse"> & {
  * Use `create(AckClaimResponseSchema)` to create a new message.
  */
 export const AckClaimResponseSchema: GenMessage<AckClaimResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 20);
+  messageDesc(file_actionq_v1_action_queue_service, 24);
 
 /**
  * @generated from message actionq.v1.ExtendClaimRequest
@@ -799,7 +907,7 @@ export type ExtendClaimRequest = Message<"actionq.v1.ExtendClaimRequest"> & {
  * Use `create(ExtendClaimRequestSchema)` to create a new message.
  */
 export const ExtendClaimRequestSchema: GenMessage<ExtendClaimRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 21);
+  messageDesc(file_actionq_v1_action_queue_service, 25);
 
 /**
  * @generated from message actionq.v1.ExtendClaimResponse
@@ -823,7 +931,7 @@ export type ExtendClaimResponse = Message<"actionq.v1.ExtendClaimResponse"> & {
  * Use `create(ExtendClaimResponseSchema)` to create a new message.
  */
 export const ExtendClaimResponseSchema: GenMessage<ExtendClaimResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 22);
+  messageDesc(file_actionq_v1_action_queue_service, 26);
 
 /**
  * @generated from message actionq.v1.CompleteActionRequest
@@ -856,7 +964,7 @@ export type CompleteActionRequest = Message<"actionq.v1.CompleteActionRequest"> 
  * Use `create(CompleteActionRequestSchema)` to create a new message.
  */
 export const CompleteActionRequestSchema: GenMessage<CompleteActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 23);
+  messageDesc(file_actionq_v1_action_queue_service, 27);
 
 /**
  * @generated from message actionq.v1.CompleteActionResponse
@@ -873,7 +981,74 @@ export type CompleteActionResponse = Message<"actionq.v1.CompleteActionResponse"
  * Use `create(CompleteActionResponseSchema)` to create a new message.
  */
 export const CompleteActionResponseSchema: GenMessage<CompleteActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 24);
+  messageDesc(file_actionq_v1_action_queue_service, 28);
+
+/**
+ * @generated from message actionq.v1.CompleteActionsRequest
+ */
+export type CompleteActionsRequest = Message<"actionq.v1.CompleteActionsRequest"> & {
+  /**
+   * At most 1000.
+   *
+   * @generated from field: repeated actionq.v1.CompleteActionRequest requests = 1;
+   */
+  requests: CompleteActionRequest[];
+};
+
+/**
+ * Describes the message actionq.v1.CompleteActionsRequest.
+ * Use `create(CompleteActionsRequestSchema)` to create a new message.
+ */
+export const CompleteActionsRequestSchema: GenMessage<CompleteActionsRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 29);
+
+/**
+ * @generated from message actionq.v1.CompleteActionsResponse
+ */
+export type CompleteActionsResponse = Message<"actionq.v1.CompleteActionsResponse"> & {
+  /**
+   * One per request, in the same order.
+   *
+   * @generated from field: repeated actionq.v1.CompleteActionResult results = 1;
+   */
+  results: CompleteActionResult[];
+};
+
+/**
+ * Describes the message actionq.v1.CompleteActionsResponse.
+ * Use `create(CompleteActionsResponseSchema)` to create a new message.
+ */
+export const CompleteActionsResponseSchema: GenMessage<CompleteActionsResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 30);
+
+/**
+ * @generated from message actionq.v1.CompleteActionResult
+ */
+export type CompleteActionResult = Message<"actionq.v1.CompleteActionResult"> & {
+  /**
+   * @generated from oneof actionq.v1.CompleteActionResult.result
+   */
+  result: {
+    /**
+     * @generated from field: actionq.v1.Action action = 1;
+     */
+    value: Action;
+    case: "action";
+  } | {
+    /**
+     * @generated from field: actionq.v1.ItemError error = 2;
+     */
+    value: ItemError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message actionq.v1.CompleteActionResult.
+ * Use `create(CompleteActionResultSchema)` to create a new message.
+ */
+export const CompleteActionResultSchema: GenMessage<CompleteActionResult> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 31);
 
 /**
  * @generated from message actionq.v1.FailActionRequest
@@ -922,7 +1097,7 @@ export type FailActionRequest = Message<"actionq.v1.FailActionRequest"> & {
  * Use `create(FailActionRequestSchema)` to create a new message.
  */
 export const FailActionRequestSchema: GenMessage<FailActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 25);
+  messageDesc(file_actionq_v1_action_queue_service, 32);
 
 /**
  * @generated from message actionq.v1.FailActionResponse
@@ -941,7 +1116,7 @@ export type FailActionResponse = Message<"actionq.v1.FailActionResponse"> & {
  * Use `create(FailActionResponseSchema)` to create a new message.
  */
 export const FailActionResponseSchema: GenMessage<FailActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 26);
+  messageDesc(file_actionq_v1_action_queue_service, 33);
 
 /**
  * @generated from message actionq.v1.RetryActionRequest
@@ -979,7 +1154,7 @@ export type RetryActionRequest = Message<"actionq.v1.RetryActionRequest"> & {
  * Use `create(RetryActionRequestSchema)` to create a new message.
  */
 export const RetryActionRequestSchema: GenMessage<RetryActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 27);
+  messageDesc(file_actionq_v1_action_queue_service, 34);
 
 /**
  * @generated from message actionq.v1.RetryActionResponse
@@ -996,7 +1171,7 @@ export type RetryActionResponse = Message<"actionq.v1.RetryActionResponse"> & {
  * Use `create(RetryActionResponseSchema)` to create a new message.
  */
 export const RetryActionResponseSchema: GenMessage<RetryActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 28);
+  messageDesc(file_actionq_v1_action_queue_service, 35);
 
 /**
  * @generated from message actionq.v1.SweepClaimsRequest
@@ -1015,7 +1190,7 @@ export type SweepClaimsRequest = Message<"actionq.v1.SweepClaimsRequest"> & {
  * Use `create(SweepClaimsRequestSchema)` to create a new message.
  */
 export const SweepClaimsRequestSchema: GenMessage<SweepClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 29);
+  messageDesc(file_actionq_v1_action_queue_service, 36);
 
 /**
  * @generated from message actionq.v1.SweepClaimsResponse
@@ -1042,7 +1217,7 @@ export type SweepClaimsResponse = Message<"actionq.v1.SweepClaimsResponse"> & {
  * Use `create(SweepClaimsResponseSchema)` to create a new message.
  */
 export const SweepClaimsResponseSchema: GenMessage<SweepClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 30);
+  messageDesc(file_actionq_v1_action_queue_service, 37);
 
 /**
  * @generated from message actionq.v1.ListEventsRequest
@@ -1082,7 +1257,7 @@ export type ListEventsRequest = Message<"actionq.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 31);
+  messageDesc(file_actionq_v1_action_queue_service, 38);
 
 /**
  * @generated from message actionq.v1.ListEventsResponse
@@ -1109,7 +1284,7 @@ export type ListEventsResponse = Message<"actionq.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 32);
+  messageDesc(file_actionq_v1_action_queue_service, 39);
 
 /**
  * @generated from message actionq.v1.WatchEventsRequest
@@ -1143,7 +1318,7 @@ export type WatchEventsRequest = Message<"actionq.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 33);
+  messageDesc(file_actionq_v1_action_queue_service, 40);
 
 /**
  * @generated from message actionq.v1.WatchEventsResponse
@@ -1183,7 +1358,7 @@ export type WatchEventsResponse = Message<"actionq.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 34);
+  messageDesc(file_actionq_v1_action_queue_service, 41);
 
 /**
  * @generated from message actionq.v1.EmitEventRequest
@@ -1232,7 +1407,7 @@ export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
  * Use `create(EmitEventRequestSchema)` to create a new message.
  */
 export const EmitEventRequestSchema: GenMessage<EmitEventRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 35);
+  messageDesc(file_actionq_v1_action_queue_service, 42);
 
 /**
  * @generated from message actionq.v1.EmitEventResponse
@@ -1249,7 +1424,7 @@ export type EmitEventResponse = Message<"actionq.v1.EmitEventResponse"> & {
  * Use `create(EmitEventResponseSchema)` to create a new message.
  */
 export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 36);
+  messageDesc(file_actionq_v1_action_queue_service, 43);
 
 /**
  * What a pause applies to.
@@ -1275,7 +1450,7 @@ export type PauseScope = Message<"actionq.v1.PauseScope"> & {
  * Use `create(PauseScopeSchema)` to create a new message.
  */
 export const PauseScopeSchema: GenMessage<PauseScope> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 37);
+  messageDesc(file_actionq_v1_action_queue_service, 44);
 
 /**
  * A pause in force.
@@ -1309,7 +1484,7 @@ export type Pause = Message<"actionq.v1.Pause"> & {
  * Use `create(PauseSchema)` to create a new message.
  */
 export const PauseSchema: GenMessage<Pause> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 38);
+  messageDesc(file_actionq_v1_action_queue_service, 45);
 
 /**
  * @generated from message actionq.v1.PauseClaimsRequest
@@ -1342,7 +1517,7 @@ export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
  * Use `create(PauseClaimsRequestSchema)` to create a new message.
  */
 export const PauseClaimsRequestSchema: GenMessage<PauseClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 39);
+  messageDesc(file_actionq_v1_action_queue_service, 46);
 
 /**
  * @generated from message actionq.v1.PauseClaimsResponse
@@ -1366,7 +1541,7 @@ export type PauseClaimsResponse = Message<"actionq.v1.PauseClaimsResponse"> & {
  * Use `create(PauseClaimsResponseSchema)` to create a new message.
  */
 export const PauseClaimsResponseSchema: GenMessage<PauseClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 40);
+  messageDesc(file_actionq_v1_action_queue_service, 47);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsRequest
@@ -1399,7 +1574,7 @@ export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
  * Use `create(ResumeClaimsRequestSchema)` to create a new message.
  */
 export const ResumeClaimsRequestSchema: GenMessage<ResumeClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 41);
+  messageDesc(file_actionq_v1_action_queue_service, 48);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsResponse
@@ -1418,7 +1593,7 @@ export type ResumeClaimsResponse = Message<"actionq.v1.ResumeClaimsResponse"> & 
  * Use `create(ResumeClaimsResponseSchema)` to create a new message.
  */
 export const ResumeClaimsResponseSchema: GenMessage<ResumeClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 42);
+  messageDesc(file_actionq_v1_action_queue_service, 49);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsRequest
@@ -1431,7 +1606,7 @@ export type GetQueueStatsRequest = Message<"actionq.v1.GetQueueStatsRequest"> & 
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 43);
+  messageDesc(file_actionq_v1_action_queue_service, 50);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsResponse
@@ -1477,7 +1652,7 @@ export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> 
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 44);
+  messageDesc(file_actionq_v1_action_queue_service, 51);
 
 /**
  * @generated from message actionq.v1.StatusCount
@@ -1504,7 +1679,7 @@ export type StatusCount = Message<"actionq.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 45);
+  messageDesc(file_actionq_v1_action_queue_service, 52);
 
 /**
  * @generated from message actionq.v1.RollbackActionRequest
@@ -1537,7 +1712,7 @@ export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> 
  * Use `create(RollbackActionRequestSchema)` to create a new message.
  */
 export const RollbackActionRequestSchema: GenMessage<RollbackActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 46);
+  messageDesc(file_actionq_v1_action_queue_service, 53);
 
 /**
  * @generated from message actionq.v1.RollbackActionResponse
@@ -1563,7 +1738,7 @@ export type RollbackActionResponse = Message<"actionq.v1.RollbackActionResponse"
  * Use `create(RollbackActionResponseSchema)` to create a new message.
  */
 export const RollbackActionResponseSchema: GenMessage<RollbackActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 47);
+  messageDesc(file_actionq_v1_action_queue_service, 54);
 
 /**
  * @generated from message actionq.v1.GetPolicyRequest
@@ -1576,7 +1751,7 @@ export type GetPolicyRequest = Message<"actionq.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 48);
+  messageDesc(file_actionq_v1_action_queue_service, 55);
 
 /**
  * @generated from message actionq.v1.GetPolicyResponse
@@ -1607,7 +1782,7 @@ export type GetPolicyResponse = Message<"actionq.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 49);
+  messageDesc(file_actionq_v1_action_queue_service, 56);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyRequest
@@ -1626,7 +1801,7 @@ export type ReloadPolicyRequest = Message<"actionq.v1.ReloadPolicyRequest"> & {
  * Use `create(ReloadPolicyRequestSchema)` to create a new message.
  */
 export const ReloadPolicyRequestSchema: GenMessage<ReloadPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 50);
+  messageDesc(file_actionq_v1_action_queue_service, 57);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyResponse
@@ -1650,7 +1825,7 @@ export type ReloadPolicyResponse = Message<"actionq.v1.ReloadPolicyResponse"> & 
  * Use `create(ReloadPolicyResponseSchema)` to create a new message.
  */
 export const ReloadPolicyResponseSchema: GenMessage<ReloadPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 51);
+  messageDesc(file_actionq_v1_action_queue_service, 58);
 
 /**
  * Why a claim stream is being ended by the server. Neither cause touches
@@ -1775,6 +1950,20 @@ export const ActionQueueService: GenService<{
     methodKind: "unary";
     input: typeof EnqueueActionRequestSchema;
     output: typeof EnqueueActionResponseSchema;
+  },
+  /**
+   * Creates many actions in one call and one transaction (at most 1000),
+   * each exactly as EnqueueAction would. Each request gets its own result,
+   * in order: the action, or the error EnqueueAction would have returned
+   * for it alone. A refused request writes nothing and does not stop the
+   * others.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.EnqueueActions
+   */
+  enqueueActions: {
+    methodKind: "unary";
+    input: typeof EnqueueActionsRequestSchema;
+    output: typeof EnqueueActionsResponseSchema;
   },
   /**
    * Returns one action and its whole event history, oldest first.
@@ -1902,6 +2091,18 @@ export const ActionQueueService: GenService<{
     methodKind: "unary";
     input: typeof CompleteActionRequestSchema;
     output: typeof CompleteActionResponseSchema;
+  },
+  /**
+   * Completes many claims in one call and one statement (at most 1000),
+   * each exactly as CompleteAction would, acknowledging streamed ones on
+   * the way. Each request gets its own result, in order.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.CompleteActions
+   */
+  completeActions: {
+    methodKind: "unary";
+    input: typeof CompleteActionsRequestSchema;
+    output: typeof CompleteActionsResponseSchema;
   },
   /**
    * Ends a claim in failure. With `retryable`, while the action has
