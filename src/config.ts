@@ -130,6 +130,10 @@ export const SETTINGS = {
     fallback: "5",
     doc: "How often each server requeues expired leases and unacknowledged deliveries.",
   }),
+  ACTIONQ_RETENTION_SECONDS: setting({
+    schema: seconds(60, 100 * 365 * 86_400).optional(),
+    doc: "Finished actions older than this move from the hot table to actions_archive (GetAction still finds them; ListActions and GetQueueStats no longer count them). Events are never moved or deleted. Unset: finished actions stay.",
+  }),
   ACTIONQ_POLL_INTERVAL_SECONDS: setting({
     schema: seconds(0.05, 3600),
     fallback: "5",
@@ -180,6 +184,7 @@ export interface Config {
   heartbeatMs: number;
   sweepIntervalMs: number;
   pollIntervalMs: number;
+  retentionMs: number | undefined;
   poolSize: number;
   shutdownGraceMs: number;
   policyPath: string | undefined;
@@ -232,6 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     heartbeatMs: v.ACTIONQ_HEARTBEAT_SECONDS,
     sweepIntervalMs: v.ACTIONQ_SWEEP_INTERVAL_SECONDS,
     pollIntervalMs: v.ACTIONQ_POLL_INTERVAL_SECONDS,
+    retentionMs: v.ACTIONQ_RETENTION_SECONDS,
     poolSize: v.ACTIONQ_POOL_SIZE,
     shutdownGraceMs: v.ACTIONQ_SHUTDOWN_GRACE_SECONDS,
     policyPath: v.ACTIONQ_POLICY,

@@ -209,7 +209,7 @@ export class ActionqServer {
       await pool.end();
       throw error;
     }
-    const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }));
+    const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }), config.retentionMs);
     sweeper.start();
     const metrics = new Metrics({
       liveCounts: () => pauses.liveCounts(),

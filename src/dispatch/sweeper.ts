@@ -1,6 +1,7 @@
 // Every server runs one: rejects PENDING actions whose approval window
-// closed, and requeues claims whose lease ran out and streamed claims never
-// acknowledged. SKIP LOCKED lets several replicas sweep at once
+// closed, requeues claims whose lease ran out and streamed claims never
+// acknowledged, and (with a retention age) archives old finished actions.
+// SKIP LOCKED lets several replicas sweep at once
 // without waiting on each other or requeueing anything twice.
 import type { Logger } from "pino";
 import type { ActionStore } from "../store/actions.js";
@@ -13,6 +14,8 @@ export class Sweeper {
     private readonly store: ActionStore,
     private readonly intervalMs: number,
     private readonly log: Logger,
+    /** Finished actions older than this are archived; never when unset. */
+    private readonly retentionMs?: number,
   ) {}
 
   start(): void {
@@ -28,6 +31,10 @@ export class Sweeper {
       const { expired, requeued } = await this.store.sweep("server:sweeper");
       if (requeued.length > 0) this.log.info({ requeued: requeued.length }, "requeued expired claims");
       if (expired.length > 0) this.log.info({ rejected: expired.length }, "rejected actions whose approval window closed");
+      if (this.retentionMs !== undefined) {
+        const archived = await this.store.archiveFinished(this.retentionMs);
+        if (archived > 0) this.log.info({ archived }, "moved finished actions past retention to the archive");
+      }
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "sweep failed; will retry");
     }

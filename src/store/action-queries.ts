@@ -96,12 +96,21 @@ export const ActionLiveRollback = `
 SELECT ${actionColumns("r")} FROM actions r
 WHERE r.rollback_of = $1 AND r.status IN ('pending', 'approved', 'claimed', 'completed')`;
 
+/** A key names its action also after the action was archived. */
 export const ActionGetByIdempotencyKeys = `
-SELECT ${actionColumns("a")} FROM actions a
+SELECT ${actionColumns("a")} FROM (
+  SELECT * FROM actions WHERE idempotency_key IS NOT NULL
+  UNION ALL
+  SELECT * FROM actions_archive WHERE idempotency_key IS NOT NULL
+) a
 JOIN unnest($1::text[], $2::text[]) AS k(created_by, idempotency_key)
   ON a.created_by = k.created_by AND a.idempotency_key = k.idempotency_key`;
 
-export const ActionGetDepths = `SELECT id, chain_depth FROM actions WHERE id = ANY($1::bigint[])`;
+/** Parents may be live or archived. */
+export const ActionGetDepths = `
+SELECT id, chain_depth FROM actions WHERE id = ANY($1::bigint[])
+UNION ALL
+SELECT id, chain_depth FROM actions_archive WHERE id = ANY($1::bigint[])`;
 
 // Serializes enqueues per rate-limited producer, so that concurrent calls
 // cannot both pass the count. 1633907827 keeps these apart from other locks.
@@ -121,7 +130,18 @@ SELECT ${actionColumns("a")},
       'payload', e.payload, 'created_at', e.created_at) ORDER BY e.id)
     FROM events e WHERE e.action_id = a.id
   ), '[]'::jsonb) AS events
-FROM actions a WHERE a.id = $1`;
+FROM (SELECT * FROM actions WHERE id = $1 UNION ALL SELECT * FROM actions_archive WHERE id = $1) a`;
+
+/** Finished actions past the retention age move to actions_archive, oldest
+ * first; SKIP LOCKED lets every replica run it. */
+export const ActionArchiveFinished = `
+WITH moved AS (
+  DELETE FROM actions a WHERE a.id IN (
+    SELECT id FROM actions WHERE finished_at < now() - $1::float8 * interval '1 millisecond'
+    ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+  RETURNING a.*
+)
+INSERT INTO actions_archive SELECT * FROM moved`;
 
 export const ActionGetMany = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = ANY($1::bigint[])`;
 

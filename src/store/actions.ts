@@ -9,6 +9,7 @@ import {
   ActionAckMany,
   ActionAdoptClaims,
   ActionApproveMany,
+  ActionArchiveFinished,
   ActionCancelMany,
   ActionClaimMany,
   ActionCompleteMany,
@@ -604,6 +605,17 @@ export class ActionStore {
       claims && claims.map((claim) => claim.attempt),
     ]);
     return rows;
+  }
+
+  /** Moves finished actions older than `ageMs` to the archive, in
+   * batches; returns how many moved. */
+  async archiveFinished(ageMs: number, batchSize = 1000): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const { rowCount } = await this.pool.query(ActionArchiveFinished, [ageMs, batchSize]);
+      moved += rowCount ?? 0;
+      if ((rowCount ?? 0) < batchSize) return moved;
+    }
   }
 
   /** Rejects PENDING actions whose approval window closed, then requeues
