@@ -141,8 +141,8 @@ export const SETTINGS = {
   }),
   ACTIONQ_POOL_SIZE: setting({
     schema: integer(2, 1000),
-    fallback: "10",
-    doc: "PostgreSQL connections in the pool (the LISTEN connection comes on top).",
+    fallback: "9",
+    doc: "PostgreSQL connections in the pool; the LISTEN connection comes on top, so a server uses at most this plus one, whatever the number of streams.",
   }),
   ACTIONQ_SHUTDOWN_GRACE_SECONDS: setting({
     schema: seconds(0, 3600),

@@ -17,7 +17,7 @@ describe("configuration", () => {
       rateLimitPerHour: 20,
       leaseMs: 300_000,
       ackTimeoutMs: 10_000,
-      poolSize: 10,
+      poolSize: 9,
       logLevel: "info",
     });
   });
