@@ -1,0 +1,195 @@
+// Load on an actionq server: streaming workers that acknowledge and
+// complete every claim, producers that enqueue one action per awaited call,
+// and a bulk enqueue made of many concurrent EnqueueAction calls (the API
+// has no batch enqueue).
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ConnectError } from "@connectrpc/connect";
+import type { Claim } from "../../gen/actionq/v1/action_pb.js";
+import { type ActionqClient, connect } from "./actionq-server.js";
+
+export const BENCH_TYPE = "bench_noop";
+/** A type nobody enqueues: streams on it stay idle. */
+export const IDLE_TYPE = "bench_idle";
+/** A producer name that is not rate limited (agent:* and script:* are). */
+export const PRODUCER = "human:bench";
+
+export interface WorkerOptions {
+  name: string;
+  maxInFlight: number;
+  actionTypes?: string[];
+  /** AckClaim before CompleteAction (default). Without it the completion
+   * acknowledges, one RPC fewer per action. */
+  ack?: boolean;
+  /** Called when a claim arrives, before anything is sent back. */
+  onClaim?: (claim: Claim, receivedAt: number) => void;
+}
+
+/** Counts shared by a set of workers or producers. */
+export class Counter {
+  value = 0;
+  errors = 0;
+  lastError: string | undefined;
+  private waiters: { target: number; resolve: () => void }[] = [];
+
+  add(n = 1): void {
+    this.value += n;
+    if (this.waiters.length === 0) return;
+    this.waiters = this.waiters.filter((w) => {
+      if (this.value < w.target) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  fail(error: unknown): void {
+    this.errors++;
+    this.lastError = ConnectError.from(error).message;
+  }
+
+  /** Resolves once the count reaches `target`; rejects after `timeoutMs`. */
+  reach(target: number, timeoutMs: number): Promise<void> {
+    if (this.value >= target) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`count stuck at ${this.value} of ${target} after ${timeoutMs} ms (errors: ${this.errors}, last: ${this.lastError ?? "none"})`)),
+        timeoutMs,
+      );
+      timer.unref();
+      this.waiters.push({
+        target,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+}
+
+/** A worker holding one StreamClaims stream on its own connection: acks
+ * each claim, then completes it, as a real worker with a no-op handler
+ * would. Reconnects if the stream ends while it should run. */
+export class StreamWorker {
+  private readonly stop = new AbortController();
+  private readonly inFlight = new Set<Promise<void>>();
+  private loop: Promise<void> | undefined;
+  readonly client: ActionqClient;
+
+  constructor(
+    address: string,
+    private readonly options: WorkerOptions,
+    readonly completed: Counter,
+  ) {
+    this.client = connect(address);
+  }
+
+  start(): this {
+    this.loop = this.run();
+    return this;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stop.signal.aborted) {
+      try {
+        const stream = this.client.streamClaims(
+          { worker: this.options.name, maxInFlight: this.options.maxInFlight, actionTypes: this.options.actionTypes ?? [], leaseDuration: { seconds: 60n } },
+          { signal: this.stop.signal },
+        );
+        for await (const message of stream) {
+          if (message.kind.case !== "claim") continue;
+          const claim = message.kind.value;
+          this.options.onClaim?.(claim, performance.now());
+          const job = this.handle(claim);
+          this.inFlight.add(job);
+          void job.finally(() => this.inFlight.delete(job));
+        }
+      } catch (error) {
+        if (this.stop.signal.aborted) return;
+        this.completed.fail(error);
+      }
+      await sleep(100);
+    }
+  }
+
+  private async handle(claim: Claim): Promise<void> {
+    const id = claim.action!.id;
+    try {
+      if (this.options.ack !== false) await this.client.ackClaim({ id, claimToken: claim.claimToken });
+      await this.client.completeAction({ id, claimToken: claim.claimToken, resultRef: `bench://${id}` });
+      this.completed.add();
+    } catch (error) {
+      this.completed.fail(error);
+    }
+  }
+
+  /** Closes the stream and waits for the claims in hand to finish. */
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.loop;
+    await Promise.allSettled([...this.inFlight]);
+  }
+}
+
+export function enqueueRequest(n: number, payload: Record<string, number> = {}) {
+  return { actionType: BENCH_TYPE, createdBy: PRODUCER, targetRef: `item-${n}`, payload: { n, ...payload } };
+}
+
+/** Producers, each on its own connection, enqueueing one action per awaited
+ * call until stopped. */
+export class Producers {
+  private running = true;
+  private readonly loops: Promise<void>[];
+  private next = 0;
+
+  constructor(
+    address: string,
+    count: number,
+    readonly enqueued: Counter,
+  ) {
+    this.loops = Array.from({ length: count }, () => this.produce(connect(address)));
+  }
+
+  private async produce(client: ActionqClient): Promise<void> {
+    while (this.running) {
+      try {
+        await client.enqueueAction(enqueueRequest(this.next++));
+        this.enqueued.add();
+      } catch (error) {
+        this.enqueued.fail(error);
+        await sleep(50);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+}
+
+/** Enqueues `total` actions with `concurrency` calls in flight over
+ * `connections` connections; returns the elapsed ms. */
+export async function bulkEnqueue(address: string, total: number, concurrency = 64, connections = 4): Promise<number> {
+  const clients = Array.from({ length: connections }, () => connect(address));
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, lane) => {
+      const client = clients[lane % connections]!;
+      while (next < total) {
+        const n = next++;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await client.enqueueAction(enqueueRequest(n));
+            break;
+          } catch (error) {
+            if (attempt >= 5) throw error;
+            await sleep(100 * attempt);
+          }
+        }
+      }
+    }),
+  );
+  return performance.now() - started;
+}
