@@ -3,10 +3,8 @@
 // log, how it resumes after kill -9, and when it calls a plugged handler.
 // These tests run the compiled code: `npm test` builds first; run
 // `npm run build` before running this file on its own.
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -15,84 +13,21 @@ import { type Action, ActionStatus, type Event, RiskLevel } from "../gen/actionq
 import { Journal } from "../src/executor/journal.js";
 import { createLogger } from "../src/log.js";
 import { ActionqServer } from "../src/server.js";
+import { ActionqProcess, freePort, killRunning, requireBuiltCli } from "./actionq-process.js";
 import { type TestServer, eventually, startTestServer, testConfig } from "./harness.js";
 
 const packageRoot = path.resolve(import.meta.dirname, "..");
-const cli = path.join(packageRoot, "dist", "src", "cli", "actionq.js");
 const exampleHandler = path.join(packageRoot, "examples", "handlers", "redeploy-spool.js");
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** A running `actionq executor`, its JSON log lines collected. */
-class ExecutorProcess {
-  readonly child: ChildProcess;
-  readonly lines: string[] = [];
-  stderr = "";
-  readonly exited: Promise<Exit>;
-  private partial = "";
-
+/** A running `actionq executor`, with a private XDG_STATE_HOME so that
+ * nothing lands in the real home directory. */
+class ExecutorProcess extends ActionqProcess {
   constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [cli, "executor", ...args], { cwd: packageRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-    running.add(this);
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      const lines = (this.partial + chunk).split("\n");
-      this.partial = lines.pop()!;
-      this.lines.push(...lines);
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
-    this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
-        running.delete(this);
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  logs(): Record<string, unknown>[] {
-    return this.lines.flatMap((line) => {
-      try {
-        return [JSON.parse(line) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
-  }
-
-  output(): string {
-    return `stdout:\n${this.lines.join("\n")}${this.partial}\nstderr:\n${this.stderr}`;
-  }
-
-  exitWithin(timeoutMs: number): Promise<Exit> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the executor did not exit within ${timeoutMs} ms\n${this.output()}`)), timeoutMs);
-    });
-    return Promise.race([this.exited, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  async stop(): Promise<Exit> {
-    this.child.kill("SIGTERM");
-    return this.exitWithin(20_000);
+    super(["executor", ...args], { XDG_STATE_HOME: path.join(tmpdir(), "actionq-executor-test-xdg"), ...env });
   }
 }
 
-const running = new Set<ExecutorProcess>();
 const tempDirs: string[] = [];
-
-/** The runner's environment without ACTIONQ_ variables, and a private
- * XDG_STATE_HOME so that nothing lands in the real home directory. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("ACTIONQ_")) clean[name] = value;
-  return { ...clean, XDG_STATE_HOME: path.join(tmpdir(), "actionq-executor-test-xdg"), ...env };
-}
 
 async function tempDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
@@ -105,17 +40,6 @@ async function journalFiles(stateDir: string): Promise<string[]> {
   return (await readdir(stateDir)).filter((name) => name.endsWith(".json"));
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 const progressSteps = (events: Event[]) => events.filter((e) => e.eventType === "action_progress").map((e) => e.payload?.step);
 const count = (events: Event[], type: string) => events.filter((e) => e.eventType === type).length;
 
@@ -123,15 +47,12 @@ describe("actionq executor", () => {
   let t: TestServer;
 
   beforeAll(async () => {
-    if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first (npm test does it in pretest)`);
+    requireBuiltCli();
     t = await startTestServer();
   });
 
   afterEach(async () => {
-    for (const proc of [...running]) {
-      if (proc.alive) proc.child.kill("SIGKILL");
-      await proc.exitWithin(10_000).catch(() => {});
-    }
+    await killRunning();
     // Work left unfinished by a test must not reach the next test's executor.
     const open = await t.client.listActions({ statuses: [ActionStatus.PENDING, ActionStatus.APPROVED, ActionStatus.CLAIMED], pageSize: 1000 });
     for (const action of open.actions) await t.client.cancelAction({ id: action.id, actor: "human:tester", reason: "test cleanup" }).catch(() => {});

@@ -2,11 +2,8 @@
 // rollback): the Action fields the safety model added, policy files in
 // temporary directories, refusals that must leave the database untouched,
 // and `actionq serve` as a real child process.
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type * as grpc from "@grpc/grpc-js";
@@ -147,118 +144,5 @@ export function durationMs(d: { seconds: string; nanos: number } | null | undefi
   return Number(d.seconds) * 1000 + d.nanos / 1e6;
 }
 
-// --- `actionq serve` as a child process -------------------------------
-
-const packageRoot = path.resolve(import.meta.dirname, "..");
-export const cli = path.join(packageRoot, "dist", "src", "cli", "actionq.js");
-
-export function requireBuiltCli(): void {
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first (npm test does it in pretest)`);
-}
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-const running = new Set<ActionqProcess>();
-
-/** The test runner's environment without any ACTIONQ_ variable, plus `env`. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("ACTIONQ_")) clean[name] = value;
-  return { ...clean, ...env };
-}
-
-/** A running `actionq` process with its output collected. */
-export class ActionqProcess {
-  readonly child: ChildProcess;
-  stdout = "";
-  stderr = "";
-  readonly exited: Promise<Exit>;
-  private exit: Exit | undefined;
-
-  constructor(args: string[], env: Record<string, string>) {
-    this.child = spawn(process.execPath, [cli, ...args], { cwd: packageRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-    running.add(this);
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.stdout += chunk;
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.stderr += chunk;
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
-        running.delete(this);
-        this.exit = { code, signal };
-        resolve(this.exit);
-      });
-    });
-  }
-
-  get alive(): boolean {
-    return this.exit === undefined;
-  }
-
-  logs(): Record<string, unknown>[] {
-    return this.stdout.split("\n").flatMap((line) => {
-      try {
-        const value: unknown = JSON.parse(line);
-        return value && typeof value === "object" ? [value as Record<string, unknown>] : [];
-      } catch {
-        return [];
-      }
-    });
-  }
-
-  /** Resolves with the first log line whose msg is `msg`. */
-  async waitForLog(msg: string, timeoutMs: number): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const line = this.logs().find((l) => l.msg === msg);
-      if (line) return line;
-      if (!this.alive) throw new Error(`actionq exited (${JSON.stringify(this.exit)}) before logging ${JSON.stringify(msg)}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`actionq did not log ${JSON.stringify(msg)} within ${timeoutMs} ms\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  exitWithin(timeoutMs: number): Promise<Exit> {
-    return Promise.race([
-      this.exited,
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`actionq did not exit within ${timeoutMs} ms\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`)), timeoutMs).unref(),
-      ),
-    ]);
-  }
-}
-
-/** Runs `actionq ARGS` to its end within a bound; kills it if it overruns. */
-export async function runToEnd(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<Exit & { stdout: string; stderr: string }> {
-  const proc = new ActionqProcess(args, env);
-  try {
-    const exit = await proc.exitWithin(timeoutMs);
-    return { ...exit, stdout: proc.stdout, stderr: proc.stderr };
-  } finally {
-    if (proc.alive) proc.child.kill("SIGKILL");
-  }
-}
-
-/** Kills whatever child process a suite left running. */
-export async function killRunning(): Promise<void> {
-  for (const proc of [...running]) {
-    if (proc.alive) proc.child.kill("SIGKILL");
-    await proc.exitWithin(10_000).catch(() => {});
-  }
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+// `actionq serve` as a child process, for the suites that import it from here.
+export { ActionqProcess, type Exit, cli, freePort, killRunning, requireBuiltCli, runToEnd } from "./actionq-process.js";

