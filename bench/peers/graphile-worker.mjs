@@ -1,6 +1,6 @@
 // Benchmark runner for graphile-worker (a peer system, run in-process).
 //
-//   <node >= 22.18> bench/runners/graphile-worker.mjs --scenario <name> --url <postgres url>
+//   <node >= 22.18> bench/peers/graphile-worker.mjs --scenario <name> --url <postgres url>
 //       --schema <fresh schema> [--size N] [--duration-ms N]
 //
 // Prints exactly one JSON line on stdout:
@@ -8,39 +8,14 @@
 // Everything else (progress, library warnings) goes to stderr. The schema is
 // created by graphile-worker's migrations and dropped at the end.
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { Logger, makeWorkerUtils, run, runMigrations } from "graphile-worker";
-import pg from "pg";
+import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, url, waitCount } from "./common.mjs";
 
 const SYSTEM = "graphile-worker";
 const TASK = "bench";
 const WORKERS = 4;
 
-// Keep stdout for the single result line.
-console.log = console.info = console.warn = console.debug = console.error;
-const progress = (msg) => process.stderr.write(`[${SYSTEM}] ${msg}\n`);
-
-const { values: args } = parseArgs({
-  options: {
-    scenario: { type: "string" },
-    url: { type: "string" },
-    schema: { type: "string" },
-    size: { type: "string" },
-    "duration-ms": { type: "string" },
-    server: { type: "string" }, // part of the shared protocol; unused by in-process peers
-  },
-  strict: true,
-});
-const scenario = args.scenario;
-const url = args.url;
-const schema = args.schema;
-const durationMs = args["duration-ms"] ? Number(args["duration-ms"]) : 10_000;
-const WARMUP_MS = 1_000;
-const SMALL_BACKLOG = 10_000; // backlogs up to this size are drained whole
-
-function emit(obj) {
-  process.stdout.write(`${JSON.stringify({ system: SYSTEM, scenario, ...obj })}\n`);
-}
+const { progress, emit } = peer(SYSTEM);
 
 const logger = new Logger(() => (level, message) => {
   if (level === "error" || level === "warning") progress(`${level}: ${message}`);
@@ -58,7 +33,6 @@ const CONFIGS = {
   lq500_batch0: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 },
 };
 
-const q = (id) => `"${id.replaceAll('"', '""')}"`;
 
 let admin; // pg.Pool for measurement queries and the final DROP SCHEMA
 let utils; // WorkerUtils (addJob/addJobs)
@@ -91,16 +65,7 @@ async function waitEmpty(timeoutMs = 600_000) {
   return performance.now();
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Resolves once `count()` reaches `target` (checked every 2 ms).
-async function waitCount(count, target, timeoutMs = 600_000) {
-  const deadline = performance.now() + timeoutMs;
-  while (count() < target) {
-    if (performance.now() > deadline) throw new Error(`timed out at ${count()}/${target} jobs`);
-    await sleep(2);
-  }
-}
 
 // One bulk add_jobs call made on the server from generate_series, in chunks.
 async function bulkAddSql(n, chunk = 100_000) {
@@ -139,7 +104,7 @@ async function drainOnce(configName, n) {
 }
 
 async function drain() {
-  const n = args.size ? Number(args.size) : 20_000;
+  const n = size ?? 20_000;
   const metrics = {};
   let best;
   for (const name of Object.keys(CONFIGS)) {
@@ -283,7 +248,7 @@ async function backlogOnce(configName, n) {
 }
 
 async function backlog() {
-  const big = args.size ? Number(args.size) : 1_000_000;
+  const big = size ?? 1_000_000;
   const configs = ["default", "lq500_batch0"];
   const metrics = {};
   const best = {};
@@ -327,56 +292,14 @@ async function backlog() {
 
 // ---------------------------------------------------------------- helpers
 
-function pct(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
-  return sorted[i];
-}
-
-function round(x, digits = 0) {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-// ---------------------------------------------------------------- main
-
-async function main() {
-  if (scenario === "streams") {
-    emit({ skipped: "in-process library: no streams" });
-    return;
-  }
-  if (scenario === "tail") {
-    emit({ skipped: "in-process library: no gapless ordered tail of completed work" });
-    return;
-  }
-  const scenarios = { drain, steady, latency, backlog };
-  if (!scenarios[scenario]) throw new Error(`unknown scenario: ${scenario}`);
-  if (!url || !schema) throw new Error("--url and --schema are required");
-
-  admin = new pg.Pool({ connectionString: url, max: 2 });
-  try {
-    await admin.query(`drop schema if exists ${q(schema)} cascade`);
+runPeer(SYSTEM, {
+  scenarios: { drain, steady, latency, backlog },
+  async setup(pool) {
+    admin = pool;
     await runMigrations({ connectionString: url, schema, logger });
     utils = await makeWorkerUtils({ connectionString: url, schema, logger });
-    await scenarios[scenario]();
-  } finally {
-    try {
-      await utils?.release();
-    } catch {}
-    try {
-      await admin.query(`drop schema if exists ${q(schema)} cascade`);
-    } catch (e) {
-      progress(`could not drop schema ${schema}: ${e.message}`);
-    }
-    await admin.end();
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err) => {
-    // Like the other runners: no result line on failure, the cause on stderr, exit 1.
-    progress(`runner failed: ${err?.stack ?? String(err)}`);
-    process.exit(1);
   },
-);
+  async teardown() {
+    await utils?.release();
+  },
+});

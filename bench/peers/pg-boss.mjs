@@ -1,6 +1,6 @@
 // Benchmark runner for pg-boss (a peer system, run in-process).
 //
-//   <node >= 22.12> bench/runners/pg-boss.mjs --scenario <name> --url <postgres url>
+//   <node >= 22.12> bench/peers/pg-boss.mjs --scenario <name> --url <postgres url>
 //       --schema <fresh schema> [--size N] [--duration-ms N]
 //
 // Prints exactly one JSON line on stdout:
@@ -8,42 +8,15 @@
 // Everything else (progress, library warnings) goes to stderr. pg-boss creates
 // the schema on start(); the runner drops it at the end.
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { PgBoss } from "pg-boss";
-import pg from "pg";
+import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, url, waitCount } from "./common.mjs";
 
 const SYSTEM = "pg-boss";
 const WORKERS = 4;
 const MIN_POLL_S = 0.5; // pg-boss rejects polling intervals below 0.5 s
 
-// Keep stdout for the single result line.
-console.log = console.info = console.warn = console.debug = console.error;
-const progress = (msg) => process.stderr.write(`[${SYSTEM}] ${msg}\n`);
+const { progress, emit } = peer(SYSTEM);
 
-const { values: args } = parseArgs({
-  options: {
-    scenario: { type: "string" },
-    url: { type: "string" },
-    schema: { type: "string" },
-    size: { type: "string" },
-    "duration-ms": { type: "string" },
-    server: { type: "string" }, // part of the shared protocol; unused by in-process peers
-  },
-  strict: true,
-});
-const scenario = args.scenario;
-const url = args.url;
-const schema = args.schema;
-const durationMs = args["duration-ms"] ? Number(args["duration-ms"]) : 10_000;
-const WARMUP_MS = 1_000;
-const SMALL_BACKLOG = 10_000; // backlogs up to this size are drained whole
-
-function emit(obj) {
-  process.stdout.write(`${JSON.stringify({ system: SYSTEM, scenario, ...obj })}\n`);
-}
-
-const q = (id) => `"${id.replaceAll('"', '""')}"`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let admin; // pg.Pool for measurement queries and the final DROP SCHEMA
 const bosses = [];
@@ -101,13 +74,6 @@ async function waitEmpty(queue, timeoutMs = 600_000) {
   return performance.now();
 }
 
-async function waitCount(count, target, timeoutMs = 600_000) {
-  const deadline = performance.now() + timeoutMs;
-  while (count() < target) {
-    if (performance.now() > deadline) throw new Error(`timed out at ${count()}/${target} jobs`);
-    await sleep(2);
-  }
-}
 
 async function bulkInsert(boss, queue, n, chunk = 10_000) {
   for (let done = 0; done < n; ) {
@@ -124,7 +90,7 @@ async function bulkInsert(boss, queue, n, chunk = 10_000) {
 // ---------------------------------------------------------------- scenarios
 
 async function drain() {
-  const n = args.size ? Number(args.size) : 20_000;
+  const n = size ?? 20_000;
   const boss = await startBoss();
   const metrics = {};
   let best;
@@ -278,7 +244,7 @@ async function latency() {
 }
 
 async function backlog() {
-  const big = args.size ? Number(args.size) : 1_000_000;
+  const big = size ?? 1_000_000;
   const configs = ["b100_burst", "b500_burst"];
   const boss = await startBoss();
   const metrics = {};
@@ -346,56 +312,16 @@ async function backlog() {
 
 // ---------------------------------------------------------------- helpers
 
-function pct(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
-  return sorted[i];
-}
-
-function round(x, digits = 0) {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-// ---------------------------------------------------------------- main
-
-async function main() {
-  if (scenario === "streams") {
-    emit({ skipped: "in-process library: no streams" });
-    return;
-  }
-  if (scenario === "tail") {
-    emit({ skipped: "in-process library: no gapless ordered tail of completed work" });
-    return;
-  }
-  const scenarios = { drain, steady, latency, backlog };
-  if (!scenarios[scenario]) throw new Error(`unknown scenario: ${scenario}`);
-  if (!url || !schema) throw new Error("--url and --schema are required");
-
-  admin = new pg.Pool({ connectionString: url, max: 2 });
-  try {
-    await admin.query(`drop schema if exists ${q(schema)} cascade`);
-    await scenarios[scenario]();
-  } finally {
+runPeer(SYSTEM, {
+  scenarios: { drain, steady, latency, backlog },
+  async setup(pool) {
+    admin = pool;
+  },
+  async teardown() {
     for (const boss of [...bosses]) {
       try {
         await boss.stop({ graceful: false, close: true, timeout: 1_000 });
       } catch {}
     }
-    try {
-      await admin.query(`drop schema if exists ${q(schema)} cascade`);
-    } catch (e) {
-      progress(`could not drop schema ${schema}: ${e.message}`);
-    }
-    await admin.end();
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err) => {
-    // Like the other runners: no result line on failure, the cause on stderr, exit 1.
-    progress(`runner failed: ${err?.stack ?? String(err)}`);
-    process.exit(1);
   },
-);
+});
