@@ -46,6 +46,16 @@ async function serverNow(): Promise<number> {
 }
 
 describe("run_after", () => {
+  it("a deferred action is not counted as claimable in GetQueueStats until it is due", async () => {
+    const actionType = unique("not_yet");
+    const stats = () => t.grpc.unary<{ claimable: string; counts: { status: string; actionType: string; count: string }[] }>("GetQueueStats", {});
+    const before = BigInt((await stats()).claimable);
+    await enqueue({ actionType, runAfter: timestamp((await serverNow()) + 60_000) });
+    const after = await stats();
+    expect(after.counts).toContainEqual({ status: "ACTION_STATUS_APPROVED", actionType, count: "1" });
+    expect(BigInt(after.claimable)).toBe(before);
+  });
+
   it("an action enqueued to run later is APPROVED but not claimable, and a waiting stream gets it when it is due", async () => {
     const actionType = unique("later");
     const stream = openClaimStream(t, { worker: "waiting-worker", actionTypes: [actionType], maxInFlight: 1 });

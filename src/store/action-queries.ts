@@ -1,6 +1,7 @@
 // The named queries on the actions table, built once at module load. Each
 // takes arrays, so that one statement serves one call or a batch; state is
 // guarded in the SQL itself (`WHERE status = ...`).
+import { claimableWhere } from "./pauses.js";
 import { type Status, actionColumns, eventColumns } from "./rows.js";
 import { CLEAR_CLAIM_SET, FINISH_CLAIM_SET, REQUEUE_LOST_SET, changeWithEvent } from "./transitions.js";
 
@@ -161,15 +162,7 @@ LIMIT $8`;
  * order; a NULL session means a unary ClaimAction (acknowledged at once). */
 function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
   // $1-$5 always; the filters' arrays follow only when used.
-  // Pauses are read here, in the claim itself, so that one committed on
-  // any server holds back every later claim on every server.
-  const conditions = [
-    "status = 'approved'",
-    "NOT deferred",
-    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')",
-    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = actions.action_type)",
-    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = actions.project)",
-  ];
+  const conditions = claimableWhere("actions");
   let next = 6;
   if (filter === "types" || filter === "both") conditions.push(`action_type = ANY($${next++}::text[])`);
   if (filter === "projects" || filter === "both") conditions.push(`project = ANY($${next++}::text[])`);

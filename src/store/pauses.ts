@@ -28,6 +28,21 @@ export interface QueueStats {
   pauses: PauseRow[];
 }
 
+/** What "claimable" means, for a relation aliased `alias`: approved, due
+ * (not deferred), and held back by no pause. The claim statement and the
+ * queue's vital signs share it, so they can never disagree. Pauses are read
+ * in the statement itself, so one committed on any server holds back every
+ * later claim on every server. */
+export function claimableWhere(alias: string): string[] {
+  return [
+    `${alias}.status = 'approved'`,
+    `NOT ${alias}.deferred`,
+    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')",
+    `NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = ${alias}.action_type)`,
+    `NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = ${alias}.project)`,
+  ];
+}
+
 const scopeJson = "jsonb_build_object('kind', kind, 'value', value)";
 
 const PauseInsert = `
@@ -65,10 +80,7 @@ SELECT status, action_type, count(*)::text AS n FROM actions GROUP BY status, ac
 
 const Claimable = `
 SELECT count(*)::text AS n, min(approved_at) AS oldest FROM actions a
-WHERE a.status = 'approved'
-  AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')
-  AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = a.action_type)
-  AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = a.project)`;
+WHERE ${claimableWhere("a").join(" AND ")}`;
 
 const LiveCounts = `
 SELECT status, action_type, count(*)::text AS n FROM actions
