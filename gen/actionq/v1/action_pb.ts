@@ -455,11 +455,15 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
  *      │                   ▲   │               │  │
  *      │                   │   │               │  ├──fail──▶ FAILED
  *      │                   └───┼──lease lost───┘  └──reject─▶ REJECTED
+ *      │                   ▲   │   or retryable fail (after a backoff)
+ *      │                   └───┼──────── RetryAction ◀── FAILED
  *      ├──reject──▶ REJECTED   │
+ *      ├──approval expired──▶ REJECTED
  *      └──cancel──▶ CANCELLED ◀┴── cancel (also from CLAIMED)
  *
- * COMPLETED, FAILED, REJECTED and CANCELLED are final: nothing moves an
- * action out of them.
+ * COMPLETED, REJECTED and CANCELLED are final: nothing moves an action out
+ * of them. FAILED is final too, unless an operator sends the action back
+ * with RetryAction.
  *
  * @generated from enum actionq.v1.ActionStatus
  */
