@@ -5,7 +5,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { type CallOptions, createClient } from "@connectrpc/connect";
-import { DEFAULT_ADDRESS, clientTransport } from "../client-transport.js";
+import { DEFAULT_ADDRESS, clientTransport, hasCredential } from "../client-transport.js";
 import { Command, type CommanderError, InvalidArgumentError, Option } from "commander";
 import { type ActionStatus, ClaimSchema, EventSchema, type RiskLevel } from "../../gen/actionq/v1/action_pb.js";
 import {
@@ -60,9 +60,24 @@ function run<Args extends unknown[]>(body: (...args: Args) => Promise<number | v
   };
 }
 
+/** Options naming who acts (--actor, --approver, --worker, --created-by):
+ * the server takes them from the credential when there is one, so they are
+ * required only without ACTIONQ_TOKEN or a client certificate. */
+const IDENTITY_NOTE = "(required unless ACTIONQ_TOKEN or a client certificate names you)";
+
+function requireIdentity(_program: Command, command: Command): void {
+  if (hasCredential(process.env)) return;
+  for (const option of command.options) {
+    if (!option.description.endsWith(IDENTITY_NOTE)) continue;
+    const value = command.getOptionValue(option.attributeName()) as string | undefined;
+    if (!value) command.error(`error: required option '${option.flags}' not specified (or set ACTIONQ_TOKEN to act as its principal)`);
+  }
+}
+
 const program = new Command("actionctl")
   .description("Operate an actionq server: propose, approve, claim, finish and roll back actions, pause claiming, inspect the policy, and read the event log.")
   .showHelpAfterError("(run with --help for usage)")
+  .hook("preAction", requireIdentity)
   // Usage errors exit 2, as POSIX tools do; commander's own default is 1,
   // which actionctl keeps for errors from the server.
   .exitOverride((error: CommanderError) => process.exit(error.exitCode === 0 ? 0 : 2))
