@@ -77,8 +77,10 @@ function unauthenticated(message: string): ActionqError {
 
 function tlsSocket(raw: NodeRequest | undefined): TLSSocket | undefined {
   if (!raw) return undefined;
-  const socket = "stream" in raw ? raw.stream.session?.socket : raw.socket;
-  return socket && "getPeerX509Certificate" in socket ? (socket as TLSSocket) : undefined;
+  // Under HTTP/2 this is Node's proxy of the session's socket: `in` does
+  // not see through it, a property read does.
+  const socket = ("stream" in raw ? raw.stream.session?.socket : raw.socket) as Partial<TLSSocket> | undefined;
+  return typeof socket?.getPeerX509Certificate === "function" ? (socket as TLSSocket) : undefined;
 }
 
 export function remoteAddress(raw: NodeRequest | undefined): string {
@@ -106,7 +108,7 @@ function authenticate(auth: PrincipalsHolder, authorization: string | null, raw:
       throw unauthenticated(`the client certificate is not trusted: ${String(socket.authorizationError ?? "not signed by ACTIONQ_TLS_CLIENT_CA")}`);
     }
     byCertificate = principals.byCertificateSubject(certificate.subject);
-    if (!byCertificate && !byToken) {
+    if (!byCertificate) {
       throw unauthenticated(`the client certificate subject ${certificate.subject.replaceAll("\n", ",")} is not mapped to any principal`);
     }
   }
