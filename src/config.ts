@@ -153,6 +153,72 @@ export const SETTINGS = {
     schema: z.string().min(1).optional(),
     doc: "Path of the approval policy file (YAML or JSON; see the safety model). Unset: the built-in standard policy. Reloaded on SIGHUP.",
   }),
+  ACTIONQ_AUTH_FILE: setting({
+    schema: z.string().min(1).optional(),
+    doc: "Principals, their roles, scopes, token hashes and certificate subjects (YAML or JSON; see Security). Unset: no authentication, and the server listens only on loopback unless started with --insecure. Reloaded on SIGHUP.",
+  }),
+  ACTIONQ_TLS_CERT: setting({
+    schema: z.string().min(1).optional(),
+    doc: "PEM certificate chain of the server. With ACTIONQ_TLS_KEY, the port speaks TLS only.",
+  }),
+  ACTIONQ_TLS_KEY: setting({
+    schema: z.string().min(1).optional(),
+    doc: "PEM private key of the server.",
+  }),
+  ACTIONQ_TLS_CLIENT_CA: setting({
+    schema: z.string().min(1).optional(),
+    doc: "PEM CA bundle for client certificates (mutual TLS). A verified certificate identifies its principal by subject.",
+  }),
+  ACTIONQ_MAX_PAYLOAD_BYTES: setting({
+    schema: integer(2, 16 * 1024 * 1024),
+    fallback: "65536",
+    doc: "Largest `payload` (and `rollback_payload`, event payload) as JSON, in bytes.",
+  }),
+  ACTIONQ_MAX_TEXT_LENGTH: setting({
+    schema: integer(16, 1024 * 1024),
+    fallback: "4096",
+    doc: "Longest free-text field (reasons, notes), in characters.",
+  }),
+  ACTIONQ_MAX_REF_LENGTH: setting({
+    schema: integer(16, 1024 * 1024),
+    fallback: "1024",
+    doc: "Longest reference field (target_ref, result_ref, source_refs entries, correlation_id, idempotency_key, node, service), in characters.",
+  }),
+  ACTIONQ_MAX_SOURCE_REFS: setting({
+    schema: integer(0, 100_000),
+    fallback: "64",
+    doc: "Most `source_refs` entries on one action.",
+  }),
+  ACTIONQ_MAX_PAGE_SIZE: setting({
+    schema: integer(1, 100_000),
+    fallback: "1000",
+    doc: "Largest `page_size` of ListActions and ListEvents; a larger one is refused.",
+  }),
+  ACTIONQ_MAX_BATCH: setting({
+    schema: integer(1, 100_000),
+    fallback: "1000",
+    doc: "Most items in one EnqueueActions or CompleteActions call.",
+  }),
+  ACTIONQ_MAX_MESSAGE_BYTES: setting({
+    schema: integer(1024, 1024 * 1024 * 1024),
+    fallback: "4194304",
+    doc: "Largest request message, in bytes; a larger one is refused with RESOURCE_EXHAUSTED.",
+  }),
+  ACTIONQ_MAX_STREAMS_PER_PRINCIPAL: setting({
+    schema: integer(1, 1_000_000),
+    fallback: "1000",
+    doc: "Claim streams one principal (without authentication: one client address) may hold open on a server process.",
+  }),
+  ACTIONQ_MAX_WATCHERS_PER_PRINCIPAL: setting({
+    schema: integer(1, 1_000_000),
+    fallback: "100",
+    doc: "WatchEvents streams one principal (without authentication: one client address) may hold open on a server process.",
+  }),
+  ACTIONQ_SLOW_CONSUMER_SECONDS: setting({
+    schema: seconds(1, 3600),
+    fallback: "30",
+    doc: "A stream whose client has not read what the server sent for this long is reset (RESOURCE_EXHAUSTED), and its unacknowledged claims released.",
+  }),
   ACTIONQ_LOG_LEVEL: setting({
     schema: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
     fallback: "info",
@@ -162,6 +228,19 @@ export const SETTINGS = {
 
 type Settings = typeof SETTINGS;
 type Parsed = { [K in keyof Settings]: z.output<Settings[K]["schema"]> };
+
+/** Caps on what one request or one principal may ask for. */
+export interface Limits {
+  payloadBytes: number;
+  textLength: number;
+  refLength: number;
+  sourceRefs: number;
+  pageSize: number;
+  batch: number;
+  messageBytes: number;
+  streamsPerPrincipal: number;
+  watchersPerPrincipal: number;
+}
 
 export interface Config {
   databaseUrl: string | undefined;
@@ -188,6 +267,10 @@ export interface Config {
   poolSize: number;
   shutdownGraceMs: number;
   policyPath: string | undefined;
+  authFile: string | undefined;
+  tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
+  limits: Limits;
+  slowConsumerMs: number;
   logLevel: Parsed["ACTIONQ_LOG_LEVEL"];
 }
 
@@ -214,8 +297,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push(`${name}=${JSON.stringify(given)}: ${why}`);
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
   const v = values as Parsed;
+  if (problems.length === 0 && Boolean(v.ACTIONQ_TLS_CERT) !== Boolean(v.ACTIONQ_TLS_KEY)) {
+    problems.push("ACTIONQ_TLS_CERT and ACTIONQ_TLS_KEY: set both or neither");
+  }
+  if (problems.length === 0 && v.ACTIONQ_TLS_CLIENT_CA && !v.ACTIONQ_TLS_CERT) {
+    problems.push("ACTIONQ_TLS_CLIENT_CA: needs ACTIONQ_TLS_CERT and ACTIONQ_TLS_KEY (client certificates only travel over TLS)");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     databaseUrl: v.ACTIONQ_URL,
     schema: v.ACTIONQ_SCHEMA,
@@ -241,6 +330,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     poolSize: v.ACTIONQ_POOL_SIZE,
     shutdownGraceMs: v.ACTIONQ_SHUTDOWN_GRACE_SECONDS,
     policyPath: v.ACTIONQ_POLICY,
+    authFile: v.ACTIONQ_AUTH_FILE,
+    tls: v.ACTIONQ_TLS_CERT && v.ACTIONQ_TLS_KEY ? { cert: v.ACTIONQ_TLS_CERT, key: v.ACTIONQ_TLS_KEY, clientCa: v.ACTIONQ_TLS_CLIENT_CA } : undefined,
+    limits: {
+      payloadBytes: v.ACTIONQ_MAX_PAYLOAD_BYTES,
+      textLength: v.ACTIONQ_MAX_TEXT_LENGTH,
+      refLength: v.ACTIONQ_MAX_REF_LENGTH,
+      sourceRefs: v.ACTIONQ_MAX_SOURCE_REFS,
+      pageSize: v.ACTIONQ_MAX_PAGE_SIZE,
+      batch: v.ACTIONQ_MAX_BATCH,
+      messageBytes: v.ACTIONQ_MAX_MESSAGE_BYTES,
+      streamsPerPrincipal: v.ACTIONQ_MAX_STREAMS_PER_PRINCIPAL,
+      watchersPerPrincipal: v.ACTIONQ_MAX_WATCHERS_PER_PRINCIPAL,
+    },
+    slowConsumerMs: v.ACTIONQ_SLOW_CONSUMER_SECONDS,
     logLevel: v.ACTIONQ_LOG_LEVEL,
   };
 }

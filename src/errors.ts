@@ -9,6 +9,7 @@ export type ErrorKind =
   | "failed_precondition"
   | "resource_exhausted"
   | "permission_denied"
+  | "unauthenticated"
   | "unavailable";
 
 export class ActionqError extends Error {

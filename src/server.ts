@@ -4,15 +4,19 @@
 // on one port.
 // close() undoes it all in the order that loses nothing.
 import { setMaxListeners } from "node:events";
+import { readFile } from "node:fs/promises";
 import type http from "node:http";
 import type http2 from "node:http2";
-import { type ConnectRouter, cors as connectCors } from "@connectrpc/connect";
+import { type ConnectRouter, cors as connectCors, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { registerActionQueueService } from "./api/action-queue-service.js";
+import { StreamCounter, registerActionQueueService } from "./api/action-queue-service.js";
+import { type NodeRequest, authInterceptor, kNodeRequest } from "./auth/access.js";
+import { AuthFileError, PrincipalsHolder } from "./auth/principals.js";
+import { SlowConsumers } from "./api/slow-consumers.js";
 import cors from "cors";
 import { withPlainGrpcMessages } from "./api/grpc-message.js";
 import { DualProtocolServer } from "./api/http-server.js";
@@ -74,6 +78,49 @@ function pingOrClose(session: http2.ServerHttp2Session, timeoutMs: number, log: 
 export interface StartOptions {
   /** Extra settings for an embedded PostgreSQL (tests use fsync=off). */
   embeddedSettings?: string[];
+  /** Serve without authentication on an address other than loopback
+   * (`actionq serve --insecure`). */
+  insecure?: boolean;
+}
+
+/** The server will not start as configured; the message says why and what
+ * to change. `actionq serve` exits 2. */
+export class StartRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StartRefused";
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./i.test(host);
+}
+
+/** Secure by default: without principals, only this machine may connect,
+ * unless the operator says --insecure. */
+function refuseOpenWithoutAuth(config: Config, options: StartOptions, log: Logger): void {
+  if (config.authFile || isLoopback(config.listen.host)) return;
+  if (!options.insecure) {
+    throw new StartRefused(
+      `ACTIONQ_LISTEN=${config.listen.host}:${config.listen.port} is not a loopback address and ACTIONQ_AUTH_FILE is unset: anyone who can reach the port could enqueue, approve and complete actions. Set ACTIONQ_AUTH_FILE (see the Security section of the README), or pass --insecure if something in front of actionq authenticates callers.`,
+    );
+  }
+  log.warn({ listen: `${config.listen.host}:${config.listen.port}` }, "INSECURE: serving without authentication on a non-loopback address (--insecure); every caller may do everything and name itself anyone");
+}
+
+async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer; ca?: Buffer } | undefined> {
+  if (!config.tls) return undefined;
+  const read = async (variable: string, file: string) => {
+    try {
+      return await readFile(file);
+    } catch (error) {
+      throw new StartRefused(`${variable}=${file}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  };
+  const cert = await read("ACTIONQ_TLS_CERT", config.tls.cert);
+  const key = await read("ACTIONQ_TLS_KEY", config.tls.key);
+  const ca = config.tls.clientCa ? await read("ACTIONQ_TLS_CLIENT_CA", config.tls.clientCa) : undefined;
+  return { cert, key, ca };
 }
 
 export class ActionqServer {
@@ -100,8 +147,20 @@ export class ActionqServer {
       forceStop: AbortController;
       reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
       admin: AdminServer | undefined;
+      auth: PrincipalsHolder | undefined;
+      slowConsumers: SlowConsumers;
     },
   ) {}
+
+  /** Reads ACTIONQ_AUTH_FILE again (SIGHUP). An invalid file throws
+   * AuthFileError and the principals in force stay. */
+  async reloadAuth(): Promise<{ principals: number } | undefined> {
+    const auth = this.parts.auth;
+    if (!auth) return undefined;
+    const result = await auth.reload();
+    this.log.info({ principals: result.principals, source: auth.current.source }, "principals reloaded");
+    return result;
+  }
 
   /** Reads the policy file again and puts it in force (SIGHUP and the
    * ReloadPolicy RPC). An invalid file leaves the policy in force and is
@@ -128,6 +187,13 @@ export class ActionqServer {
   /** Throws PolicyError, before touching any database, when the policy
    * file is invalid. */
   static async start(config: Config, log: Logger, options: StartOptions = {}): Promise<ActionqServer> {
+    refuseOpenWithoutAuth(config, options, log);
+    const auth = config.authFile ? await PrincipalsHolder.open(config.authFile) : undefined;
+    if (auth) log.info({ principals: auth.current.byName.size, source: auth.current.source }, "principals loaded");
+    const tlsFiles = await readTls(config);
+    if (auth && !tlsFiles && !isLoopback(config.listen.host)) {
+      log.warn("bearer tokens will cross the network in cleartext: set ACTIONQ_TLS_CERT and ACTIONQ_TLS_KEY unless a TLS proxy sits in front");
+    }
     const policy = await PolicyHolder.open(config.policyPath);
     log.info({ policy: policy.current.version, source: policy.current.source ?? "built-in" }, "approval policy loaded");
     let embedded: EmbeddedPostgres | undefined;
@@ -138,7 +204,7 @@ export class ActionqServer {
     }
     try {
       await migrate(databaseUrl, config.schema, log);
-      return await ActionqServer.serve(config, log, databaseUrl, embedded, policy);
+      return await ActionqServer.serve(config, log, databaseUrl, embedded, policy, auth, tlsFiles);
     } catch (error) {
       await embedded?.stop().catch(() => {});
       throw error;
@@ -151,6 +217,8 @@ export class ActionqServer {
     databaseUrl: string,
     embedded: EmbeddedPostgres | undefined,
     policy: PolicyHolder,
+    auth: PrincipalsHolder | undefined,
+    tlsFiles: { cert: Buffer; key: Buffer; ca?: Buffer } | undefined,
   ): Promise<ActionqServer> {
     const pool = createPool(databaseUrl, config.schema, config.poolSize, log.child({ component: "pool" }));
     const actions = new ActionStore(pool, {
@@ -238,13 +306,29 @@ export class ActionqServer {
     healthTimer.unref();
 
     const routes = (router: ConnectRouter) => {
-      registerActionQueueService(router, { config, actions, events, dispatcher, hub, pauses, metrics, scheduler, policy, reloadPolicy, shutdown: stopping.signal });
+      registerActionQueueService(router, {
+        config,
+        actions,
+        events,
+        dispatcher,
+        hub,
+        pauses,
+        metrics,
+        scheduler,
+        policy,
+        reloadPolicy,
+        shutdown: stopping.signal,
+        openStreams: new StreamCounter(),
+      });
       registerHealthService(router, health, stopping.signal);
       registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
     };
+    const slowConsumers = new SlowConsumers(config.slowConsumerMs, log.child({ component: "streams" }), metrics);
     const handler = connectNodeAdapter({
       routes,
-      interceptors: [loggingInterceptor(log.child({ component: "rpc" }), metrics), errorInterceptor(log)],
+      interceptors: [loggingInterceptor(log.child({ component: "rpc" }), metrics), errorInterceptor(log), authInterceptor(auth), slowConsumers.interceptor()],
+      contextValues: (req) => createContextValues().set(kNodeRequest, req as NodeRequest),
+      readMaxBytes: config.limits.messageBytes,
       shutdownSignal: forceStop.signal,
       // An unknown field or enum name in JSON is an error, not something to
       // drop: "RISK_LEVEL_DANGEROUSS" must not become SAFE.
@@ -258,7 +342,7 @@ export class ActionqServer {
       if ("stream" in res) withPlainGrpcMessages(res);
       if (!allowCors) return handler(req, res);
       allowCors(req as http.IncomingMessage, res as http.ServerResponse, () => handler(req, res));
-    });
+    }, tlsFiles && { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca, requestCert: tlsFiles.ca !== undefined, rejectUnauthorized: false });
     const sessions = new Set<http2.ServerHttp2Session>();
     http.h2.on("session", (session) => {
       sessions.add(session);
@@ -288,6 +372,7 @@ export class ActionqServer {
     } catch (error) {
       await Promise.allSettled([http.close(), sweeper.stop(), scheduler.stop(), listener.stop(), dispatcher.shutdown()]);
       hub.shutdown();
+      slowConsumers.stop();
       clearInterval(healthTimer);
       await pool.end();
       throw error;
@@ -305,6 +390,8 @@ export class ActionqServer {
       forceStop,
       reloadPolicy,
       admin,
+      auth,
+      slowConsumers,
     });
     log.info({ address: server.address, schema: config.schema, database: embedded ? `embedded (${embedded.dataDir})` : "ACTIONQ_URL" }, "actionq is serving");
     return server;
@@ -319,7 +406,7 @@ export class ActionqServer {
   }
 
   private async shutdown(): Promise<void> {
-    const { embedded, listener, dispatcher, hub, sweeper, scheduler, health, healthTimer, stopping, forceStop, admin } = this.parts;
+    const { embedded, listener, dispatcher, hub, sweeper, scheduler, health, healthTimer, stopping, forceStop, admin, slowConsumers } = this.parts;
     this.log.info("shutting down");
     health.set(false);
     clearInterval(healthTimer);
@@ -337,6 +424,7 @@ export class ActionqServer {
     // A destroyed session does not always report 'close'; do not wait on it
     // for ever.
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    slowConsumers.stop();
     await sweeper.stop();
     await admin?.close();
     await scheduler.stop();

@@ -460,15 +460,19 @@ describe("ListActions", () => {
     expect(seen).toEqual([...created].reverse());
   });
 
-  it("caps page_size at 1000 and defaults it to 50", async () => {
+  it("pages at most 1000 (ACTIONQ_MAX_PAGE_SIZE), refuses a larger page_size, and defaults it to 50", async () => {
     const batch = Array.from({ length: 1001 }, (_, i) => i);
     for (let start = 0; start < batch.length; start += 50) {
       await Promise.all(batch.slice(start, start + 50).map(() => enqueue(t, { actionType: "page_cap", approvalRequired: true })));
     }
-    const first = await list({ actionTypes: ["page_cap"], pageSize: 5000 });
+    const tooBig = await grpcError(list({ actionTypes: ["page_cap"], pageSize: 1001 }));
+    expect(tooBig.code).toBe(status.INVALID_ARGUMENT);
+    expect(tooBig.details).toContain("page_size");
+    expect(tooBig.details).toContain("ACTIONQ_MAX_PAGE_SIZE");
+    const first = await list({ actionTypes: ["page_cap"], pageSize: 1000 });
     expect(first.actions).toHaveLength(1000);
     expect(first.nextPageToken).not.toBe("");
-    const rest = await list({ actionTypes: ["page_cap"], pageSize: 5000, pageToken: first.nextPageToken });
+    const rest = await list({ actionTypes: ["page_cap"], pageSize: 1000, pageToken: first.nextPageToken });
     expect(rest.actions).toHaveLength(1);
     expect(rest.nextPageToken).toBe("");
     expect(new Set([...ids(first), ...ids(rest)]).size).toBe(1001);

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Access } from "../auth/access.js";
 import { ActionQueueService, DrainCause, type EnqueueActionRequest } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Config } from "../config.js";
 import type { ClaimDispatcher } from "../dispatch/claims.js";
@@ -46,14 +47,36 @@ export interface ServiceDeps {
   reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
   /** Aborts when the server begins shutting down. */
   shutdown: AbortSignal;
+  /** Open streams per principal, for the per-principal caps. */
+  openStreams: StreamCounter;
 }
 
-/** At most this many items per batch call. */
-const MAX_BATCH = 1000;
+/** Counts open streams of one kind per principal (or client address) and
+ * refuses one more than the cap. */
+export class StreamCounter {
+  private readonly open = new Map<string, number>();
 
-function batch<T>(field: string, items: T[]): T[] {
-  if (items.length > MAX_BATCH) throw invalidField(field, `has ${items.length} entries; at most ${MAX_BATCH} are allowed per call`);
-  return items;
+  /** Takes a slot for `key`, or throws RESOURCE_EXHAUSTED naming the
+   * setting; the returned function gives it back. */
+  take(kind: string, key: string, max: number, setting: string): () => void {
+    const slot = `${kind}\u0000${key}`;
+    const n = this.open.get(slot) ?? 0;
+    if (n >= max) {
+      throw new ActionqError("resource_exhausted", "TOO_MANY_STREAMS", `${key} already has ${n} ${kind} streams open on this server; at most ${max} are allowed (${setting})`, {
+        limit: setting,
+        max: String(max),
+      });
+    }
+    this.open.set(slot, n + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = (this.open.get(slot) ?? 1) - 1;
+      if (left <= 0) this.open.delete(slot);
+      else this.open.set(slot, left);
+    };
+  }
 }
 
 /** An error about one item of a batch names the item: `requests[3].payload`. */
@@ -112,37 +135,46 @@ function decisions(loaded: LoadedPolicy, action: ProposedAction & { typeRisk: Ri
   return { decision, pausedDecision: paused, autonomousEligible: decision.autonomousEligible, policyVersion: decision.policyVersion };
 }
 
+/** A scoped principal reads the events of one action it may see at a
+ * time: the log as a whole spans every project. */
+async function scopedEvents(access: Access, actionId: string | null): Promise<void> {
+  if (!access.principal?.scope) return;
+  if (actionId === null) access.requireUnscoped("read events without naming an action_id");
+  else await access.allowExisting([actionId]);
+}
+
 function linkedSignal(ctx: HandlerContext, shutdown: AbortSignal): AbortSignal {
   return AbortSignal.any([ctx.signal, shutdown]);
 }
 
 export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof ActionQueueService> {
   const { config, actions, events, dispatcher, hub, pauses, metrics } = deps;
+  const bound = check.bounded(config.limits);
 
   /** Checks an enqueue request and asks the policy: the action to insert,
    * or an ActionqError naming what is wrong. */
-  function prepareEnqueue(req: EnqueueActionRequest): NewAction {
+  function prepareEnqueue(req: EnqueueActionRequest, access: Access): NewAction {
     const requestedRisk = riskFromWire(req.riskLevel);
     if (requestedRisk === undefined) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
     const rollbackRef = req.rollbackRef === "" ? "" : check.name("rollback_ref", req.rollbackRef);
-    const rollbackPayload = req.rollbackPayload === undefined ? null : check.payload("rollback_payload", req.rollbackPayload);
+    const rollbackPayload = req.rollbackPayload === undefined ? null : bound.payload("rollback_payload", req.rollbackPayload);
     if (rollbackPayload !== null && rollbackRef === "") throw invalidField("rollback_payload", "needs rollback_ref: it is the payload of that reverse action");
     // What the producer asked for, as it asked: the digest that tells a
     // retry from a reused key must not change when the policy does.
     const fields = {
       actionType: check.name("action_type", req.actionType),
       project: check.name("project", req.project, false),
-      targetRef: check.text("target_ref", req.targetRef, { max: check.LIMITS.refLength }),
-      sourceRefs: check.textList("source_refs", req.sourceRefs, check.LIMITS.sourceRefs),
-      payload: check.payload("payload", req.payload),
+      targetRef: bound.ref("target_ref", req.targetRef),
+      sourceRefs: bound.sourceRefs("source_refs", req.sourceRefs),
+      payload: bound.payload("payload", req.payload),
       priority: req.priority,
       requestedRisk,
       confidence: check.confidence("confidence", req.confidence),
       approvalRequired: req.approvalRequired,
-      createdBy: check.principal("created_by", req.createdBy),
-      correlationId: check.text("correlation_id", req.correlationId, { max: check.LIMITS.refLength }),
-      node: check.text("node", req.node, { max: check.LIMITS.refLength }),
-      service: check.text("service", req.service, { max: check.LIMITS.refLength }),
+      createdBy: access.identity("created_by", req.createdBy),
+      correlationId: bound.ref("correlation_id", req.correlationId),
+      node: bound.ref("node", req.node),
+      service: bound.ref("service", req.service),
       parentId: check.optionalId("parent_id", req.parentId),
       rollbackRef,
       rollbackPayload,
@@ -150,7 +182,8 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       maxAttempts: check.count("max_attempts", req.maxAttempts, config.maxAttempts, 1000),
       runAfter: check.runAfter("run_after", req.runAfter),
     };
-    const idempotencyKey = req.idempotencyKey === "" ? null : check.text("idempotency_key", req.idempotencyKey, { max: check.LIMITS.refLength });
+    access.allowNew(fields.project, fields.actionType);
+    const idempotencyKey = req.idempotencyKey === "" ? null : bound.ref("idempotency_key", req.idempotencyKey);
     const loaded = deps.policy.current;
     const { risk, typeRisk } = resolveRisk(loaded.policy, fields.actionType, requestedRisk);
     const { requestedRisk: _requested, ...rest } = fields;
@@ -171,17 +204,35 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
     return input;
   }
 
+  /** The access checks of one call, bound to its caller. */
+  const accessOf = (ctx: HandlerContext) => Access.of(ctx, actions, check.principal);
+
   return {
-    async enqueueAction(req) {
-      const input = prepareEnqueue(req);
+    async enqueueAction(req, ctx) {
+      const access = accessOf(ctx);
+      const input = prepareEnqueue(req, access);
+      if (input.supersedesId !== null) {
+        await access.allowExisting([input.supersedesId]);
+        const [refused] = await access.allowSupersede([input.supersedesId]);
+        if (refused) throw refused;
+      }
       const outcome = must(await actions.one.enqueue(input));
       if (outcome.created !== false) metrics.onEnqueued(outcome.action);
       if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
       return { action: actionToWire(outcome.action), created: outcome.created ?? true };
     },
 
-    async enqueueActions(req) {
-      const inputs = batch("requests", req.requests).map((one, index) => attempt(`requests[${index}]`, () => prepareEnqueue(one)));
+    async enqueueActions(req, ctx) {
+      const access = accessOf(ctx);
+      const inputs = bound.batch("requests", req.requests).map((one, index) => attempt(`requests[${index}]`, () => prepareEnqueue(one, access)));
+      const superseding = inputs.flatMap((input, index) => (input instanceof ActionqError || input.supersedesId === null ? [] : [{ index, id: input.supersedesId }]));
+      if (superseding.length > 0) {
+        const refused = await access.allowSupersede(superseding.map((item) => item.id));
+        for (const [n, { index, id }] of superseding.entries()) {
+          const error = refused[n] ?? (await access.allowExisting([id]).then(() => undefined, (e: unknown) => (e instanceof ActionqError ? e : Promise.reject(e))));
+          if (error) inputs[index] = withItemField(error, `requests[${index}]`);
+        }
+      }
       const valid = inputs.filter((input): input is NewAction => !(input instanceof ActionqError));
       const outcomes = valid.length > 0 ? await actions.enqueueMany(valid) : [];
       let next = 0;
@@ -197,28 +248,30 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       };
     },
 
-    async getAction(req) {
+    async getAction(req, ctx) {
       const id = check.id("id", req.id);
+      await accessOf(ctx).allowExisting([id]);
       const found = await actions.get(id);
       if (!found) throw actionNotFound(id);
       return { action: actionToWire(found.action), events: found.events.map(eventToWire) };
     },
 
-    async listActions(req) {
+    async listActions(req, ctx) {
       const statuses = req.statuses.map((value, index) => {
         const status = statusFromWire(value);
         if (!status) throw invalidField(`statuses[${index}]`, `unknown status ${value}`);
         return status;
       });
+      const scoped = accessOf(ctx).narrow({ actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) });
       const filters = {
         statuses: [...new Set(statuses)].sort() as Status[],
-        actionTypes: check.nameList("action_types", req.actionTypes).sort(),
-        projects: check.nameList("projects", req.projects).sort(),
+        actionTypes: scoped.actionTypes.sort(),
+        projects: scoped.projects.sort(),
         createdBy: req.createdBy === "" ? null : check.principal("created_by", req.createdBy),
         parentId: check.optionalId("parent_id", req.parentId),
-        correlationId: req.correlationId === "" ? null : check.text("correlation_id", req.correlationId, { max: check.LIMITS.refLength }),
+        correlationId: req.correlationId === "" ? null : bound.ref("correlation_id", req.correlationId),
       };
-      const limit = check.pageSize("page_size", req.pageSize, 50, 1000);
+      const limit = bound.pageSize("page_size", req.pageSize, 50);
       const beforeId = decodePageToken("page_token", req.pageToken, filters);
       const rows = await actions.list({ ...filters, beforeId, limit: limit + 1 });
       const page = rows.slice(0, limit);
@@ -229,27 +282,34 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       };
     },
 
-    async approveAction(req) {
+    async approveAction(req, ctx) {
+      const access = accessOf(ctx);
+      const approveId = check.id("id", req.id);
+      const approver = access.identity("approver", req.approver);
+      await access.allowExisting([approveId]);
       const outcome = only(
         await actions.approveMany([
-          { id: check.id("id", req.id), approver: check.principal("approver", req.approver), note: check.text("note", req.note) },
+          { id: approveId, approver, note: bound.text("note", req.note) },
         ]),
       );
       if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
       return { action: actionToWire(outcome.action) };
     },
 
-    async rejectAction(req) {
+    async rejectAction(req, ctx) {
+      const access = accessOf(ctx);
       const id = check.id("id", req.id);
-      const actor = check.principal("actor", req.actor);
-      const reason = check.text("reason", req.reason, { required: true });
+      const actor = access.identity("actor", req.actor);
+      const reason = bound.text("reason", req.reason, true);
       if (req.claimToken !== "") {
         const token = check.claimToken("claim_token", req.claimToken);
+        await access.requireHolder(id, token);
         const outcome = only(await actions.rejectClaimedMany([{ id, token, actor, reason }]));
         dispatcher.onClaimEnded(id, outcome.action.attempt);
         if (!outcome.repeated) metrics.onFinished(outcome.action, "rejected", null);
         return { action: actionToWire(outcome.action) };
       }
+      await access.allowExisting([id]);
       const outcomes = await actions.rejectPendingMany([{ id, actor, reason }]);
       const outcome = outcomes[0]!;
       if (!outcome.ok && outcome.error.reason === "INVALID_TRANSITION" && outcome.error.metadata.current_status === "CLAIMED") {
@@ -263,18 +323,21 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       return { action: actionToWire(only(outcomes).action) };
     },
 
-    async cancelAction(req) {
+    async cancelAction(req, ctx) {
+      const access = accessOf(ctx);
       const id = check.id("id", req.id);
-      const outcome = only(
-        await actions.cancelMany([{ id, actor: check.principal("actor", req.actor), reason: check.text("reason", req.reason, { required: true }) }]),
-      );
+      const actor = access.identity("actor", req.actor);
+      const reason = bound.text("reason", req.reason, true);
+      await access.allowExisting([id]);
+      const outcome = only(await actions.cancelMany([{ id, actor, reason }]));
       dispatcher.onClaimEnded(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
 
-    async claimAction(req) {
-      const worker = check.principal("worker", req.worker);
-      const filter = { actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) };
+    async claimAction(req, ctx) {
+      const access = accessOf(ctx);
+      const worker = access.identity("worker", req.worker);
+      const filter = access.narrow({ actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) });
       const leaseMs = check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!;
       const [row] = await actions.claim(filter, [{ session: null, worker, leaseMs }]);
       if (row) metrics.onClaimed(row);
@@ -282,17 +345,30 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
     },
 
     async *streamClaims(req, ctx) {
-      const session = dispatcher.open({
-        worker: check.principal("worker", req.worker),
-        filter: { actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) },
-        maxInFlight: check.count("max_in_flight", req.maxInFlight, 1, config.maxInFlight),
-        leaseMs: check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!,
-        holding: check.heldClaims("holding", req.holding, config.maxInFlight),
-      });
+      const access = accessOf(ctx);
+      const worker = access.identity("worker", req.worker);
+      const filter = access.narrow({ actionTypes: check.nameList("action_types", req.actionTypes), projects: check.nameList("projects", req.projects) });
+      const holding = check.heldClaims("holding", req.holding, config.maxInFlight);
+      const refused = (await access.holderErrors(holding)).find((error) => error !== undefined);
+      if (refused) throw refused;
+      const maxInFlight = check.count("max_in_flight", req.maxInFlight, 1, config.maxInFlight, "ACTIONQ_MAX_IN_FLIGHT");
+      const leaseMs = check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!;
+      const release = deps.openStreams.take("claim", access.caller.limitKey, config.limits.streamsPerPrincipal, "ACTIONQ_MAX_STREAMS_PER_PRINCIPAL");
+      let session;
+      try {
+        session = dispatcher.open({ worker, filter, maxInFlight, leaseMs, holding });
+      } catch (error) {
+        release();
+        throw error;
+      }
+      const opened = session;
       // A client that resets the stream while the server waits to write to
       // it may never see the generator resumed: let go of the stream from
       // the abort itself, not only from `finally`.
-      const onAbort = () => void dispatcher.close(session, "stream_closed");
+      const onAbort = () => {
+        release();
+        void dispatcher.close(opened, "stream_closed");
+      };
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         // Tell the worker at once that the stream is established.
@@ -315,55 +391,56 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        release();
         await dispatcher.close(session, ctx.signal.aborted ? "stream_closed" : "stream_ended");
       }
     },
 
-    async ackClaim(req) {
+    async ackClaim(req, ctx) {
       const id = check.id("id", req.id);
-      const outcome = must(await actions.one.ack({ id, token: check.claimToken("claim_token", req.claimToken) }));
+      const token = check.claimToken("claim_token", req.claimToken);
+      await accessOf(ctx).requireHolder(id, token);
+      const outcome = must(await actions.one.ack({ id, token }));
       dispatcher.onAcked(id, outcome.action.attempt);
       return { action: actionToWire(outcome.action) };
     },
 
-    async extendClaim(req) {
+    async extendClaim(req, ctx) {
       const id = check.id("id", req.id);
-      const outcome = only(
-        await actions.extendMany([
-          {
-            id,
-            token: check.claimToken("claim_token", req.claimToken),
-            leaseMs: check.lease("lease_duration", req.leaseDuration, null, config.maxLeaseMs),
-          },
-        ]),
-      );
+      const token = check.claimToken("claim_token", req.claimToken);
+      const leaseMs = check.lease("lease_duration", req.leaseDuration, null, config.maxLeaseMs);
+      await accessOf(ctx).requireHolder(id, token);
+      const outcome = only(await actions.extendMany([{ id, token, leaseMs }]));
       dispatcher.onAcked(id, outcome.action.attempt);
       const action = actionToWire(outcome.action);
       return { claimDeadline: action.claimDeadline, action };
     },
 
-    async completeAction(req) {
+    async completeAction(req, ctx) {
       const id = check.id("id", req.id);
-      const outcome = must(
-        await actions.one.complete({
-          id,
-          token: check.claimToken("claim_token", req.claimToken),
-          resultRef: check.text("result_ref", req.resultRef, { max: check.LIMITS.refLength }),
-        }),
-      );
+      const token = check.claimToken("claim_token", req.claimToken);
+      const resultRef = bound.ref("result_ref", req.resultRef);
+      await accessOf(ctx).requireHolder(id, token);
+      const outcome = must(await actions.one.complete({ id, token, resultRef }));
       dispatcher.onClaimEnded(id, outcome.action.attempt);
       if (!outcome.repeated) metrics.onFinished(outcome.action, "completed", outcome.action.claimed_since ?? null);
       return { action: actionToWire(outcome.action) };
     },
 
-    async completeActions(req) {
-      const items = batch("requests", req.requests).map((one, index) =>
+    async completeActions(req, ctx) {
+      const items = bound.batch("requests", req.requests).map((one, index) =>
         attempt(`requests[${index}]`, () => ({
           id: check.id("id", one.id),
           token: check.claimToken("claim_token", one.claimToken),
-          resultRef: check.text("result_ref", one.resultRef, { max: check.LIMITS.refLength }),
+          resultRef: bound.ref("result_ref", one.resultRef),
         })),
       );
+      const wellFormed = items.flatMap((item, index) => (item instanceof ActionqError ? [] : [{ index, item }]));
+      const notHeld = await accessOf(ctx).holderErrors(wellFormed.map(({ item }) => item));
+      wellFormed.forEach(({ index }, n) => {
+        const error = notHeld[n];
+        if (error) items[index] = withItemField(error, `requests[${index}]`);
+      });
       const valid = items.filter((item): item is { id: string; token: string; resultRef: string } => !(item instanceof ActionqError));
       const outcomes = valid.length > 0 ? await actions.completeMany(valid) : [];
       let next = 0;
@@ -379,73 +456,81 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       };
     },
 
-    async failAction(req) {
+    async failAction(req, ctx) {
       const id = check.id("id", req.id);
       if (!req.retryable && req.retryDelay !== undefined) throw invalidField("retry_delay", "needs retryable");
-      const outcome = must(
-        await actions.one.fail({
-          id,
-          token: check.claimToken("claim_token", req.claimToken),
-          reason: check.text("reason", req.reason, { required: true }),
-          retryable: req.retryable,
-          delayMs: check.delay("retry_delay", req.retryDelay, config.retryBackoffMaxMs),
-        }),
-      );
+      const token = check.claimToken("claim_token", req.claimToken);
+      const reason = bound.text("reason", req.reason, true);
+      const delayMs = check.delay("retry_delay", req.retryDelay, config.retryBackoffMaxMs);
+      await accessOf(ctx).requireHolder(id, token);
+      const outcome = must(await actions.one.fail({ id, token, reason, retryable: req.retryable, delayMs }));
       dispatcher.onClaimEnded(id, outcome.action.attempt);
       if (!outcome.repeated) metrics.onFinished(outcome.action, outcome.action.status === "failed" ? "failed" : "retry_scheduled", null);
       if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
       return { action: actionToWire(outcome.action) };
     },
 
-    async retryAction(req) {
-      const outcome = only(
-        await actions.retryMany([
-          {
-            id: check.id("id", req.id),
-            actor: check.principal("actor", req.actor),
-            reason: check.text("reason", req.reason, { required: true }),
-            extra: check.count("additional_attempts", req.additionalAttempts, 1, 1000),
-          },
-        ]),
-      );
+    async retryAction(req, ctx) {
+      const access = accessOf(ctx);
+      const id = check.id("id", req.id);
+      const actor = access.identity("actor", req.actor);
+      const reason = bound.text("reason", req.reason, true);
+      const extra = check.count("additional_attempts", req.additionalAttempts, 1, 1000);
+      await access.allowExisting([id]);
+      const outcome = only(await actions.retryMany([{ id, actor, reason, extra }]));
       return { action: actionToWire(outcome.action) };
     },
 
-    async sweepClaims(req) {
-      const actor = req.actor === "" ? "server:sweeper" : check.principal("actor", req.actor);
+    async sweepClaims(req, ctx) {
+      const access = accessOf(ctx);
+      const actor = access.principal || req.actor !== "" ? access.identity("actor", req.actor) : "server:sweeper";
+      access.requireUnscoped("sweep every claim");
       const { expired, requeued } = await actions.sweep(actor);
       for (const row of requeued) dispatcher.onClaimEnded(row.id, row.attempt);
       return { requeuedActions: requeued.map(actionToWire), expiredActions: expired.map(actionToWire) };
     },
 
-    async listEvents(req) {
+    async listEvents(req, ctx) {
       const filter = { actionId: check.optionalId("action_id", req.actionId), eventTypes: eventTypes("event_types", req.eventTypes) };
-      const limit = check.pageSize("page_size", req.pageSize, 100, 1000);
+      await scopedEvents(accessOf(ctx), filter.actionId);
+      const limit = bound.pageSize("page_size", req.pageSize, 100);
       const afterId = check.cursor("after_id", req.afterId);
       const page = await events.list(afterId, filter, limit);
       return { events: page.events.map(eventToWire), nextAfterId: page.next };
     },
 
     async *watchEvents(req, ctx) {
+      const access = accessOf(ctx);
       const filter = { actionId: check.optionalId("action_id", req.actionId), eventTypes: eventTypes("event_types", req.eventTypes) };
       const afterId = check.cursor("after_id", req.afterId);
-      yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: afterId };
-      for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown))) {
-        if (item.kind === "event") {
-          yield { kind: { case: "event", value: eventToWire(item.event) }, cursor: BigInt(item.event.id) };
-        } else {
-          yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: item.cursor };
+      await scopedEvents(access, filter.actionId);
+      const release = deps.openStreams.take("watch", access.caller.limitKey, config.limits.watchersPerPrincipal, "ACTIONQ_MAX_WATCHERS_PER_PRINCIPAL");
+      ctx.signal.addEventListener("abort", release, { once: true });
+      try {
+        yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: afterId };
+        for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown))) {
+          if (item.kind === "event") {
+            yield { kind: { case: "event", value: eventToWire(item.event) }, cursor: BigInt(item.event.id) };
+          } else {
+            yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: item.cursor };
+          }
         }
+      } finally {
+        ctx.signal.removeEventListener("abort", release);
+        release();
       }
     },
 
-    async emitEvent(req) {
-      const actor = check.principal("actor", req.actor);
-      const payload = check.payload("payload", req.payload);
+    async emitEvent(req, ctx) {
+      const access = accessOf(ctx);
+      const actor = access.identity("actor", req.actor);
+      const payload = bound.payload("payload", req.payload);
       if (req.eventType === "action_progress") {
         if (req.actionId === 0n) throw invalidField("action_id", "is required for action_progress");
         const id = check.id("action_id", req.actionId);
-        const result = await actions.progress(id, check.claimToken("claim_token", req.claimToken), actor, payload);
+        const token = check.claimToken("claim_token", req.claimToken);
+        await access.requireHolder(id, token);
+        const result = await actions.progress(id, token, actor, payload);
         if (result instanceof ActionqError) throw result;
         dispatcher.onAcked(id, Number(result.payload.attempt));
         return { event: eventToWire(result) };
@@ -457,19 +542,30 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         );
       }
       if (req.claimToken !== "") throw invalidField("claim_token", "is only for action_progress");
-      const event = await events.append({ actionId: check.optionalId("action_id", req.actionId), eventType: req.eventType, actor, payload });
+      const actionId = check.optionalId("action_id", req.actionId);
+      if (actionId === null) access.requireUnscoped("emit events that concern no action");
+      else await access.allowExisting([actionId]);
+      const event = await events.append({ actionId, eventType: req.eventType, actor, payload });
       return { event: eventToWire(event) };
     },
 
-    async pauseClaims(req) {
+    async pauseClaims(req, ctx) {
+      const access = accessOf(ctx);
       const scope = pauseScopeFromWire(req.scope);
-      const { pause, created } = await pauses.pause(scope, check.principal("actor", req.actor), check.text("reason", req.reason, { required: true }));
+      const actor = access.identity("actor", req.actor);
+      const reason = bound.text("reason", req.reason, true);
+      access.allowPause(scope.kind, scope.value);
+      const { pause, created } = await pauses.pause(scope, actor, reason);
       return { pause: pauseToWire(pause), created };
     },
 
-    async resumeClaims(req) {
+    async resumeClaims(req, ctx) {
+      const access = accessOf(ctx);
       const scope = pauseScopeFromWire(req.scope);
-      const lifted = await pauses.resume(scope, check.principal("actor", req.actor), check.text("reason", req.reason));
+      const actor = access.identity("actor", req.actor);
+      const reason = bound.text("reason", req.reason);
+      access.allowPause(scope.kind, scope.value);
+      const lifted = await pauses.resume(scope, actor, reason);
       if (!lifted) {
         throw new ActionqError("not_found", "PAUSE_NOT_FOUND", `no pause is in force for ${scope.kind}${scope.value === "" ? "" : ` ${scope.value}`}`, {
           kind: scope.kind,
@@ -481,7 +577,8 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       return { pause: pauseToWire(lifted) };
     },
 
-    async getQueueStats() {
+    async getQueueStats(_req, ctx) {
+      accessOf(ctx).requireUnscoped("read the whole queue's statistics");
       const stats = await pauses.stats();
       return {
         counts: stats.counts.map((row) => ({ status: statusToWire(row.status as Status), actionType: row.action_type, count: BigInt(row.n) })),
@@ -492,12 +589,15 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       };
     },
 
-    async rollbackAction(req) {
+    async rollbackAction(req, ctx) {
+      const access = accessOf(ctx);
       const id = check.id("id", req.id);
-      const actor = check.principal("actor", req.actor);
-      const reason = check.text("reason", req.reason);
+      const actor = access.identity("actor", req.actor);
+      await access.allowExisting([id]);
+      const reason = bound.text("reason", req.reason);
       const loaded = deps.policy.current;
       const outcome = await actions.rollback(id, (original) => {
+        access.allowNew(original.project, original.rollback_ref);
         const typeRisk = loaded.policy.action_types[original.rollback_ref] ?? loaded.policy.default_risk;
         const proposal = {
           actionType: original.rollback_ref,
@@ -538,8 +638,11 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       return { policyVersion: loaded.version, source: loaded.source ?? "", policy: JSON.parse(JSON.stringify(loaded.policy)) as JsonObject };
     },
 
-    async reloadPolicy(req) {
-      const { version, changed } = await deps.reloadPolicy(check.principal("actor", req.actor));
+    async reloadPolicy(req, ctx) {
+      const access = accessOf(ctx);
+      const actor = access.identity("actor", req.actor);
+      access.requireUnscoped("reload the policy");
+      const { version, changed } = await deps.reloadPolicy(actor);
       return { policyVersion: version, changed };
     },
   };

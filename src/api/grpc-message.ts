@@ -4,6 +4,8 @@
 // grpc-js users would read "confidence%3A must be...". The gRPC spec only
 // requires escaping bytes outside printable ASCII and '%'. This shim
 // re-encodes the header that way on each response, before Node sends it.
+// It also names the setting behind connect-node's own message-size refusal,
+// which happens before any actionq code sees the request.
 import type http2 from "node:http2";
 
 type Headers = Record<string, unknown> | undefined;
@@ -26,7 +28,7 @@ function fix(headers: Headers): void {
   } catch {
     return;
   }
-  headers!["grpc-message"] = encodeGrpcMessage(text);
+  headers!["grpc-message"] = encodeGrpcMessage(text.replace(/configured readMaxBytes (\d+)/, "ACTIONQ_MAX_MESSAGE_BYTES ($1 bytes)"));
 }
 
 export function withPlainGrpcMessages(res: http2.Http2ServerResponse): void {

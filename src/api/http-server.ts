@@ -1,10 +1,12 @@
-// One port for every protocol. HTTP/2 cleartext carries gRPC, gRPC-Web and
-// Connect; HTTP/1.1 carries Connect and gRPC-Web, for curl and browsers.
+// One port for every protocol. HTTP/2 carries gRPC, gRPC-Web and Connect;
+// HTTP/1.1 carries Connect and gRPC-Web, for curl and browsers. Both run in
+// cleartext, or both over TLS.
 // The first bytes of a connection tell them apart: an HTTP/2 connection
 // opens with the preface "PRI * HTTP/2.0", and no HTTP/1.1 request does.
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -13,16 +15,28 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export class DualProtocolServer {
   readonly h2: http2.Http2Server;
   readonly h1: http.Server;
-  readonly tcp: net.Server;
+  readonly tcp: net.Server | tls.Server;
 
-  constructor(handler: Handler) {
+  /** With `tlsOptions`, every connection is TLS (ALPN offers h2 and
+   * http/1.1) and the protocol is told apart the same way once decrypted. */
+  constructor(handler: Handler, tlsOptions?: tls.TlsOptions) {
     this.h2 = http2.createServer({}, handler);
     this.h1 = http.createServer(handler);
     // Long-lived server streams over HTTP/1.1 (Connect streaming) must not
     // be cut by Node's default request timeout.
     this.h1.requestTimeout = 0;
     this.h1.headersTimeout = 60_000;
-    this.tcp = net.createServer((socket) => this.route(socket));
+    this.tcp = tlsOptions
+      ? tls.createServer({ ...tlsOptions, ALPNProtocols: ["h2", "http/1.1"] }, (socket) => this.route(socket))
+      : net.createServer((socket) => this.route(socket));
+    // A failed handshake is the client's problem; it must not reach the
+    // process as an unhandled error.
+    this.tcp.on("tlsClientError", () => {});
+  }
+
+  /** Replaces the certificate and key (and client CA) for new connections. */
+  setSecureContext(options: tls.SecureContextOptions): void {
+    if (this.tcp instanceof tls.Server) this.tcp.setSecureContext(options);
   }
 
   /** Reads until the first bytes decide the protocol, puts them back, and

@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { kCaller } from "../auth/access.js";
 import { ActionqError, type ErrorKind } from "../errors.js";
 
 const CODES: Record<ErrorKind, Code> = {
@@ -15,6 +16,7 @@ const CODES: Record<ErrorKind, Code> = {
   failed_precondition: Code.FailedPrecondition,
   resource_exhausted: Code.ResourceExhausted,
   permission_denied: Code.PermissionDenied,
+  unauthenticated: Code.Unauthenticated,
   unavailable: Code.Unavailable,
 };
 
@@ -80,18 +82,25 @@ export function errorInterceptor(log: Logger): Interceptor {
   };
 }
 
-/** Logs each call when it ends: method, code, duration, request id. The id
- * comes from the x-request-id header when the client sends one, and is
- * echoed back in the response headers either way. */
+/** A request id from the client is echoed in headers and logs: only plain
+ * characters, so that it cannot forge log structure. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Logs each call when it ends: method, code, duration, request id and the
+ * authenticated principal. The id comes from the x-request-id header when
+ * the client sends a well-formed one, and is echoed back in the response
+ * headers either way. */
 export function loggingInterceptor(log: Logger, metrics?: { rpcDone(method: string, code: string, seconds: number): void }): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
-    const requestId = req.header.get("x-request-id")?.slice(0, 128) || randomUUID();
+    const given = req.header.get("x-request-id");
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
     const method = `${req.service.typeName}/${req.method.name}`;
     const done = (code: string, error?: unknown) => {
       const elapsed = performance.now() - started;
       metrics?.rpcDone(method, code, elapsed / 1000);
-      const fields = { method, code, ms: Math.round(elapsed * 10) / 10, requestId };
+      const principal = req.contextValues.get(kCaller).principal?.name;
+      const fields = { method, code, ms: Math.round(elapsed * 10) / 10, requestId, ...(principal ? { principal } : {}) };
       if (error instanceof ConnectError && error.code === Code.Internal) log.error({ ...fields, err: error.message }, "rpc");
       else if (error) log.info({ ...fields, err: (error as Error).message }, "rpc");
       else log.info(fields, "rpc");

@@ -3,10 +3,11 @@
 // anything is written.
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Limits } from "../config.js";
 import { invalidField } from "../errors.js";
 
 /** Action types, projects and event types: short, printable, no spaces. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INT64_MAX = 2n ** 63n - 1n;
 // Control characters other than tab, newline and carriage return; NUL
@@ -14,24 +15,23 @@ const INT64_MAX = 2n ** 63n - 1n;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 
-export const LIMITS = {
-  nameLength: 128,
-  principalLength: 256,
-  refLength: 1024,
-  textLength: 4096,
-  sourceRefs: 64,
-  filterValues: 100,
-  payloadBytes: 64 * 1024,
-  payloadDepth: 32,
-} as const;
+/** Formats, not tunable: names and principals are identifiers. */
+export const NAME_LENGTH = 128;
+export const PRINCIPAL_LENGTH = 256;
+export const FILTER_VALUES = 100;
+export const PAYLOAD_DEPTH = 32;
+
+/** The defaults of the tunable caps (ACTIONQ_MAX_*), for clients that want
+ * to stay inside them without asking. */
+export const DEFAULT_LIMITS = { textLength: 4096, refLength: 1024 } as const;
 
 export function name(field: string, value: string, required = true): string {
   if (value === "") {
     if (required) throw invalidField(field, "is required");
     return value;
   }
-  if (!NAME.test(value)) {
-    throw invalidField(field, `${JSON.stringify(value.slice(0, 140))} is not a valid name: use 1 to ${LIMITS.nameLength} letters, digits and _ . : / -, starting with a letter or digit`);
+  if (!NAME_PATTERN.test(value)) {
+    throw invalidField(field, `${JSON.stringify(value.slice(0, 140))} is not a valid name: use 1 to ${NAME_LENGTH} letters, digits and _ . : / -, starting with a letter or digit`);
   }
   return value;
 }
@@ -39,27 +39,27 @@ export function name(field: string, value: string, required = true): string {
 /** Who did something: `human:alice`, `agent:triage`, `worker-7`. */
 export function principal(field: string, value: string): string {
   if (value.trim() === "") throw invalidField(field, "is required");
-  if (value.length > LIMITS.principalLength) throw invalidField(field, `is longer than ${LIMITS.principalLength} characters`);
+  if (value.length > PRINCIPAL_LENGTH) throw invalidField(field, `is longer than ${PRINCIPAL_LENGTH} characters`);
   if (/\s/.test(value) || CONTROL.test(value)) throw invalidField(field, "must not contain spaces or control characters");
   return value;
 }
 
-export function text(field: string, value: string, options: { required?: boolean; max?: number } = {}): string {
-  const max = options.max ?? LIMITS.textLength;
+export function text(field: string, value: string, options: { required?: boolean; max: number; limit?: string }): string {
+  const max = options.max;
   if (options.required && value.trim() === "") throw invalidField(field, "is required");
-  if (value.length > max) throw invalidField(field, `is longer than ${max} characters`);
+  if (value.length > max) throw invalidField(field, `is longer than ${max} characters${options.limit ? ` (${options.limit})` : ""}`);
   if (CONTROL.test(value)) throw invalidField(field, "must not contain control characters");
   return value;
 }
 
-export function textList(field: string, values: string[], maxItems: number): string[] {
-  if (values.length > maxItems) throw invalidField(field, `has ${values.length} entries; at most ${maxItems} are allowed`);
-  values.forEach((value, index) => text(`${field}[${index}]`, value, { required: true, max: LIMITS.refLength }));
+export function textList(field: string, values: string[], limits: Pick<Limits, "sourceRefs" | "refLength">): string[] {
+  if (values.length > limits.sourceRefs) throw invalidField(field, `has ${values.length} entries; at most ${limits.sourceRefs} are allowed (ACTIONQ_MAX_SOURCE_REFS)`);
+  values.forEach((value, index) => text(`${field}[${index}]`, value, { required: true, max: limits.refLength, limit: "ACTIONQ_MAX_REF_LENGTH" }));
   return values;
 }
 
 export function nameList(field: string, values: string[]): string[] {
-  if (values.length > LIMITS.filterValues) throw invalidField(field, `has ${values.length} entries; at most ${LIMITS.filterValues} are allowed`);
+  if (values.length > FILTER_VALUES) throw invalidField(field, `has ${values.length} entries; at most ${FILTER_VALUES} are allowed`);
   values.forEach((value, index) => name(`${field}[${index}]`, value));
   return [...new Set(values)];
 }
@@ -131,23 +131,24 @@ export function heldClaims(field: string, values: { id: bigint; claimToken: stri
 
 export function pageSize(field: string, value: number, fallback: number, max: number): number {
   if (value < 0) throw invalidField(field, "must not be negative");
-  if (value === 0) return fallback;
-  return Math.min(value, max);
+  if (value === 0) return Math.min(fallback, max);
+  if (value > max) throw invalidField(field, `must be at most ${max} (ACTIONQ_MAX_PAGE_SIZE)`);
+  return value;
 }
 
-export function count(field: string, value: number, fallback: number, max: number): number {
+export function count(field: string, value: number, fallback: number, max: number, limit?: string): number {
   if (value < 0) throw invalidField(field, "must not be negative");
   if (value === 0) return fallback;
-  if (value > max) throw invalidField(field, `must be at most ${max}`);
+  if (value > max) throw invalidField(field, `must be at most ${max}${limit ? ` (${limit})` : ""}`);
   return value;
 }
 
 /** A JSON object small and plain enough to store: bounded size and depth,
  * finite numbers, no NUL characters. */
-export function payload(field: string, value: JsonObject | undefined): JsonObject {
+export function payload(field: string, value: JsonObject | undefined, maxBytes: number): JsonObject {
   if (value === undefined) return {};
   const check = (node: JsonValue, path: string, depth: number): void => {
-    if (depth > LIMITS.payloadDepth) throw invalidField(path, `nests deeper than ${LIMITS.payloadDepth} levels`);
+    if (depth > PAYLOAD_DEPTH) throw invalidField(path, `nests deeper than ${PAYLOAD_DEPTH} levels`);
     if (typeof node === "number" && !Number.isFinite(node)) throw invalidField(path, "must be a finite number");
     if (typeof node === "string" && node.includes("\u0000")) throw invalidField(path, "must not contain NUL characters");
     if (Array.isArray(node)) node.forEach((item, index) => check(item, `${path}[${index}]`, depth + 1));
@@ -160,6 +161,23 @@ export function payload(field: string, value: JsonObject | undefined): JsonObjec
   };
   check(value, field, 0);
   const bytes = Buffer.byteLength(JSON.stringify(value));
-  if (bytes > LIMITS.payloadBytes) throw invalidField(field, `is ${bytes} bytes as JSON; at most ${LIMITS.payloadBytes} are allowed`);
+  if (bytes > maxBytes) throw invalidField(field, `is ${bytes} bytes as JSON; at most ${maxBytes} are allowed (ACTIONQ_MAX_PAYLOAD_BYTES)`);
   return value;
+}
+
+/** The checks whose bounds are settings, bound to this server's limits. */
+export function bounded(limits: Limits) {
+  return {
+    /** Free text: reasons and notes. */
+    text: (field: string, value: string, required = false) => text(field, value, { required, max: limits.textLength, limit: "ACTIONQ_MAX_TEXT_LENGTH" }),
+    /** References: target_ref, result_ref, correlation ids and the like. */
+    ref: (field: string, value: string) => text(field, value, { max: limits.refLength, limit: "ACTIONQ_MAX_REF_LENGTH" }),
+    sourceRefs: (field: string, values: string[]) => textList(field, values, limits),
+    payload: (field: string, value: JsonObject | undefined) => payload(field, value, limits.payloadBytes),
+    pageSize: (field: string, value: number, fallback: number) => pageSize(field, value, fallback, limits.pageSize),
+    batch: <T>(field: string, items: T[]): T[] => {
+      if (items.length > limits.batch) throw invalidField(field, `has ${items.length} entries; at most ${limits.batch} are allowed per call (ACTIONQ_MAX_BATCH)`);
+      return items;
+    },
+  };
 }

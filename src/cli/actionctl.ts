@@ -5,7 +5,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { type CallOptions, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { DEFAULT_ADDRESS, clientTransport, hasCredential } from "../client-transport.js";
 import { Command, type CommanderError, InvalidArgumentError, Option } from "commander";
 import { type ActionStatus, ClaimSchema, EventSchema, type RiskLevel } from "../../gen/actionq/v1/action_pb.js";
 import {
@@ -34,21 +34,11 @@ import { historyLines } from "./history.js";
 import { exitQuietlyOnClosedPipe, messageJson, note, printDocument, printError, printLine, printText } from "./output.js";
 import * as parse from "./parse.js";
 
-const DEFAULT_ADDR = "127.0.0.1:50051";
-
 /** The only place actionctl reads the environment. */
-function serverAddress(): string {
-  const given = process.env.ACTIONQ_ADDR?.trim();
-  return given ? given : DEFAULT_ADDR;
-}
-
-/** `host:port` or a full `http://host:port` URL. */
-function baseUrl(address: string): string {
-  return /^https?:\/\//i.test(address) ? address : `http://${address}`;
-}
-
 function client() {
-  return createClient(ActionQueueService, createGrpcTransport({ baseUrl: baseUrl(serverAddress()) }));
+  const { ACTIONQ_ADDR, ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT, ACTIONQ_TLS_CLIENT_KEY } = process.env;
+  const address = ACTIONQ_ADDR?.trim() || DEFAULT_ADDRESS;
+  return createClient(ActionQueueService, clientTransport(address, { ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT, ACTIONQ_TLS_CLIENT_KEY }));
 }
 
 // A unary call that takes this long means the server is stuck; say so
@@ -70,9 +60,24 @@ function run<Args extends unknown[]>(body: (...args: Args) => Promise<number | v
   };
 }
 
+/** Options naming who acts (--actor, --approver, --worker, --created-by):
+ * the server takes them from the credential when there is one, so they are
+ * required only without ACTIONQ_TOKEN or a client certificate. */
+const IDENTITY_NOTE = "(required unless ACTIONQ_TOKEN or a client certificate names you)";
+
+function requireIdentity(_program: Command, command: Command): void {
+  if (hasCredential(process.env)) return;
+  for (const option of command.options) {
+    if (!option.description.endsWith(IDENTITY_NOTE)) continue;
+    const value = command.getOptionValue(option.attributeName()) as string | undefined;
+    if (!value) command.error(`error: required option '${option.flags}' not specified (or set ACTIONQ_TOKEN to act as its principal)`);
+  }
+}
+
 const program = new Command("actionctl")
   .description("Operate an actionq server: propose, approve, claim, finish and roll back actions, pause claiming, inspect the policy, and read the event log.")
   .showHelpAfterError("(run with --help for usage)")
+  .hook("preAction", requireIdentity)
   // Usage errors exit 2, as POSIX tools do; commander's own default is 1,
   // which actionctl keeps for errors from the server.
   .exitOverride((error: CommanderError) => process.exit(error.exitCode === 0 ? 0 : 2))
@@ -80,7 +85,14 @@ const program = new Command("actionctl")
     "after",
     `
 Environment:
-  ACTIONQ_ADDR   the server, as host:port or http://host:port (default ${DEFAULT_ADDR})
+  ACTIONQ_ADDR              the server, as host:port, http://host:port or
+                            https://host:port (TLS) (default ${DEFAULT_ADDRESS})
+  ACTIONQ_TOKEN             bearer token; the server then knows who you are,
+                            and --actor, --approver, --worker and --created-by
+                            may be left out
+  ACTIONQ_TLS_CA            PEM CA that signed the server's certificate
+  ACTIONQ_TLS_CLIENT_CERT   PEM client certificate and key, for mutual TLS
+  ACTIONQ_TLS_CLIENT_KEY
 
 Output:
   stdout  one proto JSON document (snake_case fields, enum names such as
@@ -122,7 +134,7 @@ program
   .command("add")
   .description("propose an action (EnqueueAction); the server's policy approves it at once or holds it in PENDING for approvals")
   .requiredOption("--type <type>", "action type, such as redeploy_service (required)")
-  .requiredOption("--created-by <who>", "who proposes it, such as human:alice or agent:triage (required)")
+  .option("--created-by <who>", "who proposes it, such as human:alice or agent:triage (required unless ACTIONQ_TOKEN or a client certificate names you)", "")
   .option("--project <project>", "project or tenant")
   .option("--target <ref>", "what the action acts on")
   .option("--source <ref>", "where the proposal came from (repeatable)", parse.collectText)
@@ -246,7 +258,7 @@ attempts and workers, the executor's progress, the result or the failure.`,
 program
   .command("claim")
   .description("claim the next claimable action (ClaimAction) and print it with its claim_token; exit 2 when there is none")
-  .requiredOption("--worker <name>", "the worker's name, kept as claimed_by (required)")
+  .option("--worker <name>", "the worker's name, kept as claimed_by (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .option("--type <type>", "only actions of this type (repeatable)", parse.collectText)
   .option("--project <project>", "only actions of this project (repeatable)", parse.collectText)
   .option("--lease <duration>", "how long the claim lasts, such as 300s or 5m (server default when unset)", parse.duration)
@@ -316,7 +328,7 @@ program
   .description("deny a PENDING action as approver, or, with --token, refuse a CLAIMED one as its validating worker (RejectAction)")
   .argument(...idArgument)
   .requiredOption("--reason <text>", "why, kept as failure_reason (required)")
-  .requiredOption("--actor <who>", "the approver or worker rejecting it (required)")
+  .option("--actor <who>", "the approver or worker rejecting it (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .option("--token <token>", "the claim token, for a CLAIMED action")
   .action(
     run(async (id: bigint, o: { reason: string; actor: string; token?: string }) => {
@@ -330,7 +342,7 @@ program
   .description("withdraw a PENDING, APPROVED or CLAIMED action (CancelAction)")
   .argument(...idArgument)
   .requiredOption("--reason <text>", "why, kept as failure_reason (required)")
-  .requiredOption("--actor <who>", "who cancels, such as human:carol (required)")
+  .option("--actor <who>", "who cancels, such as human:carol (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .action(
     run(async (id: bigint, o: { reason: string; actor: string }) => {
       const response = await client().cancelAction({ id, reason: o.reason, actor: o.actor }, UNARY);
@@ -342,7 +354,7 @@ program
   .command("approve")
   .description("approve a PENDING action (ApproveAction); workers can claim it once approvals_required distinct approvers approved")
   .argument(...idArgument)
-  .requiredOption("--approver <who>", "who approves, such as human:bob (required)")
+  .option("--approver <who>", "who approves, such as human:bob (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .option("--note <text>", "why, kept on the approval's event")
   .action(
     run(async (id: bigint, o: { approver: string; note?: string }) => {
@@ -366,7 +378,7 @@ program
   .command("rollback")
   .description("enqueue the reverse of a COMPLETED or FAILED action, from its rollback_ref and rollback_payload (RollbackAction)")
   .argument(...idArgument)
-  .requiredOption("--actor <who>", "who asks for it, the new action's producer (required)")
+  .option("--actor <who>", "who asks for it, the new action's producer (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .option("--reason <text>", "why, kept on the new action's action_enqueued event")
   .action(
     run(async (id: bigint, o: { actor: string; reason?: string }) => {
@@ -400,7 +412,7 @@ withScopeOptions(
     .command("pause")
     .description("stop claiming in one scope on every server, or stop the policy approving by itself (PauseClaims); pausing a paused scope returns the pause in force"),
 )
-  .requiredOption("--actor <who>", "who pauses, such as human:carol (required)")
+  .option("--actor <who>", "who pauses, such as human:carol (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .requiredOption("--reason <text>", "why, kept on the pause and its event (required)")
   .addHelpText(
     "after",
@@ -420,7 +432,7 @@ Examples:
   );
 
 withScopeOptions(program.command("resume").description("lift a pause made by `pause` (ResumeClaims); exit 1 with PAUSE_NOT_FOUND when that scope is not paused"))
-  .requiredOption("--actor <who>", "who resumes (required)")
+  .option("--actor <who>", "who resumes (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .option("--reason <text>", "why, kept on the coordinator_resumed event")
   .addHelpText("after", "\nGive exactly one of --all, --type, --project, --auto-approval, as given to `pause`.")
   .action(
@@ -456,7 +468,7 @@ policy
 policy
   .command("reload")
   .description("read the policy file again on the server that answers, as SIGHUP does (ReloadPolicy); an invalid file is refused and the policy in force stays")
-  .requiredOption("--actor <who>", "who reloads, the actor of the policy_reloaded event (required)")
+  .option("--actor <who>", "who reloads, the actor of the policy_reloaded event (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .action(
     run(async (o: { actor: string }) => {
       const response = await client().reloadPolicy({ actor: o.actor }, UNARY);
@@ -486,7 +498,7 @@ program
   .command("emit")
   .description("write a coordinator event, or a worker's progress note about the claim it holds, to the log (EmitEvent)")
   .addOption(new Option("--type <type>", "the event type (required)").choices(["coordinator_cycle", "coordinator_paused", "action_progress"]).makeOptionMandatory())
-  .requiredOption("--actor <who>", "who emits, such as dispatcher:main (required)")
+  .option("--actor <who>", "who emits, such as dispatcher:main (required unless ACTIONQ_TOKEN or a client certificate names you)")
   .option("--payload <json>", "details, a JSON object", parse.jsonObject)
   .option("--action <id>", "the action the event concerns (required for action_progress)", parse.id)
   .option("--token <token>", "for action_progress: the token of the action's current claim")

@@ -8,7 +8,8 @@ import { runExecutor } from "../executor/main.js";
 import type { RawOptions } from "../executor/options.js";
 import { createLogger } from "../log.js";
 import { PolicyError } from "../policy/policy.js";
-import { ActionqServer } from "../server.js";
+import { AuthFileError, newToken } from "../auth/principals.js";
+import { ActionqServer, StartRefused } from "../server.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
 import { migrate } from "../store/migrate.js";
 
@@ -30,16 +31,25 @@ program
   .command("serve")
   .description("serve gRPC, gRPC-Web and Connect on ACTIONQ_LISTEN")
   .option("--pretty", "human-readable logs instead of JSON lines")
+  .option("--insecure", "allow serving without ACTIONQ_AUTH_FILE on an address other than loopback (something in front must authenticate callers)")
   .addHelpText("after", `\n${describeSettings()}`)
-  .action(async (options: { pretty?: boolean }) => {
+  .action(async (options: { pretty?: boolean; insecure?: boolean }) => {
     const settings = config();
     const log = createLogger(settings.logLevel, { pretty: options.pretty });
     let server: ActionqServer;
     try {
-      server = await ActionqServer.start(settings, log);
+      server = await ActionqServer.start(settings, log, { insecure: options.insecure });
     } catch (error) {
       if (error instanceof PolicyError) {
         process.stderr.write(`actionq: ACTIONQ_POLICY ${error.message}\n`);
+        process.exit(2);
+      }
+      if (error instanceof AuthFileError) {
+        process.stderr.write(`actionq: ACTIONQ_AUTH_FILE ${error.message}\n`);
+        process.exit(2);
+      }
+      if (error instanceof StartRefused) {
+        process.stderr.write(`actionq: ${error.message}\n`);
         process.exit(2);
       }
       log.fatal({ err: error }, "could not start");
@@ -47,6 +57,7 @@ program
     }
     process.on("SIGHUP", () => {
       server.reloadPolicy("server:sighup").catch((error: unknown) => log.error({ err: (error as Error).message }, "policy reload on SIGHUP failed"));
+      server.reloadAuth().catch((error: unknown) => log.error({ err: (error as Error).message }, "ACTIONQ_AUTH_FILE reload on SIGHUP failed; the principals in force stay"));
     });
     let signals = 0;
     const stop = (signal: NodeJS.Signals) => {
@@ -66,6 +77,23 @@ program
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
+  });
+
+program
+  .command("token")
+  .description("print a new bearer token, and the line that names it in ACTIONQ_AUTH_FILE (only the hash is stored)")
+  .option("--name <principal>", "the principal the token is for, to print a complete entry")
+  .option("--role <role...>", "roles for the printed entry", ["viewer"])
+  .action((options: { name?: string; role: string[] }) => {
+    const { token, hash } = newToken();
+    process.stdout.write(`token: ${token}\n`);
+    if (options.name) {
+      process.stdout.write(
+        `\n# for ACTIONQ_AUTH_FILE:\nprincipals:\n  - name: ${JSON.stringify(options.name)}\n    roles: [${options.role.join(", ")}]\n    tokens: ["${hash}"]\n`,
+      );
+    } else {
+      process.stdout.write(`hash:  ${hash}\n`);
+    }
   });
 
 program

@@ -4,7 +4,7 @@
 // restart at any point neither loses the claim nor repeats what is done.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Action, Claim } from "../../gen/actionq/v1/action_pb.js";
-import { LIMITS } from "../api/validate.js";
+import { DEFAULT_LIMITS } from "../api/validate.js";
 import type { Logger } from "../log.js";
 import type { Handler } from "./handlers.js";
 import type { Journal, JournalEntry } from "./journal.js";
@@ -152,7 +152,7 @@ async function applyHandler(deps: ClaimDeps, action: Action, entry: JournalEntry
  * failure instead. */
 function checkResult(resultRef: unknown): HandlerOutcome {
   if (typeof resultRef !== "string") return { failed: "the handler returned no resultRef string" };
-  if (resultRef.length > LIMITS.refLength) return { failed: `the handler's resultRef is longer than ${LIMITS.refLength} characters` };
+  if (resultRef.length > DEFAULT_LIMITS.refLength) return { failed: `the handler's resultRef is longer than ${DEFAULT_LIMITS.refLength} characters` };
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(resultRef)) return { failed: "the handler's resultRef holds control characters" };
   return { resultRef };
@@ -163,7 +163,7 @@ function failureReason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // eslint-disable-next-line no-control-regex
   const text = message.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, " ").trim();
-  return (text || "the handler failed without a message").slice(0, LIMITS.textLength);
+  return (text || "the handler failed without a message").slice(0, DEFAULT_LIMITS.textLength);
 }
 
 /** Extends the lease every third of it while the claim runs. The server

@@ -7,7 +7,9 @@ import { type ClaimDeps, reclaimEntry, runClaim, takeStreamedClaim } from "./cla
 import { Backoff, type QueueClient, describeError, isFinal, pause } from "./rpc.js";
 
 export interface ExecutorSettings {
-  worker: string;
+  /** The worker name sent to the server; empty lets the server name the
+   * authenticated principal. */
+  identity: string;
   types: string[];
   maxInFlight: number;
   leaseSeconds: number;
@@ -94,7 +96,7 @@ export class Executor {
     try {
       const messages = this.client.streamClaims(
         {
-          worker: this.settings.worker,
+          worker: this.settings.identity,
           actionTypes: this.settings.types,
           maxInFlight: window,
           leaseDuration: { seconds: BigInt(this.settings.leaseSeconds) },

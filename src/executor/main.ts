@@ -1,5 +1,6 @@
 // `actionq executor`: wires the flags, the handlers, the journal and the
 // client together, and turns signals into a graceful stop.
+import { ClientSetupError } from "../client-transport.js";
 import { createLogger } from "../log.js";
 import { type ClaimDeps } from "./claim-run.js";
 import { Executor, ExecutorFatalError } from "./executor.js";
@@ -15,7 +16,8 @@ export async function runExecutor(raw: RawOptions): Promise<number> {
   let handlers: Map<string, Handler>;
   try {
     // The only place the executor reads the environment.
-    options = resolveOptions(raw, { ACTIONQ_ADDR: process.env.ACTIONQ_ADDR, XDG_STATE_HOME: process.env.XDG_STATE_HOME });
+    const { ACTIONQ_ADDR, ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT, ACTIONQ_TLS_CLIENT_KEY, XDG_STATE_HOME } = process.env;
+    options = resolveOptions(raw, { ACTIONQ_ADDR, ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT, ACTIONQ_TLS_CLIENT_KEY, XDG_STATE_HOME });
     handlers = await prepareHandlers(options);
   } catch (error) {
     if (!(error instanceof UsageError) && !(error instanceof HandlerLoadError)) throw error;
@@ -33,11 +35,18 @@ export async function runExecutor(raw: RawOptions): Promise<number> {
     return 1;
   }
 
-  const client = connect(options.server);
+  let client;
+  try {
+    client = connect(options.server, options.clientEnv);
+  } catch (error) {
+    if (!(error instanceof ClientSetupError)) throw error;
+    process.stderr.write(`actionq executor: ${error.message}\n`);
+    return 2;
+  }
   const deps: ClaimDeps = {
     client,
     journal,
-    worker: options.worker,
+    worker: options.identity,
     mode: options.live ? "live" : "simulate",
     leaseSeconds: options.leaseSeconds,
     handlerFor: (actionType) => handlers.get(actionType),

@@ -2,11 +2,19 @@
 // taken from the environment in one place.
 import { homedir, hostname } from "node:os";
 import path from "node:path";
+import { type ClientEnvironment, DEFAULT_ADDRESS, hasCredential } from "../client-transport.js";
 import { BUILTIN_TYPES } from "./mutations.js";
 
 export interface ExecutorOptions {
   server: string;
+  /** Names the journal and the logs. */
   worker: string;
+  /** The worker and actor sent to the server: empty when a credential
+   * names the caller and no --worker was given, so the server fills in
+   * the authenticated principal. */
+  identity: string;
+  /** Token and TLS files for the connection. */
+  clientEnv: ClientEnvironment;
   stateDir: string;
   live: boolean;
   /** action type -> handler module path */
@@ -39,8 +47,7 @@ export interface RawOptions {
 export class UsageError extends Error {}
 
 /** The defaults that depend on where the executor runs. */
-export interface Environment {
-  ACTIONQ_ADDR?: string;
+export interface Environment extends ClientEnvironment {
   XDG_STATE_HOME?: string;
 }
 
@@ -78,9 +85,12 @@ export function resolveOptions(raw: RawOptions, env: Environment): ExecutorOptio
   if (!LOG_LEVELS.includes(raw.logLevel)) throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(", ")}`);
   const worker = raw.worker?.trim() || `executor:${hostname()}`;
   if (/\s/.test(worker)) throw new UsageError("--worker: must not contain spaces");
+  const { XDG_STATE_HOME: _state, ...clientEnv } = env;
   return {
-    server: raw.server?.trim() || env.ACTIONQ_ADDR?.trim() || "127.0.0.1:50051",
+    server: raw.server?.trim() || env.ACTIONQ_ADDR?.trim() || DEFAULT_ADDRESS,
     worker,
+    identity: raw.worker?.trim() || !hasCredential(env) ? worker : "",
+    clientEnv,
     stateDir: path.resolve(raw.stateDir?.trim() || defaultStateDir(worker, env)),
     live,
     handlers,

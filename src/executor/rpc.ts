@@ -3,18 +3,18 @@
 // tries.
 import { setTimeout as sleep } from "node:timers/promises";
 import { type CallOptions, type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { type ClientEnvironment, clientTransport } from "../client-transport.js";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Logger } from "../log.js";
 
 export type QueueClient = Client<typeof ActionQueueService>;
 
-/** `host:port` or a full `http://host:port` URL. */
-export function connect(address: string): QueueClient {
-  const baseUrl = /^https?:\/\//i.test(address) ? address : `http://${address}`;
+/** `host:port` or a full `http://` or `https://` URL, with the token and
+ * TLS files the environment names. */
+export function connect(address: string, env: ClientEnvironment): QueueClient {
   // HTTP/2 pings notice a dead connection under a quiet claim stream, which
   // would otherwise wait forever for a message that cannot come.
-  return createClient(ActionQueueService, createGrpcTransport({ baseUrl, pingIntervalMs: 10_000, pingTimeoutMs: 10_000 }));
+  return createClient(ActionQueueService, clientTransport(address, env, { pingIntervalMs: 10_000 }));
 }
 
 /** One unary call that takes this long means the server is stuck; give up

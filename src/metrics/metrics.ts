@@ -29,6 +29,7 @@ export class Metrics {
   private readonly finished: Counter<"action_type" | "outcome">;
   private readonly enqueueToClaim: Histogram<"action_type">;
   private readonly claimToComplete: Histogram<"action_type">;
+  private readonly streamsCut: Counter<"method">;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -42,6 +43,12 @@ export class Metrics {
       registers,
     });
     this.enqueued = new Counter({ name: "actionq_actions_enqueued_total", help: "Actions created, by type and the status they landed in.", labelNames: ["action_type", "status"], registers });
+    this.streamsCut = new Counter({
+      name: "actionq_slow_consumer_streams_cut_total",
+      help: "Server streams reset because their client stopped reading (ACTIONQ_SLOW_CONSUMER_SECONDS), by method.",
+      labelNames: ["method"],
+      registers,
+    });
     this.claimed = new Counter({ name: "actionq_claims_total", help: "Claims handed to workers, by action type.", labelNames: ["action_type"], registers });
     this.finished = new Counter({
       name: "actionq_claims_finished_total",
@@ -136,6 +143,10 @@ export class Metrics {
   rpcDone(method: string, code: string, seconds: number): void {
     this.rpcs.inc({ method, code });
     this.rpcSeconds.observe({ method, code }, seconds);
+  }
+
+  onSlowConsumerCut(method: string): void {
+    this.streamsCut.inc({ method });
   }
 
   onEnqueued(row: ActionRow): void {

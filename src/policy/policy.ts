@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parseSettingsFile } from "../file-schema.js";
 import { z } from "zod";
 import { RISK_LEVELS, type RiskLevel } from "../store/rows.js";
 
@@ -138,32 +138,10 @@ function loaded(policy: Policy, source: string | null): LoadedPolicy {
 
 export const BUILTIN_POLICY: LoadedPolicy = loaded(normalize({}), null);
 
-/** `rules[0].effect` from a zod path. */
-function keyPath(parts: readonly PropertyKey[]): string {
-  let out = "";
-  for (const part of parts) out += typeof part === "number" ? `[${part}]` : out === "" ? String(part) : `.${String(part)}`;
-  return out === "" ? "(top level)" : out;
-}
-
 /** Parses and validates policy text; `source` names it in errors. */
 export function parsePolicy(text: string, source: string): LoadedPolicy {
-  let raw: unknown;
-  try {
-    raw = source.endsWith(".json") ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
-  } catch (error) {
-    throw new PolicyError(source, [`not valid ${source.endsWith(".json") ? "JSON" : "YAML"}: ${(error as Error).message.split("\n")[0]}`]);
-  }
-  const result = PolicyFileSchema.safeParse(raw ?? {});
-  if (!result.success) {
-    throw new PolicyError(
-      source,
-      result.error.issues.map((issue) =>
-        issue.code === "unrecognized_keys"
-          ? `${issue.keys.map((key) => keyPath([...issue.path, key])).join(", ")}: unknown key`
-          : `${keyPath(issue.path)}: ${issue.message}`,
-      ),
-    );
-  }
+  const result = parseSettingsFile(text, source, PolicyFileSchema);
+  if (!result.ok) throw new PolicyError(source, result.problems);
   return loaded(normalize(result.data), source);
 }
 

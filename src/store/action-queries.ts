@@ -429,3 +429,17 @@ export const ActionReleaseExpiredDeliveries = changeWithEvent({
     payload: "jsonb_build_object('worker', o.old_worker, 'reason', 'ack_timeout', 'ack_deadline', o.old_deadline, 'attempt', c.attempt)",
   },
 });
+
+/** What access checks look at: an action's project, type and producer,
+ * which never change once proposed, live or archived. */
+export const ActionScopes = `
+SELECT id::text, project, action_type, created_by FROM actions WHERE id = ANY($1::bigint[])
+UNION ALL
+SELECT id::text, project, action_type, created_by FROM actions_archive WHERE id = ANY($1::bigint[])`;
+
+/** Who holds each claim named by (id, token). A claim token is drawn anew
+ * for every claim, so the holder read here is the holder for as long as
+ * the token is current. */
+export const ClaimHolders = `
+SELECT a.id::text, a.claimed_by FROM actions a
+JOIN unnest($1::bigint[], $2::uuid[]) AS k(id, token) ON a.id = k.id AND a.claim_token = k.token`;

@@ -34,7 +34,9 @@ import {
   ActionReleaseUnacked,
   ActionRequeueExpiredLeases,
   ActionRetryMany,
+  ActionScopes,
   ActionSupersedeMany,
+  ClaimHolders,
   ProducerCountRecent,
   ProducerLockMany,
 } from "./action-queries.js";
@@ -103,6 +105,13 @@ export interface StoreLimits {
 /** Producers whose enqueues are rate limited. */
 export function isRateLimitedProducer(createdBy: string): boolean {
   return createdBy.startsWith("agent:") || createdBy.startsWith("script:");
+}
+
+/** What access checks need to know of an existing action. */
+export interface ActionScope {
+  project: string;
+  actionType: string;
+  createdBy: string;
 }
 
 export interface ClaimFilter {
@@ -385,6 +394,19 @@ export class ActionStore {
     if (!row) return undefined;
     const { events, ...action } = row;
     return { action, events: events.map((event) => ({ ...event, created_at: new Date(event.created_at) })) };
+  }
+
+  /** Project, action type and producer of each action that exists, by id. */
+  async scopes(ids: string[]): Promise<Map<string, ActionScope>> {
+    const { rows } = await this.pool.query<{ id: string; project: string; action_type: string; created_by: string }>(ActionScopes, [ids]);
+    return new Map(rows.map((row) => [row.id, { project: row.project, actionType: row.action_type, createdBy: row.created_by }]));
+  }
+
+  /** The worker holding each claim given by id and token, when the token is
+   * still that action's. */
+  async holders(claims: { id: string; token: string }[]): Promise<Map<string, string>> {
+    const { rows } = await this.pool.query<{ id: string; claimed_by: string | null }>(ClaimHolders, [claims.map((c) => c.id), claims.map((c) => c.token)]);
+    return new Map(rows.filter((row) => row.claimed_by !== null).map((row) => [row.id, row.claimed_by!]));
   }
 
   async getMany(ids: string[]): Promise<ActionRow[]> {

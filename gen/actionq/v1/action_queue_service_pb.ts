@@ -85,7 +85,9 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
   approvalRequired: boolean;
 
   /**
-   * Required. Who proposes the action, such as `human:alice` or
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who proposes the action, such as `human:alice` or
    * `agent:triage`. Producers named `agent:*` or `script:*` are rate
    * limited.
    *
@@ -456,7 +458,9 @@ export type ApproveActionRequest = Message<"actionq.v1.ApproveActionRequest"> & 
   id: bigint;
 
   /**
-   * Required. Who approves, such as `human:bob`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who approves, such as `human:bob`.
    *
    * @generated from field: string approver = 2;
    */
@@ -506,7 +510,9 @@ export type RejectActionRequest = Message<"actionq.v1.RejectActionRequest"> & {
   id: bigint;
 
   /**
-   * Required. The approver denying a PENDING action, or the validating
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. The approver denying a PENDING action, or the validating
    * worker refusing a CLAIMED one.
    *
    * @generated from field: string actor = 2;
@@ -564,7 +570,9 @@ export type CancelActionRequest = Message<"actionq.v1.CancelActionRequest"> & {
   id: bigint;
 
   /**
-   * Required. Who cancels, such as `human:carol`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who cancels, such as `human:carol`.
    *
    * @generated from field: string actor = 2;
    */
@@ -607,7 +615,9 @@ export const CancelActionResponseSchema: GenMessage<CancelActionResponse> = /*@_
  */
 export type ClaimActionRequest = Message<"actionq.v1.ClaimActionRequest"> & {
   /**
-   * Required. The worker's name, kept as `claimed_by`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. The worker's name, kept as `claimed_by`.
    *
    * @generated from field: string worker = 1;
    */
@@ -667,7 +677,9 @@ export const ClaimActionResponseSchema: GenMessage<ClaimActionResponse> = /*@__P
  */
 export type StreamClaimsRequest = Message<"actionq.v1.StreamClaimsRequest"> & {
   /**
-   * Required. The worker's name, kept as `claimed_by`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. The worker's name, kept as `claimed_by`.
    *
    * @generated from field: string worker = 1;
    */
@@ -1128,7 +1140,9 @@ export type RetryActionRequest = Message<"actionq.v1.RetryActionRequest"> & {
   id: bigint;
 
   /**
-   * Required. Who sends it back, such as `human:carol`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who sends it back, such as `human:carol`.
    *
    * @generated from field: string actor = 2;
    */
@@ -1178,7 +1192,8 @@ export const RetryActionResponseSchema: GenMessage<RetryActionResponse> = /*@__P
  */
 export type SweepClaimsRequest = Message<"actionq.v1.SweepClaimsRequest"> & {
   /**
-   * Recorded as the actor of the events; `server:sweeper` when empty.
+   * Recorded as the actor of the events: with authentication, empty or
+   * the principal's own name; without, `server:sweeper` when empty.
    *
    * @generated from field: string actor = 1;
    */
@@ -1374,7 +1389,9 @@ export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
   eventType: string;
 
   /**
-   * Required. Who emits, such as `dispatcher:main`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who emits, such as `dispatcher:main`.
    *
    * @generated from field: string actor = 2;
    */
@@ -1498,7 +1515,9 @@ export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
   scope?: PauseScope | undefined;
 
   /**
-   * Required. Who pauses, such as `human:carol`.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who pauses, such as `human:carol`.
    *
    * @generated from field: string actor = 2;
    */
@@ -1555,7 +1574,9 @@ export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
   scope?: PauseScope | undefined;
 
   /**
-   * Required. Who resumes.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who resumes.
    *
    * @generated from field: string actor = 2;
    */
@@ -1693,7 +1714,9 @@ export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> 
   id: bigint;
 
   /**
-   * Required. Who asks for the rollback; the producer of the new action.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who asks for the rollback; the producer of the new action.
    *
    * @generated from field: string actor = 2;
    */
@@ -1789,7 +1812,9 @@ export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE_
  */
 export type ReloadPolicyRequest = Message<"actionq.v1.ReloadPolicyRequest"> & {
   /**
-   * Required. Who reloads; the actor of the `policy_reloaded` event.
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. Who reloads; the actor of the `policy_reloaded` event.
    *
    * @generated from field: string actor = 1;
    */
@@ -1915,6 +1940,13 @@ export const PauseKindSchema: GenEnum<PauseKind> = /*@__PURE__*/
  * UPPER_SNAKE code (for example `ACTION_NOT_FOUND`, `INVALID_TRANSITION`,
  * `CLAIM_TOKEN_MISMATCH`) and whose metadata names the field or the current
  * status involved. A call that fails changes nothing.
+ *
+ * With authentication on (ACTIONQ_AUTH_FILE), every call but health needs
+ * a credential (`authorization: Bearer <token>` or a client certificate)
+ * and a role: producer, worker, approver, operator, viewer or admin.
+ * Identity fields (`created_by`, `worker`, `approver`, `actor`) are then
+ * the authenticated principal; one naming anybody else is refused with
+ * PERMISSION_DENIED `IDENTITY_MISMATCH`.
  *
  * @generated from service actionq.v1.ActionQueueService
  */
