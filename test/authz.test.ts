@@ -37,12 +37,15 @@ import { STATUS, type WireAction, type WireClaim } from "./helpers-wire.js";
 
 /** A second scoped principal, for the scope rules on their own. */
 const SOLO = principal("team:solo", ["producer", "worker", "approver", "viewer", "operator"], { projects: ["solo"], actionTypes: ["solo_a", "solo_b"] });
+/** Scoped on one axis each, for the pause rules. */
+const TYPES_ONLY = principal("team:solo-types", ["operator"], { actionTypes: ["solo_a"] });
+const PROJECTS_ONLY = principal("team:solo-projects", ["operator"], { projects: ["solo"] });
 const UNKNOWN_TOKEN = randomBytes(32).toString("base64url");
 
 let t: TestServer;
 
 beforeAll(async () => {
-  const file = await writeAuthFile([...Object.values(PRINCIPALS), SOLO]);
+  const file = await writeAuthFile([...Object.values(PRINCIPALS), SOLO, TYPES_ONLY, PROJECTS_ONLY]);
   t = await startTestServer({
     ACTIONQ_AUTH_FILE: file,
     ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600",
@@ -146,6 +149,7 @@ function makeKit(who: Who, global: boolean) {
   /** The cell's actions, with their ids and types as parameters $ids and $types. */
   const actionSet = (ids: string, types: string) => `SELECT id FROM actions WHERE id = ANY(${ids}::bigint[]) OR parent_id = ANY(${ids}::bigint[]) OR action_type = ANY(${types}::text[])`;
   const params = () => [[...ids], [...types]];
+  const pauseValues = () => pauses.map((p) => p.value).filter((v) => v !== "");
 
   const kit: CellKit = {
     caller,
@@ -182,8 +186,10 @@ function makeKit(who: Who, global: boolean) {
       const { rows } = await t.db.query<{ id: string; event_type: string; actor: string; action_id: string | null }>(
         global
           ? "SELECT id::text, event_type, actor, action_id::text FROM events WHERE id > $1 ORDER BY id"
-          : `SELECT id::text, event_type, actor, action_id::text FROM events WHERE id > $1 AND action_id IN (${actionSet("$2", "$3")}) ORDER BY id`,
-        global ? [startEventId] : [startEventId, ...params()],
+          : `SELECT id::text, event_type, actor, action_id::text FROM events
+             WHERE id > $1 AND (action_id IN (${actionSet("$2", "$3")}) OR (action_id IS NULL AND payload->'scope'->>'value' = ANY($4::text[])))
+             ORDER BY id`,
+        global ? [startEventId] : [startEventId, ...params(), pauseValues()],
       );
       return rows.map((r) => ({ id: r.id, actionId: r.action_id ?? "0", eventType: r.event_type, actor: r.actor }));
     },
@@ -203,8 +209,9 @@ function makeKit(who: Who, global: boolean) {
          SELECT (SELECT coalesce(md5(string_agg(a::text, '|' ORDER BY a.id)), '') FROM actions a WHERE a.id IN (SELECT id FROM mine)) AS actions,
                 (SELECT coalesce(md5(string_agg(e::text, '|' ORDER BY e.id)), '') FROM events e WHERE e.action_id IN (SELECT id FROM mine)) AS events,
                 (SELECT count(*) FROM events e WHERE e.action_id IN (SELECT id FROM mine)) AS event_count,
+                (SELECT count(*) FROM events e WHERE e.action_id IS NULL AND e.payload->'scope'->>'value' = ANY($3::text[])) AS pause_events,
                 (SELECT coalesce(string_agg(p::text, '|' ORDER BY kind, value), '') FROM pauses p WHERE p.value = ANY($3::text[])) AS pauses`,
-        [...params(), pauses.map((p) => p.value).filter((v) => v !== "")],
+        [...params(), pauseValues()],
       );
       return JSON.stringify(rows[0]);
     },
@@ -443,23 +450,34 @@ describe("scope (team:solo: projects [solo], action_types [solo_a, solo_b])", ()
     }
   });
 
-  it("PauseClaims: ACTION_TYPE and PROJECT in scope work; outside, ALL and AUTO_APPROVAL are OUT_OF_SCOPE", async () => {
+  it("PauseClaims: a principal scoped on both axes may not pause its type or its project (either would reach beyond its scope), nor ALL or AUTO_APPROVAL", async () => {
     for (const scope of [
       { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" },
       { kind: "PAUSE_KIND_PROJECT", value: "solo" },
-    ]) {
-      const { pause } = await solo().unary<{ pause: { pausedBy: string } }>("PauseClaims", { scope, reason: "scope test" });
-      expect(pause.pausedBy).toBe(SOLO.name);
-      await solo().unary("ResumeClaims", { scope, reason: "scope test" });
-    }
-    for (const scope of [
       { kind: "PAUSE_KIND_ACTION_TYPE", value: "other_type" },
       { kind: "PAUSE_KIND_PROJECT", value: "not-solo" },
       { kind: "PAUSE_KIND_ALL", value: "" },
       { kind: "PAUSE_KIND_AUTO_APPROVAL", value: "" },
     ]) {
       const outcome = await refusedUnchanged(() => solo().unary("PauseClaims", { scope, reason: "scope test" }));
-      expect(outcome, scope.kind).toMatchObject({ code: "PERMISSION_DENIED", reason: "OUT_OF_SCOPE" });
+      expect(outcome, `${scope.kind} ${scope.value}`).toMatchObject({ code: "PERMISSION_DENIED", reason: "OUT_OF_SCOPE" });
+    }
+  });
+
+  it("PauseClaims and ResumeClaims: a principal scoped by types only may pause its types, one scoped by projects only its projects", async () => {
+    const cases = [
+      { who: TYPES_ONLY, allowed: { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" }, refused: [{ kind: "PAUSE_KIND_ACTION_TYPE", value: "other_type" }, { kind: "PAUSE_KIND_PROJECT", value: "solo" }] },
+      { who: PROJECTS_ONLY, allowed: { kind: "PAUSE_KIND_PROJECT", value: "solo" }, refused: [{ kind: "PAUSE_KIND_PROJECT", value: "not-solo" }, { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" }] },
+    ];
+    for (const { who, allowed, refused } of cases) {
+      const { pause } = await as(who).unary<{ pause: { pausedBy: string } }>("PauseClaims", { scope: allowed, reason: "scope test" });
+      expect(pause.pausedBy).toBe(who.name);
+      const { pause: lifted } = await as(who).unary<{ pause: { pausedBy: string } }>("ResumeClaims", { scope: allowed, reason: "scope test" });
+      expect(lifted.pausedBy).toBe(who.name);
+      for (const scope of [...refused, { kind: "PAUSE_KIND_ALL", value: "" }, { kind: "PAUSE_KIND_AUTO_APPROVAL", value: "" }]) {
+        const outcome = await refusedUnchanged(() => as(who).unary("PauseClaims", { scope, reason: "scope test" }));
+        expect(outcome, `${who.name} ${scope.kind} ${scope.value}`).toMatchObject({ code: "PERMISSION_DENIED", reason: "OUT_OF_SCOPE" });
+      }
     }
   });
 });
