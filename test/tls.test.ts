@@ -99,6 +99,33 @@ async function refused(call: () => Promise<unknown>): Promise<Outcome> {
   return outcome;
 }
 
+/** A Connect unary call with a JSON body over HTTP/1.1 and TLS (node:https). */
+function h1Post(method: string, body: unknown, options: { headers?: Record<string, string>; cert?: Issued } = {}): Promise<{ status: number; httpVersion: string; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: `/actionq.v1.ActionQueueService/${method}`,
+        ca: tls.ca.cert,
+        ...(options.cert ? { cert: options.cert.cert, key: options.cert.key } : {}),
+        agent: false,
+        headers: { "content-type": "application/json", "connect-protocol-version": "1", ...options.headers },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+        res.on("end", () => resolve({ status: res.statusCode!, httpVersion: res.httpVersion, json: JSON.parse(text) as Record<string, unknown> }));
+        res.on("error", reject);
+      },
+    );
+    req.setTimeout(20_000, () => req.destroy(new Error("no answer within 20 s")));
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 describe("grpc-js over TLS", () => {
   it("a bearer token works over TLS, to 127.0.0.1 (SAN IP) and to localhost (SAN DNS)", async () => {
     for (const host of ["127.0.0.1", "localhost"]) {
@@ -143,16 +170,26 @@ describe("mutual TLS", () => {
     expect(await actorsOf(action.id)).toEqual([certUser.name, certUser.name, certUser.name]);
   });
 
-  // The spec says UNAUTHENTICATED; a server that refuses the certificate
-  // during the handshake gives UNAVAILABLE instead. Each case pins what the
-  // server does.
+  // The server takes the handshake (it asks for a certificate but does not
+  // require one) and refuses the call: UNAUTHENTICATED, not a handshake failure.
   it.each([
     ["signed by another CA", () => otherCaCert],
     ["expired", () => expiredCert],
     ["valid, but its subject maps to no principal", () => strangerCert],
-  ])("a client certificate %s is refused", async (_name, cert) => {
+  ])("a client certificate %s is UNAUTHENTICATED", async (_name, cert) => {
     const outcome = await refused(() => enqueueOver(grpcTls({ cert: cert() })));
-    expect(outcome).toMatchObject({ code: "UNAUTHENTICATED" });
+    expect(outcome).toMatchObject({ code: "UNAUTHENTICATED", reason: "UNAUTHENTICATED" });
+  });
+
+  // "A presented certificate that does not verify, or whose subject maps to
+  // no principal, is UNAUTHENTICATED", even next to a good token.
+  it.each([
+    ["signed by another CA", () => otherCaCert],
+    ["expired", () => expiredCert],
+    ["valid, but its subject maps to no principal", () => strangerCert],
+  ])("a client certificate %s is UNAUTHENTICATED even with a valid bearer token", async (_name, cert) => {
+    const outcome = await refused(() => enqueueOver(grpcTls({ cert: cert() }), withToken(tokenUser.tokens[0]!)));
+    expect(outcome).toMatchObject({ code: "UNAUTHENTICATED", reason: "UNAUTHENTICATED" });
   });
 });
 
@@ -184,39 +221,38 @@ describe("the Connect client over TLS", () => {
 });
 
 describe("Connect JSON over HTTP/1.1 with TLS", () => {
-  function post(method: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; httpVersion: string; json: Record<string, unknown> }> {
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        {
-          host: "127.0.0.1",
-          port,
-          method: "POST",
-          path: `/actionq.v1.ActionQueueService/${method}`,
-          ca: tls.ca.cert,
-          agent: false,
-          headers: { "content-type": "application/json", "connect-protocol-version": "1", ...headers },
-        },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
-          res.on("end", () => resolve({ status: res.statusCode!, httpVersion: res.httpVersion, json: JSON.parse(text) as Record<string, unknown> }));
-          res.on("error", reject);
-        },
-      );
-      req.setTimeout(20_000, () => req.destroy(new Error("no answer within 20 s")));
-      req.on("error", reject);
-      req.end(JSON.stringify(body));
-    });
-  }
-
   it("works with a token; without one it is 401 unauthenticated", async () => {
-    const ok = await post("EnqueueAction", { actionType: uniqueType("h1_tls") }, { authorization: `Bearer ${tokenUser.tokens[0]!}` });
+    const ok = await h1Post("EnqueueAction", { actionType: uniqueType("h1_tls") }, { headers: { authorization: `Bearer ${tokenUser.tokens[0]!}` } });
     expect(ok.httpVersion).toBe("1.1");
     expect(ok.status).toBe(200);
     expect((ok.json.action as { createdBy: string }).createdBy).toBe(tokenUser.name);
-    const denied = await post("GetQueueStats", {}, {});
+    const denied = await h1Post("GetQueueStats", {});
     expect(denied.status).toBe(401);
     expect(denied.json.code).toBe("unauthenticated");
+  });
+
+  it("works with a mapped client certificate", async () => {
+    const ok = await h1Post("EnqueueAction", { actionType: uniqueType("h1_mtls") }, { cert: certA });
+    expect(ok.status, JSON.stringify(ok.json)).toBe(200);
+    expect((ok.json.action as { createdBy: string }).createdBy).toBe(certUser.name);
+  });
+
+  // The handshake succeeds (the server asks for a certificate but does not
+  // require one); the call is then refused, with or without a good token.
+  it.each([
+    ["signed by another CA", () => otherCaCert, false],
+    ["expired", () => expiredCert, false],
+    ["whose subject maps to no principal", () => strangerCert, false],
+    ["signed by another CA, next to a valid token", () => otherCaCert, true],
+    ["expired, next to a valid token", () => expiredCert, true],
+    ["whose subject maps to no principal, next to a valid token", () => strangerCert, true],
+  ])("a client certificate %s is 401 unauthenticated", async (_name, cert, withValidToken) => {
+    const before = await snapshot(t.db);
+    const headers: Record<string, string> = withValidToken ? { authorization: `Bearer ${tokenUser.tokens[0]!}` } : {};
+    const denied = await h1Post("EnqueueAction", { actionType: uniqueType("h1_bad_cert") }, { cert: cert(), headers });
+    expect(denied.status, JSON.stringify(denied.json)).toBe(401);
+    expect(denied.json.code).toBe("unauthenticated");
+    expect(await snapshot(t.db)).toBe(before);
   });
 });
 
