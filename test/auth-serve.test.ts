@@ -120,7 +120,7 @@ describe("secure by default", () => {
   it("with --insecure it serves without credentials and logs a warning", { timeout: 90_000 }, async () => {
     const port = await freePort();
     const proc = await serve(["--insecure"], serveEnv(`0.0.0.0:${port}`));
-    const warnings = proc.logs().filter((line) => typeof line.level === "number" && line.level >= 40);
+    const warnings = proc.logs().filter((line) => typeof line.level === "number" && line.level >= 40 && /insecure/i.test(String(line.msg)));
     expect(warnings.length, proc.output()).toBeGreaterThan(0);
     expect(await stats(clientOn(port))).toMatchObject({ code: "OK" });
     expect(await proc.stop()).toEqual({ code: 0, signal: null });
