@@ -8,6 +8,7 @@
 // own: self-approval, quorums of principals, claim holders, scopes that
 // narrow filters, reflection and health.
 import { randomBytes } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
@@ -296,10 +297,10 @@ describe("the authorization matrix", () => {
     expect(problems).toEqual([]);
   });
 
-  afterAll(() => {
-    if (process.env.ACTIONQ_AUTHZ_REPORT) {
-      console.info(`authorization matrix: ${cellsChecked.length} cells checked`);
-    }
+  // ACTIONQ_AUTHZ_REPORT=file.json writes every cell, expected and got, for a reviewer.
+  afterAll(async () => {
+    const report = process.env.ACTIONQ_AUTHZ_REPORT;
+    if (report) await writeFile(report, JSON.stringify({ cells: cellsChecked.length, checked: cellsChecked }, null, 1));
   });
 });
 
