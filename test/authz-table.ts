@@ -373,10 +373,11 @@ function pauseVariants(method: "PauseClaims" | "ResumeClaims"): Variant[] {
       };
     },
   });
-  // The scoped principal is scoped by project and by type: a pause of one of
-  // its types would stop that type in every project, and one of its project
-  // every type, so the server refuses both (OUT_OF_SCOPE). Principals scoped
-  // on one axis only are in authz.test.ts.
+  // The scoped principal is limited by projects and by action_types: the spec
+  // allows ACTION_TYPE only to a principal limited by action_types alone, and
+  // PROJECT only to one limited by projects alone (a pause of a type reaches
+  // every project, and of a project every type), so it may pause neither.
+  // Principals scoped on one axis are in authz.test.ts.
   return [
     variant("ACTION_TYPE of a type in scope, actor left empty", scopedRefused, (kit) => kit.pauseScope("ACTION_TYPE", kit.home.newType()), "empty"),
     variant("actor names someone else", identity("actor"), (kit) => kit.pauseScope("ACTION_TYPE", kit.home.newType()), "other"),
