@@ -100,8 +100,8 @@ const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
 export class GrpcClient {
   readonly raw: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-  constructor(address: string) {
-    this.raw = new loaded.actionq.v1.ActionQueueService(address, grpc.credentials.createInsecure()) as GrpcClient["raw"];
+  constructor(address: string, credentials = grpc.credentials.createInsecure()) {
+    this.raw = new loaded.actionq.v1.ActionQueueService(address, credentials) as GrpcClient["raw"];
   }
 
   /** Calls a unary method, e.g. unary("EnqueueAction", {...}). */
