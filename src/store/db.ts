@@ -1,6 +1,7 @@
 // Connections to PostgreSQL. Every connection starts with search_path set to
 // the actionq schema, so the SQL elsewhere uses unqualified table names and
 // the schema is the only identifier ever put into SQL text.
+import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
 import { SCHEMA_PATTERN } from "../config.js";
@@ -38,6 +39,28 @@ export function clientConfig(url: string, schema: string, applicationName: strin
   };
 }
 
+/** Distinct statements one connection keeps prepared; past this, a
+ * statement runs unnamed (parsed and planned each time), as before. */
+const PREPARED_PER_CONNECTION = 256;
+
+/** Runs every statement that has parameters as a named (prepared)
+ * statement: PostgreSQL parses and plans actionq's long statements once per
+ * connection instead of on every call. Statement texts are constants of the
+ * store, so the names stay few. */
+function prepareStatements(client: pg.PoolClient): void {
+  const names = new Map<string, string>();
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (text: unknown, values?: unknown, callback?: unknown) => {
+    if (typeof text !== "string" || !Array.isArray(values)) return query(text, values, callback);
+    let name = names.get(text);
+    if (name === undefined && names.size < PREPARED_PER_CONNECTION) {
+      name = `aq_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+      names.set(text, name);
+    }
+    return name === undefined ? query(text, values, callback) : query({ name, text, values }, callback);
+  };
+}
+
 export function createPool(url: string, schema: string, size: number, log?: Logger): pg.Pool {
   const pool = new pg.Pool({
     ...clientConfig(url, schema, "actionq"),
@@ -45,6 +68,7 @@ export function createPool(url: string, schema: string, size: number, log?: Logg
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
   });
+  pool.on("connect", prepareStatements);
   // An idle client that loses its connection emits 'error' on the pool; the
   // pool drops it and makes a new one on demand. Without a listener Node
   // would crash the process.
