@@ -68,9 +68,13 @@ export class Listener {
       this.handlers.onClaimable(payload.slice(2));
     } else if (payload === "r") {
       this.handlers.onResumed();
-    } else if (payload.startsWith("f:")) {
-      const [session, actionId, attempt] = payload.slice(2).split(":");
-      if (session && actionId && attempt) this.handlers.onClaimEnded(session, actionId, Number(attempt));
+    } else if (payload.startsWith("c:") || payload.startsWith("f:")) {
+      // c: a statement's ended claims, comma-separated; f: one (sent by
+      // servers before migration 005).
+      for (const claim of payload.slice(2).split(",")) {
+        const [session, actionId, attempt] = claim.split(":");
+        if (session && actionId && attempt) this.handlers.onClaimEnded(session, actionId, Number(attempt));
+      }
     }
   }
 

@@ -121,6 +121,7 @@ SELECT pg_advisory_xact_lock(1633907827, hashtext(p)) FROM unnest($1::text[]) AS
 export const ProducerCountRecent = `
 SELECT created_by, count(*)::int AS n FROM actions
 WHERE created_by = ANY($1::text[]) AND created_at > now() - interval '1 hour'
+  AND (created_by LIKE 'agent:%' OR created_by LIKE 'script:%')
 GROUP BY created_by`;
 
 export const ActionGetWithEvents = `
