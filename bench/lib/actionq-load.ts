@@ -1,7 +1,7 @@
-// Load on an actionq server: streaming workers that acknowledge and
-// complete every claim, producers that enqueue one action per awaited call,
-// and a bulk enqueue made of many concurrent EnqueueAction calls (the API
-// has no batch enqueue).
+// Load on an actionq server: streaming workers that complete every claim
+// (batched: the claims that arrived together finish in one CompleteActions
+// call, which also acknowledges them), producers that enqueue one action per
+// awaited call, and a bulk enqueue in EnqueueActions batches.
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ConnectError } from "@connectrpc/connect";
@@ -18,9 +18,11 @@ export interface WorkerOptions {
   name: string;
   maxInFlight: number;
   actionTypes?: string[];
-  /** AckClaim before CompleteAction (default). Without it the completion
-   * acknowledges, one RPC fewer per action. */
-  ack?: boolean;
+  /** How claims are finished: "batch" (default) completes the claims in
+   * hand together with CompleteActions, which acknowledges them too;
+   * "each" sends AckClaim then CompleteAction per claim, as a worker with a
+   * long handler would. */
+  finish?: "batch" | "each";
   /** Called when a claim arrives, before anything is sent back. */
   onClaim?: (claim: Claim, receivedAt: number) => void;
 }
@@ -67,13 +69,15 @@ export class Counter {
   }
 }
 
-/** A worker holding one StreamClaims stream on its own connection: acks
- * each claim, then completes it, as a real worker with a no-op handler
- * would. Reconnects if the stream ends while it should run. */
+/** A worker holding one StreamClaims stream on its own connection,
+ * completing each claim as a worker with a no-op handler would.
+ * Reconnects if the stream ends while it should run. */
 export class StreamWorker {
   private readonly stop = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
   private loop: Promise<void> | undefined;
+  private pending: Claim[] = [];
+  private flushing = false;
   readonly client: ActionqClient;
 
   constructor(
@@ -100,9 +104,8 @@ export class StreamWorker {
           if (message.kind.case !== "claim") continue;
           const claim = message.kind.value;
           this.options.onClaim?.(claim, performance.now());
-          const job = this.handle(claim);
-          this.inFlight.add(job);
-          void job.finally(() => this.inFlight.delete(job));
+          if (this.options.finish === "each") this.track(this.handle(claim));
+          else this.queue(claim);
         }
       } catch (error) {
         if (this.stop.signal.aborted) return;
@@ -112,10 +115,43 @@ export class StreamWorker {
     }
   }
 
+  private track(job: Promise<void>): void {
+    this.inFlight.add(job);
+    void job.finally(() => this.inFlight.delete(job));
+  }
+
+  /** Claims that arrive while a batch is on its way wait for the next one;
+   * the first claim after a quiet spell goes out on the next tick. */
+  private queue(claim: Claim): void {
+    this.pending.push(claim);
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => this.track(this.flush()));
+    }
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, 500);
+      try {
+        const { results } = await this.client.completeActions({
+          requests: batch.map((claim) => ({ id: claim.action!.id, claimToken: claim.claimToken, resultRef: `bench://${claim.action!.id}` })),
+        });
+        for (const result of results) {
+          if (result.result.case === "action") this.completed.add();
+          else this.completed.fail(new Error(result.result.value?.message ?? "no result"));
+        }
+      } catch (error) {
+        for (let i = 0; i < batch.length; i++) this.completed.fail(error);
+      }
+    }
+    this.flushing = false;
+  }
+
   private async handle(claim: Claim): Promise<void> {
     const id = claim.action!.id;
     try {
-      if (this.options.ack !== false) await this.client.ackClaim({ id, claimToken: claim.claimToken });
+      await this.client.ackClaim({ id, claimToken: claim.claimToken });
       await this.client.completeAction({ id, claimToken: claim.claimToken, resultRef: `bench://${id}` });
       this.completed.add();
     } catch (error) {
@@ -168,20 +204,24 @@ export class Producers {
   }
 }
 
-/** Enqueues `total` actions with `concurrency` calls in flight over
- * `connections` connections; returns the elapsed ms. */
-export async function bulkEnqueue(address: string, total: number, concurrency = 64, connections = 4): Promise<number> {
-  const clients = Array.from({ length: connections }, () => connect(address));
+/** Enqueues `total` actions in EnqueueActions batches of `batch`, with
+ * `concurrency` calls in flight over as many connections; returns the
+ * elapsed ms. */
+export async function bulkEnqueue(address: string, total: number, concurrency = 4, batch = 500): Promise<number> {
+  const clients = Array.from({ length: concurrency }, () => connect(address));
   const started = performance.now();
   let next = 0;
   await Promise.all(
-    Array.from({ length: concurrency }, async (_, lane) => {
-      const client = clients[lane % connections]!;
+    clients.map(async (client) => {
       while (next < total) {
-        const n = next++;
+        const first = next;
+        next = Math.min(total, next + batch);
+        const requests = Array.from({ length: next - first }, (_, i) => enqueueRequest(first + i));
         for (let attempt = 1; ; attempt++) {
           try {
-            await client.enqueueAction(enqueueRequest(n));
+            const { results } = await client.enqueueActions({ requests });
+            const refused = results.find((r) => r.result.case !== "ok");
+            if (refused) throw new Error(`bulk enqueue refused an item: ${JSON.stringify(refused.result.value)}`);
             break;
           } catch (error) {
             if (attempt >= 5) throw error;

@@ -19,12 +19,12 @@ const SYSTEM = "actionq";
 /** Workers in the drain, steady, backlog and tail scenarios, and how many
  * claims each may hold at once. */
 const WORKERS = 4;
-const WORKER_IN_FLIGHT = 16;
+const WORKER_IN_FLIGHT = 64;
 const PRODUCERS = 4;
 const WARMUP_MS = 2000;
-/** BENCH_ACTIONQ_SKIP_ACK=1: workers complete without AckClaim (an experiment;
- * CompleteAction acknowledges too). */
-const ACK = process.env.BENCH_ACTIONQ_SKIP_ACK !== "1";
+/** BENCH_ACTIONQ_FINISH=each: AckClaim then CompleteAction per claim,
+ * instead of the claims in hand completed together by CompleteActions. */
+const FINISH = process.env.BENCH_ACTIONQ_FINISH === "each" ? "each" : "batch";
 
 interface Context {
   args: RunnerArgs;
@@ -34,7 +34,7 @@ interface Context {
 }
 
 function workers(ctx: Context, count: number, completed: Counter, prefix = "bench"): StreamWorker[] {
-  return Array.from({ length: count }, (_, i) => new StreamWorker(ctx.server.address, { name: `worker:${prefix}-${i}`, maxInFlight: WORKER_IN_FLIGHT, ack: ACK }, completed).start());
+  return Array.from({ length: count }, (_, i) => new StreamWorker(ctx.server.address, { name: `worker:${prefix}-${i}`, maxInFlight: WORKER_IN_FLIGHT, finish: FINISH }, completed).start());
 }
 
 async function closeAll(items: { close(): Promise<void> }[]): Promise<void> {
@@ -86,7 +86,9 @@ async function drain(ctx: Context): Promise<Metrics> {
   await completed.reach(size, 600_000);
   const window = await meter.stop();
   await closeAll(crew);
-  ctx.notes.push(`bulk enqueue: ${size} concurrent EnqueueAction calls (no batch RPC); ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT}, ${ACK ? "AckClaim + CompleteAction" : "CompleteAction only (BENCH_ACTIONQ_SKIP_ACK)"} per claim`);
+  ctx.notes.push(
+    `bulk enqueue: EnqueueActions batches of 500; ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT}, ${FINISH === "batch" ? "claims in hand completed together by CompleteActions" : "AckClaim + CompleteAction per claim (BENCH_ACTIONQ_FINISH=each)"}`,
+  );
   return {
     rate: size / (window.wallMs / 1000),
     enqueue_rate: size / (enqueueMs / 1000),
