@@ -3,6 +3,17 @@
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 
+/** A settings file that cannot be used: where, and every problem found. */
+export class SettingsFileError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`${source}: ${problems.join("; ")}`);
+    this.name = new.target.name;
+  }
+}
+
 /** `rules[0].effect` from a zod path. */
 export function keyPath(parts: readonly PropertyKey[]): string {
   let out = "";

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { NAME_PATTERN, PRINCIPAL_LENGTH } from "../api/validate.js";
-import { parseSettingsFile } from "../file-schema.js";
+import { SettingsFileError, parseSettingsFile } from "../file-schema.js";
 
 export const ROLES = ["producer", "worker", "approver", "operator", "viewer", "admin"] as const;
 export type Role = (typeof ROLES)[number];
@@ -37,15 +37,7 @@ export interface Principal {
   scope: { projects: ReadonlySet<string> | null; actionTypes: ReadonlySet<string> | null } | null;
 }
 
-export class AuthFileError extends Error {
-  constructor(
-    readonly source: string,
-    readonly problems: string[],
-  ) {
-    super(`${source}: ${problems.join("; ")}`);
-    this.name = "AuthFileError";
-  }
-}
+export class AuthFileError extends SettingsFileError {}
 
 /** A certificate subject as a canonical string: its attributes sorted, so
  * that "CN=a, O=ops" and "O=ops,CN=a" name the same subject. Values keep

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { parseSettingsFile } from "../file-schema.js";
+import { SettingsFileError, parseSettingsFile } from "../file-schema.js";
 import { z } from "zod";
 import { RISK_LEVELS, type RiskLevel } from "../store/rows.js";
 
@@ -94,15 +94,7 @@ export interface LoadedPolicy {
   source: string | null;
 }
 
-export class PolicyError extends Error {
-  constructor(
-    readonly source: string,
-    readonly problems: string[],
-  ) {
-    super(`${source}: ${problems.join("; ")}`);
-    this.name = "PolicyError";
-  }
-}
+export class PolicyError extends SettingsFileError {}
 
 function normalize(file: z.output<typeof PolicyFileSchema>): Policy {
   return {
