@@ -152,6 +152,17 @@ export class ActionqServer {
     },
   ) {}
 
+  /** Reads the TLS certificate, key and client CA again (SIGHUP): new
+   * connections use them, open ones keep theirs. Unreadable files throw
+   * StartRefused and the files in force stay. */
+  async reloadTls(): Promise<boolean> {
+    const files = await readTls(this.config);
+    if (!files) return false;
+    this.http.setSecureContext({ cert: files.cert, key: files.key, ca: files.ca });
+    this.log.info("TLS certificate reloaded");
+    return true;
+  }
+
   /** Reads ACTIONQ_AUTH_FILE again (SIGHUP). An invalid file throws
    * AuthFileError and the principals in force stay. */
   async reloadAuth(): Promise<{ principals: number } | undefined> {

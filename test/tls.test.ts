@@ -295,3 +295,18 @@ describe("actionctl over TLS", () => {
     expect(anonymous.stderr).toMatch(/unauthenticated/i);
   });
 });
+
+// Last: it replaces the server's certificate for the rest of the file.
+describe("certificate rotation", () => {
+  it("rereading the files (SIGHUP) puts a new server certificate in force for new connections", async () => {
+    const before = await enqueueOver(grpcTls(), withToken(tokenUser.tokens[0]!));
+    expect(before.createdBy).toBe(tokenUser.name);
+    // Same paths, new certificate from another CA, as a renewal would leave them.
+    await tls.otherCa.issueServer("server", ["localhost"], ["127.0.0.1"]);
+    expect(await t.server.reloadTls()).toBe(true);
+    const after = await enqueueOver(grpcTls({ ca: tls.otherCa.cert }), withToken(tokenUser.tokens[0]!));
+    expect(after.createdBy).toBe(tokenUser.name);
+    const stale = await refused(() => enqueueOver(grpcTls(), withToken(tokenUser.tokens[0]!)));
+    expect(stale.code).toBe("UNAVAILABLE");
+  });
+});

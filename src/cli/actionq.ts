@@ -58,6 +58,7 @@ program
     process.on("SIGHUP", () => {
       server.reloadPolicy("server:sighup").catch((error: unknown) => log.error({ err: (error as Error).message }, "policy reload on SIGHUP failed"));
       server.reloadAuth().catch((error: unknown) => log.error({ err: (error as Error).message }, "ACTIONQ_AUTH_FILE reload on SIGHUP failed; the principals in force stay"));
+      server.reloadTls().catch((error: unknown) => log.error({ err: (error as Error).message }, "TLS reload on SIGHUP failed; the certificate in force stays"));
     });
     let signals = 0;
     const stop = (signal: NodeJS.Signals) => {
