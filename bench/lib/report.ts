@@ -165,11 +165,14 @@ export function primaryTable(records: RunRecord[], figures: Figure[], systems: s
       const skippedFor = (system: string) => records.find((r) => r.system === system && r.scenario === scenario && r.skipped)?.skipped;
       const label = `${metric}${unit ? ` (${unit}${higherIsBetter ? ", higher better" : ", lower better"})` : ""}`;
       const peer = ratio.bestPeer && ratio.compared ? `${ratioCell(ratio.vsBestPeer)} (${ratio.bestPeer.system})` : "–";
-      rows.push(
-        `| ${scenario} | ${label} | ${systems.map((system) => cell(figureOf(figures, scenario, system, metric), skippedFor(system))).join(" | ")} | ${peer} | ${LIMITS.filter((s) => systems.includes(s))
-          .map((s) => ratioCell(ratio.vsRaw[s] ?? null))
-          .join(" | ")} |`,
-      );
+      const cells = [
+        scenario,
+        label,
+        ...systems.map((system) => cell(figureOf(figures, scenario, system, metric), skippedFor(system))),
+        peer,
+        ...LIMITS.filter((s) => systems.includes(s)).map((s) => ratioCell(ratio.vsRaw[s] ?? null)),
+      ];
+      rows.push(`| ${cells.join(" | ")} |`);
     }
   }
   return rows.join("\n");
