@@ -41,6 +41,8 @@ const SIZES: Record<"full" | "quick", Record<Scenario, ScenarioSize>> = {
     streams: { size: 1000, durationMs: 10_000, timeoutMs: 10 * 60_000 },
     backlog: { size: 1_000_000, durationMs: 10_000, timeoutMs: 60 * 60_000 },
     tail: { size: 100, durationMs: 10_000, timeoutMs: 5 * 60_000 },
+    // size: actionq's backlog, and the least raw SQL preloads (it sizes its own from its rate).
+    sustained: { size: 1_500_000, durationMs: 300_000, timeoutMs: 25 * 60_000 },
   },
   quick: {
     drain: { size: 2000, timeoutMs: 90_000 },
@@ -49,6 +51,7 @@ const SIZES: Record<"full" | "quick", Record<Scenario, ScenarioSize>> = {
     streams: { size: 200, durationMs: 2000, timeoutMs: 90_000 },
     backlog: { size: 20_000, durationMs: 2000, timeoutMs: 120_000 },
     tail: { size: 100, durationMs: 2000, timeoutMs: 90_000 },
+    sustained: { size: 200_000, durationMs: 20_000, timeoutMs: 180_000 },
   },
 };
 
@@ -161,7 +164,7 @@ function runChild(command: string[], args: string[], timeoutMs: number, prefix: 
   });
 }
 
-function parseResult(outcome: ChildOutcome): { metrics?: Record<string, number | null>; notes?: string; skipped?: string; error?: string } {
+function parseResult(outcome: ChildOutcome): Pick<RunRecord, "metrics" | "series" | "notes" | "skipped" | "error"> {
   const line = outcome.stdout
     .trim()
     .split("\n")
@@ -169,12 +172,14 @@ function parseResult(outcome: ChildOutcome): { metrics?: Record<string, number |
     .find((l) => l.trim().startsWith("{"));
   if (line) {
     try {
-      const parsed = JSON.parse(line) as { metrics?: Record<string, unknown>; notes?: string; skipped?: string };
+      const parsed = JSON.parse(line) as { metrics?: Record<string, unknown>; series?: Record<string, unknown>; notes?: string; skipped?: string };
       if (parsed.skipped) return { skipped: parsed.skipped };
       if (parsed.metrics) {
         const metrics: Record<string, number | null> = {};
         for (const [k, v] of Object.entries(parsed.metrics)) metrics[k] = typeof v === "number" && Number.isFinite(v) ? v : null;
-        return { metrics, notes: parsed.notes };
+        const series: Record<string, number[]> = {};
+        for (const [k, v] of Object.entries(parsed.series ?? {})) if (Array.isArray(v) && v.every((x) => typeof x === "number")) series[k] = v as number[];
+        return { metrics, ...(Object.keys(series).length > 0 && { series }), notes: parsed.notes };
       }
     } catch {
       // fall through to the error below
@@ -186,7 +191,7 @@ function parseResult(outcome: ChildOutcome): { metrics?: Record<string, number |
 
 async function machine(db: pg.Client, peerNode: string | null) {
   const { rows: version } = await db.query<{ version: string }>("SELECT version()");
-  const settings = ["shared_buffers", "max_connections", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "work_mem", "checkpoint_timeout", "effective_io_concurrency"];
+  const settings = ["shared_buffers", "max_connections", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "work_mem", "checkpoint_timeout", "effective_io_concurrency", "autovacuum"];
   const { rows } = await db.query<{ name: string; setting: string; unit: string | null }>("SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)", [settings]);
   return {
     date: new Date().toISOString(),

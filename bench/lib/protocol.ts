@@ -2,7 +2,7 @@
 // harness passes, and the one JSON line a runner prints on stdout.
 import { parseArgs } from "node:util";
 
-export const SCENARIOS = ["drain", "steady", "latency", "streams", "backlog", "tail"] as const;
+export const SCENARIOS = ["drain", "steady", "latency", "streams", "backlog", "tail", "sustained"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface RunnerArgs {
@@ -18,8 +18,12 @@ export interface RunnerArgs {
 
 export type Metrics = Record<string, number | null>;
 
+/** Figures over time (e.g. per-window rates), kept in the JSON beside the
+ * metrics but not summarized; optional, so older runners need not send it. */
+export type Series = Record<string, number[]>;
+
 export type RunnerResult =
-  | { system: string; scenario: string; metrics: Metrics; notes?: string }
+  | { system: string; scenario: string; metrics: Metrics; series?: Series; notes?: string }
   | { system: string; scenario: string; skipped: string };
 
 function positiveInt(name: string, value: string | undefined): number | undefined {

@@ -8,8 +8,10 @@ export const PEERS = ["graphile-worker", "pg-boss"];
 export const LIMITS = ["raw-sql/1", "raw-sql/100"];
 export const SUBJECT = "actionq";
 
-/** The figures each scenario is about, and which way is better. */
-export const PRIMARY: Record<Scenario, { metric: string; higherIsBetter: boolean; unit: string }[]> = {
+/** The figures each scenario is about, and which way is better. A figure
+ * that is already a ratio of a system to itself (`perSystem`) is shown for
+ * each system but not divided across systems. */
+export const PRIMARY: Record<Scenario, { metric: string; higherIsBetter: boolean; unit: string; perSystem?: boolean }[]> = {
   drain: [{ metric: "rate", higherIsBetter: true, unit: "actions/s" }],
   steady: [{ metric: "rate", higherIsBetter: true, unit: "actions/s" }],
   latency: [
@@ -31,6 +33,13 @@ export const PRIMARY: Record<Scenario, { metric: string; higherIsBetter: boolean
     { metric: "lag_p99_ms_1", higherIsBetter: false, unit: "ms" },
     { metric: "lag_p99_ms_100", higherIsBetter: false, unit: "ms" },
   ],
+  sustained: [
+    { metric: "first_minute_rate", higherIsBetter: true, unit: "actions/s" },
+    { metric: "last_minute_rate", higherIsBetter: true, unit: "actions/s" },
+    { metric: "min_window_rate", higherIsBetter: true, unit: "actions/s" },
+    { metric: "sustained_ratio", higherIsBetter: true, unit: "last ÷ first minute, own", perSystem: true },
+    { metric: "min_window_ratio", higherIsBetter: true, unit: "worst window ÷ first minute, own", perSystem: true },
+  ],
 };
 
 export interface RunRecord {
@@ -40,6 +49,8 @@ export interface RunRecord {
   schema: string;
   wallSeconds: number;
   metrics?: Record<string, number | null>;
+  /** Figures over time, kept as the runner sent them. */
+  series?: Record<string, number[]>;
   notes?: string;
   skipped?: string;
   error?: string;
@@ -59,6 +70,8 @@ export interface Ratio {
   scenario: Scenario;
   metric: string;
   higherIsBetter: boolean;
+  /** False for a system's ratio to itself: the divisions are then null. */
+  compared: boolean;
   actionq: number | null;
   bestPeer: { system: string; value: number } | null;
   vsBestPeer: number | null;
@@ -94,7 +107,7 @@ function figureOf(figures: Figure[], scenario: Scenario, system: string, metric:
 export function ratios(figures: Figure[], scenarios: Scenario[]): Ratio[] {
   const out: Ratio[] = [];
   for (const scenario of scenarios) {
-    for (const { metric, higherIsBetter } of PRIMARY[scenario]) {
+    for (const { metric, higherIsBetter, perSystem = false } of PRIMARY[scenario]) {
       const actionq = figureOf(figures, scenario, SUBJECT, metric)?.median ?? null;
       let bestPeer: Ratio["bestPeer"] = null;
       for (const system of PEERS) {
@@ -102,11 +115,13 @@ export function ratios(figures: Figure[], scenarios: Scenario[]): Ratio[] {
         if (value === null || value === undefined) continue;
         if (!bestPeer || (higherIsBetter ? value > bestPeer.value : value < bestPeer.value)) bestPeer = { system, value };
       }
-      const divide = (other: number | null | undefined) => (actionq === null || other === null || other === undefined || other === 0 ? null : actionq / other);
+      const divide = (other: number | null | undefined) =>
+        perSystem || actionq === null || other === null || other === undefined || other === 0 ? null : actionq / other;
       out.push({
         scenario,
         metric,
         higherIsBetter,
+        compared: !perSystem,
         actionq,
         bestPeer,
         vsBestPeer: divide(bestPeer?.value),
@@ -149,12 +164,15 @@ export function primaryTable(records: RunRecord[], figures: Figure[], systems: s
       const ratio = allRatios.find((r) => r.scenario === scenario && r.metric === metric)!;
       const skippedFor = (system: string) => records.find((r) => r.system === system && r.scenario === scenario && r.skipped)?.skipped;
       const label = `${metric}${unit ? ` (${unit}${higherIsBetter ? ", higher better" : ", lower better"})` : ""}`;
-      const peer = ratio.bestPeer ? `${ratioCell(ratio.vsBestPeer)} (${ratio.bestPeer.system})` : "–";
-      rows.push(
-        `| ${scenario} | ${label} | ${systems.map((system) => cell(figureOf(figures, scenario, system, metric), skippedFor(system))).join(" | ")} | ${peer} | ${LIMITS.filter((s) => systems.includes(s))
-          .map((s) => ratioCell(ratio.vsRaw[s] ?? null))
-          .join(" | ")} |`,
-      );
+      const peer = ratio.bestPeer && ratio.compared ? `${ratioCell(ratio.vsBestPeer)} (${ratio.bestPeer.system})` : "–";
+      const cells = [
+        scenario,
+        label,
+        ...systems.map((system) => cell(figureOf(figures, scenario, system, metric), skippedFor(system))),
+        peer,
+        ...LIMITS.filter((s) => systems.includes(s)).map((s) => ratioCell(ratio.vsRaw[s] ?? null)),
+      ];
+      rows.push(`| ${cells.join(" | ")} |`);
     }
   }
   return rows.join("\n");

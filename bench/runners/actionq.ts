@@ -12,8 +12,9 @@ import { Counter, IDLE_TYPE, Producers, StreamWorker, bulkEnqueue, enqueueReques
 import { insertApprovedBacklog, insertFinishedHistory } from "../lib/actionq-backlog.js";
 import { cpuPerAction, WindowMeter } from "../lib/meter.js";
 import { backendsOf, rssMb } from "../lib/proc.js";
-import { type Metrics, type RunnerArgs, emit, parseRunnerArgs, progress } from "../lib/protocol.js";
+import { type Metrics, type RunnerArgs, type Series, emit, parseRunnerArgs, progress } from "../lib/protocol.js";
 import { latencySummary } from "../lib/stats.js";
+import { sustainedFigures, traceDrain, vacuumState } from "../lib/sustained.js";
 
 const SYSTEM = "actionq";
 /** Workers in the drain, steady, backlog and tail scenarios, and how many
@@ -31,6 +32,7 @@ interface Context {
   server: ActionqServerProcess;
   db: pg.Pool;
   notes: string[];
+  series?: Series;
 }
 
 function workers(ctx: Context, count: number, completed: Counter, prefix = "bench"): StreamWorker[] {
@@ -255,6 +257,48 @@ async function backlog(ctx: Context): Promise<Metrics> {
   return metrics;
 }
 
+/** A backlog the workers cannot finish, drained for the whole duration:
+ * does the rate hold as claimed rows pile up behind the ready index's head? */
+async function sustained(ctx: Context): Promise<Metrics> {
+  const size = ctx.args.size ?? 1_500_000;
+  const durationMs = ctx.args.durationMs ?? 300_000;
+  const report = (m: string) => progress(`actionq sustained: ${m}`);
+  const preloadStarted = performance.now();
+  await insertApprovedBacklog(ctx.db, size, report);
+  const preloadS = (performance.now() - preloadStarted) / 1000;
+  const available = await claimable(ctx);
+  const before = await vacuumState(ctx.db, "actions");
+  report(`${available} approved actions preloaded in ${preloadS.toFixed(0)} s; draining with ${WORKERS} workers for ${durationMs / 1000} s`);
+  const completed = new Counter();
+  const meter = await WindowMeter.start(ctx.db, ctx.args.url, ctx.server.pid);
+  const crew = workers(ctx, WORKERS, completed);
+  const trace = await traceDrain(completed, available, durationMs);
+  const window = await meter.stop();
+  // Claims still in hand when a stream closes are released by the server, so
+  // their completions may fail then; only errors during the drain count.
+  const { errors, lastError } = completed;
+  await closeAll(crew);
+  const after = await vacuumState(ctx.db, "actions");
+  const figures = sustainedFigures(trace);
+  report(
+    `first ${figures.metrics.first_minute_rate?.toFixed(0)}/s, last ${figures.metrics.last_minute_rate?.toFixed(0)}/s, worst window ${figures.metrics.min_window_rate?.toFixed(0)}/s`,
+  );
+  if (errors > 0) ctx.notes.push(`errors during the drain: ${errors} (last: ${lastError})`);
+  ctx.notes.push(
+    `${available} approved actions preloaded as in backlog; ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT} drain for ${durationMs / 1000} s; ${figures.notes}; ` +
+      `autovacuum=${after.autovacuum}, ${after.autovacuums - before.autovacuums} autovacuum run(s) on actions during the drain, ${after.deadTuples} dead tuples at the end`,
+  );
+  ctx.series = figures.series;
+  return {
+    ...figures.metrics,
+    backlog: available,
+    preload_s: preloadS,
+    autovacuum_runs: after.autovacuums - before.autovacuums,
+    dead_tuples_end: after.deadTuples,
+    ...cpuPerAction(window, completed.value),
+  };
+}
+
 async function tail(ctx: Context): Promise<Metrics> {
   const durationMs = ctx.args.durationMs ?? 10_000;
   const counts = [1, ctx.args.size ?? 100];
@@ -307,7 +351,7 @@ async function watch(client: ActionqClient, afterId: bigint, signal: AbortSignal
   }
 }
 
-const SCENARIOS: Record<string, (ctx: Context) => Promise<Metrics>> = { drain, steady, latency, streams, backlog, tail };
+const SCENARIOS: Record<string, (ctx: Context) => Promise<Metrics>> = { drain, steady, latency, streams, backlog, tail, sustained };
 
 async function main(): Promise<void> {
   const args = parseRunnerArgs(process.argv.slice(2));
@@ -320,7 +364,7 @@ async function main(): Promise<void> {
     const metrics = await SCENARIOS[args.scenario]!(ctx);
     await server.stop();
     await db.end();
-    emit({ system: SYSTEM, scenario: args.scenario, metrics, notes: ctx.notes.join("; ") });
+    emit({ system: SYSTEM, scenario: args.scenario, metrics, ...(ctx.series && { series: ctx.series }), notes: ctx.notes.join("; ") });
   } catch (error) {
     progress(`actionq server output (last part):\n${server.recentOutput}`);
     await server.stop().catch(() => {});

@@ -9,14 +9,17 @@ import pg from "pg";
 import { Counter } from "../lib/actionq-load.js";
 import { WindowMeter, cpuPerAction } from "../lib/meter.js";
 import { backendsOf } from "../lib/proc.js";
-import { type Metrics, type RunnerArgs, emit, parseRunnerArgs, progress } from "../lib/protocol.js";
+import { type Metrics, type RunnerArgs, type Series, emit, parseRunnerArgs, progress } from "../lib/protocol.js";
 import { type ClaimedJob, Wakeups, claim, complete, connectionConfig, enqueue, openClient, readEventsAfter, schemaSql } from "../lib/raw-sql-queue.js";
 import { latencySummary } from "../lib/stats.js";
+import { sustainedFigures, traceDrain, vacuumState } from "../lib/sustained.js";
 
 const WORKERS = 4;
 const PRODUCERS = 4;
 const WARMUP_MS = 2000;
 const CHUNK = 250_000;
+/** The most rows sustained preloads: about a minute of INSERT here. */
+const SUSTAINED_MAX_BACKLOG = 16_000_000;
 /** The runner's own bookkeeping connections, not counted as the queue's. */
 const METER_APPLICATION = "raw-sql-bench-meter";
 
@@ -26,6 +29,7 @@ interface Context {
   db: pg.Pool;
   wakeups: Wakeups;
   notes: string[];
+  series?: Series;
 }
 
 /** A worker on its own connection: claims up to `batch`, completes them in
@@ -218,7 +222,7 @@ async function streams(ctx: Context): Promise<Metrics> {
   return { rss_mb: null, pg_connections: connectionsMax, rate: load.rate };
 }
 
-async function insertBacklog(ctx: Context, total: number, status: "ready" | "completed"): Promise<void> {
+async function insertBacklog(ctx: Context, total: number, status: "ready" | "completed", scenario = "backlog"): Promise<void> {
   const client = await openClient(ctx.args.url, ctx.args.schema);
   try {
     const started = Date.now();
@@ -232,7 +236,7 @@ async function insertBacklog(ctx: Context, total: number, status: "ready" | "com
         [n],
       );
       done += n;
-      if (total > CHUNK) progress(`raw-sql backlog: inserted ${done}/${total} ${status} jobs (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      if (total > CHUNK) progress(`raw-sql ${scenario}: inserted ${done}/${total} ${status} jobs (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
     await client.query("VACUUM ANALYZE jobs");
   } finally {
@@ -272,6 +276,71 @@ async function backlog(ctx: Context): Promise<Metrics> {
     `preloaded with INSERT ... SELECT generate_series (no events for preloaded rows): 1000, then ${large} ready, then ${large * 5} completed (backlog topped up to ${large} first)`,
   );
   return { rate_1k, rate_1m, rate_1m_5m_history };
+}
+
+/** The best rate over half-second intervals of a short drain of a fresh
+ * backlog: the most a run could drain per second. */
+async function peakRate(ctx: Context, rows: number, durationMs: number): Promise<number> {
+  await insertBacklog(ctx, rows, "ready", "sustained");
+  const completed = new Counter();
+  const crew = workers(ctx, WORKERS, completed);
+  await completed.reach(1, 60_000);
+  let best = 0;
+  let [at, count] = [performance.now(), completed.value];
+  const until = at + durationMs;
+  while (performance.now() < until && completed.value < rows) {
+    await sleep(500);
+    const [now, value] = [performance.now(), completed.value];
+    best = Math.max(best, (value - count) / ((now - at) / 1000));
+    [at, count] = [now, value];
+  }
+  await Promise.all(crew.map((w) => w.close()));
+  await ctx.db.query("TRUNCATE jobs, events RESTART IDENTITY");
+  return best;
+}
+
+/** actionq's sustained drain on bare SQL. The backlog is sized from a short
+ * calibration drain (then truncated) so that even the peak rate cannot
+ * finish it within the duration, up to SUSTAINED_MAX_BACKLOG. */
+async function sustained(ctx: Context): Promise<Metrics> {
+  const floor = ctx.args.size ?? 1_500_000;
+  const durationMs = ctx.args.durationMs ?? 300_000;
+  const calibrationMs = Math.min(5000, Math.max(1000, durationMs / 10));
+  const peak = await peakRate(ctx, Math.min(floor, 500_000), calibrationMs);
+  const size = Math.min(SUSTAINED_MAX_BACKLOG, Math.max(floor, Math.ceil((peak * durationMs * 1.5) / 1000)));
+  progress(`raw-sql sustained: peak ${peak.toFixed(0)}/s in a ${calibrationMs / 1000} s calibration; preloading ${size}`);
+  const preloadStarted = performance.now();
+  await insertBacklog(ctx, size, "ready", "sustained");
+  const preloadS = (performance.now() - preloadStarted) / 1000;
+  const before = await vacuumState(ctx.db, "jobs");
+  const completed = new Counter();
+  const meter = await WindowMeter.start(ctx.db, ctx.args.url, null);
+  const crew = workers(ctx, WORKERS, completed);
+  const trace = await traceDrain(completed, size, durationMs);
+  const window = await meter.stop();
+  const { errors, lastError } = completed;
+  await Promise.all(crew.map((w) => w.close()));
+  const after = await vacuumState(ctx.db, "jobs");
+  const figures = sustainedFigures(trace);
+  progress(
+    `raw-sql sustained: first ${figures.metrics.first_minute_rate?.toFixed(0)}/s, last ${figures.metrics.last_minute_rate?.toFixed(0)}/s, worst window ${figures.metrics.min_window_rate?.toFixed(0)}/s`,
+  );
+  if (errors > 0) ctx.notes.push(`errors during the drain: ${errors} (last: ${lastError})`);
+  ctx.notes.push(
+    `backlog sized from a ${calibrationMs / 1000} s calibration drain (peak ${peak.toFixed(0)}/s over 0.5 s, then truncated): ${size} ready jobs preloaded (at least ${floor}, at most ${SUSTAINED_MAX_BACKLOG}); ` +
+      `${WORKERS} workers claim and complete ${ctx.batch} per statement for ${durationMs / 1000} s; ${figures.notes}; ` +
+      `autovacuum=${after.autovacuum}, ${after.autovacuums - before.autovacuums} autovacuum run(s) on jobs during the drain, ${after.deadTuples} dead tuples at the end`,
+  );
+  ctx.series = figures.series;
+  return {
+    ...figures.metrics,
+    backlog: size,
+    preload_s: preloadS,
+    calibration_peak_rate: peak,
+    autovacuum_runs: after.autovacuums - before.autovacuums,
+    dead_tuples_end: after.deadTuples,
+    ...cpuPerAction(window, completed.value),
+  };
 }
 
 async function tail(ctx: Context): Promise<Metrics> {
@@ -332,7 +401,7 @@ async function tail(ctx: Context): Promise<Metrics> {
   return metrics;
 }
 
-const SCENARIOS: Record<string, (ctx: Context) => Promise<Metrics>> = { drain, steady, latency, streams, backlog, tail };
+const SCENARIOS: Record<string, (ctx: Context) => Promise<Metrics>> = { drain, steady, latency, streams, backlog, tail, sustained };
 
 async function main(): Promise<void> {
   const args = parseRunnerArgs(process.argv.slice(2), ["batch"]);
@@ -346,7 +415,7 @@ async function main(): Promise<void> {
   const ctx: Context = { args, batch, db, wakeups, notes: [] };
   try {
     const metrics = await SCENARIOS[args.scenario]!(ctx);
-    emit({ system, scenario: args.scenario, metrics, notes: ctx.notes.join("; ") });
+    emit({ system, scenario: args.scenario, metrics, ...(ctx.series && { series: ctx.series }), notes: ctx.notes.join("; ") });
   } finally {
     await wakeups.close();
     await db.end();
