@@ -9,7 +9,6 @@ import type { DescField, DescMessage } from "@bufbuild/protobuf";
 import { ScalarType } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
-import type pg from "pg";
 import { EVENT_TYPES } from "../src/store/rows.js";
 
 export const INT64_MAX = 2n ** 63n - 1n;
@@ -536,60 +535,4 @@ export function isTimeField(field: DescField): boolean {
 
 export function isEnumField(field: DescField): boolean {
   return field.fieldKind === "enum" || (field.fieldKind === "list" && field.listKind === "enum");
-}
-
-// -------------------------------------------------------- the database
-
-/** Every invariant the database must hold whatever the requests were;
- * returns the problems found, empty when all hold. */
-export async function auditDatabase(db: pg.Pool): Promise<string[]> {
-  const checks: [string, string][] = [
-    [
-      "an action in an impossible state",
-      `SELECT id, status FROM actions WHERE
-         (status = 'claimed' AND (claim_token IS NULL OR claimed_by IS NULL OR claim_deadline IS NULL OR finished_at IS NOT NULL))
-      OR (status IN ('completed', 'failed', 'rejected', 'cancelled')
-          AND (finished_at IS NULL OR claim_deadline IS NOT NULL OR ack_deadline IS NOT NULL OR claim_session IS NOT NULL))
-      OR (status IN ('pending', 'approved')
-          AND (claim_token IS NOT NULL OR claimed_by IS NOT NULL OR claim_deadline IS NOT NULL OR finished_at IS NOT NULL))
-      OR status NOT IN ('pending', 'approved', 'claimed', 'completed', 'failed', 'rejected', 'cancelled')`,
-    ],
-    [
-      "an action without exactly one action_enqueued event",
-      `SELECT a.id, count(e.id) AS enqueued FROM (SELECT id FROM actions UNION ALL SELECT id FROM actions_archive) a
-       LEFT JOIN events e ON e.action_id = a.id AND e.event_type = 'action_enqueued'
-       GROUP BY a.id HAVING count(e.id) <> 1`,
-    ],
-    [
-      "an event about an action that does not exist",
-      `SELECT e.id, e.action_id, e.event_type FROM events e
-       WHERE e.action_id IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.id = e.action_id)
-         AND NOT EXISTS (SELECT 1 FROM actions_archive a WHERE a.id = e.action_id)`,
-    ],
-    [
-      "an event without an action that is not a coordinator event",
-      `SELECT id, event_type FROM events
-       WHERE action_id IS NULL AND event_type NOT IN ('coordinator_cycle', 'coordinator_paused', 'coordinator_resumed', 'policy_reloaded')`,
-    ],
-    [
-      "an action whose attempt is not its number of action_claimed events",
-      `SELECT a.id, a.attempt, count(e.id) AS claimed FROM actions a
-       LEFT JOIN events e ON e.action_id = a.id AND e.event_type = 'action_claimed'
-       GROUP BY a.id, a.attempt HAVING count(e.id) <> a.attempt`,
-    ],
-    [
-      "an action with action_completed events that do not match its status",
-      `SELECT a.id, a.status, count(e.id) AS completions FROM actions a
-       LEFT JOIN events e ON e.action_id = a.id AND e.event_type = 'action_completed'
-       GROUP BY a.id, a.status HAVING count(e.id) <> (CASE WHEN a.status = 'completed' THEN 1 ELSE 0 END)`,
-    ],
-  ];
-  const problems: string[] = [];
-  for (const [what, sql] of checks) {
-    const { rows } = await db.query(sql);
-    for (const row of rows.slice(0, 5)) problems.push(`${what}: ${JSON.stringify(row)}`);
-    if (rows.length > 5) problems.push(`${what}: ... and ${rows.length - 5} more`);
-  }
-  return problems;
 }
