@@ -18,24 +18,10 @@ export interface Outcome {
   detail: string;
 }
 
+/** gRPC's codes by number, in Connect's spelling. */
 const GRPC_CODES = [
-  "ok",
-  "canceled",
-  "unknown",
-  "invalid_argument",
-  "deadline_exceeded",
-  "not_found",
-  "already_exists",
-  "permission_denied",
-  "resource_exhausted",
-  "failed_precondition",
-  "aborted",
-  "out_of_range",
-  "unimplemented",
-  "internal",
-  "unavailable",
-  "data_loss",
-  "unauthenticated",
+  ...["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted"],
+  ...["failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"],
 ];
 
 export function grpcCodeName(code: number | string | undefined): string {
@@ -44,17 +30,7 @@ export function grpcCodeName(code: number | string | undefined): string {
 }
 
 /** The statuses a server may answer any request with. */
-export const PROPER = new Set([
-  "ok",
-  "invalid_argument",
-  "not_found",
-  "failed_precondition",
-  "already_exists",
-  "resource_exhausted",
-  "permission_denied",
-  "unauthenticated",
-  "out_of_range",
-]);
+export const PROPER = new Set(["ok", "invalid_argument", "not_found", "failed_precondition", "already_exists", "resource_exhausted", "permission_denied", "unauthenticated", "out_of_range"]);
 
 /** A gRPC length-prefixed message (or Connect envelope). */
 export function envelope(flags: number, data: Uint8Array, declaredLength = data.length): Buffer {
@@ -87,11 +63,22 @@ export interface HttpCall {
 
 interface HttpAnswer {
   status: number;
+  /** Response headers and trailers. */
+  headers: Record<string, unknown>;
   body: Buffer;
 }
 
-/** Connect's outcome: the JSON error's code, else the HTTP status. */
-function connectOutcome(answer: HttpAnswer, stream: boolean): Outcome {
+/** The outcome of an HTTP answer: gRPC's status when there is one (in
+ * headers, trailers or a gRPC-Web trailer frame), else Connect's JSON
+ * error code, else the HTTP status. */
+function httpOutcome(answer: HttpAnswer, stream: boolean): Outcome {
+  const grpcStatus = answer.headers["grpc-status"];
+  if (grpcStatus !== undefined) return { code: grpcCodeName(String(grpcStatus)), detail: short(String(answer.headers["grpc-message"] ?? "")) };
+  const type = String(answer.headers["content-type"] ?? "");
+  if (type.startsWith("application/grpc-web")) {
+    const body = type.includes("text") ? Buffer.from(answer.body.toString("latin1"), "base64") : answer.body;
+    return grpcWebOutcome(body, answer.status);
+  }
   const text = answer.body.toString("utf8");
   if (stream && answer.status === 200) {
     const first = firstEnvelope(answer.body);
@@ -125,6 +112,19 @@ function classify(text: string, closed: boolean): Outcome | undefined {
   const streamError = /"error":\{"code":"([a-z_]+)"/.exec(body)?.[1];
   if (status === "200") return { code: streamError ?? "ok", detail: short(body) };
   return { code: json?.code ?? `http_${status}`, detail: short(body) };
+}
+
+/** gRPC-Web frames: the status in the trailer frame, or OK once a
+ * message came (a stream read to its first message). */
+function grpcWebOutcome(body: Buffer, status: number): Outcome {
+  let message = false;
+  for (let at = 0; at + 5 <= body.length; at += 5 + body.readUInt32BE(at + 1)) {
+    const data = body.subarray(at + 5, at + 5 + body.readUInt32BE(at + 1)).toString("latin1");
+    if ((body[at]! & 0x80) === 0) message = true;
+    else return { code: grpcCodeName(/grpc-status: *(\d+)/i.exec(data)?.[1]), detail: short(data) };
+  }
+  if (message) return { code: "ok", detail: "first message" };
+  return { code: status === 200 ? "grpc_web_without_status" : `http_${status}`, detail: short(body.toString("latin1")) };
 }
 
 function parseJson(text: string): unknown {
@@ -228,7 +228,7 @@ export class FuzzClients {
       request.on("error", (error: NodeJS.ErrnoException) => finish({ code: `conn_${error.code ?? "error"}`, detail: error.message }));
       request.on("response", (response) => {
         const chunks: Buffer[] = [];
-        const done = () => finish(connectOutcome({ status: response.statusCode ?? 0, body: Buffer.concat(chunks) }, call.stream === true));
+        const done = () => finish(httpOutcome({ status: response.statusCode ?? 0, headers: { ...response.headers, ...response.trailers }, body: Buffer.concat(chunks) }, call.stream === true));
         response.on("data", (chunk: Buffer) => {
           chunks.push(chunk);
           if (call.stream && firstEnvelope(Buffer.concat(chunks))) {
@@ -278,12 +278,17 @@ export class FuzzClients {
       }
       const timer = setTimeout(() => finish({ code: "hung", detail: `no answer in ${DEADLINE_MS} ms` }), DEADLINE_MS);
       let status = 0;
+      const headers: Record<string, unknown> = {};
       const chunks: Buffer[] = [];
       const done = () => {
         if (status === 0) finish({ code: `reset_${stream.rstCode ?? "none"}`, detail: "no response headers" });
-        else finish(connectOutcome({ status, body: Buffer.concat(chunks) }, call.stream === true));
+        else finish(httpOutcome({ status, headers, body: Buffer.concat(chunks) }, call.stream === true));
       };
-      stream.on("response", (headers) => (status = Number(headers[":status"])));
+      stream.on("response", (response) => {
+        status = Number(response[":status"]);
+        Object.assign(headers, response);
+      });
+      stream.on("trailers", (trailers) => Object.assign(headers, trailers));
       stream.on("data", (chunk: Buffer) => {
         chunks.push(chunk);
         if (call.stream && firstEnvelope(Buffer.concat(chunks))) done();
