@@ -11,8 +11,8 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
 import { EVENT_TYPES } from "../src/store/rows.js";
 
-export const INT64_MAX = 2n ** 63n - 1n;
-export const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
 
 /** What the server already holds, for values that reach past validation. */
 export interface Pools {
@@ -120,7 +120,7 @@ function enumFor(values: number[]): fc.Arbitrary<number> {
 
 /** JSON-like Struct content; with `specials`, also what only protobuf can
  * carry: NaN and infinities, and `undefined` for a Value with no kind. */
-export function structArb(specials: boolean, maxDepth = 4): fc.Arbitrary<Record<string, unknown>> {
+function structArb(specials: boolean, maxDepth = 4): fc.Arbitrary<Record<string, unknown>> {
   const leaves: fc.Arbitrary<unknown>[] = [
     fc.constant(null),
     specials ? fc.double() : fc.double({ noNaN: true, noDefaultInfinity: true }),
@@ -243,7 +243,7 @@ function writeScalar(w: BinaryWriter, type: ScalarType, no: number, v: unknown):
 }
 
 /** google.protobuf.Value; `undefined` is a Value with no kind set. */
-export function encodeValue(v: unknown): Uint8Array {
+function encodeValue(v: unknown): Uint8Array {
   const w = new BinaryWriter();
   if (v instanceof Nest) return nestedValue(v);
   if (v === null) w.tag(1, WireType.Varint).int32(0);
@@ -368,7 +368,7 @@ export function encodeTyped(desc: DescMessage, value: Typed, unknown: UnknownFie
 }
 
 /** Bytes for a string field that are not UTF-8. */
-export class BadUtf8 {
+class BadUtf8 {
   constructor(readonly bytes: Uint8Array) {}
   [fc.toStringMethod](): string {
     return `BadUtf8(${Buffer.from(this.bytes).toString("hex")})`;

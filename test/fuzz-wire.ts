@@ -9,7 +9,7 @@ import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 
 /** No call may take longer; a call that does has hung. */
-export const DEADLINE_MS = 5000;
+const DEADLINE_MS = 5000;
 
 export interface Outcome {
   /** "ok", a gRPC code in Connect's spelling ("invalid_argument"),
@@ -24,7 +24,7 @@ const GRPC_CODES = [
   ...["failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"],
 ];
 
-export function grpcCodeName(code: number | string | undefined): string {
+function grpcCodeName(code: number | string | undefined): string {
   const n = Number(code);
   return GRPC_CODES[n] ?? `grpc_status_${String(code)}`;
 }
