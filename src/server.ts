@@ -8,18 +8,18 @@ import { readFile } from "node:fs/promises";
 import type http from "node:http";
 import type http2 from "node:http2";
 import { type ConnectRouter, cors as connectCors, createContextValues } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { StreamCounter, registerActionQueueService } from "./api/action-queue-service.js";
-import { type NodeRequest, authInterceptor, kNodeRequest } from "./auth/access.js";
+import { authInterceptor, kNodeRequest } from "./auth/access.js";
 import { AuthFileError, PrincipalsHolder } from "./auth/principals.js";
 import { SlowConsumers } from "./api/slow-consumers.js";
 import cors from "cors";
 import { withPlainGrpcMessages } from "./api/grpc-message.js";
 import { DualProtocolServer } from "./api/http-server.js";
+import { nodeAdapter } from "./api/node-adapter.js";
 import { HealthState, registerHealthService } from "./api/health.js";
 import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
 import { registerReflection } from "./api/reflection.js";
@@ -335,10 +335,10 @@ export class ActionqServer {
       registerReflection(router, [ActionQueueService.typeName, Health.typeName]);
     };
     const slowConsumers = new SlowConsumers(config.slowConsumerMs, log.child({ component: "streams" }), metrics);
-    const handler = connectNodeAdapter({
+    const handler = nodeAdapter({
       routes,
       interceptors: [loggingInterceptor(log.child({ component: "rpc" }), metrics), errorInterceptor(log), authInterceptor(auth), slowConsumers.interceptor()],
-      contextValues: (req) => createContextValues().set(kNodeRequest, req as NodeRequest),
+      contextValues: (req) => createContextValues().set(kNodeRequest, req),
       readMaxBytes: config.limits.messageBytes,
       shutdownSignal: forceStop.signal,
       // An unknown field or enum name in JSON is an error, not something to
@@ -347,13 +347,23 @@ export class ActionqServer {
       grpc: true,
       grpcWeb: true,
       connect: true,
+      log: log.child({ component: "rpc" }),
     });
     const allowCors = corsFor(config.corsOrigins);
     const http = new DualProtocolServer((req, res) => {
       if ("stream" in res) withPlainGrpcMessages(res);
       if (!allowCors) return handler(req, res);
       allowCors(req as http.IncomingMessage, res as http.ServerResponse, () => handler(req, res));
-    }, tlsFiles && { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca, requestCert: tlsFiles.ca !== undefined, rejectUnauthorized: false });
+    }, tlsFiles && { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca, requestCert: tlsFiles.ca !== undefined, rejectUnauthorized: false }, {
+      // Room for a few requests of the largest allowed size in flight on one
+      // connection (Node's default, 10 MB, resets every stream of a session
+      // that goes over it).
+      maxSessionMemory: Math.max(32, Math.ceil((4 * config.limits.messageBytes) / 2 ** 20)),
+      // Frames for streams that already ended count as invalid, and Node
+      // closes a session after 1000 of them; a client that cancels many
+      // streams over a connection held for days would reach that.
+      maxSessionInvalidFrames: 1_000_000,
+    });
     const sessions = new Set<http2.ServerHttp2Session>();
     http.h2.on("session", (session) => {
       sessions.add(session);

@@ -19,8 +19,8 @@ export class DualProtocolServer {
 
   /** With `tlsOptions`, every connection is TLS (ALPN offers h2 and
    * http/1.1) and the protocol is told apart the same way once decrypted. */
-  constructor(handler: Handler, tlsOptions?: tls.TlsOptions) {
-    this.h2 = http2.createServer({}, handler);
+  constructor(handler: Handler, tlsOptions?: tls.TlsOptions, h2Options: http2.ServerOptions = {}) {
+    this.h2 = http2.createServer(h2Options, handler);
     this.h1 = http.createServer(handler);
     // Long-lived server streams over HTTP/1.1 (Connect streaming) must not
     // be cut by Node's default request timeout.

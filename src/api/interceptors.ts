@@ -29,6 +29,15 @@ const TRANSIENT_MESSAGE = /^Connection terminated unexpectedly$|timeout exceeded
 
 const CLIENT_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_ERROR"]);
 
+/** What connect-es reports as INTERNAL but is a fault of the request: a
+ * body that is not valid protobuf, a compressed frame it cannot
+ * decompress. */
+const CLIENT_FAULT = /^(parse binary: |received compressed envelope|decompression failed|invalid base64 string)/;
+
+export function isClientFault(message: string): boolean {
+  return CLIENT_FAULT.test(message);
+}
+
 function databaseUnavailable(error: unknown): boolean {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_NODE.has(code))) return true;
@@ -43,9 +52,13 @@ export function itemError(error: ActionqError): { code: number; message: string;
 /** Maps any error to a ConnectError. Unexpected ones are logged with their
  * stack and reach the client only as INTERNAL. */
 export function toConnectError(error: unknown, log: Logger, method: string): ConnectError {
-  if (error instanceof ConnectError) return error;
+  if (error instanceof ConnectError) {
+    return error.code === Code.Internal && isClientFault(error.rawMessage) ? new ConnectError(error.rawMessage, Code.InvalidArgument) : error;
+  }
   // Writing to a stream the client already closed: nobody is left to tell.
   if (CLIENT_GONE.has((error as { code?: unknown })?.code as string)) return new ConnectError("the client closed the stream", Code.Canceled);
+  // A Connect GET whose message parameter is not base64: the client's fault.
+  if (error instanceof Error && error.message === "invalid base64 string") return new ConnectError("message: invalid base64", Code.InvalidArgument);
   if (!(error instanceof ActionqError) && databaseUnavailable(error)) {
     log.warn({ method, err: (error as Error).message, code: (error as { code?: unknown }).code }, "database unavailable");
     error = new ActionqError("unavailable", "DATABASE_UNAVAILABLE", "the database is unavailable; retry");

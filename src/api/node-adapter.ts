@@ -1,0 +1,217 @@
+// The Node request handler for the router: connect-node's own adapter, plus
+// the care a server facing hostile clients needs at the edge.
+// - connect-es reports some faults of the request itself as INTERNAL: a body
+//   that is not valid protobuf ("parse binary: ..."), a compressed frame
+//   without a known encoding, data that does not decompress. They are the
+//   client's fault and change nothing: INVALID_ARGUMENT, in every protocol.
+// - A handler that fails while writing its answer (an error message holding
+//   half a UTF-16 surrogate pair cannot be percent-encoded into grpc-message)
+//   would leave the call hanging; it gets an answer instead.
+// - A Connect GET whose message is not base64 (connect-es reports INTERNAL)
+//   is refused as INVALID_ARGUMENT before it reaches the router.
+// - A timeout header beyond what a Node timer holds (about 24.8 days) would
+//   fire at once; it is clamped.
+// - A request body the server never reads (the call was refused before it)
+//   is not left to fill the HTTP/2 session's memory: the stream is closed.
+import http2 from "node:http2";
+import { Code, type ConnectRouter, type ConnectRouterOptions, type ContextValues, createConnectRouter } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import type { Logger } from "pino";
+import type { NodeRequest } from "../auth/access.js";
+import { isClientFault } from "./interceptors.js";
+
+type NodeResponse = Parameters<typeof universalResponseToNodeResponse>[1];
+
+/** Longest timeout a Node timer can hold, in milliseconds. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+function decodeGrpcMessage(value: string | null): string {
+  if (value === null) return "";
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** grpc-status 13 for a client fault, in headers or trailers, becomes 3. */
+function fixGrpcStatus(headers: Headers | undefined): void {
+  if (headers?.get("grpc-status") !== String(Code.Internal)) return;
+  if (isClientFault(decodeGrpcMessage(headers.get("grpc-message")))) headers.set("grpc-status", String(Code.InvalidArgument));
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A Connect JSON error with code internal for a client fault becomes
+ * invalid_argument; anything else comes back as it was. */
+function fixConnectJson(bytes: Uint8Array, wrap: (error: Record<string, unknown>) => unknown, unwrap: (json: unknown) => Record<string, unknown> | undefined): Uint8Array | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(bytes));
+  } catch {
+    return undefined;
+  }
+  const error = unwrap(json);
+  if (error?.code !== "internal" || typeof error.message !== "string" || !isClientFault(error.message)) return undefined;
+  return encoder.encode(JSON.stringify(wrap({ ...error, code: "invalid_argument" })));
+}
+
+/** The last frames of gRPC-Web (trailers, flag 0x80) and Connect streams
+ * (end of stream, flag 0x02) carry the status in the body. */
+function fixFrame(chunk: Uint8Array): Uint8Array {
+  if (chunk.length < 5) return chunk;
+  const flags = chunk[0]!;
+  const length = new DataView(chunk.buffer, chunk.byteOffset + 1, 4).getUint32(0);
+  if (chunk.length !== 5 + length) return chunk;
+  const payload = chunk.subarray(5);
+  let fixed: Uint8Array | undefined;
+  if (flags & 0x80) {
+    const text = decoder.decode(payload);
+    const status = /^grpc-status:\s*13\s*$/im.test(text);
+    const message = /^grpc-message:\s*(.*?)\s*$/im.exec(text)?.[1] ?? null;
+    if (status && isClientFault(decodeGrpcMessage(message))) fixed = encoder.encode(text.replace(/^(grpc-status:\s*)13/im, `$1${Code.InvalidArgument}`));
+  } else if (flags & 0x02) {
+    fixed = fixConnectJson(
+      payload,
+      (error) => ({ ...(JSON.parse(decoder.decode(payload)) as object), error }),
+      (json) => (json as { error?: Record<string, unknown> })?.error,
+    );
+  }
+  if (!fixed) return chunk;
+  const out = new Uint8Array(5 + fixed.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, fixed.length);
+  out.set(fixed, 5);
+  return out;
+}
+
+/** The body as it goes out, with its status frame fixed. */
+async function* fixFrames(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) yield fixFrame(chunk);
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+/** Reclassifies client faults that connect-es reports as INTERNAL. */
+async function fixClientFaults(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  fixGrpcStatus(res.header);
+  fixGrpcStatus(res.trailer);
+  if (!res.body) return res;
+  const contentType = res.header?.get("content-type") ?? "";
+  if (res.status === 500 && contentType.startsWith("application/json")) {
+    // A Connect unary error: a small JSON document, read whole to decide
+    // the HTTP status before anything is sent.
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of res.body) chunks.push(chunk);
+    const bytes = Buffer.concat(chunks);
+    const fixed = fixConnectJson(
+      bytes,
+      (error) => error,
+      (json) => json as Record<string, unknown>,
+    );
+    if (!fixed) return { ...res, body: once(bytes) };
+    res.header?.set("content-length", String(fixed.length));
+    return { ...res, status: 400, body: once(fixed) };
+  }
+  // Faults of the request come before any message, so gRPC's trailers are
+  // already final here; gRPC-Web and Connect streams carry theirs in the
+  // body.
+  const framed = contentType.startsWith("application/grpc-web") || contentType.startsWith("application/connect+");
+  return framed ? { ...res, body: fixFrames(res.body) } : res;
+}
+
+/** Clamps grpc-timeout and connect-timeout-ms to what a timer can hold. */
+function clampTimeouts(req: NodeRequest): void {
+  const grpc = req.headers["grpc-timeout"];
+  if (typeof grpc === "string") {
+    const match = /^(\d{1,8})([HMSmun])$/.exec(grpc);
+    const unit = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 }[match?.[2] ?? "S"]!;
+    if (match && Number(match[1]) * unit > MAX_TIMEOUT_MS) req.headers["grpc-timeout"] = `${MAX_TIMEOUT_MS}m`;
+  }
+  const connect = req.headers["connect-timeout-ms"];
+  if (typeof connect === "string" && /^\d+$/.test(connect) && Number(connect) > MAX_TIMEOUT_MS) req.headers["connect-timeout-ms"] = String(MAX_TIMEOUT_MS);
+}
+
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** Whether a Connect GET's `message` parameter decodes as its `base64`
+ * parameter says. */
+function getMessageDecodes(url: string): boolean {
+  const query = new URLSearchParams(url.split("?", 2)[1] ?? "");
+  if (query.get("base64") !== "1") return true;
+  const message = query.get("message") ?? "";
+  return BASE64.test(message) && message.replace(/=+$/, "").length % 4 !== 1;
+}
+
+/** An answer for a call whose handler failed before it could answer. */
+function answerFailure(req: NodeRequest, res: NodeResponse, code: Code, message: string): void {
+  if (res.headersSent) {
+    if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    else res.destroy();
+    return;
+  }
+  const contentType = String(req.headers["content-type"] ?? "");
+  if (contentType.startsWith("application/grpc")) {
+    res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": String(code), "grpc-message": encodeURIComponent(message) });
+    res.end();
+  } else {
+    const name = code === Code.InvalidArgument ? "invalid_argument" : "internal";
+    res.writeHead(code === Code.InvalidArgument ? 400 : 500, { "content-type": "application/json" });
+    res.end(JSON.stringify({ code: name, message }));
+  }
+}
+
+export interface AdapterOptions extends ConnectRouterOptions {
+  routes: (router: ConnectRouter) => void;
+  contextValues: (req: NodeRequest) => ContextValues;
+  log: Logger;
+}
+
+export function nodeAdapter(options: AdapterOptions): (req: NodeRequest, res: NodeResponse) => void {
+  const { routes, contextValues, log, ...routerOptions } = options;
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
+  routes(router);
+  const paths = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  return (req, res) => {
+    const handler = paths.get(req.url?.split("?", 2)[0] ?? "");
+    if (!handler) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    clampTimeouts(req);
+    if (req.method === "GET" && !getMessageDecodes(req.url ?? "")) {
+      res.writeHead(400, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "invalid_argument", message: "message: not valid base64 (base64=1)" }));
+      return;
+    }
+    if ("stream" in req) {
+      // Refused before its body was read: stop the client sending the rest.
+      res.once("finish", () => {
+        if (!req.readableEnded && !req.stream.closed) req.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      });
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, contextValues(req));
+    handler(uReq)
+      .then(fixClientFaults)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        const name = (reason as { name?: unknown })?.name;
+        const code = (reason as { code?: unknown })?.code;
+        // The client went away, or the stream was cut: nobody to answer.
+        const gone = res.destroyed || res.writableEnded || ("stream" in req && (req.stream.destroyed || req.stream.closed));
+        if (gone || name === "AbortError" || code === Code.Aborted || code === Code.Canceled) return;
+        if (reason instanceof URIError) {
+          // Writing an error message that quoted malformed client text.
+          answerFailure(req, res, Code.InvalidArgument, "the request could not be decoded");
+          return;
+        }
+        log.error({ method: handler.method.name, err: reason }, "handler failed while answering");
+        answerFailure(req, res, Code.Internal, "internal error");
+      });
+  };
+}
