@@ -9,6 +9,7 @@ import type { RawOptions } from "../executor/options.js";
 import { createLogger } from "../log.js";
 import { PolicyError } from "../policy/policy.js";
 import { AuthFileError, newToken } from "../auth/principals.js";
+import { exitQuietlyOnClosedPipe } from "./output.js";
 import { ActionqServer, StartRefused } from "../server.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
 import { migrate } from "../store/migrate.js";
@@ -86,6 +87,7 @@ program
   .option("--name <principal>", "the principal the token is for, to print a complete entry")
   .option("--role <role...>", "roles for the printed entry", ["viewer"])
   .action((options: { name?: string; role: string[] }) => {
+    exitQuietlyOnClosedPipe();
     const { token, hash } = newToken();
     process.stdout.write(`token: ${token}\n`);
     if (options.name) {
