@@ -52,6 +52,11 @@ function serverEnv(url: string, schema: string, port: number, metricsPort: numbe
     if (name.startsWith("BENCH_ACTIONQ_")) env[name.slice("BENCH_".length)] = value;
   }
   return {
+    // Every bench client comes from 127.0.0.1 without credentials, so the
+    // per-principal stream caps (per client address without auth) would
+    // count a thousand simulated workers as one.
+    ACTIONQ_MAX_STREAMS_PER_PRINCIPAL: "100000",
+    ACTIONQ_MAX_WATCHERS_PER_PRINCIPAL: "100000",
     ...env,
     ACTIONQ_URL: url,
     ACTIONQ_SCHEMA: schema,

@@ -77,7 +77,7 @@ async function steadyLoad(
 
 async function drain(ctx: Context): Promise<Metrics> {
   const size = ctx.args.size ?? 20_000;
-  progress(`actionq drain: enqueueing ${size} actions (64 concurrent EnqueueAction calls)`);
+  progress(`actionq drain: enqueueing ${size} actions (EnqueueActions batches of 500)`);
   const enqueueMeter = await WindowMeter.start(ctx.db, ctx.args.url, ctx.server.pid);
   const enqueueMs = await bulkEnqueue(ctx.server.address, size);
   const enqueueWindow = await enqueueMeter.stop();
