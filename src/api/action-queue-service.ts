@@ -24,6 +24,7 @@ import {
   claimToWire,
   eventToWire,
   pauseScopeFromWire,
+  sharedEventToWire,
   pauseToWire,
   riskFromWire,
   statusFromWire,
@@ -510,7 +511,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: afterId };
         for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown))) {
           if (item.kind === "event") {
-            yield { kind: { case: "event", value: eventToWire(item.event) }, cursor: BigInt(item.event.id) };
+            yield { kind: { case: "event", value: sharedEventToWire(item.event) }, cursor: BigInt(item.event.id) };
           } else {
             yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: item.cursor };
           }

@@ -133,6 +133,20 @@ export function claimToWire(row: ActionRow): Claim {
   });
 }
 
+/** Every watcher of the live tail is handed the same row objects; each is
+ * converted once, however many streams carry it. Messages are not changed
+ * after conversion, so sharing them is safe. */
+const wireEvents = new WeakMap<EventRow, Event>();
+
+export function sharedEventToWire(row: EventRow): Event {
+  let wire = wireEvents.get(row);
+  if (!wire) {
+    wire = eventToWire(row);
+    wireEvents.set(row, wire);
+  }
+  return wire;
+}
+
 export function eventToWire(row: EventRow): Event {
   return create(EventSchema, {
     id: BigInt(row.id),
