@@ -4,7 +4,8 @@
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
-import type { Counter } from "./actionq-load.js";
+import { Counter } from "./actionq-load.js";
+import { WindowMeter, cpuPerAction } from "./meter.js";
 import type { Metrics } from "./protocol.js";
 
 /** Samples per run: every 5 s of a 5-minute run. */
@@ -108,4 +109,51 @@ export async function vacuumState(db: pg.Pool, table: string): Promise<{ deadTup
   );
   const row = rows[0];
   return { deadTuples: Number(row?.dead ?? 0), autovacuums: Number(row?.autovacuums ?? 0), autovacuum: row?.autovacuum ?? "unknown" };
+}
+
+/** The measured part of the scenario, the same for every runner: starts the
+ * workers on a preloaded backlog of `available` in `table`, samples the
+ * drain for `durationMs`, and returns the figures, the series and a note
+ * (with the vacuum state and the errors during the drain). */
+export async function measureSustained(options: {
+  db: pg.Pool;
+  url: string;
+  serverPid: number | null;
+  table: string;
+  available: number;
+  durationMs: number;
+  startWorkers: (completed: Counter) => { close(): Promise<void> }[];
+  report: (message: string) => void;
+}): Promise<{ metrics: Metrics; series: Record<string, number[]>; notes: string }> {
+  const before = await vacuumState(options.db, options.table);
+  const completed = new Counter();
+  const meter = await WindowMeter.start(options.db, options.url, options.serverPid);
+  const crew = options.startWorkers(completed);
+  const trace = await traceDrain(completed, options.available, options.durationMs);
+  const window = await meter.stop();
+  // Claims still in hand when a stream closes are released by the server, so
+  // their completions may fail then; only errors during the drain count.
+  const { errors, lastError } = completed;
+  await Promise.all(crew.map((worker) => worker.close()));
+  const after = await vacuumState(options.db, options.table);
+  const figures = sustainedFigures(trace);
+  options.report(
+    `first ${figures.metrics.first_minute_rate?.toFixed(0)}/s, last ${figures.metrics.last_minute_rate?.toFixed(0)}/s, worst window ${figures.metrics.min_window_rate?.toFixed(0)}/s`,
+  );
+  const notes = [
+    figures.notes,
+    `autovacuum=${after.autovacuum}, ${after.autovacuums - before.autovacuums} autovacuum run(s) on ${options.table} during the drain, ${after.deadTuples} dead tuples at the end`,
+    ...(errors > 0 ? [`errors during the drain: ${errors} (last: ${lastError})`] : []),
+  ];
+  return {
+    metrics: {
+      ...figures.metrics,
+      backlog: options.available,
+      autovacuum_runs: after.autovacuums - before.autovacuums,
+      dead_tuples_end: after.deadTuples,
+      ...cpuPerAction(window, completed.value),
+    },
+    series: figures.series,
+    notes: notes.join("; "),
+  };
 }

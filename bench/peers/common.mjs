@@ -44,6 +44,34 @@ export async function waitCount(count, target, timeoutMs = 600_000) {
   }
 }
 
+/**
+ * Steady load: 4 producers each awaiting `addOne()` in a loop while the
+ * library's workers run; `completed()` reads their count. Returns the
+ * completion and enqueue rates of the window after the warm-up.
+ */
+export async function steadyWindow(addOne, completed) {
+  let stop = false;
+  let enqueued = 0;
+  const producer = async () => {
+    while (!stop) {
+      await addOne();
+      enqueued++;
+    }
+  };
+  const producers = Array.from({ length: 4 }, producer);
+  await sleep(WARMUP_MS);
+  const c0 = completed();
+  const e0 = enqueued;
+  const t0 = performance.now();
+  await sleep(durationMs);
+  const secs = (performance.now() - t0) / 1000;
+  const rate = (completed() - c0) / secs;
+  const enqueueRate = (enqueued - e0) / secs;
+  stop = true;
+  await Promise.all(producers);
+  return { rate, enqueueRate };
+}
+
 export function pct(sorted, p) {
   if (sorted.length === 0) return Number.NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));

@@ -9,7 +9,7 @@
 // created by graphile-worker's migrations and dropped at the end.
 import { performance } from "node:perf_hooks";
 import { Logger, makeWorkerUtils, run, runMigrations } from "graphile-worker";
-import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, url, waitCount } from "./common.mjs";
+import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, steadyWindow, url, waitCount } from "./common.mjs";
 
 const SYSTEM = "graphile-worker";
 const TASK = "bench";
@@ -129,28 +129,10 @@ async function steadyOnce(configName) {
   const runner = await startWorkers(configName, async () => {
     completed++;
   });
-  let stop = false;
-  let enqueued = 0;
-  const producer = async () => {
-    while (!stop) {
-      await utils.addJob(TASK, {});
-      enqueued++;
-    }
-  };
-  const producers = Array.from({ length: 4 }, producer);
-  await sleep(WARMUP_MS);
-  const c0 = completed;
-  const e0 = enqueued;
-  const t0 = performance.now();
-  await sleep(durationMs);
-  const secs = (performance.now() - t0) / 1000;
-  const c1 = completed;
-  const e1 = enqueued;
-  stop = true;
-  await Promise.all(producers);
+  const result = await steadyWindow(() => utils.addJob(TASK, {}), () => completed);
   await runner.stop();
   await admin.query(`delete from ${q(schema)}._private_jobs`);
-  return { rate: (c1 - c0) / secs, enqueueRate: (e1 - e0) / secs };
+  return result;
 }
 
 async function steady() {

@@ -9,7 +9,7 @@
 // the schema on start(); the runner drops it at the end.
 import { performance } from "node:perf_hooks";
 import { PgBoss } from "pg-boss";
-import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, url, waitCount } from "./common.mjs";
+import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, steadyWindow, url, waitCount } from "./common.mjs";
 
 const SYSTEM = "pg-boss";
 const WORKERS = 4;
@@ -143,25 +143,7 @@ async function steady() {
     await boss.work(queue, WORK.b100_burst, async (jobs) => {
       completed += jobs.length;
     });
-    let stop = false;
-    let enqueued = 0;
-    const producer = async () => {
-      while (!stop) {
-        await boss.send(queue, {});
-        enqueued++;
-      }
-    };
-    const producers = Array.from({ length: 4 }, producer);
-    await sleep(WARMUP_MS);
-    const c0 = completed;
-    const e0 = enqueued;
-    const t0 = performance.now();
-    await sleep(durationMs);
-    const secs = (performance.now() - t0) / 1000;
-    const rate = (completed - c0) / secs;
-    const enqueueRate = (enqueued - e0) / secs;
-    stop = true;
-    await Promise.all(producers);
+    const { rate, enqueueRate } = await steadyWindow(() => boss.send(queue, {}), () => completed);
     await stopBoss(boss);
     progress(`steady ${name}: ${rate.toFixed(0)} completed/s, ${enqueueRate.toFixed(0)} enqueued/s`);
     metrics[`rate_${name}`] = Math.round(rate);

@@ -14,7 +14,7 @@ import { cpuPerAction, WindowMeter } from "../lib/meter.js";
 import { backendsOf, rssMb } from "../lib/proc.js";
 import { type Metrics, type RunnerArgs, type Series, emit, parseRunnerArgs, progress } from "../lib/protocol.js";
 import { latencySummary } from "../lib/stats.js";
-import { sustainedFigures, traceDrain, vacuumState } from "../lib/sustained.js";
+import { measureSustained } from "../lib/sustained.js";
 
 const SYSTEM = "actionq";
 /** Workers in the drain, steady, backlog and tail scenarios, and how many
@@ -267,36 +267,20 @@ async function sustained(ctx: Context): Promise<Metrics> {
   await insertApprovedBacklog(ctx.db, size, report);
   const preloadS = (performance.now() - preloadStarted) / 1000;
   const available = await claimable(ctx);
-  const before = await vacuumState(ctx.db, "actions");
   report(`${available} approved actions preloaded in ${preloadS.toFixed(0)} s; draining with ${WORKERS} workers for ${durationMs / 1000} s`);
-  const completed = new Counter();
-  const meter = await WindowMeter.start(ctx.db, ctx.args.url, ctx.server.pid);
-  const crew = workers(ctx, WORKERS, completed);
-  const trace = await traceDrain(completed, available, durationMs);
-  const window = await meter.stop();
-  // Claims still in hand when a stream closes are released by the server, so
-  // their completions may fail then; only errors during the drain count.
-  const { errors, lastError } = completed;
-  await closeAll(crew);
-  const after = await vacuumState(ctx.db, "actions");
-  const figures = sustainedFigures(trace);
-  report(
-    `first ${figures.metrics.first_minute_rate?.toFixed(0)}/s, last ${figures.metrics.last_minute_rate?.toFixed(0)}/s, worst window ${figures.metrics.min_window_rate?.toFixed(0)}/s`,
-  );
-  if (errors > 0) ctx.notes.push(`errors during the drain: ${errors} (last: ${lastError})`);
-  ctx.notes.push(
-    `${available} approved actions preloaded as in backlog; ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT} drain for ${durationMs / 1000} s; ${figures.notes}; ` +
-      `autovacuum=${after.autovacuum}, ${after.autovacuums - before.autovacuums} autovacuum run(s) on actions during the drain, ${after.deadTuples} dead tuples at the end`,
-  );
-  ctx.series = figures.series;
-  return {
-    ...figures.metrics,
-    backlog: available,
-    preload_s: preloadS,
-    autovacuum_runs: after.autovacuums - before.autovacuums,
-    dead_tuples_end: after.deadTuples,
-    ...cpuPerAction(window, completed.value),
-  };
+  const measured = await measureSustained({
+    db: ctx.db,
+    url: ctx.args.url,
+    serverPid: ctx.server.pid,
+    table: "actions",
+    available,
+    durationMs,
+    startWorkers: (completed) => workers(ctx, WORKERS, completed),
+    report,
+  });
+  ctx.notes.push(`${available} approved actions preloaded as in backlog; ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT} drain for ${durationMs / 1000} s; ${measured.notes}`);
+  ctx.series = measured.series;
+  return { ...measured.metrics, preload_s: preloadS };
 }
 
 async function tail(ctx: Context): Promise<Metrics> {

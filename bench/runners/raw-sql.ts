@@ -12,7 +12,7 @@ import { backendsOf } from "../lib/proc.js";
 import { type Metrics, type RunnerArgs, type Series, emit, parseRunnerArgs, progress } from "../lib/protocol.js";
 import { type ClaimedJob, Wakeups, claim, complete, connectionConfig, enqueue, openClient, readEventsAfter, schemaSql } from "../lib/raw-sql-queue.js";
 import { latencySummary } from "../lib/stats.js";
-import { sustainedFigures, traceDrain, vacuumState } from "../lib/sustained.js";
+import { measureSustained } from "../lib/sustained.js";
 
 const WORKERS = 4;
 const PRODUCERS = 4;
@@ -312,35 +312,22 @@ async function sustained(ctx: Context): Promise<Metrics> {
   const preloadStarted = performance.now();
   await insertBacklog(ctx, size, "ready", "sustained");
   const preloadS = (performance.now() - preloadStarted) / 1000;
-  const before = await vacuumState(ctx.db, "jobs");
-  const completed = new Counter();
-  const meter = await WindowMeter.start(ctx.db, ctx.args.url, null);
-  const crew = workers(ctx, WORKERS, completed);
-  const trace = await traceDrain(completed, size, durationMs);
-  const window = await meter.stop();
-  const { errors, lastError } = completed;
-  await Promise.all(crew.map((w) => w.close()));
-  const after = await vacuumState(ctx.db, "jobs");
-  const figures = sustainedFigures(trace);
-  progress(
-    `raw-sql sustained: first ${figures.metrics.first_minute_rate?.toFixed(0)}/s, last ${figures.metrics.last_minute_rate?.toFixed(0)}/s, worst window ${figures.metrics.min_window_rate?.toFixed(0)}/s`,
-  );
-  if (errors > 0) ctx.notes.push(`errors during the drain: ${errors} (last: ${lastError})`);
+  const measured = await measureSustained({
+    db: ctx.db,
+    url: ctx.args.url,
+    serverPid: null,
+    table: "jobs",
+    available: size,
+    durationMs,
+    startWorkers: (completed) => workers(ctx, WORKERS, completed),
+    report: (message) => progress(`raw-sql sustained: ${message}`),
+  });
   ctx.notes.push(
     `backlog sized from a ${calibrationMs / 1000} s calibration drain (peak ${peak.toFixed(0)}/s over 0.5 s, then truncated): ${size} ready jobs preloaded (at least ${floor}, at most ${SUSTAINED_MAX_BACKLOG}); ` +
-      `${WORKERS} workers claim and complete ${ctx.batch} per statement for ${durationMs / 1000} s; ${figures.notes}; ` +
-      `autovacuum=${after.autovacuum}, ${after.autovacuums - before.autovacuums} autovacuum run(s) on jobs during the drain, ${after.deadTuples} dead tuples at the end`,
+      `${WORKERS} workers claim and complete ${ctx.batch} per statement for ${durationMs / 1000} s; ${measured.notes}`,
   );
-  ctx.series = figures.series;
-  return {
-    ...figures.metrics,
-    backlog: size,
-    preload_s: preloadS,
-    calibration_peak_rate: peak,
-    autovacuum_runs: after.autovacuums - before.autovacuums,
-    dead_tuples_end: after.deadTuples,
-    ...cpuPerAction(window, completed.value),
-  };
+  ctx.series = measured.series;
+  return { ...measured.metrics, preload_s: preloadS, calibration_peak_rate: peak };
 }
 
 async function tail(ctx: Context): Promise<Metrics> {
