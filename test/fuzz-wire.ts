@@ -260,27 +260,40 @@ export class FuzzClients {
     return this.h2CallOn(this.h2(), call);
   }
 
+  /** Opens the stream of one call, with a `finish` that settles the call
+   * once: it stops the deadline and cancels the stream if still open. A
+   * stream that cannot be opened settles the call as client_refused. */
+  private openCall(
+    resolve: (outcome: Outcome) => void,
+    open: () => http2.ClientHttp2Stream,
+  ): { stream: http2.ClientHttp2Stream; finish: (outcome: Outcome) => void } | undefined {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = open();
+    } catch (error) {
+      resolve({ code: "client_refused", detail: (error as Error).message });
+      return undefined;
+    }
+    let settled = false;
+    const finish = (outcome: Outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!stream.closed) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        this.cancelled();
+      }
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => finish({ code: "hung", detail: `no answer in ${DEADLINE_MS} ms` }), DEADLINE_MS);
+    return { stream, finish };
+  }
+
   h2CallOn(session: http2.ClientHttp2Session, call: HttpCall): Promise<Outcome> {
     return new Promise((resolve) => {
-      let settled = false;
-      let stream: http2.ClientHttp2Stream;
-      const finish = (outcome: Outcome) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (!stream.closed) {
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-          this.cancelled();
-        }
-        resolve(outcome);
-      };
-      try {
-        stream = session.request({ ":method": call.method ?? "POST", ":path": call.path, ...this.headers, ...call.headers });
-      } catch (error) {
-        resolve({ code: "client_refused", detail: (error as Error).message });
-        return;
-      }
-      const timer = setTimeout(() => finish({ code: "hung", detail: `no answer in ${DEADLINE_MS} ms` }), DEADLINE_MS);
+      const opened = this.openCall(resolve, () => session.request({ ":method": call.method ?? "POST", ":path": call.path, ...this.headers, ...call.headers }));
+      if (!opened) return;
+      const { stream, finish } = opened;
       let status = 0;
       const headers: Record<string, unknown> = {};
       const chunks: Buffer[] = [];
@@ -359,28 +372,14 @@ export class FuzzClients {
     session?: http2.ClientHttp2Session;
   }): Promise<Outcome> {
     return new Promise((resolve) => {
-      let settled = false;
-      let stream: http2.ClientHttp2Stream;
-      const finish = (outcome: Outcome) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (!stream.closed) {
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-          this.cancelled();
-        }
-        resolve(outcome);
-      };
-      try {
-        stream = (call.session ?? this.h2()).request(
+      const opened = this.openCall(resolve, () =>
+        (call.session ?? this.h2()).request(
           { ":method": "POST", ":path": call.path, "content-type": "application/grpc", te: "trailers", ...this.headers, ...call.headers },
           { endStream: false },
-        );
-      } catch (error) {
-        resolve({ code: "client_refused", detail: (error as Error).message });
-        return;
-      }
-      const timer = setTimeout(() => finish({ code: "hung", detail: `no answer in ${DEADLINE_MS} ms` }), DEADLINE_MS);
+        ),
+      );
+      if (!opened) return;
+      const { stream, finish } = opened;
       let status = 0;
       let grpcStatus: string | undefined;
       let message = "";
