@@ -96,6 +96,27 @@ function attempt<T>(prefix: string, check: () => T): T | ActionqError {
   }
 }
 
+type Success = Extract<Outcome, { ok: true }>;
+
+/** A batch call's results, in request order: the store runs once on the
+ * items that passed their checks; each item gets its own refusal, the
+ * store's refusal of it, or `ok` of its success. */
+async function perItem<I extends object, R>(
+  items: (I | ActionqError)[],
+  store: (valid: I[]) => Promise<Outcome[]>,
+  ok: (item: I, outcome: Success) => R,
+): Promise<({ result: { case: "error"; value: ReturnType<typeof itemError> } } | R)[]> {
+  const valid = items.filter((item): item is I => !(item instanceof ActionqError));
+  const outcomes = valid.length > 0 ? await store(valid) : [];
+  let next = 0;
+  return items.map((item, index) => {
+    if (item instanceof ActionqError) return { result: { case: "error" as const, value: itemError(item) } };
+    const outcome = outcomes[next++]!;
+    if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `requests[${index}]`)) } };
+    return ok(item, outcome);
+  });
+}
+
 /** The result, or its error thrown. */
 function must(outcome: Outcome) {
   if (!outcome.ok) throw outcome.error;
@@ -213,8 +234,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       const access = accessOf(ctx);
       const input = prepareEnqueue(req, access);
       if (input.supersedesId !== null) {
-        await access.allowExisting([input.supersedesId]);
-        const [refused] = await access.allowSupersede([input.supersedesId]);
+        const [refused] = await access.supersedeErrors([input.supersedesId]);
         if (refused) throw refused;
       }
       const outcome = must(await actions.one.enqueue(input));
@@ -227,21 +247,13 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       const access = accessOf(ctx);
       const inputs = bound.batch("requests", req.requests).map((one, index) => attempt(`requests[${index}]`, () => prepareEnqueue(one, access)));
       const superseding = inputs.flatMap((input, index) => (input instanceof ActionqError || input.supersedesId === null ? [] : [{ index, id: input.supersedesId }]));
-      if (superseding.length > 0) {
-        const refused = await access.allowSupersede(superseding.map((item) => item.id));
-        for (const [n, { index, id }] of superseding.entries()) {
-          const error = refused[n] ?? (await access.allowExisting([id]).then(() => undefined, (e: unknown) => (e instanceof ActionqError ? e : Promise.reject(e))));
-          if (error) inputs[index] = withItemField(error, `requests[${index}]`);
-        }
-      }
-      const valid = inputs.filter((input): input is NewAction => !(input instanceof ActionqError));
-      const outcomes = valid.length > 0 ? await actions.enqueueMany(valid) : [];
-      let next = 0;
+      const refused = await access.supersedeErrors(superseding.map((item) => item.id));
+      superseding.forEach(({ index }, n) => {
+        const error = refused[n];
+        if (error) inputs[index] = withItemField(error, `requests[${index}]`);
+      });
       return {
-        results: inputs.map((input, index) => {
-          if (input instanceof ActionqError) return { result: { case: "error" as const, value: itemError(input) } };
-          const outcome = outcomes[next++]!;
-          if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `requests[${index}]`)) } };
+        results: await perItem(inputs, (valid) => actions.enqueueMany(valid), (_input, outcome) => {
           if (outcome.created !== false) metrics.onEnqueued(outcome.action);
           if (outcome.action.deferred) deps.scheduler.hint(outcome.action.run_after!);
           return { result: { case: "ok" as const, value: { action: actionToWire(outcome.action), created: outcome.created ?? true } } };
@@ -442,14 +454,8 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         const error = notHeld[n];
         if (error) items[index] = withItemField(error, `requests[${index}]`);
       });
-      const valid = items.filter((item): item is { id: string; token: string; resultRef: string } => !(item instanceof ActionqError));
-      const outcomes = valid.length > 0 ? await actions.completeMany(valid) : [];
-      let next = 0;
       return {
-        results: items.map((item, index) => {
-          if (item instanceof ActionqError) return { result: { case: "error" as const, value: itemError(item) } };
-          const outcome = outcomes[next++]!;
-          if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `requests[${index}]`)) } };
+        results: await perItem(items, (valid) => actions.completeMany(valid), (item, outcome) => {
           dispatcher.onClaimEnded(item.id, outcome.action.attempt);
           if (!outcome.repeated) metrics.onFinished(outcome.action, "completed", outcome.action.claimed_since ?? null);
           return { result: { case: "action" as const, value: actionToWire(outcome.action) } };

@@ -157,6 +157,17 @@ function outOfScope(principal: Principal, message: string, metadata: Record<stri
   return new ActionqError("permission_denied", "OUT_OF_SCOPE", `${principal.name} ${message}`, { principal: principal.name, ...metadata });
 }
 
+/** OUT_OF_SCOPE when the action lies outside a scoped principal's
+ * projects or action types. */
+function scopeError(principal: Principal, id: string, action: { project: string; actionType: string }): ActionqError | undefined {
+  const scope = principal.scope;
+  if (!scope) return undefined;
+  if ((scope.projects && !scope.projects.has(action.project)) || (scope.actionTypes && !scope.actionTypes.has(action.actionType))) {
+    return outOfScope(principal, `may not act on action ${id} (project ${action.project}, type ${action.actionType})`, { action_id: id });
+  }
+  return undefined;
+}
+
 /** The checks a handler makes for its caller. With authentication off
  * they pass, and identity fields are taken as given. */
 export class Access {
@@ -209,11 +220,9 @@ export class Access {
   async allowExisting(ids: string[]): Promise<void> {
     const principal = this.caller.principal;
     if (!principal?.scope || ids.length === 0) return;
-    const found = await this.lookups.scopes(ids);
-    for (const [id, { project, actionType }] of found) {
-      if ((principal.scope.projects && !principal.scope.projects.has(project)) || (principal.scope.actionTypes && !principal.scope.actionTypes.has(actionType))) {
-        throw outOfScope(principal, `may not act on action ${id} (project ${project}, type ${actionType})`, { action_id: id });
-      }
+    for (const [id, action] of await this.lookups.scopes(ids)) {
+      const error = scopeError(principal, id, action);
+      if (error) throw error;
     }
   }
 
@@ -271,21 +280,21 @@ export class Access {
     });
   }
 
-  /** Superseding cancels the old action: only its own producer may. */
-  async allowSupersede(ids: string[]): Promise<(ActionqError | undefined)[]> {
+  /** Superseding cancels the old action: it must be in scope, and only its
+   * own producer may. One error (or none) per id, from one lookup. */
+  async supersedeErrors(ids: string[]): Promise<(ActionqError | undefined)[]> {
     const principal = this.caller.principal;
     if (!principal || ids.length === 0) return ids.map(() => undefined);
     const found = await this.lookups.scopes(ids);
     return ids.map((id) => {
       const old = found.get(id);
       if (!old) return undefined;
-      if (old.createdBy !== principal.name) {
-        return new ActionqError("permission_denied", "NOT_YOUR_ACTION", `supersedes_id: action ${id} was proposed by ${old.createdBy}; only its producer may supersede it`, {
-          field: "supersedes_id",
-          action_id: id,
-        });
-      }
-      return undefined;
+      const outside = scopeError(principal, id, old);
+      if (outside || old.createdBy === principal.name) return outside;
+      return new ActionqError("permission_denied", "NOT_YOUR_ACTION", `supersedes_id: action ${id} was proposed by ${old.createdBy}; only its producer may supersede it`, {
+        field: "supersedes_id",
+        action_id: id,
+      });
     });
   }
 
