@@ -32,7 +32,7 @@ const CLIENT_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END
 /** What connect-es reports as INTERNAL but is a fault of the request: a
  * body that is not valid protobuf, a compressed frame it cannot
  * decompress. */
-const CLIENT_FAULT = /^(parse binary: |received compressed envelope|decompression failed|invalid base64 string)/;
+const CLIENT_FAULT = /^(parse binary: |received compressed envelope|decompression failed)/;
 
 export function isClientFault(message: string): boolean {
   return CLIENT_FAULT.test(message);
@@ -57,8 +57,6 @@ export function toConnectError(error: unknown, log: Logger, method: string): Con
   }
   // Writing to a stream the client already closed: nobody is left to tell.
   if (CLIENT_GONE.has((error as { code?: unknown })?.code as string)) return new ConnectError("the client closed the stream", Code.Canceled);
-  // A Connect GET whose message parameter is not base64: the client's fault.
-  if (error instanceof Error && error.message === "invalid base64 string") return new ConnectError("message: invalid base64", Code.InvalidArgument);
   if (!(error instanceof ActionqError) && databaseUnavailable(error)) {
     log.warn({ method, err: (error as Error).message, code: (error as { code?: unknown }).code }, "database unavailable");
     error = new ActionqError("unavailable", "DATABASE_UNAVAILABLE", "the database is unavailable; retry");

@@ -28,10 +28,6 @@ export class SlowConsumers {
     private readonly metrics: { onSlowConsumerCut(method: string): void },
   ) {}
 
-  get watched(): number {
-    return this.open.size;
-  }
-
   /** Watches every server stream's writes. */
   interceptor(): Interceptor {
     return (next) => async (req) => {
