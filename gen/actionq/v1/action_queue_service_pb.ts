@@ -401,7 +401,8 @@ export type ListActionsRequest = Message<"actionq.v1.ListActionsRequest"> & {
   correlationId: string;
 
   /**
-   * At most this many actions (default 50, at most 1000).
+   * At most this many actions (default 50). More than the server's
+   * ACTIONQ_MAX_PAGE_SIZE (1000 by default) is refused.
    *
    * @generated from field: int32 page_size = 7;
    */
@@ -1260,7 +1261,8 @@ export type ListEventsRequest = Message<"actionq.v1.ListEventsRequest"> & {
   eventTypes: string[];
 
   /**
-   * At most this many events (default 100, at most 1000).
+   * At most this many events (default 100). More than the server's
+   * ACTIONQ_MAX_PAGE_SIZE (1000 by default) is refused.
    *
    * @generated from field: int32 page_size = 4;
    */
@@ -1984,7 +1986,8 @@ export const ActionQueueService: GenService<{
     output: typeof EnqueueActionResponseSchema;
   },
   /**
-   * Creates many actions in one call and one transaction (at most 1000),
+   * Creates many actions in one call and one transaction (at most
+   * ACTIONQ_MAX_BATCH, 1000 by default),
    * each exactly as EnqueueAction would. Each request gets its own result,
    * in order: the action, or the error EnqueueAction would have returned
    * for it alone. A refused request writes nothing and does not stop the
@@ -2125,7 +2128,8 @@ export const ActionQueueService: GenService<{
     output: typeof CompleteActionResponseSchema;
   },
   /**
-   * Completes many claims in one call and one statement (at most 1000),
+   * Completes many claims in one call and one statement (at most
+   * ACTIONQ_MAX_BATCH, 1000 by default),
    * each exactly as CompleteAction would, acknowledging streamed ones on
    * the way. Each request gets its own result, in order.
    *
