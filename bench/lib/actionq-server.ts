@@ -1,6 +1,6 @@
 // An `actionq serve` child process for the bench, on a free loopback port,
-// with its admin endpoint on another, and the generated Connect client over
-// gRPC. Logs stay at warn: at info the server writes one line per RPC, and
+// with its admin endpoint on another, and a client over gRPC (grpc-js by
+// default, BENCH_CLIENT=connect for the generated Connect client). Logs stay at warn: at info the server writes one line per RPC, and
 // then no "serving" line can be read either, so readiness is the first
 // answered RPC.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { createGrpcJsClient } from "./grpc-client.js";
 
 export type ActionqClient = Client<typeof ActionQueueService>;
 
@@ -36,8 +37,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A client on its own HTTP/2 connection (each transport holds one). */
+/** The client library the bench's producers, workers and watchers use. */
+export const CLIENT = process.env.BENCH_CLIENT === "connect" ? "connect" : "grpc-js";
+
+/** A client on its own HTTP/2 connection. */
 export function connect(address: string): ActionqClient {
+  if (CLIENT === "grpc-js") return createGrpcJsClient(ActionQueueService, address);
   return createClient(ActionQueueService, createGrpcTransport({ baseUrl: `http://${address}` }));
 }
 

@@ -1,13 +1,13 @@
 // The actionq runner: starts `actionq serve` on the bench schema as a child
-// process, drives it over gRPC with the generated Connect client (workers
-// on StreamClaims that ack and complete each claim), and prints one JSON
-// result line. See bench/README.md for what each scenario measures.
+// process, drives it over gRPC with grpc-js (or the generated Connect
+// client, BENCH_CLIENT=connect; workers on StreamClaims that complete their
+// claims), and prints one JSON result line. See bench/README.md for what each scenario measures.
 import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
-import { type ActionqClient, ActionqServerProcess, connect } from "../lib/actionq-server.js";
+import { type ActionqClient, ActionqServerProcess, CLIENT, connect } from "../lib/actionq-server.js";
 import { Counter, IDLE_TYPE, Producers, StreamWorker, bulkEnqueue, enqueueRequest } from "../lib/actionq-load.js";
 import { insertApprovedBacklog, insertFinishedHistory } from "../lib/actionq-backlog.js";
 import { cpuPerAction, WindowMeter } from "../lib/meter.js";
@@ -348,7 +348,7 @@ async function main(): Promise<void> {
     const metrics = await SCENARIOS[args.scenario]!(ctx);
     await server.stop();
     await db.end();
-    emit({ system: SYSTEM, scenario: args.scenario, metrics, ...(ctx.series && { series: ctx.series }), notes: ctx.notes.join("; ") });
+    emit({ system: SYSTEM, scenario: args.scenario, metrics, ...(ctx.series && { series: ctx.series }), notes: [`client ${CLIENT}`, ...ctx.notes].join("; ") });
   } catch (error) {
     progress(`actionq server output (last part):\n${server.recentOutput}`);
     await server.stop().catch(() => {});
