@@ -14,11 +14,12 @@
 // - A request body the server never reads (the call was refused before it)
 //   is not left to fill the HTTP/2 session's memory: the stream is closed.
 import http2 from "node:http2";
-import { Code, type ConnectRouter, type ConnectRouterOptions, type ContextValues, createConnectRouter } from "@connectrpc/connect";
+import { Code, type ConnectRouter, type ConnectRouterOptions, type ContextValues, type MethodImplSpec, createConnectRouter, createServiceImplSpec } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
 import type { NodeRequest } from "../auth/access.js";
+import { directSpecs, isPlainGrpc, serveDirect } from "./grpc-direct.js";
 import { isClientFault } from "./interceptors.js";
 
 type NodeResponse = Parameters<typeof universalResponseToNodeResponse>[1];
@@ -174,8 +175,25 @@ export interface AdapterOptions extends ConnectRouterOptions {
 export function nodeAdapter(options: AdapterOptions): (req: NodeRequest, res: NodeResponse) => void {
   const { routes, contextValues, log, ...routerOptions } = options;
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
-  routes(router);
+  // The services as given, for the direct gRPC path.
+  const specs: MethodImplSpec[] = [];
+  routes({
+    ...router,
+    service(service, implementation, serviceOptions) {
+      specs.push(...Object.values(createServiceImplSpec(service, implementation).methods));
+      return router.service(service, implementation, serviceOptions);
+    },
+  });
   const paths = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  const direct = directSpecs(specs);
+  const directOptions = {
+    interceptors: routerOptions.interceptors ?? [],
+    readMaxBytes: routerOptions.readMaxBytes ?? 0xffffffff,
+    writeMaxBytes: routerOptions.writeMaxBytes ?? 0xffffffff,
+    maxTimeoutMs: routerOptions.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER,
+    shutdownSignal: routerOptions.shutdownSignal,
+    finishTrailer: fixGrpcStatus,
+  };
   return (req, res) => {
     const handler = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!handler) {
@@ -195,11 +213,24 @@ export function nodeAdapter(options: AdapterOptions): (req: NodeRequest, res: No
         if (!req.readableEnded && !req.stream.closed) req.stream.close(http2.constants.NGHTTP2_NO_ERROR);
       });
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, contextValues(req));
-    handler(uReq)
-      .then(fixClientFaults)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
-      .catch((reason: unknown) => {
+    const values = contextValues(req);
+    const viaConnect = (body?: AsyncIterable<Uint8Array>) => {
+      const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
+      return handler(body ? { ...uReq, body } : uReq)
+        .then(fixClientFaults)
+        .then((uRes) => universalResponseToNodeResponse(uRes, res));
+    };
+    const spec = "stream" in req && isPlainGrpc(req) ? direct.get(handler.requestPath) : undefined;
+    let call: Promise<void>;
+    if (spec) {
+      let handedOver: Promise<void> | undefined;
+      call = serveDirect(spec, req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, values, directOptions, (body) => {
+        handedOver = viaConnect(body);
+      }).then(() => handedOver);
+    } else {
+      call = viaConnect();
+    }
+    call.catch((reason: unknown) => {
         const name = (reason as { name?: unknown })?.name;
         const code = (reason as { code?: unknown })?.code;
         // The client went away, or the stream was cut: nobody to answer.
