@@ -131,7 +131,8 @@ function clampTimeouts(req: NodeRequest): void {
   if (typeof grpc === "string") {
     const match = /^(\d{1,8})([HMSmun])$/.exec(grpc);
     const unit = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 }[match?.[2] ?? "S"]!;
-    if (match && Number(match[1]) * unit > MAX_TIMEOUT_MS) req.headers["grpc-timeout"] = `${MAX_TIMEOUT_MS}m`;
+    // In whole seconds: the header holds at most 8 digits.
+    if (match && Number(match[1]) * unit > MAX_TIMEOUT_MS) req.headers["grpc-timeout"] = `${Math.floor(MAX_TIMEOUT_MS / 1000)}S`;
   }
   const connect = req.headers["connect-timeout-ms"];
   if (typeof connect === "string" && /^\d+$/.test(connect) && Number(connect) > MAX_TIMEOUT_MS) req.headers["connect-timeout-ms"] = String(MAX_TIMEOUT_MS);
