@@ -24,7 +24,7 @@ import {
   claimToWire,
   eventToWire,
   pauseScopeFromWire,
-  sharedEventToWire,
+  sharedWatchResponse,
   pauseToWire,
   riskFromWire,
   statusFromWire,
@@ -517,7 +517,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
         yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: afterId };
         for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown))) {
           if (item.kind === "event") {
-            yield { kind: { case: "event", value: sharedEventToWire(item.event) }, cursor: BigInt(item.event.id) };
+            yield sharedWatchResponse(item.event);
           } else {
             yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: item.cursor };
           }

@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Action, ActionSchema, ActionStatus, type Claim, ClaimSchema, type Event, EventSchema, RiskLevel } from "../../gen/actionq/v1/action_pb.js";
-import { type Pause, PauseKind, PauseSchema } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { type Pause, PauseKind, PauseSchema, type WatchEventsResponse, WatchEventsResponseSchema } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { invalidField } from "../errors.js";
 import type { PauseKind as PauseKindName, PauseRow, PauseScope } from "../store/pauses.js";
 import type { ActionRow, EventRow, RiskLevel as RiskName, Status } from "../store/rows.js";
@@ -133,16 +133,17 @@ export function claimToWire(row: ActionRow): Claim {
   });
 }
 
-/** Every watcher of the live tail is handed the same row objects; each is
- * converted once, however many streams carry it. Messages are not changed
- * after conversion, so sharing them is safe. */
-const wireEvents = new WeakMap<EventRow, Event>();
+/** Every watcher of the live tail is handed the same row objects; each
+ * becomes one response message, however many streams carry it, and the
+ * direct gRPC path encodes that message once for all of them. Messages are
+ * not changed after conversion, so sharing them is safe. */
+const watchResponses = new WeakMap<EventRow, WatchEventsResponse>();
 
-export function sharedEventToWire(row: EventRow): Event {
-  let wire = wireEvents.get(row);
+export function sharedWatchResponse(row: EventRow): WatchEventsResponse {
+  let wire = watchResponses.get(row);
   if (!wire) {
-    wire = eventToWire(row);
-    wireEvents.set(row, wire);
+    wire = create(WatchEventsResponseSchema, { kind: { case: "event", value: eventToWire(row) }, cursor: BigInt(row.id) });
+    watchResponses.set(row, wire);
   }
   return wire;
 }
