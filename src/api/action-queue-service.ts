@@ -215,12 +215,16 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
       rollbackOf: null,
       note: null,
       idempotencyKey,
-      // As the producer sent it: run_after as its ISO string (a Date has no
-      // keys of its own), max_attempts before the server's default, so
-      // that replicas with different defaults agree on a retry.
-      requestDigest: createHash("sha256")
-        .update(canonical({ ...fields, runAfter: fields.runAfter?.toISOString() ?? null, maxAttempts: req.maxAttempts } as unknown as JsonValue))
-        .digest("base64url"),
+      // Only a repeated idempotency key is compared with it. As the
+      // producer sent it: run_after as its ISO string (a Date has no keys of
+      // its own), max_attempts before the server's default, so that
+      // replicas with different defaults agree on a retry.
+      requestDigest:
+        idempotencyKey === null
+          ? null
+          : createHash("sha256")
+              .update(canonical({ ...fields, runAfter: fields.runAfter?.toISOString() ?? null, maxAttempts: req.maxAttempts } as unknown as JsonValue))
+              .digest("base64url"),
       ...decisions(loaded, { ...fields, riskLevel: risk, typeRisk }),
     };
     return input;

@@ -81,8 +81,9 @@ export interface NewAction {
   maxAttempts: number;
   runAfter: Date | null;
   idempotencyKey: string | null;
-  /** Digest of the request, to tell a retry from a reused key. */
-  requestDigest: string;
+  /** Digest of the request, to tell a retry from a reused key; null
+   * without a key. */
+  requestDigest: string | null;
   /** Kept on the action_enqueued event when set. */
   note: string | null;
   autonomousEligible: boolean;
