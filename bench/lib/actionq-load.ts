@@ -69,6 +69,20 @@ export class Counter {
   }
 }
 
+/** Completions per second from the first one on, for `durationMs` or
+ * until `total` are done; then `close` stops the workers. Connecting and
+ * opening streams is not claim throughput, and with a backlog of 1,000 it
+ * would be much of the window. */
+export async function rateFromFirst(completed: Counter, durationMs: number, total: number, close: () => Promise<unknown>): Promise<number> {
+  await completed.reach(1, 60_000);
+  const started = performance.now();
+  const first = completed.value;
+  await Promise.race([sleep(durationMs), completed.reach(total, 600_000)]);
+  const rate = (completed.value - first) / ((performance.now() - started) / 1000);
+  await close();
+  return rate;
+}
+
 /** A worker holding one StreamClaims stream on its own connection,
  * completing each claim as a worker with a no-op handler would.
  * Reconnects if the stream ends while it should run. */
