@@ -13,6 +13,8 @@
 //   fire at once; it is clamped.
 // - A request body the server never reads (the call was refused before it)
 //   is not left to fill the HTTP/2 session's memory: the stream is closed.
+// - Plain binary gRPC over HTTP/2 (what grpc-js sends) takes a direct path
+//   that skips connect-es's per-call chain of iterables (grpc-direct.ts).
 import http2 from "node:http2";
 import { Code, type ConnectRouter, type ConnectRouterOptions, type ContextValues, type MethodImplSpec, createConnectRouter, createServiceImplSpec } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
@@ -181,7 +183,9 @@ export function nodeAdapter(options: AdapterOptions): (req: NodeRequest, res: No
   routes({
     ...router,
     service(service, implementation, serviceOptions) {
-      specs.push(...Object.values(createServiceImplSpec(service, implementation).methods));
+      // Options of its own (interceptors, limits) keep a service on
+      // connect-es: the direct path applies the router's.
+      if (serviceOptions === undefined) specs.push(...Object.values(createServiceImplSpec(service, implementation).methods));
       return router.service(service, implementation, serviceOptions);
     },
   });
@@ -232,18 +236,18 @@ export function nodeAdapter(options: AdapterOptions): (req: NodeRequest, res: No
       call = viaConnect();
     }
     call.catch((reason: unknown) => {
-        const name = (reason as { name?: unknown })?.name;
-        const code = (reason as { code?: unknown })?.code;
-        // The client went away, or the stream was cut: nobody to answer.
-        const gone = res.destroyed || res.writableEnded || ("stream" in req && (req.stream.destroyed || req.stream.closed));
-        if (gone || name === "AbortError" || code === Code.Aborted || code === Code.Canceled) return;
-        if (reason instanceof URIError) {
-          // Writing an error message that quoted malformed client text.
-          answerFailure(req, res, Code.InvalidArgument, "the request could not be decoded");
-          return;
-        }
-        log.error({ method: handler.method.name, err: reason }, "handler failed while answering");
-        answerFailure(req, res, Code.Internal, "internal error");
-      });
+      const name = (reason as { name?: unknown })?.name;
+      const code = (reason as { code?: unknown })?.code;
+      // The client went away, or the stream was cut: nobody to answer.
+      const gone = res.destroyed || res.writableEnded || ("stream" in req && (req.stream.destroyed || req.stream.closed));
+      if (gone || name === "AbortError" || code === Code.Aborted || code === Code.Canceled) return;
+      if (reason instanceof URIError) {
+        // Writing an error message that quoted malformed client text.
+        answerFailure(req, res, Code.InvalidArgument, "the request could not be decoded");
+        return;
+      }
+      log.error({ method: handler.method.name, err: reason }, "handler failed while answering");
+      answerFailure(req, res, Code.Internal, "internal error");
+    });
   };
 }
