@@ -147,15 +147,15 @@ export function claimToWire(row: ActionRow): Claim {
 }
 
 /** Every watcher of the live tail is handed the same row objects; each
- * becomes one response message, however many streams carry it, and the
- * direct gRPC path encodes that message once for all of them. Messages are
- * not changed after conversion, so sharing them is safe. */
+ * becomes one response message, however many streams carry it. It is
+ * frozen: sharing it is safe, and the direct gRPC path encodes a frozen
+ * message once for all of its streams. */
 const watchResponses = new WeakMap<EventRow, WatchEventsResponse>();
 
 export function sharedWatchResponse(row: EventRow): WatchEventsResponse {
   let wire = watchResponses.get(row);
   if (!wire) {
-    wire = create(WatchEventsResponseSchema, { kind: { case: "event", value: eventToWire(row) }, cursor: BigInt(row.id) });
+    wire = Object.freeze(create(WatchEventsResponseSchema, { kind: { case: "event", value: Object.freeze(eventToWire(row)) }, cursor: BigInt(row.id) }));
     watchResponses.set(row, wire);
   }
   return wire;

@@ -135,7 +135,8 @@ async function readInput(schema: DescMessage, req: http2.Http2ServerRequest, rea
 }
 
 /** Encoded envelopes of messages that several streams send as the very
- * same object (an event to every watcher): encoded once. */
+ * same object (an event to every watcher): encoded once. Such messages are
+ * frozen by whoever shares them; no other message is kept here. */
 const encoded = new WeakMap<object, Buffer>();
 
 /** The answer on the wire: headers before the first message (so that the
@@ -150,8 +151,9 @@ class Output {
   ) {}
 
   /** The envelope of one message; throws RESOURCE_EXHAUSTED over the limit. */
-  private envelope(schema: DescMessage, message: unknown, shared: boolean): Buffer {
-    let bytes = shared ? encoded.get(message as object) : undefined;
+  private envelope(schema: DescMessage, message: object): Buffer {
+    const shared = Object.isFrozen(message);
+    let bytes = shared ? encoded.get(message) : undefined;
     if (!bytes) {
       const payload = toBinary(schema, message as never);
       if (payload.length > this.writeMaxBytes) {
@@ -161,7 +163,7 @@ class Output {
       bytes[0] = 0;
       bytes.writeUInt32BE(payload.length, 1);
       bytes.set(payload, 5);
-      if (shared) encoded.set(message as object, bytes);
+      if (shared) encoded.set(message, bytes);
     }
     return bytes;
   }
@@ -177,14 +179,14 @@ class Output {
 
   /** The one message of a unary answer, sent with the trailers. */
   private last: Buffer | undefined;
-  add(schema: DescMessage, message: unknown): void {
-    this.last = this.envelope(schema, message, false);
+  add(schema: DescMessage, message: object): void {
+    this.last = this.envelope(schema, message);
   }
 
   /** Writes a stream message; waits while the client is not reading.
    * False once the stream is gone. */
-  async write(schema: DescMessage, message: unknown): Promise<boolean> {
-    const bytes = this.envelope(schema, message, true);
+  async write(schema: DescMessage, message: object): Promise<boolean> {
+    const bytes = this.envelope(schema, message);
     if (!this.begin()) return false;
     if (!this.res.write(bytes)) {
       await new Promise<void>((resolve) => {
