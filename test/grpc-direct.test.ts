@@ -20,7 +20,14 @@ import * as grpc from "@grpc/grpc-js";
 import { type MessageInitShape, create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionSchema } from "../gen/actionq/v1/action_pb.js";
-import { EnqueueActionRequestSchema, EnqueueActionResponseSchema } from "../gen/actionq/v1/action_queue_service_pb.js";
+import {
+  EnqueueActionRequestSchema,
+  EnqueueActionResponseSchema,
+  StreamClaimsRequestSchema,
+  StreamClaimsResponseSchema,
+  WatchEventsRequestSchema,
+  WatchEventsResponseSchema,
+} from "../gen/actionq/v1/action_queue_service_pb.js";
 import { type TestServer, snapshot, startTestServer } from "./harness.js";
 import { type EnqueueResponse, errorInfoOf } from "./helpers-wire.js";
 import { envelope } from "./fuzz-wire.js";
@@ -527,5 +534,106 @@ describe("grpc-js under load", () => {
     expect(wrong).toEqual([]);
     const { rows: typed } = await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM actions WHERE action_type = 'unary_burst'");
     expect(typed[0]!.n).toBe(N);
+  });
+});
+
+/** A server-streaming call: the first `count` messages, then the stream is
+ * cancelled; or, with fewer, whatever came before the server ended it. */
+function rawStream(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, body: Buffer, count: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": path, te: "trailers", ...headers });
+    let answer: Answer = { status: 0, headers: {}, trailers: {}, code: undefined, message: "", details: undefined, messages: [] };
+    let buffered = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      reject(new Error(`${answer.messages.length} of ${count} messages in ${CALL_TIMEOUT_MS} ms`));
+    }, CALL_TIMEOUT_MS);
+    stream.on("response", (h) => {
+      answer = { ...answer, headers: h, status: Number(h[":status"]) };
+    });
+    stream.on("trailers", (h) => {
+      answer = { ...answer, trailers: h, code: Number(h["grpc-status"]), message: decodeURIComponent(String(h["grpc-message"] ?? "")) };
+    });
+    stream.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+        const length = buffered.readUInt32BE(1);
+        answer.messages.push(buffered[0]! & 1 ? gunzipSync(buffered.subarray(5, 5 + length)) : Buffer.from(buffered.subarray(5, 5 + length)));
+        buffered = buffered.subarray(5 + length);
+      }
+      if (answer.messages.length >= count) stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    stream.on("error", () => {});
+    stream.on("close", () => {
+      clearTimeout(timer);
+      if (answer.code === undefined && answer.headers["grpc-status"] !== undefined) {
+        answer = { ...answer, code: Number(answer.headers["grpc-status"]), message: decodeURIComponent(String(answer.headers["grpc-message"] ?? "")) };
+      }
+      resolve(answer);
+    });
+    stream.end(body);
+  });
+}
+
+describe("server streams", () => {
+  const WATCH = "/actionq.v1.ActionQueueService/WatchEvents";
+  const CLAIMS = "/actionq.v1.ActionQueueService/StreamClaims";
+
+  it("WatchEvents served directly and by connect-es (gzip) delivers the same events, and two direct watchers get the same bytes", async () => {
+    const { rows } = await t.db.query<{ max: string }>("SELECT coalesce(max(id), 0)::text AS max FROM events");
+    const afterId = BigInt(rows[0]!.max);
+    for (let i = 0; i < 3; i++) {
+      const answer = await rawCall(h2.session, { headers: grpcHeaders(requestId("watch-seed")), chunks: [envelope(0, enqueueBytes({ actionType: "stream_watch", targetRef: `w-${i}` }))] });
+      expect(answer.code).toBe(OK);
+    }
+    const request = Buffer.from(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { afterId })));
+    // The first message is a heartbeat; then 6 events (enqueued and approved, three times).
+    const count = 7;
+    const [first, second, viaConnect] = await Promise.all([
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("watch-a")), envelope(0, request), count),
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("watch-b")), envelope(0, request), count),
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("watch-c"), { "grpc-encoding": "gzip" }), envelope(1, gzipSync(request)), count),
+    ]);
+    expect(servedBy(first)).toBe("direct");
+    expect(servedBy(viaConnect)).toBe("connect-es");
+    const events = (answer: Answer) =>
+      answer.messages
+        .map((bytes) => fromBinary(WatchEventsResponseSchema, bytes))
+        .filter((message) => message.kind.case === "event")
+        .map((message) => toJson(WatchEventsResponseSchema, message));
+    expect(events(first)).toHaveLength(6);
+    expect(events(first).map((e) => (e as { event: { eventType: string } }).event.eventType)).toEqual(Array(3).fill(APPROVED_ON_ENQUEUE).flat());
+    expect(events(viaConnect)).toEqual(events(first));
+    // Event messages (not the heartbeat, which carries the time) are byte-identical.
+    expect(second.messages.slice(1)).toEqual(first.messages.slice(1));
+  });
+
+  it("a StreamClaims request that is not protobuf is refused as connect-es refuses it, and claims nothing", async () => {
+    const before = await snapshot(t.db);
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]);
+    const direct = await rawStream(h2.session, CLAIMS, grpcHeaders(requestId("claims-garbage")), envelope(0, garbage), 1);
+    const alone = await rawStream(h2.session, CLAIMS, grpcHeaders(requestId("claims-garbage-connect"), CONNECT_ONLY), envelope(0, garbage), 1);
+    expect(direct.code).toBe(INVALID_ARGUMENT);
+    expect(direct.message).toBe(alone.message);
+    expect(alone.code).toBe(INVALID_ARGUMENT);
+    expect(await snapshot(t.db)).toBe(before);
+  });
+
+  it("a claim stream served directly delivers a claim, and cancelling it returns the unacknowledged claim to the queue", async () => {
+    const answer = await rawCall(h2.session, { headers: grpcHeaders(requestId("claim-seed")), chunks: [envelope(0, enqueueBytes({ actionType: "stream_direct_claim", targetRef: "c-1" }))] });
+    const id = enqueued(answer).action!.id;
+    const request = Buffer.from(toBinary(StreamClaimsRequestSchema, create(StreamClaimsRequestSchema, { worker: "direct-worker", actionTypes: ["stream_direct_claim"], maxInFlight: 1 })));
+    // The heartbeat that opens the stream, then the claim.
+    const stream = await rawStream(h2.session, CLAIMS, grpcHeaders(requestId("claims")), envelope(0, request), 2);
+    expect(servedBy(stream)).toBe("direct");
+    const claim = fromBinary(StreamClaimsResponseSchema, stream.messages[1]!);
+    expect(claim.kind.case).toBe("claim");
+    expect(claim.kind.case === "claim" && claim.kind.value.action?.id).toBe(id);
+    const status = async () => (await t.db.query<{ status: string }>("SELECT status FROM actions WHERE id = $1", [String(id)])).rows[0]!.status;
+    const deadline = Date.now() + 5000;
+    while ((await status()) !== "approved" && Date.now() < deadline) await sleep(25);
+    expect(await status()).toBe("approved");
+    const { rows } = await t.db.query<{ event_type: string }>("SELECT event_type FROM events WHERE action_id = $1 ORDER BY id", [String(id)]);
+    expect(rows.map((row) => row.event_type)).toEqual([...APPROVED_ON_ENQUEUE, "action_claimed", "claim_released"]);
   });
 });
