@@ -199,8 +199,16 @@ export class FuzzClients {
     return md;
   }
 
-  /** Connect (or anything else) over HTTP/1.1 with node:http. */
-  h1Call(call: HttpCall): Promise<Outcome> {
+  /** Connect (or anything else) over HTTP/1.1 with node:http. A pooled
+   * keep-alive socket that the server closed as idle just as it was reused
+   * resets before any answer; that is the client's race, not the server's
+   * answer, so such a call is sent once more on a fresh socket. */
+  async h1Call(call: HttpCall): Promise<Outcome> {
+    const first = await this.h1Once(call);
+    return first.code === "conn_reused_reset" ? this.h1Once(call) : first;
+  }
+
+  private h1Once(call: HttpCall): Promise<Outcome> {
     return new Promise((resolve) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -229,8 +237,13 @@ export class FuzzClients {
         request.destroy();
         finish({ code: "hung", detail: `no answer in ${DEADLINE_MS} ms` });
       }, DEADLINE_MS);
-      request.on("error", (error: NodeJS.ErrnoException) => finish({ code: `conn_${error.code ?? "error"}`, detail: error.message }));
+      let answered = false;
+      request.on("error", (error: NodeJS.ErrnoException) => {
+        const reusedReset = request.reusedSocket && !answered && error.code === "ECONNRESET";
+        finish({ code: reusedReset ? "conn_reused_reset" : `conn_${error.code ?? "error"}`, detail: error.message });
+      });
       request.on("response", (response) => {
+        answered = true;
         const chunks: Buffer[] = [];
         const done = () => finish(httpOutcome({ status: response.statusCode ?? 0, headers: { ...response.headers, ...response.trailers }, body: Buffer.concat(chunks) }, call.stream === true));
         response.on("data", (chunk: Buffer) => {
