@@ -39,8 +39,11 @@ export function isClientFault(message: string): boolean {
 }
 
 function databaseUnavailable(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  const { code, message, syscall } = (error ?? {}) as { code?: unknown; message?: unknown; syscall?: unknown };
   if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_NODE.has(code))) return true;
+  // Connecting to a Unix socket that is not there: PostgreSQL is down (it
+  // removes its socket when it stops).
+  if (code === "ENOENT" && syscall === "connect") return true;
   return typeof message === "string" && TRANSIENT_MESSAGE.test(message);
 }
 
