@@ -117,6 +117,7 @@ async function systems(only: string[] | undefined): Promise<SystemSpec[]> {
     peer("pg-boss"),
     { name: "raw-sql/1", command: [node, path.join(compiledDir, "runners", "raw-sql.js"), "--batch", "1"] },
     { name: "raw-sql/100", command: [node, path.join(compiledDir, "runners", "raw-sql.js"), "--batch", "100"] },
+    { name: "rpc-floor", command: [node, path.join(compiledDir, "runners", "actionq.js"), "--target", "floor"] },
   ];
   if (!only) return all;
   for (const name of only) if (!all.some((s) => s.name === name)) throw new Error(`unknown system ${name}; one of ${all.map((s) => s.name).join(", ")}`);

@@ -104,17 +104,34 @@ export class ActionqServerProcess {
   }
 
   static async start(url: string, schema: string): Promise<ActionqServerProcess> {
+    return ActionqServerProcess.spawnReady((port, metricsPort) => ({
+      script: path.join("dist", "src", "cli", "actionq.js"),
+      args: ["serve"],
+      env: serverEnv(url, schema, port, metricsPort),
+    }));
+  }
+
+  /** The RPC floor (rpc-floor-server.ts) instead of actionq: the same
+   * contract for the bench's calls, no database. It has no admin endpoint. */
+  static async startFloor(): Promise<ActionqServerProcess> {
+    return ActionqServerProcess.spawnReady((port) => ({
+      script: path.join("dist", "bench", "lib", "rpc-floor-server.js"),
+      args: [String(port)],
+      env: process.env,
+    }));
+  }
+
+  private static async spawnReady(
+    command: (port: number, metricsPort: number) => { script: string; args: string[]; env: NodeJS.ProcessEnv },
+  ): Promise<ActionqServerProcess> {
     const root = packageRoot();
     // Another process may take the free port between probe and bind; try again then.
     for (let attempt = 1; ; attempt++) {
       const [port, metricsPort] = [await freePort(), await freePort()];
+      const { script, args, env } = command(port, metricsPort);
       // BENCH_ACTIONQ_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server.
       const nodeArgs = (process.env.BENCH_ACTIONQ_NODE_ARGS ?? "").split(" ").filter(Boolean);
-      const child = spawn(process.execPath, [...nodeArgs, path.join(root, "dist", "src", "cli", "actionq.js"), "serve"], {
-        cwd: root,
-        env: serverEnv(url, schema, port, metricsPort),
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const child = spawn(process.execPath, [...nodeArgs, path.join(root, script), ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
       const server = new ActionqServerProcess(child, `127.0.0.1:${port}`, `127.0.0.1:${metricsPort}`);
       try {
         await server.ready(120_000);

@@ -5,7 +5,9 @@ import type { Scenario } from "./protocol.js";
 import { median } from "./stats.js";
 
 export const PEERS = ["graphile-worker", "pg-boss"];
-export const LIMITS = ["raw-sql/1", "raw-sql/100"];
+/** References: the raw-SQL lifecycle, and the RPC floor (the bench's
+ * clients against a server that does no work, see rpc-floor-server.ts). */
+export const LIMITS = ["raw-sql/1", "raw-sql/100", "rpc-floor"];
 export const SUBJECT = "actionq";
 
 /** The figures each scenario is about, and which way is better. A figure

@@ -16,7 +16,10 @@ import { type Metrics, type RunnerArgs, type Series, emit, parseRunnerArgs, prog
 import { latencySummary } from "../lib/stats.js";
 import { measureSustained } from "../lib/sustained.js";
 
-const SYSTEM = "actionq";
+/** `--target floor` runs the same load against the RPC floor
+ * (bench/lib/rpc-floor-server.ts) instead of actionq. */
+const FLOOR_SCENARIOS = ["drain", "steady", "latency"];
+let SYSTEM = "actionq";
 /** Workers in the drain, steady, backlog and tail scenarios, and how many
  * claims each may hold at once. */
 const WORKERS = 4;
@@ -336,9 +339,15 @@ async function watch(client: ActionqClient, afterId: bigint, signal: AbortSignal
 const SCENARIOS: Record<string, (ctx: Context) => Promise<Metrics>> = { drain, steady, latency, streams, backlog, tail, sustained };
 
 async function main(): Promise<void> {
-  const args = parseRunnerArgs(process.argv.slice(2));
-  if (args.server) emit({ system: SYSTEM, scenario: args.scenario, skipped: "--server is not supported: the runner measures the server process it starts" });
-  const server = await ActionqServerProcess.start(args.url, args.schema);
+  const args = parseRunnerArgs(process.argv.slice(2), ["target"]);
+  const floor = args.extra.target === "floor";
+  if (floor) SYSTEM = "rpc-floor";
+  else if (args.extra.target !== undefined) throw new Error(`--target must be floor, not ${args.extra.target}`);
+  if (args.server) return emit({ system: SYSTEM, scenario: args.scenario, skipped: "--server is not supported: the runner measures the server process it starts" });
+  if (floor && !FLOOR_SCENARIOS.includes(args.scenario)) {
+    return emit({ system: SYSTEM, scenario: args.scenario, skipped: `the RPC floor is measured in ${FLOOR_SCENARIOS.join(", ")} only` });
+  }
+  const server = floor ? await ActionqServerProcess.startFloor() : await ActionqServerProcess.start(args.url, args.schema);
   const db = new pg.Pool({ connectionString: args.url, max: 4, application_name: "actionq-bench", options: `-c search_path="${args.schema}"` });
   db.on("error", () => {});
   const ctx: Context = { args, server, db, notes: [] };
