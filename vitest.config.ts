@@ -6,7 +6,7 @@ export default defineConfig({
     // The fault suite kills processes on purpose and takes minutes: it has
     // its own config (vitest.faults.config.ts, npm run test:faults).
     exclude: [...configDefaults.exclude, "test/faults/**"],
-    globalSetup: ["test/global-setup.ts"],
+    globalSetup: ["test/support/global-setup.ts"],
     // Each file starts its own server on its own schema; files run in
     // parallel, tests within a file in order.
     fileParallelism: true,

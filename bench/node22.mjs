@@ -17,7 +17,11 @@ export const MIN_NODE = [22, 18, 0];
 
 /** True when a "vX.Y.Z" / "X.Y.Z" version string is at least MIN_NODE. */
 export function satisfies(version) {
-  const parts = String(version).trim().replace(/^v/, "").split(".").map((p) => Number.parseInt(p, 10));
+  const parts = String(version)
+    .trim()
+    .replace(/^v/, "")
+    .split(".")
+    .map((p) => Number.parseInt(p, 10));
   for (let i = 0; i < MIN_NODE.length; i++) {
     const have = Number.isFinite(parts[i]) ? parts[i] : 0;
     if (have !== MIN_NODE[i]) return have > MIN_NODE[i];

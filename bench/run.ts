@@ -192,8 +192,21 @@ function parseResult(outcome: ChildOutcome): Pick<RunRecord, "metrics" | "series
 
 async function machine(db: pg.Client, peerNode: string | null) {
   const { rows: version } = await db.query<{ version: string }>("SELECT version()");
-  const settings = ["shared_buffers", "max_connections", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "work_mem", "checkpoint_timeout", "effective_io_concurrency", "autovacuum"];
-  const { rows } = await db.query<{ name: string; setting: string; unit: string | null }>("SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)", [settings]);
+  const settings = [
+    "shared_buffers",
+    "max_connections",
+    "synchronous_commit",
+    "fsync",
+    "wal_level",
+    "max_wal_size",
+    "work_mem",
+    "checkpoint_timeout",
+    "effective_io_concurrency",
+    "autovacuum",
+  ];
+  const { rows } = await db.query<{ name: string; setting: string; unit: string | null }>("SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)", [
+    settings,
+  ]);
   return {
     date: new Date().toISOString(),
     host: os.hostname(),
@@ -246,7 +259,9 @@ async function main(): Promise<void> {
         const t0 = Date.now();
         const outcome = await runChild(spec.command, args, size.timeoutMs, prefix, logFile);
         const wallSeconds = (Date.now() - t0) / 1000;
-        await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch((error: Error) => process.stderr.write(`${prefix} could not drop ${schema}: ${error.message}\n`));
+        await db
+          .query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+          .catch((error: Error) => process.stderr.write(`${prefix} could not drop ${schema}: ${error.message}\n`));
         const record: RunRecord = { ...base, schema, wallSeconds, ...parseResult(outcome) };
         records.push(record);
         const summary = record.metrics
@@ -275,8 +290,12 @@ async function main(): Promise<void> {
   await writeFile(jsonFile, JSON.stringify(result, null, 2));
   await db.end();
 
-  const skips = records.filter((r) => r.skipped || r.error).map((r) => `- ${r.system} ${r.scenario}${r.error ? ` run ${r.run} FAILED: ${r.error}` : `: skipped (${r.skipped})`}`);
-  const notes = [...new Map(records.filter((r) => r.notes && r.run === 1).map((r) => [`${r.system} ${r.scenario}`, r.notes!])).entries()].map(([k, v]) => `- ${k}: ${v}`);
+  const skips = records
+    .filter((r) => r.skipped || r.error)
+    .map((r) => `- ${r.system} ${r.scenario}${r.error ? ` run ${r.run} FAILED: ${r.error}` : `: skipped (${r.skipped})`}`);
+  const notes = [...new Map(records.filter((r) => r.notes && r.run === 1).map((r) => [`${r.system} ${r.scenario}`, r.notes!])).entries()].map(
+    ([k, v]) => `- ${k}: ${v}`,
+  );
   process.stdout.write(
     `\n## actionq bench, ${opts.quick ? "quick" : "full"} run, ${host.date}\n\n` +
       `Median of ${opts.runs} interleaved run(s) (min–max in brackets). Ratios are actionq ÷ other on the medians: above 1 is better for rates, below 1 is better for ms, MB and connections.\n\n` +

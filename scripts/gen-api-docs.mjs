@@ -84,7 +84,10 @@ function location(desc) {
 /** The leading comment of a declaration, as lines without the `// `. */
 function commentLines(desc) {
   const text = location(desc)?.leadingComments ?? "";
-  const lines = text.replace(/\n$/, "").split("\n").map((line) => (line.startsWith(" ") ? line.slice(1) : line));
+  const lines = text
+    .replace(/\n$/, "")
+    .split("\n")
+    .map((line) => (line.startsWith(" ") ? line.slice(1) : line));
   while (lines.length > 0 && lines.at(-1).trim() === "") lines.pop();
   return lines;
 }
@@ -104,7 +107,10 @@ function commentMarkdown(desc) {
       out.push(lines[i++]);
     }
   }
-  return out.join("\n").replace(/\n{3,}/g, "\n\n").trim();
+  return out
+    .join("\n")
+    .replace(/\n{3,}/g, "\n\n")
+    .trim();
 }
 
 /** A comment squeezed into one table cell. */
@@ -119,7 +125,11 @@ function commentCell(desc) {
 
 /** The first sentence of a comment, for the contents table. */
 function summary(desc) {
-  const paragraph = commentLines(desc).join("\n").split(/\n\s*\n/)[0].replace(/\s+/g, " ").trim();
+  const paragraph = commentLines(desc)
+    .join("\n")
+    .split(/\n\s*\n/)[0]
+    .replace(/\s+/g, " ")
+    .trim();
   const end = paragraph.search(/\.(\s|$)/);
   return (end === -1 ? paragraph : paragraph.slice(0, end + 1)).replace(/\|/g, "\\|");
 }
@@ -325,7 +335,9 @@ function renderExample(method, example, sectionMethod) {
     const grpcurl = grpcurlCommand(method, example, usesVariables);
     out.push("With grpcurl:", "", "```sh", streaming ? [grpcurl.head, ...grpcurl.body].join("\n") : withOutput(grpcurl, example.capture, false), "```", "");
   }
-  const curl = streaming ? curlStreamCommand(method, example, usesVariables) : withOutput(curlUnaryCommand(method, example, usesVariables), example.capture, true);
+  const curl = streaming
+    ? curlStreamCommand(method, example, usesVariables)
+    : withOutput(curlUnaryCommand(method, example, usesVariables), example.capture, true);
   out.push(example.get ? "The same with a GET, with curl:" : "With curl:", "", `<!-- run: step ${step}, expect HTTP ${expect} -->`, "```sh", curl, "```", "");
   return out.join("\n");
 }
@@ -415,7 +427,7 @@ function render() {
     "",
     `- **gRPC**, for example with [grpcurl](https://github.com/fullstorydev/grpcurl). Server reflection is on, so grpcurl needs no \`.proto\` files. Requests and responses are JSON on grpcurl's side.`,
     "- **Connect, unary calls**: `POST /<service>/<method>` with `content-type: application/json` and the request as JSON in the body. The answer is HTTP 200 with the response as JSON, or an [error](#errors) with another status. Methods without side effects also answer `GET /<service>/<method>?encoding=json&message=<the request, URL-encoded>`.",
-    "- **Connect, server streams** (`StreamClaims`, `WatchEvents`, `Health/Watch`): `POST` with `content-type: application/connect+json`; the request and every response are framed as one flags byte, a four-byte big-endian length, then the JSON. The last frame (flags 2) ends the stream: `{}` when it ended cleanly, `{\"error\": {...}}` otherwise. The examples frame and unframe with two small shell functions (below). Add a `connect-timeout-ms` header to bound a call.",
+    '- **Connect, server streams** (`StreamClaims`, `WatchEvents`, `Health/Watch`): `POST` with `content-type: application/connect+json`; the request and every response are framed as one flags byte, a four-byte big-endian length, then the JSON. The last frame (flags 2) ends the stream: `{}` when it ended cleanly, `{"error": {...}}` otherwise. The examples frame and unframe with two small shell functions (below). Add a `connect-timeout-ms` header to bound a call.',
     "- **Browsers**: set `ACTIONQ_CORS_ORIGINS` to the origins that may call the API; Connect-Web and gRPC-Web clients then work from those pages.",
     "",
     "### Running the examples",
@@ -437,14 +449,28 @@ function render() {
 
   for (const section of sections) out.push(renderMethod(byName.get(section.rpc), section.examples, 2));
 
-  out.push("## Where the sequence ends", "", "After the last step, the actions stand as follows; the tests check it.", "", "| action | status | attempt | how it got there |", "|---|---|---|---|");
+  out.push(
+    "## Where the sequence ends",
+    "",
+    "After the last step, the actions stand as follows; the tests check it.",
+    "",
+    "| action | status | attempt | how it got there |",
+    "|---|---|---|---|",
+  );
   for (const row of examples.finalState) {
     if (!captured.has(row.action)) fail(`finalState: ${row.action} is not captured by any example`);
     out.push(`| \`$${row.action}\` | \`${row.status}\` | ${row.attempt} | ${row.why} |`);
   }
   out.push("");
 
-  out.push(`## ${HEALTH}`, "", commentMarkdown(health), "", "The standard gRPC health service, for load balancers, Kubernetes probes and `grpc_health_probe`.", "");
+  out.push(
+    `## ${HEALTH}`,
+    "",
+    commentMarkdown(health),
+    "",
+    "The standard gRPC health service, for load balancers, Kubernetes probes and `grpc_health_probe`.",
+    "",
+  );
   for (const method of health.methods) {
     const list = examples.health.filter((example) => example.method === `${HEALTH}/${method.name}`);
     if (list.length === 0) fail(`docs/api-examples.json: no example for ${HEALTH}/${method.name}`);
@@ -474,7 +500,7 @@ function render() {
     "| `FAILED_PRECONDITION` | `failed_precondition` | 400 | the action's status does not allow the call (`INVALID_TRANSITION`, with `metadata.current_status`), the claim token is not the current one (`CLAIM_TOKEN_MISMATCH`), and the other refusals named in each RPC's description |",
     "| `ALREADY_EXISTS` | `already_exists` | 409 | an `idempotency_key` reused for a different request (`IDEMPOTENCY_KEY_REUSED`) |",
     "| `PERMISSION_DENIED` | `permission_denied` | 403 | a producer approving its own action (`SELF_APPROVAL`) |",
-    "| `RESOURCE_EXHAUSTED` | `resource_exhausted` | 429 | an `agent:` or `script:` producer over its hourly rate (`RATE_LIMITED`) |",
+    "| `RESOURCE_EXHAUSTED` | `resource_exhausted` | 429 | an `agent:` or `script:` producer over its hourly rate (`RATE_LIMITED`; a `google.rpc.RetryInfo` detail and the message say when to retry) |",
     "",
   );
   for (const example of examples.errors) out.push(renderExample(resolveMethod(example), example, undefined));
@@ -489,17 +515,20 @@ function render() {
     "",
     "Requests and responses use the standard protobuf JSON mapping, the same in grpcurl and Connect:",
     "",
-    "- Field names in lowerCamelCase (`actionType`); the proto names (`action_type`) are accepted in requests too. A field at its default (0, `\"\"`, `false`, empty list) is left out of responses.",
-    "- `int64` values (ids, counts, cursors) are strings: `\"42\"`. Requests may send numbers.",
-    "- Enums by name: `\"RISK_LEVEL_GUARDED\"`.",
-    "- `google.protobuf.Duration` as seconds with an `s`: `\"300s\"`, `\"1.5s\"`.",
-    "- `google.protobuf.Timestamp` in RFC 3339, UTC: `\"2025-01-02T03:04:05.678Z\"`.",
+    '- Field names in lowerCamelCase (`actionType`); the proto names (`action_type`) are accepted in requests too. A field at its default (0, `""`, `false`, empty list) is left out of responses.',
+    '- `int64` values (ids, counts, cursors) are strings: `"42"`. Requests may send numbers.',
+    '- Enums by name: `"RISK_LEVEL_GUARDED"`.',
+    '- `google.protobuf.Duration` as seconds with an `s`: `"300s"`, `"1.5s"`.',
+    '- `google.protobuf.Timestamp` in RFC 3339, UTC: `"2025-01-02T03:04:05.678Z"`.',
     "- `google.protobuf.Struct` (payloads) as a JSON object.",
     "- An unknown field or enum name is an `INVALID_ARGUMENT` error: a typo is never silently dropped.",
     "",
   );
 
-  return `${out.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
+  return `${out
+    .join("\n")
+    .replace(/\n{3,}/g, "\n\n")
+    .trimEnd()}\n`;
 }
 
 let text;

@@ -18,6 +18,8 @@ export class ActionqError extends Error {
     readonly reason: string,
     message: string,
     readonly metadata: Record<string, string> = {},
+    /** For a refusal that passes with time: how long until a retry may succeed. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = "ActionqError";
@@ -36,12 +38,11 @@ export function actionNotFound(id: bigint | string): ActionqError {
 /** The action exists but is in a status the operation cannot start from. */
 export function invalidTransition(id: bigint | string, status: string, operation: string, allowed: string[]): ActionqError {
   const from = allowed.map((s) => s.toUpperCase()).join(" or ");
-  return new ActionqError(
-    "failed_precondition",
-    "INVALID_TRANSITION",
-    `action ${id} is ${status.toUpperCase()}; ${operation} needs it to be ${from}`,
-    { action_id: String(id), current_status: status.toUpperCase(), operation },
-  );
+  return new ActionqError("failed_precondition", "INVALID_TRANSITION", `action ${id} is ${status.toUpperCase()}; ${operation} needs it to be ${from}`, {
+    action_id: String(id),
+    current_status: status.toUpperCase(),
+    operation,
+  });
 }
 
 /** The caller's claim token is not the token of the action's current claim:

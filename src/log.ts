@@ -8,7 +8,9 @@ export function createLogger(level: string, options: { pretty?: boolean; name?: 
     return pino({
       level,
       name: options.name ?? "actionq",
-      transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss.l" } },
+      // Colour only where a person reads it: escape codes in a redirected
+      // file are noise.
+      transport: { target: "pino-pretty", options: { colorize: Boolean(process.stdout.isTTY), translateTime: "SYS:HH:MM:ss.l" } },
     });
   }
   return pino({ level, name: options.name ?? "actionq" });

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, startTestServer } from "./harness.js";
+import { type TestServer, startTestServer } from "./support/harness.js";
 
 const execFileAsync = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "..");
@@ -141,12 +141,7 @@ describe("the curl examples in docs/api.md, run in order against a fresh server"
       "set -euo pipefail",
       `WORK=${JSON.stringify(work)}`,
       'curl() { echo "$BLOCK" >> "$WORK/calls"; command curl -D "$WORK/$BLOCK.headers" "$@" | tee "$WORK/$BLOCK.body"; }',
-      ...blocks.flatMap((block) => [
-        `BLOCK=${block.name}`,
-        `echo "=== $BLOCK"`,
-        block.code.replaceAll(examples.address, t.address),
-        `: > "$WORK/$BLOCK.done"`,
-      ]),
+      ...blocks.flatMap((block) => [`BLOCK=${block.name}`, `echo "=== $BLOCK"`, block.code.replaceAll(examples.address, t.address), `: > "$WORK/$BLOCK.done"`]),
       `printf '%s=%s\\n' ${names.map((name) => `${name} "$${name}"`).join(" ")} > "$WORK/variables"`,
     ].join("\n");
     await writeFile(path.join(work, "examples.sh"), script);
@@ -169,7 +164,9 @@ describe("the curl examples in docs/api.md, run in order against a fresh server"
   it("runs every block to the end, each with exactly one curl call", async () => {
     const failed = blocks.find((block) => !existsSync(path.join(work, `${block.name}.done`)));
     if (failed || run.code !== 0) {
-      throw new Error(`the examples stopped at ${failed?.name ?? "the end"} (bash exit ${run.code})\n--- stdout (tail)\n${run.stdout.slice(-3000)}\n--- stderr\n${run.stderr.slice(-3000)}`);
+      throw new Error(
+        `the examples stopped at ${failed?.name ?? "the end"} (bash exit ${run.code})\n--- stdout (tail)\n${run.stdout.slice(-3000)}\n--- stderr\n${run.stderr.slice(-3000)}`,
+      );
     }
     const calls = (await readFile(path.join(work, "calls"), "utf8")).trim().split("\n");
     expect(calls).toEqual(blocks.filter((b) => b.step !== undefined).map((b) => b.name));
@@ -205,7 +202,10 @@ describe("the curl examples in docs/api.md, run in order against a fresh server"
   });
 
   it("streams what the page says they stream", async () => {
-    const messages = async (name: string) => connectFrames(await readFile(path.join(work, `${name}.body`))).slice(0, -1).map((f) => f.json as Record<string, unknown>);
+    const messages = async (name: string) =>
+      connectFrames(await readFile(path.join(work, `${name}.body`)))
+        .slice(0, -1)
+        .map((f) => f.json as Record<string, unknown>);
     const streamBlocks = blocks.filter((b) => b.step !== undefined && b.code.includes("connect_frame"));
     expect(streamBlocks.length).toBe(3);
     const [claims, events, health] = await Promise.all(streamBlocks.map((b) => messages(b.name)));

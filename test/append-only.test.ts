@@ -4,8 +4,9 @@
 // replay to exactly the status the action is in.
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, snapshot, startTestServer } from "./harness.js";
-import { STATUS, type WireAction, type WireEvent, claimNext, enqueue, enqueueAndClaim, getAction } from "./helpers-wire.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { STATUS, type WireAction, type WireEvent, claimNext, enqueue, enqueueAndClaim, getAction } from "./support/wire.js";
+import { eventually } from "./support/wait.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -68,13 +69,21 @@ describe("the actions table refuses impossible states", () => {
 
   it.each([
     ["claimed with no claim token or deadline", "UPDATE actions SET status = 'claimed' WHERE id = $1", "claim_only_while_claimed"],
-    ["claimed with a deadline but no token", "UPDATE actions SET status = 'claimed', claim_deadline = now() + interval '1 minute' WHERE id = $1", "claim_only_while_claimed"],
+    [
+      "claimed with a deadline but no token",
+      "UPDATE actions SET status = 'claimed', claim_deadline = now() + interval '1 minute' WHERE id = $1",
+      "claim_only_while_claimed",
+    ],
     ["completed with no finish time", "UPDATE actions SET status = 'completed', result_ref = 'r' WHERE id = $1", "finished_when_final"],
     ["completed with no result", "UPDATE actions SET status = 'completed', finished_at = now() WHERE id = $1", "completed_has_result"],
     ["approved with no approver", "UPDATE actions SET approved_by = NULL WHERE id = $1", "approved_before_claimed"],
-    ["waiting yet holding a claim token", "UPDATE actions SET claim_token = gen_random_uuid(), claimed_by = 'worker:ghost' WHERE id = $1", "token_cleared_when_waiting"],
+    [
+      "waiting yet holding a claim token",
+      "UPDATE actions SET claim_token = gen_random_uuid(), claimed_by = 'worker:ghost' WHERE id = $1",
+      "token_cleared_when_waiting",
+    ],
     ["an unknown status", "UPDATE actions SET status = 'paused' WHERE id = $1", "actions_status_check"],
-    ["a quorum met while still PENDING", "UPDATE actions SET status = 'pending', approvers = '{human:x}' WHERE id = $1", "pending_until_quorum"],
+    ["a quorum met while still PENDING", "UPDATE actions SET status = 'pending', approvers = '{human:x}' WHERE id = $1", "pending_until_approvals_complete"],
   ])("an APPROVED action cannot be made %s", async (_name, sql, constraint) => {
     const before = await snapshot(t.db);
     const error = await sqlError(sql, [approved.id]);

@@ -5,31 +5,32 @@
 // change after enqueue.
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, snapshot, startTestServer } from "./harness.js";
-import { STATUS, type WireClaim, claimNext, errorInfoOf, fromStruct, millis, toStruct } from "./helpers-wire.js";
-import { sleep } from "./stream-helpers.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import {
-  RISK,
-  type SafeAction,
-  enqueueSafe,
-  eventTypes,
+  STATUS,
+  type WireAction,
+  type WireClaim,
+  claimNext,
+  enqueue,
+  errorInfoOf,
   expectRefused,
-  getPolicy,
-  getSafe,
-  removePolicyDirs,
-  unique,
-  writePolicy,
-} from "./safety-helpers.js";
+  fromStruct,
+  getAction,
+  millis,
+  toStruct,
+} from "./support/wire.js";
+import { RISK, eventTypes, getPolicy, removePolicyDirs, unique, writePolicy } from "./support/safety.js";
+import { eventually, sleep } from "./support/wait.js";
 
 afterAll(async () => {
   await removePolicyDirs();
 });
 
-const approve = (t: TestServer, id: string, approver: string, note = "") => t.grpc.unary<{ action: SafeAction }>("ApproveAction", { id, approver, note });
+const approve = (t: TestServer, id: string, approver: string, note = "") => t.grpc.unary<{ action: WireAction }>("ApproveAction", { id, approver, note });
 
 /** Enqueues an action of a type of its own that waits for approvals. */
-async function pendingAction(t: TestServer, risk: string, extra: Record<string, unknown> = {}): Promise<SafeAction> {
-  const { action } = await enqueueSafe(t, { actionType: unique("needs_approval"), riskLevel: risk, createdBy: "agent:proposer", ...extra });
+async function pendingAction(t: TestServer, risk: string, extra: Record<string, unknown> = {}): Promise<WireAction> {
+  const { action } = await enqueue(t, { actionType: unique("needs_approval"), riskLevel: risk, createdBy: "agent:proposer", ...extra });
   expect(action.status).toBe(STATUS.pending);
   return action;
 }
@@ -55,7 +56,7 @@ describe("the built-in quorum", () => {
     const res = await approve(t, action.id, "human:bob", "checked the diff");
     expect(res.action).toMatchObject({ status: STATUS.approved, approvedBy: "human:bob", approvers: ["human:bob"], approvalsRequired: 1 });
     expect(res.action.approveTime).not.toBeNull();
-    const { events } = await getSafe(t, action.id);
+    const { events } = await getAction(t, action.id);
     expect(eventTypes(events)).toEqual(["action_enqueued", "action_approved"]);
     expect(events[1]!.actor).toBe("human:bob");
     expect(fromStruct(events[1]!.payload)).toMatchObject({ note: "checked the diff", approvers: ["human:bob"], approvals_required: 1 });
@@ -70,14 +71,14 @@ describe("the built-in quorum", () => {
     expect(first.action).toMatchObject({ status: STATUS.pending, approvedBy: "", approvers: ["human:bob"], approvalsRequired: 2 });
     expect(first.action.approveTime).toBeNull();
     expect(await claimable(t, action.actionType)).toBeNull();
-    let { events } = await getSafe(t, action.id);
+    let { events } = await getAction(t, action.id);
     expect(eventTypes(events)).toEqual(["action_enqueued", "approval_granted"]);
     expect(events[1]!.actor).toBe("human:bob");
     expect(fromStruct(events[1]!.payload)).toMatchObject({ note: "first look", approvers: ["human:bob"], approvals_required: 2 });
 
     const second = await approve(t, action.id, "human:carol", "second look");
     expect(second.action).toMatchObject({ status: STATUS.approved, approvedBy: "human:carol", approvers: ["human:bob", "human:carol"] });
-    ({ events } = await getSafe(t, action.id));
+    ({ events } = await getAction(t, action.id));
     expect(eventTypes(events)).toEqual(["action_enqueued", "approval_granted", "action_approved"]);
     expect(events[2]!.actor).toBe("human:carol");
     expect(fromStruct(events[2]!.payload)).toMatchObject({ note: "second look", approvers: ["human:bob", "human:carol"], approvals_required: 2 });
@@ -87,29 +88,37 @@ describe("the built-in quorum", () => {
   it("the producer cannot approve its own action: PERMISSION_DENIED SELF_APPROVAL, nothing changes", async () => {
     const guarded = await pendingAction(t, RISK.guarded, { createdBy: "human:alice" });
     await expectRefused(t, () => approve(t, guarded.id, "human:alice"), { code: status.PERMISSION_DENIED, reason: "SELF_APPROVAL" });
-    expect((await getSafe(t, guarded.id)).action).toMatchObject({ status: STATUS.pending, approvers: [] });
+    expect((await getAction(t, guarded.id)).action).toMatchObject({ status: STATUS.pending, approvers: [] });
 
     // Not as the quorum's last approver either.
     const dangerous = await pendingAction(t, RISK.dangerous, { createdBy: "human:alice" });
     await approve(t, dangerous.id, "human:bob");
     await expectRefused(t, () => approve(t, dangerous.id, "human:alice"), { code: status.PERMISSION_DENIED, reason: "SELF_APPROVAL" });
-    expect((await getSafe(t, dangerous.id)).action).toMatchObject({ status: STATUS.pending, approvers: ["human:bob"] });
+    expect((await getAction(t, dangerous.id)).action).toMatchObject({ status: STATUS.pending, approvers: ["human:bob"] });
   });
 
   it("one approver counts once: a second approval by them is FAILED_PRECONDITION DUPLICATE_APPROVAL, nothing changes", async () => {
     const action = await pendingAction(t, RISK.dangerous);
     await approve(t, action.id, "human:bob");
     await expectRefused(t, () => approve(t, action.id, "human:bob", "again"), { code: status.FAILED_PRECONDITION, reason: "DUPLICATE_APPROVAL" });
-    expect((await getSafe(t, action.id)).action).toMatchObject({ status: STATUS.pending, approvers: ["human:bob"] });
+    expect((await getAction(t, action.id)).action).toMatchObject({ status: STATUS.pending, approvers: ["human:bob"] });
   });
 
   it("approving an action that is not PENDING is INVALID_TRANSITION with its current status", async () => {
-    const approved = (await enqueueSafe(t, { actionType: unique("already_ok") })).action;
+    const approved = (await enqueue(t, { actionType: unique("already_ok") })).action;
     expect(approved.status).toBe(STATUS.approved);
-    await expectRefused(t, () => approve(t, approved.id, "human:bob"), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "APPROVED" });
+    await expectRefused(t, () => approve(t, approved.id, "human:bob"), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "APPROVED",
+    });
     const rejected = await pendingAction(t, RISK.guarded);
     await t.grpc.unary("RejectAction", { id: rejected.id, actor: "human:carol", reason: "no" });
-    await expectRefused(t, () => approve(t, rejected.id, "human:bob"), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "REJECTED" });
+    await expectRefused(t, () => approve(t, rejected.id, "human:bob"), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "REJECTED",
+    });
   });
 
   it("ApproveAction without an approver is INVALID_ARGUMENT naming approver", async () => {
@@ -129,7 +138,7 @@ describe("the built-in quorum", () => {
         expect(status[error.code]).toBe("FAILED_PRECONDITION");
         expect(errorInfoOf(error)).toMatchObject({ reason: "INVALID_TRANSITION", metadata: { current_status: "APPROVED" } });
       }
-      const { action: stored, events } = await getSafe(t, action.id);
+      const { action: stored, events } = await getAction(t, action.id);
       expect(stored.status).toBe(STATUS.approved);
       expect(stored.approvers).toHaveLength(2);
       expect(new Set(stored.approvers).size).toBe(2);
@@ -146,7 +155,7 @@ describe("the built-in quorum", () => {
     for (const r of results) {
       if (r.status === "rejected") expect(errorInfoOf(r.reason)).toMatchObject({ reason: "DUPLICATE_APPROVAL" });
     }
-    const { action: stored, events } = await getSafe(t, action.id);
+    const { action: stored, events } = await getAction(t, action.id);
     expect(stored).toMatchObject({ status: STATUS.pending, approvers: ["human:eager"] });
     expect(eventTypes(events)).toEqual(["action_enqueued", "approval_granted"]);
   });
@@ -154,12 +163,18 @@ describe("the built-in quorum", () => {
   it("any actor may still reject a PENDING action, the producer included, after a partial approval", async () => {
     const action = await pendingAction(t, RISK.dangerous);
     await approve(t, action.id, "human:bob");
-    const res = await t.grpc.unary<{ action: SafeAction }>("RejectAction", { id: action.id, actor: "agent:proposer", reason: "withdrawn" });
+    const res = await t.grpc.unary<{ action: WireAction }>("RejectAction", { id: action.id, actor: "agent:proposer", reason: "withdrawn" });
     expect(res.action).toMatchObject({ status: STATUS.rejected, failureReason: "withdrawn" });
   });
 
   it("what an action proposes cannot change after enqueue: the database refuses such UPDATEs", async () => {
-    const action = await pendingAction(t, RISK.guarded, { payload: toStruct({ image: "api:1.0" }), targetRef: "svc/api", project: "p", node: "n", service: "s" });
+    const action = await pendingAction(t, RISK.guarded, {
+      payload: toStruct({ image: "api:1.0" }),
+      targetRef: "svc/api",
+      project: "p",
+      node: "n",
+      service: "s",
+    });
     const changes: [string, string][] = [
       ["payload", `payload = '{"image": "api:evil"}'::jsonb`],
       ["target_ref", "target_ref = 'svc/other'"],
@@ -194,19 +209,26 @@ describe("supersede", () => {
     await t?.close();
   });
 
-  const xmin = async (table: "actions" | "events", id: string) => (await t.db.query<{ x: string }>(`SELECT xmin::text AS x FROM ${table} WHERE id = $1`, [id])).rows[0]!.x;
+  const xmin = async (table: "actions" | "events", id: string) =>
+    (await t.db.query<{ x: string }>(`SELECT xmin::text AS x FROM ${table} WHERE id = $1`, [id])).rows[0]!.x;
 
   it("a new action supersedes a PENDING one: linked by supersedes_id, the old one CANCELLED in the same transaction", async () => {
     const type = unique("supersede_me");
-    const old = (await enqueueSafe(t, { actionType: type, riskLevel: RISK.dangerous, createdBy: "agent:proposer", payload: toStruct({ image: "v1" }) })).action;
+    const old = (await enqueue(t, { actionType: type, riskLevel: RISK.dangerous, createdBy: "agent:proposer", payload: toStruct({ image: "v1" }) })).action;
     await approve(t, old.id, "human:bob", "v1 looked fine");
-    const res = await enqueueSafe(t, { actionType: type, riskLevel: RISK.dangerous, createdBy: "agent:proposer", payload: toStruct({ image: "v2" }), supersedesId: old.id });
+    const res = await enqueue(t, {
+      actionType: type,
+      riskLevel: RISK.dangerous,
+      createdBy: "agent:proposer",
+      payload: toStruct({ image: "v2" }),
+      supersedesId: old.id,
+    });
     expect(res.created).toBe(true);
     const replacement = res.action;
     expect(replacement).toMatchObject({ supersedesId: old.id, status: STATUS.pending, approvers: [], approvalsRequired: 2 });
     expect(fromStruct(replacement.payload)).toEqual({ image: "v2" });
 
-    const { action: cancelled, events } = await getSafe(t, old.id);
+    const { action: cancelled, events } = await getAction(t, old.id);
     expect(cancelled.status).toBe(STATUS.cancelled);
     expect(cancelled.failureReason).toBe(`superseded by action ${replacement.id}`);
     expect(cancelled.finishTime).not.toBeNull();
@@ -216,72 +238,94 @@ describe("supersede", () => {
 
     // One transaction wrote the new action, its enqueue event, and the
     // old action's cancellation.
-    const enqueued = (await getSafe(t, replacement.id)).events[0]!;
+    const enqueued = (await getAction(t, replacement.id)).events[0]!;
     const tx = await xmin("actions", replacement.id);
     expect(await xmin("actions", old.id)).toBe(tx);
     expect(await xmin("events", enqueued.id)).toBe(tx);
     expect(await xmin("events", cancelEvent.id)).toBe(tx);
 
     // The approval given to v1 does not carry over, and v1 can no longer be approved.
-    await expectRefused(t, () => approve(t, old.id, "human:carol"), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "CANCELLED" });
+    await expectRefused(t, () => approve(t, old.id, "human:carol"), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "CANCELLED",
+    });
   });
 
   it("an APPROVED action can be superseded too, and is no longer claimable", async () => {
     const type = unique("supersede_approved");
-    const old = (await enqueueSafe(t, { actionType: type })).action;
+    const old = (await enqueue(t, { actionType: type })).action;
     expect(old.status).toBe(STATUS.approved);
-    const replacement = (await enqueueSafe(t, { actionType: type, priority: 5, supersedesId: old.id })).action;
+    const replacement = (await enqueue(t, { actionType: type, priority: 5, supersedesId: old.id })).action;
     expect(replacement.supersedesId).toBe(old.id);
-    expect((await getSafe(t, old.id)).action.status).toBe(STATUS.cancelled);
+    expect((await getAction(t, old.id)).action.status).toBe(STATUS.cancelled);
     expect((await claimNext(t, { actionTypes: [type] }))?.action.id).toBe(replacement.id);
     expect(await claimNext(t, { actionTypes: [type] })).toBeNull();
   });
 
   it("superseding a CLAIMED or finished action is refused with its current status, and nothing is written", async () => {
     const type = unique("supersede_late");
-    const claimedAction = (await enqueueSafe(t, { actionType: type })).action;
+    const claimedAction = (await enqueue(t, { actionType: type })).action;
     const claim = (await claimNext(t, { actionTypes: [type] }))!;
     expect(claim.action.id).toBe(claimedAction.id);
-    await expectRefused(t, () => enqueueSafe(t, { actionType: type, supersedesId: claimedAction.id }), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "CLAIMED" });
+    await expectRefused(t, () => enqueue(t, { actionType: type, supersedesId: claimedAction.id }), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "CLAIMED",
+    });
 
     await t.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "done" });
-    await expectRefused(t, () => enqueueSafe(t, { actionType: type, supersedesId: claimedAction.id }), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "COMPLETED" });
+    await expectRefused(t, () => enqueue(t, { actionType: type, supersedesId: claimedAction.id }), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "COMPLETED",
+    });
 
-    const rejected = (await enqueueSafe(t, { actionType: type, approvalRequired: true })).action;
+    const rejected = (await enqueue(t, { actionType: type, approvalRequired: true })).action;
     await t.grpc.unary("RejectAction", { id: rejected.id, actor: "human:carol", reason: "no" });
-    await expectRefused(t, () => enqueueSafe(t, { actionType: type, supersedesId: rejected.id }), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "REJECTED" });
+    await expectRefused(t, () => enqueue(t, { actionType: type, supersedesId: rejected.id }), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "REJECTED",
+    });
 
-    const once = (await enqueueSafe(t, { actionType: type, approvalRequired: true })).action;
-    await enqueueSafe(t, { actionType: type, approvalRequired: true, supersedesId: once.id });
-    await expectRefused(t, () => enqueueSafe(t, { actionType: type, supersedesId: once.id }), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "CANCELLED" });
+    const once = (await enqueue(t, { actionType: type, approvalRequired: true })).action;
+    await enqueue(t, { actionType: type, approvalRequired: true, supersedesId: once.id });
+    await expectRefused(t, () => enqueue(t, { actionType: type, supersedesId: once.id }), {
+      code: status.FAILED_PRECONDITION,
+      reason: "INVALID_TRANSITION",
+      currentStatus: "CANCELLED",
+    });
   });
 
   it("a retry of a superseding enqueue with its idempotency key returns the replacement (created=false) instead of failing", async () => {
     const type = unique("supersede_retry");
-    const old = (await enqueueSafe(t, { actionType: type, approvalRequired: true })).action;
+    const old = (await enqueue(t, { actionType: type, approvalRequired: true })).action;
     const request = { actionType: type, approvalRequired: true, targetRef: "v2", supersedesId: old.id, idempotencyKey: unique("key") };
-    const first = await enqueueSafe(t, request);
+    const first = await enqueue(t, request);
     expect(first.created).toBe(true);
     const before = await snapshot(t.db);
-    const retry = await enqueueSafe(t, request);
+    const retry = await enqueue(t, request);
     expect(await snapshot(t.db)).toBe(before);
     expect(retry).toMatchObject({ created: false, action: { id: first.action.id, supersedesId: old.id } });
   });
 
   it("superseding an action that does not exist is NOT_FOUND, and nothing is written", async () => {
-    const error = await grpcError(enqueueSafe(t, { actionType: "whatever", supersedesId: "987654" }));
+    const error = await grpcError(enqueue(t, { actionType: "whatever", supersedesId: "987654" }));
     expect(status[error.code]).toBe("NOT_FOUND");
     expect(errorInfoOf(error)?.metadata.field ?? "supersedes_id").toBe("supersedes_id");
     const before = await snapshot(t.db);
-    await grpcError(enqueueSafe(t, { actionType: "whatever", supersedesId: "987654" }));
+    await grpcError(enqueue(t, { actionType: "whatever", supersedesId: "987654" }));
     expect(await snapshot(t.db)).toBe(before);
   });
 
   it("when two proposals race to supersede one action, exactly one wins", async () => {
     for (let round = 0; round < 5; round++) {
       const type = unique("supersede_race");
-      const old = (await enqueueSafe(t, { actionType: type, approvalRequired: true })).action;
-      const results = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => enqueueSafe(t, { actionType: type, approvalRequired: true, targetRef: `v${i}`, supersedesId: old.id })));
+      const old = (await enqueue(t, { actionType: type, approvalRequired: true })).action;
+      const results = await Promise.allSettled(
+        Array.from({ length: 4 }, (_, i) => enqueue(t, { actionType: type, approvalRequired: true, targetRef: `v${i}`, supersedesId: old.id })),
+      );
       const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.action] : []));
       expect(won, `round ${round}`).toHaveLength(1);
       for (const r of results) {
@@ -289,7 +333,7 @@ describe("supersede", () => {
       }
       const { rows } = await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM actions WHERE action_type = $1", [type]);
       expect(rows[0]!.n).toBe(2);
-      expect((await getSafe(t, old.id)).action.failureReason).toBe(`superseded by action ${won[0]!.id}`);
+      expect((await getAction(t, old.id)).action.failureReason).toBe(`superseded by action ${won[0]!.id}`);
     }
   });
 });
@@ -308,6 +352,7 @@ describe("a policy's own quorum, and the background sweeper expiring approvals",
 
   it("GetPolicy shows the quorum", async () => {
     expect((await getPolicy(t)).policy).toMatchObject({ quorum: { safe: 2, guarded: 2, dangerous: 3 } });
+    expect((await getPolicy(t)).policy.name).toBe("four-eyes");
   });
 
   it("GUARDED needs 2 distinct approvers and DANGEROUS 3", async () => {
@@ -315,14 +360,14 @@ describe("a policy's own quorum, and the background sweeper expiring approvals",
     expect(guarded.approvalsRequired).toBe(2);
     expect((await approve(t, guarded.id, "human:a")).action.status).toBe(STATUS.pending);
     expect((await approve(t, guarded.id, "human:b")).action.status).toBe(STATUS.approved);
-    expect(eventTypes((await getSafe(t, guarded.id)).events)).toEqual(["action_enqueued", "approval_granted", "action_approved"]);
+    expect(eventTypes((await getAction(t, guarded.id)).events)).toEqual(["action_enqueued", "approval_granted", "action_approved"]);
 
     const dangerous = await pendingAction(t, RISK.dangerous);
     expect(dangerous.approvalsRequired).toBe(3);
     for (const approver of ["human:a", "human:b"]) expect((await approve(t, dangerous.id, approver)).action.status).toBe(STATUS.pending);
     const done = await approve(t, dangerous.id, "human:c");
     expect(done.action).toMatchObject({ status: STATUS.approved, approvers: ["human:a", "human:b", "human:c"], approvedBy: "human:c" });
-    expect(eventTypes((await getSafe(t, dangerous.id)).events)).toEqual(["action_enqueued", "approval_granted", "approval_granted", "action_approved"]);
+    expect(eventTypes((await getAction(t, dangerous.id)).events)).toEqual(["action_enqueued", "approval_granted", "approval_granted", "action_approved"]);
     expect(Math.abs(millis(dangerous.approvalExpireTime) - millis(dangerous.createTime) - 86_400_000)).toBeLessThan(5_000);
   });
 
@@ -332,12 +377,12 @@ describe("a policy's own quorum, and the background sweeper expiring approvals",
     expect(safe.approvalsRequired).toBe(2);
     expect(Math.abs(millis(safe.approvalExpireTime) - millis(safe.createTime) - 1000)).toBeLessThan(500);
     const guarded = await pendingAction(t, RISK.guarded);
-    await eventually(async () => (await getSafe(t, safe.id)).action.status === STATUS.rejected, "the SAFE approval to expire", 6_000, 100);
-    const { action, events } = await getSafe(t, safe.id);
+    await eventually(async () => (await getAction(t, safe.id)).action.status === STATUS.rejected, "the SAFE approval to expire", 6_000, 100);
+    const { action, events } = await getAction(t, safe.id);
     expect(action.failureReason).toBe("approval_expired");
     expect(events.at(-1)).toMatchObject({ eventType: "action_rejected", actor: "server:sweeper" });
     expect(fromStruct(events.at(-1)!.payload)).toMatchObject({ reason: "approval_expired" });
-    expect((await getSafe(t, guarded.id)).action.status).toBe(STATUS.pending);
+    expect((await getAction(t, guarded.id)).action.status).toBe(STATUS.pending);
   });
 });
 
@@ -363,13 +408,13 @@ describe("approval expiry (approval_ttl 1s, sweeps on demand)", () => {
     // Past the window but not yet swept: still PENDING, and approvals are refused.
     await expectRefused(t, () => approve(t, guarded.id, "human:bob"), { code: status.FAILED_PRECONDITION, reason: "APPROVAL_EXPIRED" });
     await expectRefused(t, () => approve(t, dangerous.id, "human:carol"), { code: status.FAILED_PRECONDITION, reason: "APPROVAL_EXPIRED" });
-    expect((await getSafe(t, guarded.id)).action.status).toBe(STATUS.pending);
+    expect((await getAction(t, guarded.id)).action.status).toBe(STATUS.pending);
     expect(await claimable(t, guarded.actionType)).toBeNull();
 
-    const swept = await t.grpc.unary<{ requeuedActions: SafeAction[]; expiredActions?: SafeAction[] }>("SweepClaims", { actor: "human:janitor" });
+    const swept = await t.grpc.unary<{ requeuedActions: WireAction[]; expiredActions?: WireAction[] }>("SweepClaims", { actor: "human:janitor" });
     expect((swept.expiredActions ?? []).map((a) => a.id).sort()).toEqual([guarded.id, dangerous.id].sort());
     for (const id of [guarded.id, dangerous.id]) {
-      const { action, events } = await getSafe(t, id);
+      const { action, events } = await getAction(t, id);
       expect(action).toMatchObject({ status: STATUS.rejected, failureReason: "approval_expired" });
       expect(action.finishTime).not.toBeNull();
       expect(events.at(-1)).toMatchObject({ eventType: "action_rejected", actor: "human:janitor" });
@@ -377,13 +422,13 @@ describe("approval expiry (approval_ttl 1s, sweeps on demand)", () => {
       await expectRefused(t, () => approve(t, id, "human:dave"), { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "REJECTED" });
     }
     // The one approved in time is untouched.
-    const { action: kept, events: keptEvents } = await getSafe(t, inTime.id);
+    const { action: kept, events: keptEvents } = await getAction(t, inTime.id);
     expect(kept.status).toBe(STATUS.approved);
     expect(eventTypes(keptEvents)).toEqual(["action_enqueued", "action_approved"]);
     expect((await claimable(t, inTime.actionType))?.action.id).toBe(inTime.id);
 
     // A second sweep finds nothing more to expire.
-    const again = await t.grpc.unary<{ expiredActions?: SafeAction[] }>("SweepClaims", {});
+    const again = await t.grpc.unary<{ expiredActions?: WireAction[] }>("SweepClaims", {});
     expect(again.expiredActions ?? []).toEqual([]);
   });
 
@@ -391,7 +436,7 @@ describe("approval expiry (approval_ttl 1s, sweeps on demand)", () => {
     const action = await pendingAction(t, RISK.guarded);
     await sleep(1200);
     await t.grpc.unary("SweepClaims", {});
-    const { action: swept, events } = await getSafe(t, action.id);
+    const { action: swept, events } = await getAction(t, action.id);
     expect(swept.status).toBe(STATUS.rejected);
     expect(events.at(-1)).toMatchObject({ eventType: "action_rejected", actor: "server:sweeper" });
   });

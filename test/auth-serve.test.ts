@@ -8,9 +8,11 @@
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Outcome, bearer, healthCheck, newToken, outcomeOf, principal, removeAuthDirs, rewriteAuthFile, writeAuthFile } from "./auth-helpers.js";
-import { ActionqProcess, freePort, killRunning, requireBuiltCli, runToEnd } from "./actionq-process.js";
-import { GrpcClient, databaseUrl, eventually, freshSchema } from "./harness.js";
+import { type Outcome, bearer, healthCheck, newToken, outcomeOf, principal, removeAuthDirs, rewriteAuthFile, writeAuthFile } from "./support/auth.js";
+import { ActionqProcess, freePort, killRunning, requireBuiltCli, runToEnd } from "./support/processes.js";
+import { GrpcClient } from "./support/harness.js";
+import { eventually } from "./support/wait.js";
+import { databaseUrl, freshSchema } from "./support/database.js";
 
 const schemas: string[] = [];
 const clients: GrpcClient[] = [];
@@ -98,8 +100,16 @@ describe("an invalid auth file at start", () => {
   const hash = `sha256:${"ab".repeat(32)}`;
   it.each([
     ["an unknown role", `principals:\n  - name: app:one\n    roles: [producer, overlord]\n    tokens: ["${hash}"]\n`, /principals\[0\]\.roles\[1\]/],
-    ["a token that is not a sha256 hash", `principals:\n  - name: app:one\n    roles: [producer]\n    tokens: ["sha256:1234"]\n`, /principals\[0\]\.tokens\[0\]/],
-    ["a name with a space", `principals:\n  - name: app:one\n    roles: [viewer]\n    tokens: ["${hash}"]\n  - name: app two\n    roles: [viewer]\n    tokens: ["${hash.replace("ab", "cd")}"]\n`, /principals\[1\]\.name/],
+    [
+      "a token that is not a sha256 hash",
+      `principals:\n  - name: app:one\n    roles: [producer]\n    tokens: ["sha256:1234"]\n`,
+      /principals\[0\]\.tokens\[0\]/,
+    ],
+    [
+      "a name with a space",
+      `principals:\n  - name: app:one\n    roles: [viewer]\n    tokens: ["${hash}"]\n  - name: app two\n    roles: [viewer]\n    tokens: ["${hash.replace("ab", "cd")}"]\n`,
+      /principals\[1\]\.name/,
+    ],
   ])("%s: exit 2 naming the key", async (_name, content, key) => {
     const file = await writeAuthFile(content);
     const run = await runToEnd(["serve"], serveEnv("127.0.0.1:0", { ACTIONQ_AUTH_FILE: file }), 20_000);
@@ -130,6 +140,10 @@ describe("secure by default", () => {
     const viewer = principal("human:viewer", ["viewer"]);
     const port = await freePort();
     const proc = await serve([], serveEnv(`0.0.0.0:${port}`, { ACTIONQ_AUTH_FILE: await writeAuthFile([viewer], "json") }));
+    const serving = proc.logs().find((line) => line.msg === "actionq is serving");
+    expect(String(serving?.authentication)).toMatch(/^on \(1 principal from .*auth\.json\)$/);
+    expect(String(serving?.database)).toMatch(/^postgres at /);
+    expect(String(serving?.database)).not.toContain("@");
     const client = clientOn(port);
     expect(await stats(client)).toMatchObject({ code: "UNAUTHENTICATED" });
     expect(await stats(client, viewer.tokens[0])).toMatchObject({ code: "OK" });

@@ -12,7 +12,7 @@ import { writeFile } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
-import { type Outcome, type Principal, OK, bearer, healthCheck, outcomeOf, principal, reflectionList, removeAuthDirs, writeAuthFile } from "./auth-helpers.js";
+import { type Outcome, type Principal, OK, bearer, healthCheck, outcomeOf, principal, reflectionList, removeAuthDirs, writeAuthFile } from "./support/auth.js";
 import {
   CALLERS,
   type Caller,
@@ -23,6 +23,7 @@ import {
   type Named,
   PRINCIPALS,
   type Place,
+  type Prepared,
   ROWS,
   type Row,
   SCOPED_PROJECT,
@@ -32,9 +33,9 @@ import {
   expectedOutcomes,
   holdsRole,
   matches,
-} from "./authz-table.js";
-import { type TestServer, snapshot, startTestServer } from "./harness.js";
-import { STATUS, type WireAction, type WireClaim } from "./helpers-wire.js";
+} from "./support/authz-table.js";
+import { type TestServer, snapshot, startTestServer } from "./support/harness.js";
+import { STATUS, type WireAction, type WireClaim } from "./support/wire.js";
 
 /** A second scoped principal, for the scope rules on their own. */
 const SOLO = principal("team:solo", ["producer", "worker", "approver", "viewer", "operator"], { projects: ["solo"], actionTypes: ["solo_a", "solo_b"] });
@@ -148,7 +149,8 @@ function makeKit(who: Who, global: boolean) {
     return { action: claim!.action, claimToken: claim!.claimToken };
   };
   /** The cell's actions, with their ids and types as parameters $ids and $types. */
-  const actionSet = (ids: string, types: string) => `SELECT id FROM actions WHERE id = ANY(${ids}::bigint[]) OR parent_id = ANY(${ids}::bigint[]) OR action_type = ANY(${types}::text[])`;
+  const actionSet = (ids: string, types: string) =>
+    `SELECT id FROM actions WHERE id = ANY(${ids}::bigint[]) OR parent_id = ANY(${ids}::bigint[]) OR action_type = ANY(${types}::text[])`;
   const params = () => [[...ids], [...types]];
   const pauseValues = () => pauses.map((p) => p.value).filter((v) => v !== "");
 
@@ -225,7 +227,11 @@ function makeKit(who: Who, global: boolean) {
       for (const pause of pauses) {
         const { rows } = await t.db.query("SELECT 1 FROM pauses WHERE kind = $1 AND value = $2", [pause.kind, pause.value]);
         if (rows.length > 0) {
-          await callerFor("admin").unary("ResumeClaims", { scope: { kind: `PAUSE_KIND_${pause.kind.toUpperCase()}`, value: pause.value }, actor: PRINCIPALS.admin.name, reason: "matrix clean-up" });
+          await callerFor("admin").unary("ResumeClaims", {
+            scope: { kind: `PAUSE_KIND_${pause.kind.toUpperCase()}`, value: pause.value },
+            actor: PRINCIPALS.admin.name,
+            reason: "matrix clean-up",
+          });
         }
       }
     },
@@ -237,7 +243,7 @@ async function runCell(row: Row, variant: Variant, who: Who): Promise<string | u
   const label = `${row.label} | ${variant.name} | ${who}`;
   const cell = makeKit(who, Boolean(variant.global));
   try {
-    let prepared;
+    let prepared: Prepared;
     try {
       prepared = await variant.prepare(cell.kit);
     } catch (error) {
@@ -336,7 +342,11 @@ describe("identity", () => {
 
   it("created_by naming someone else is PERMISSION_DENIED IDENTITY_MISMATCH {field, principal}, and nothing is written", async () => {
     const outcome = await refusedUnchanged(() => enqueueAs("producer", { actionType: uniqueType("mismatch"), createdBy: "human:alice" }));
-    expect(outcome).toMatchObject({ code: "PERMISSION_DENIED", reason: "IDENTITY_MISMATCH", metadata: { field: "created_by", principal: PRINCIPALS.producer.name } });
+    expect(outcome).toMatchObject({
+      code: "PERMISSION_DENIED",
+      reason: "IDENTITY_MISMATCH",
+      metadata: { field: "created_by", principal: PRINCIPALS.producer.name },
+    });
   });
 
   it("self-approval is refused whatever the roles, admin included", async () => {
@@ -467,8 +477,22 @@ describe("scope (team:solo: projects [solo], action_types [solo_a, solo_b])", ()
 
   it("PauseClaims and ResumeClaims: a principal scoped by types only may pause its types, one scoped by projects only its projects", async () => {
     const cases = [
-      { who: TYPES_ONLY, allowed: { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" }, refused: [{ kind: "PAUSE_KIND_ACTION_TYPE", value: "other_type" }, { kind: "PAUSE_KIND_PROJECT", value: "solo" }] },
-      { who: PROJECTS_ONLY, allowed: { kind: "PAUSE_KIND_PROJECT", value: "solo" }, refused: [{ kind: "PAUSE_KIND_PROJECT", value: "not-solo" }, { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" }] },
+      {
+        who: TYPES_ONLY,
+        allowed: { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" },
+        refused: [
+          { kind: "PAUSE_KIND_ACTION_TYPE", value: "other_type" },
+          { kind: "PAUSE_KIND_PROJECT", value: "solo" },
+        ],
+      },
+      {
+        who: PROJECTS_ONLY,
+        allowed: { kind: "PAUSE_KIND_PROJECT", value: "solo" },
+        refused: [
+          { kind: "PAUSE_KIND_PROJECT", value: "not-solo" },
+          { kind: "PAUSE_KIND_ACTION_TYPE", value: "solo_a" },
+        ],
+      },
     ];
     for (const { who, allowed, refused } of cases) {
       const { pause } = await as(who).unary<{ pause: { pausedBy: string } }>("PauseClaims", { scope: allowed, reason: "scope test" });

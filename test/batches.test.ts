@@ -3,9 +3,8 @@
 // stop the others), and concurrent single calls that share a statement
 // still get their own answers, their own events and nothing twice.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, snapshot, startTestServer } from "./harness.js";
-import type { WireAction, WireClaim } from "./helpers-wire.js";
-import { closeWithin } from "./stream-helpers.js";
+import { type TestServer, closeWithin, snapshot, startTestServer } from "./support/harness.js";
+import type { WireAction, WireClaim } from "./support/wire.js";
 
 interface ItemError {
   code: number;
@@ -92,13 +91,23 @@ describe("CompleteActions", () => {
     expect(res.results.map((r) => r.result)).toEqual(["action", "error", "action", "error"]);
     expect((res.results[1] as Extract<CompleteResult, { result: "error" }>).error).toMatchObject({ code: 9, reason: "CLAIM_TOKEN_MISMATCH" });
     expect((res.results[3] as Extract<CompleteResult, { result: "error" }>).error).toMatchObject({ code: 5, reason: "ACTION_NOT_FOUND" });
-    expect(await eventCount("action_completed", claims.map((c) => c.action.id))).toBe(2);
+    expect(
+      await eventCount(
+        "action_completed",
+        claims.map((c) => c.action.id),
+      ),
+    ).toBe(2);
     // Repeating the batch answers the completed items again and writes nothing.
     const again = await t.grpc.unary<{ results: CompleteResult[] }>("CompleteActions", {
       requests: [{ id: claims[0]!.action.id, claimToken: claims[0]!.claimToken, resultRef: "r0" }],
     });
     expect(again.results[0]!.result).toBe("action");
-    expect(await eventCount("action_completed", claims.map((c) => c.action.id))).toBe(2);
+    expect(
+      await eventCount(
+        "action_completed",
+        claims.map((c) => c.action.id),
+      ),
+    ).toBe(2);
   });
 });
 
@@ -106,16 +115,20 @@ describe("group commit of single calls", () => {
   it("400 concurrent EnqueueAction and CompleteAction calls each get their own answer, once", async () => {
     const n = 400;
     const enqueued = await Promise.all(
-      Array.from({ length: n }, (_, i) => t.grpc.unary<{ action: WireAction }>("EnqueueAction", { actionType: "gc_job", project: "gc", node: `n${i}`, createdBy: "human:ann" })),
+      Array.from({ length: n }, (_, i) =>
+        t.grpc.unary<{ action: WireAction }>("EnqueueAction", { actionType: "gc_job", project: "gc", node: `n${i}`, createdBy: "human:ann" }),
+      ),
     );
     const ids = enqueued.map((r) => r.action.id);
     expect(new Set(ids).size).toBe(n);
     // Each caller got the action it asked for, not a neighbour's.
-    enqueued.forEach((r, i) => expect(r.action.node).toBe(`n${i}`));
+    for (const [i, r] of enqueued.entries()) expect(r.action.node).toBe(`n${i}`);
     const claims: WireClaim[] = [];
     for (let i = 0; i < n; i++) claims.push(await claim("gc"));
     const completed = await Promise.all(
-      claims.map((c) => t.grpc.unary<{ action: WireAction }>("CompleteAction", { id: c.action.id, claimToken: c.claimToken, resultRef: `done:${c.action.id}` })),
+      claims.map((c) =>
+        t.grpc.unary<{ action: WireAction }>("CompleteAction", { id: c.action.id, claimToken: c.claimToken, resultRef: `done:${c.action.id}` }),
+      ),
     );
     completed.forEach((r, i) => {
       expect(r.action.id).toBe(claims[i]!.action.id);

@@ -2,38 +2,26 @@
 // races between workers, max_in_flight, acknowledgements, releases on close,
 // ack timeouts, sweeps, filters, wakeups, several replicas and shutdown.
 import { status as GrpcCode } from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, snapshot, startTestServer } from "./harness.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import {
   type ClaimStreamMessage,
-  type GrpcStream,
-  type WireClaim,
   actionRow,
+  cancelAfterEach,
   claimsOf,
-  closeWithin,
-  enqueue,
+  enqueueMany,
   eventsOf,
   isClaim,
   isHeartbeat,
   nthClaim,
   openClaimStream,
   openOnServer,
-  sleep,
-} from "./stream-helpers.js";
+} from "./support/streams.js";
+import { eventually, sleep } from "./support/wait.js";
+import type { WireClaim } from "./support/wire.js";
 
-/** Streams a test opened; whatever is still open is cancelled after it. */
-const openStreams = new Set<GrpcStream<ClaimStreamMessage>>();
-
-function stream(t: TestServer, request: Record<string, unknown>): GrpcStream<ClaimStreamMessage> {
-  const opened = openClaimStream(t, request);
-  openStreams.add(opened);
-  return opened;
-}
-
-afterEach(async () => {
-  await Promise.all([...openStreams].map((opened) => opened.cancel()));
-  openStreams.clear();
-});
+const track = cancelAfterEach();
+const stream = (t: TestServer, request: Record<string, unknown>) => track(openClaimStream(t, request));
 
 interface ActionResponse {
   action: { id: string; status: string; attempt: number; claimedBy: string; claimAcked: boolean };
@@ -73,7 +61,7 @@ describe("StreamClaims on one server", () => {
   });
 
   it("holds no more than max_in_flight claims, and sends the next one as soon as one is completed", async () => {
-    const ids = await enqueue(t, "mif_job", 5);
+    const ids = await enqueueMany(t, "mif_job", 5);
     const worker = stream(t, { worker: "mif-worker", actionTypes: ["mif_job"], maxInFlight: 2 });
     const [first, second] = [await nthClaim(worker, 1), await nthClaim(worker, 2)];
     await Promise.all([ack(t, first), ack(t, second)]);
@@ -91,7 +79,7 @@ describe("StreamClaims on one server", () => {
   });
 
   it("releases unacknowledged claims at once when the stream closes, and keeps acknowledged ones with the worker", async () => {
-    const [acked, unacked] = await enqueue(t, "close_job", 2);
+    const [acked, unacked] = await enqueueMany(t, "close_job", 2);
     const first = stream(t, { worker: "closing-worker", actionTypes: ["close_job"], maxInFlight: 2 });
     const claims = [await nthClaim(first, 1), await nthClaim(first, 2)];
     const ackedClaim = claims.find((claim) => claim.action.id === acked)!;
@@ -125,8 +113,12 @@ describe("StreamClaims on one server", () => {
   });
 
   it("refuses a stale claim token after a sweep requeued the lease and another worker claimed the action", async () => {
-    const [id] = await enqueue(t, "stale_job");
-    const { claim: stale } = await t.grpc.unary<ClaimResponse>("ClaimAction", { worker: "stale-worker", actionTypes: ["stale_job"], leaseDuration: { seconds: 1 } });
+    const [id] = await enqueueMany(t, "stale_job");
+    const { claim: stale } = await t.grpc.unary<ClaimResponse>("ClaimAction", {
+      worker: "stale-worker",
+      actionTypes: ["stale_job"],
+      leaseDuration: { seconds: 1 },
+    });
     expect(stale?.action.id).toBe(id);
     await sleep(1300);
     // No background sweeper on this server: the lease is past but still held.
@@ -158,15 +150,23 @@ describe("StreamClaims on one server", () => {
     const byBoth = stream(t, { worker: "both-worker", actionTypes: ["filter_c"], projects: ["proj_w"], maxInFlight: 10 });
     await Promise.all([byType, byProject, byBoth].map((opened) => opened.atLeast(1, isHeartbeat, "the opening heartbeat")));
 
-    const typeA = await enqueue(t, "filter_a", 3, { project: "proj_x" });
-    const projectY = await enqueue(t, "filter_b", 3, { project: "proj_y" });
-    const unmatched = await enqueue(t, "filter_c", 2, { project: "proj_z" });
+    const typeA = await enqueueMany(t, "filter_a", 3, { project: "proj_x" });
+    const projectY = await enqueueMany(t, "filter_b", 3, { project: "proj_y" });
+    const unmatched = await enqueueMany(t, "filter_c", 2, { project: "proj_z" });
 
     await byType.atLeast(3, isClaim, "filter_a claims");
     await byProject.atLeast(3, isClaim, "proj_y claims");
     await sleep(400);
-    expect(claimsOf(byType).map((claim) => claim.action.id).sort()).toEqual([...typeA].sort());
-    expect(claimsOf(byProject).map((claim) => claim.action.id).sort()).toEqual([...projectY].sort());
+    expect(
+      claimsOf(byType)
+        .map((claim) => claim.action.id)
+        .sort(),
+    ).toEqual([...typeA].sort());
+    expect(
+      claimsOf(byProject)
+        .map((claim) => claim.action.id)
+        .sort(),
+    ).toEqual([...projectY].sort());
     expect(claimsOf(byBoth)).toHaveLength(0);
     for (const id of unmatched) expect((await actionRow(t.db, id)).status).toBe("approved");
 
@@ -181,7 +181,7 @@ describe("StreamClaims on one server", () => {
     // Let the stream find nothing and go quiet first.
     await sleep(500);
     const enqueued = Date.now();
-    const [id] = await enqueue(t, "wake_job");
+    const [id] = await enqueueMany(t, "wake_job");
     const claim = await nthClaim(idle, 1, 2000);
     expect(Date.now() - enqueued).toBeLessThan(1000);
     expect(claim.action.id).toBe(id);
@@ -189,7 +189,7 @@ describe("StreamClaims on one server", () => {
   });
 
   it("frees the stream's slot when its claimed action is cancelled, and the next claim follows", async () => {
-    const [first, second] = await enqueue(t, "cancel_job", 2);
+    const [first, second] = await enqueueMany(t, "cancel_job", 2);
     const worker = stream(t, { worker: "cancel-worker", actionTypes: ["cancel_job"], maxInFlight: 1 });
     const held = await nthClaim(worker, 1);
     expect(held.action.id).toBe(first);
@@ -221,7 +221,7 @@ describe("StreamClaims acknowledgement deadline", () => {
   it("releases a claim not acknowledged in time (ack_timeout) to another stream, and refuses the first worker's token", async () => {
     const silent = stream(t, { worker: "silent-worker", actionTypes: ["ack_job"], maxInFlight: 1 });
     await silent.atLeast(1, isHeartbeat, "the opening heartbeat");
-    const [id] = await enqueue(t, "ack_job");
+    const [id] = await enqueueMany(t, "ack_job");
     const ignored = await nthClaim(silent, 1);
     expect(ignored.action.id).toBe(id);
 
@@ -263,7 +263,7 @@ describe("StreamClaims acknowledgement deadline, redelivered claims", () => {
   it("releases every unacknowledged delivery at its deadline, and never lets a max_in_flight 1 stream hold two claims", async () => {
     const silent = stream(t, { worker: "never-acks", actionTypes: ["redeliver_job"], maxInFlight: 1 });
     await silent.atLeast(1, isHeartbeat, "the opening heartbeat");
-    await enqueue(t, "redeliver_job", 2);
+    await enqueueMany(t, "redeliver_job", 2);
     const heldByStream = async () =>
       (await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM actions WHERE status = 'claimed' AND claimed_by = 'never-acks'")).rows[0]!.n;
     let mostHeld = 0;
@@ -294,7 +294,7 @@ describe("StreamClaims with a worker that stopped reading", () => {
 
   it("releases the unacknowledged claims of a stream at once when it closes while the server is blocked sending to it", async () => {
     const total = 400;
-    await enqueue(t, "backlog_job", total, { concurrency: 20 });
+    await enqueueMany(t, "backlog_job", total, { concurrency: 20 });
     const stalled = stream(t, { worker: "stalled-worker", actionTypes: ["backlog_job"], maxInFlight: total });
     await stalled.atLeast(1, isHeartbeat, "the opening heartbeat");
     // Stop reading: HTTP/2 flow control soon blocks the server's writes.
@@ -306,7 +306,9 @@ describe("StreamClaims with a worker that stopped reading", () => {
 
     await stalled.cancel();
     await eventually(async () => (await claimedBy("stalled-worker")) === 0, "the closed stream's claims released", 2000).catch(async (error: Error) => {
-      throw new Error(`${error.message}: ${await claimedBy("stalled-worker")} of ${total} still claimed 2 s after the stream closed; the server still serves ${openOnServer(t).claimStreams} claim stream(s)`);
+      throw new Error(
+        `${error.message}: ${await claimedBy("stalled-worker")} of ${total} still claimed 2 s after the stream closed; the server still serves ${openOnServer(t).claimStreams} claim stream(s)`,
+      );
     });
     expect(openOnServer(t).claimStreams).toBe(0);
   });
@@ -322,7 +324,7 @@ describe("leases under the background sweeper", () => {
   });
 
   it("the background sweeper alone requeues an expired lease", async () => {
-    const [id] = await enqueue(t, "sweep_job");
+    const [id] = await enqueueMany(t, "sweep_job");
     const { claim } = await t.grpc.unary<ClaimResponse>("ClaimAction", { worker: "lost-worker", actionTypes: ["sweep_job"], leaseDuration: { seconds: 1 } });
     expect(claim?.action.id).toBe(id);
     await eventually(async () => (await actionRow(t.db, id!)).status === "approved", "the sweeper requeueing the expired lease", 5000);
@@ -332,7 +334,7 @@ describe("leases under the background sweeper", () => {
   });
 
   it("ExtendClaim keeps a lease alive past its original deadline while the sweeper runs", async () => {
-    const [id] = await enqueue(t, "extend_job");
+    const [id] = await enqueueMany(t, "extend_job");
     const { claim } = await t.grpc.unary<ClaimResponse>("ClaimAction", { worker: "long-worker", actionTypes: ["extend_job"], leaseDuration: { seconds: 1 } });
     expect(claim?.action.id).toBe(id);
     const started = Date.now();
@@ -401,7 +403,7 @@ describe("many workers racing over one queue", () => {
     // Parallel batches of enqueues while the workers run.
     const enqueued: string[] = [];
     for (let batch = 0; batch < total / 100; batch++) {
-      enqueued.push(...(await enqueue(t, `race_job_${batch % 4}`, 100, { concurrency: 100 })));
+      enqueued.push(...(await enqueueMany(t, `race_job_${batch % 4}`, 100, { concurrency: 100 })));
     }
     await eventually(() => completed + callFailures.length >= total, `${total} completions`, 60_000, 100);
     expect(callFailures).toEqual([]);
@@ -414,7 +416,14 @@ describe("many workers racing over one queue", () => {
     );
     expect(counts[0]).toEqual({ total, completed: total });
 
-    const { rows: perAction } = await t.db.query<{ id: string; completions: number; claims: number; releases: number; claimed_by: string; result_ref: string }>(`
+    const { rows: perAction } = await t.db.query<{
+      id: string;
+      completions: number;
+      claims: number;
+      releases: number;
+      claimed_by: string;
+      result_ref: string;
+    }>(`
       SELECT a.id::text, a.claimed_by, a.result_ref,
         count(*) FILTER (WHERE e.event_type = 'action_completed')::int AS completions,
         count(*) FILTER (WHERE e.event_type = 'action_claimed')::int AS claims,
@@ -456,7 +465,7 @@ describe("two servers on one schema", () => {
     await idle.atLeast(1, isHeartbeat, "the opening heartbeat");
     await sleep(300);
     const enqueued = Date.now();
-    const [id] = await enqueue(a, "cross_wake");
+    const [id] = await enqueueMany(a, "cross_wake");
     const claim = await nthClaim(idle, 1, 2000);
     expect(Date.now() - enqueued).toBeLessThan(1000);
     expect(claim.action.id).toBe(id);
@@ -498,7 +507,7 @@ describe("two servers on one schema", () => {
     await Promise.all(streams.map((opened) => opened.atLeast(1, isHeartbeat, "the opening heartbeat")));
 
     const ids = (
-      await Promise.all([enqueue(a, "replica_job", total / 2, { concurrency: 10 }), enqueue(b, "replica_job", total / 2, { concurrency: 10 })])
+      await Promise.all([enqueueMany(a, "replica_job", total / 2, { concurrency: 10 }), enqueueMany(b, "replica_job", total / 2, { concurrency: 10 })])
     ).flat();
     await eventually(() => completed + failures.length >= total, `${total} completions`, 30_000, 50);
     expect(failures).toEqual([]);
@@ -526,7 +535,7 @@ describe("server shutdown", () => {
   });
 
   it("drains claim streams on shutdown: a Drain message, a clean end, and unacknowledged claims released", async () => {
-    const [first, second] = await enqueue(t, "drain_job", 2);
+    const [first, second] = await enqueueMany(t, "drain_job", 2);
     const worker = stream(t, { worker: "draining-worker", actionTypes: ["drain_job"], maxInFlight: 2 });
     const claims = [await nthClaim(worker, 1), await nthClaim(worker, 2)];
     const ackedClaim = claims.find((claim) => claim.action.id === first)!;

@@ -1,74 +1,27 @@
 // actionctl, the built CLI, run as a subprocess against a real server: what
 // operators and scripts see on stdout, stderr and in the exit code.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, startTestServer } from "./harness.js";
-
-const CLI = path.resolve(import.meta.dirname, "..", "dist", "src", "cli", "actionctl.js");
-
-interface Run {
-  /** The exit code; null when the process was killed (e.g. by the timeout). */
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-// Proto JSON as actionctl prints it; the tests read what they assert on.
-type Json = Record<string, any>;
+import { type Json, actionctlAt, errorOf, killChildren, startActionctl } from "./support/actionctl.js";
+import { type TestServer, startTestServer } from "./support/harness.js";
+import { eventually } from "./support/wait.js";
 
 describe("actionctl", () => {
   let t: TestServer;
-  const children = new Set<ChildProcess>();
+  const { actionctl, ok, okLines, refused, usageError } = actionctlAt(() => t.address);
 
   beforeAll(async () => {
     // No background sweeps, so that `actionctl sweep` is the one to requeue
     // an expired lease.
     t = await startTestServer({ ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600" });
   });
-  afterEach(() => {
-    for (const child of children) child.kill("SIGKILL");
-    children.clear();
-  });
+  afterEach(killChildren);
   afterAll(async () => {
     await t?.close();
   });
-
-  function actionctl(args: string[], addr = t.address): Promise<Run> {
-    return new Promise((resolve) => {
-      const child = execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ACTIONQ_ADDR: addr }, timeout: 20_000 }, (error, stdout, stderr) => {
-        children.delete(child);
-        const code = error ? (typeof error.code === "number" ? error.code : null) : 0;
-        resolve({ code, stdout, stderr });
-      });
-      children.add(child);
-    });
-  }
-
-  /** Runs a command that must succeed and returns its JSON document. */
-  async function ok(args: string[], addr = t.address): Promise<Json> {
-    const run = await actionctl(args, addr);
-    if (run.code !== 0) throw new Error(`actionctl ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
-    return JSON.parse(run.stdout) as Json;
-  }
-
-  async function okLines(args: string[], addr = t.address): Promise<Json[]> {
-    const run = await actionctl(args, addr);
-    if (run.code !== 0) throw new Error(`actionctl ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
-    return run.stdout
-      .split("\n")
-      .filter((line) => line !== "")
-      .map((line) => JSON.parse(line) as Json);
-  }
-
-  function errorOf(run: Run): Json {
-    const lines = run.stderr.trim().split("\n");
-    expect(lines).toHaveLength(1);
-    return (JSON.parse(lines[0]!) as Json).error as Json;
-  }
 
   async function addAndClaim(type: string, extra: string[] = []): Promise<{ id: string; token: string }> {
     const added = await ok(["add", "--type", type, "--created-by", "human:t", ...extra]);
@@ -77,21 +30,13 @@ describe("actionctl", () => {
     return { id: added.action.id, token: claim.claim_token };
   }
 
-  /** A refusal from the server: exit 1, nothing on stdout, one JSON error line. */
-  async function refused(args: string[], addr = t.address): Promise<Json> {
-    const run = await actionctl(args, addr);
-    expect(run.code, args.join(" ")).toBe(1);
-    expect(run.stdout, args.join(" ")).toBe("");
-    return errorOf(run);
-  }
-
-  /** A usage error: exit 2, nothing on stdout, commander's "error:" on stderr. */
-  async function usageError(args: string[]): Promise<string> {
-    const run = await actionctl(args);
-    expect(run.code, args.join(" ")).toBe(2);
-    expect(run.stdout, args.join(" ")).toBe("");
-    expect(run.stderr, args.join(" ")).toMatch(/error:/);
-    return run.stderr;
+  /** `history` as text: the action, its status now, then a line per event. */
+  async function story(id: string, addr = t.address): Promise<{ header: string; status: string; events: string[] }> {
+    const run = await actionctl(["history", id], addr);
+    if (run.code !== 0) throw new Error(`actionctl history ${id} exited ${run.code}: ${run.stderr}`);
+    const [header, status, ...events] = run.stdout.trimEnd().split("\n");
+    expect(header).toMatch(new RegExp(`^action ${id}: `));
+    return { header: header!, status: status!, events };
   }
 
   /** The newest event id, to read only what a test wrote after it. */
@@ -101,23 +46,27 @@ describe("actionctl", () => {
   }
 
   it("add, ls and show agree on a new action with every field the producer gave", async () => {
-    const added = await ok([
+    // Every option add takes, as pairs; sent twice, the second is a retry.
+    const addArgs = [
       "add",
-      "--type", "collect_diagnostics",
-      "--project", "cli-add",
-      "--target", "node/7",
-      "--source", "alert:1",
-      "--source", "ticket:2",
-      "--payload", '{"depth":2,"paths":["/var/log"]}',
-      "--priority", "-3",
-      "--confidence", "0.75",
-      "--created-by", "human:alice",
-      "--correlation-id", "corr-9",
-      "--node", "node-7",
-      "--service", "api",
-      "--rollback", "noop",
-      "--idempotency-key", "key-1",
-    ]); // prettier-ignore
+      ...[
+        ["--type", "collect_diagnostics"],
+        ["--project", "cli-add"],
+        ["--target", "node/7"],
+        ["--source", "alert:1"],
+        ["--source", "ticket:2"],
+        ["--payload", '{"depth":2,"paths":["/var/log"]}'],
+        ["--priority", "-3"],
+        ["--confidence", "0.75"],
+        ["--created-by", "human:alice"],
+        ["--correlation-id", "corr-9"],
+        ["--node", "node-7"],
+        ["--service", "api"],
+        ["--rollback", "noop"],
+        ["--idempotency-key", "key-1"],
+      ].flat(),
+    ];
+    const added = await ok(addArgs);
     expect(added.created).toBe(true);
     const action = added.action;
     expect(action.id).toMatch(/^[1-9]\d*$/);
@@ -139,7 +88,7 @@ describe("actionctl", () => {
       idempotency_key: "key-1",
     });
 
-    const again = await ok(["add", "--type", "collect_diagnostics", "--project", "cli-add", "--target", "node/7", "--source", "alert:1", "--source", "ticket:2", "--payload", '{"depth":2,"paths":["/var/log"]}', "--priority", "-3", "--confidence", "0.75", "--created-by", "human:alice", "--correlation-id", "corr-9", "--node", "node-7", "--service", "api", "--rollback", "noop", "--idempotency-key", "key-1"]);
+    const again = await ok(addArgs);
     expect(again.created).toBe(false);
     expect(again.action.id).toBe(action.id);
 
@@ -151,6 +100,7 @@ describe("actionctl", () => {
     expect((await ok(["ls", "--created-by", "human:alice", "--type", "collect_diagnostics"])).actions.map((a: Json) => a.id)).toEqual([action.id]);
 
     const shown = await ok(["show", action.id]);
+    expect(Object.keys(shown), "the action leads").toEqual(["action", "events"]);
     expect(shown.action).toEqual(action);
     expect(shown.events.map((e: Json) => e.event_type)).toEqual(["action_enqueued", "action_approved"]);
     expect(shown.events.every((e: Json) => e.action_id === action.id)).toBe(true);
@@ -186,11 +136,15 @@ describe("actionctl", () => {
     expect(completed.action.finish_time).toBeDefined();
   });
 
-  it("claim exits 2 with nothing on stdout when nothing is claimable", async () => {
+  it("claim exits 2 with nothing on stdout and one JSON line on stderr when nothing is claimable, as --help says", async () => {
     const run = await actionctl(["claim", "--worker", "worker-1", "--type", "never_enqueued"]);
     expect(run.code).toBe(2);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toMatch(/nothing to claim/);
+    expect(errorOf(run)).toMatchObject({ code: "not_found", message: "nothing to claim", reason: "NOTHING_TO_CLAIM", metadata: {} });
+    const help = await actionctl(["claim", "--help"]);
+    expect(help.stdout.replace(/\s+/g, " ")).toContain(
+      "exit 2 with one line on stderr (JSON in the JSON modes, reason NOTHING_TO_CLAIM, CLAIMS_PAUSED naming the pause that holds claims back, or HELD_BY_WINDOW",
+    );
   });
 
   it("fail records the reason", async () => {
@@ -277,35 +231,25 @@ describe("actionctl", () => {
     expect(limited.map((e) => e.id)).toEqual(expected.slice(2, 7));
 
     const enqueued = await okLines(["events", "--page-size", "2", "--type", "action_enqueued", "--type", "action_approved"]);
-    const { rows: typed } = await t.db.query<{ id: string }>("SELECT e.id::text AS id FROM events e WHERE e.event_type IN ('action_enqueued', 'action_approved') ORDER BY e.id");
+    const { rows: typed } = await t.db.query<{ id: string }>(
+      "SELECT e.id::text AS id FROM events e WHERE e.event_type IN ('action_enqueued', 'action_approved') ORDER BY e.id",
+    );
     expect(enqueued.map((e) => e.id)).toEqual(typed.map((row) => row.id));
   });
 
   it("events --follow prints a live event and exits 0 on SIGTERM", async () => {
     const [latest] = (await t.db.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM events")).rows;
-    const child = spawn(process.execPath, [CLI, "events", "--follow", "--after", latest!.id, "--type", "coordinator_paused"], {
-      env: { ...process.env, ACTIONQ_ADDR: t.address },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.add(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-
+    const follow = startActionctl(["events", "--follow", "--after", latest!.id, "--type", "coordinator_paused"], { ACTIONQ_ADDR: t.address });
     // Let the watch open first so that the event arrives live, not in the replay.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const emitted = await ok(["emit", "--type", "coordinator_paused", "--actor", "dispatcher:main", "--payload", '{"why":"test"}']);
     await ok(["emit", "--type", "coordinator_cycle", "--actor", "dispatcher:main"]);
-    await eventually(() => stdout.includes("\n"), "the followed event");
+    await eventually(() => follow.stdout().includes("\n"), "the followed event");
 
-    child.kill("SIGTERM");
-    const exit = await exited;
-    expect(stderr).toBe("");
-    expect(exit).toEqual({ code: 0, signal: null });
-    const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Json);
-    expect(lines).toEqual([emitted.event]);
+    follow.child.kill("SIGTERM");
+    expect(await follow.exited).toEqual({ code: 0, signal: null });
+    expect(follow.stderr()).toBe("");
+    expect(follow.lines()).toEqual([emitted.event]);
   });
 
   it("a wrong claim token prints the server's error as JSON and exits 1", async () => {
@@ -322,10 +266,10 @@ describe("actionctl", () => {
     expect(errorOf(missing)).toMatchObject({ code: "not_found", reason: "ACTION_NOT_FOUND", metadata: { action_id: "999999999" } });
   });
 
-  it("an unreachable server is reported as unavailable", async () => {
+  it("an unreachable server is reported as unavailable, exit 3", async () => {
     const run = await actionctl(["ls"], "http://127.0.0.1:1");
-    expect(run.code).toBe(1);
-    expect(errorOf(run)).toMatchObject({ code: "unavailable", reason: "" });
+    expect(run.code).toBe(3);
+    expect(errorOf(run)).toMatchObject({ code: "unavailable", reason: "", hint: expect.stringContaining("no server is listening at 127.0.0.1:1") });
   });
 
   it("accepts ACTIONQ_ADDR as a URL", async () => {
@@ -359,7 +303,18 @@ describe("actionctl", () => {
   it("add --supersedes replaces a pending action, which is cancelled, and refuses one past APPROVED", async () => {
     const first = await ok(["add", "--type", "cli_supersede", "--approval-required", "--payload", '{"v":1}', "--created-by", "agent:cli"]);
     expect(first.action.status).toBe("ACTION_STATUS_PENDING");
-    const second = await ok(["add", "--type", "cli_supersede", "--approval-required", "--payload", '{"v":2}', "--created-by", "agent:cli", "--supersedes", first.action.id]);
+    const second = await ok([
+      "add",
+      "--type",
+      "cli_supersede",
+      "--approval-required",
+      "--payload",
+      '{"v":2}',
+      "--created-by",
+      "agent:cli",
+      "--supersedes",
+      first.action.id,
+    ]);
     expect(second.action).toMatchObject({ status: "ACTION_STATUS_PENDING", supersedes_id: first.action.id, payload: { v: 2 } });
 
     const replaced = await ok(["show", first.action.id]);
@@ -367,10 +322,10 @@ describe("actionctl", () => {
     const cancelled = replaced.events.at(-1);
     expect(cancelled.event_type).toBe("action_cancelled");
     expect(String(cancelled.payload.superseded_by)).toBe(second.action.id);
-    expect((await actionctl(["history", second.action.id])).stdout.split("\n")[0]).toContain(`supersedes action ${first.action.id}`);
-    const story = (await actionctl(["history", first.action.id])).stdout.trimEnd().split("\n");
-    expect(story.at(-2)).toMatch(/action_cancelled .*superseded by action \d+; was /);
-    expect(story.at(-1)).toBe(`status: CANCELLED; reason superseded by action ${second.action.id}`);
+    expect((await story(second.action.id)).events[0]).toContain(`supersedes action ${first.action.id}`);
+    const firstStory = await story(first.action.id);
+    expect(firstStory.events.at(-1)).toMatch(/action_cancelled .*superseded by action \d+; was /);
+    expect(firstStory.status).toBe(`status: CANCELLED; reason superseded by action ${second.action.id}`);
 
     // Once cancelled, it cannot be superseded again; nor can a finished action.
     expect(await refused(["add", "--type", "cli_supersede", "--created-by", "agent:cli", "--supersedes", first.action.id])).toMatchObject({
@@ -392,7 +347,17 @@ describe("actionctl", () => {
   });
 
   it("add --rollback-payload is kept with the action and needs --rollback", async () => {
-    const added = await ok(["add", "--type", "cli_rb_payload", "--created-by", "human:t", "--rollback", "cli_rb_undo", "--rollback-payload", '{"image":"web:1.0"}']);
+    const added = await ok([
+      "add",
+      "--type",
+      "cli_rb_payload",
+      "--created-by",
+      "human:t",
+      "--rollback",
+      "cli_rb_undo",
+      "--rollback-payload",
+      '{"image":"web:1.0"}',
+    ]);
     expect(added.action).toMatchObject({ rollback_ref: "cli_rb_undo", rollback_payload: { image: "web:1.0" } });
 
     expect(await refused(["add", "--type", "cli_rb_payload", "--created-by", "human:t", "--rollback-payload", '{"image":"web:1.0"}'])).toMatchObject({
@@ -405,9 +370,21 @@ describe("actionctl", () => {
 
   it("rollback enqueues the reverse of a completed action once, as a child proposed by the actor", async () => {
     const { id, token } = await addAndClaim("cli_rb_deploy", [
-      "--project", "cli-rb", "--target", "svc/web", "--node", "node-1", "--service", "web", "--correlation-id", "corr-rb",
-      "--rollback", "cli_rb_undo", "--rollback-payload", '{"image":"web:1.0"}',
-    ]); // prettier-ignore
+      "--project",
+      "cli-rb",
+      "--target",
+      "svc/web",
+      "--node",
+      "node-1",
+      "--service",
+      "web",
+      "--correlation-id",
+      "corr-rb",
+      "--rollback",
+      "cli_rb_undo",
+      "--rollback-payload",
+      '{"image":"web:1.0"}',
+    ]);
     await ok(["complete", id, "--token", token, "--result", "deployed web:1.1"]);
 
     const rolled = await ok(["rollback", id, "--actor", "human:ops", "--reason", "bad release"]);
@@ -427,11 +404,14 @@ describe("actionctl", () => {
       source_refs: [`action:${id}`],
     });
     expect(rolled.rollback.id).not.toBe(id);
+    // Like every command that answers with one action, under `action` too.
+    expect(rolled.action).toEqual(rolled.rollback);
 
     const again = await ok(["rollback", id, "--actor", "human:ops"]);
-    expect(again).toEqual({ created: false, rollback: rolled.rollback });
-    const story = (await actionctl(["history", rolled.rollback.id])).stdout.split("\n");
-    expect(story[0]).toMatch(new RegExp(`action_enqueued +human:ops .*; rolls back action ${id}; (note|reason) bad release$`));
+    expect(again).toEqual({ action: rolled.rollback, created: false, rollback: rolled.rollback });
+    expect((await story(rolled.rollback.id)).events[0]).toMatch(
+      new RegExp(`action_enqueued +human:ops .*; rolls back action ${id}; (note|reason) bad release$`),
+    );
   });
 
   it("rollback is refused for an unfinished action, one with no rollback_ref and an unknown id", async () => {
@@ -487,8 +467,16 @@ describe("actionctl", () => {
 
     const events = await okLines(["events", "--after", cursor, "--type", "coordinator_paused", "--type", "coordinator_resumed"]);
     expect(events).toHaveLength(2);
-    expect(events[0]).toMatchObject({ event_type: "coordinator_paused", actor: "human:ops", payload: { scope: { kind: "action_type", value: "cli_pause_type" }, reason: "deploy freeze" } });
-    expect(events[1]).toMatchObject({ event_type: "coordinator_resumed", actor: "human:ops", payload: { scope: { kind: "action_type", value: "cli_pause_type" }, reason: "freeze over" } });
+    expect(events[0]).toMatchObject({
+      event_type: "coordinator_paused",
+      actor: "human:ops",
+      payload: { scope: { kind: "action_type", value: "cli_pause_type" }, reason: "deploy freeze" },
+    });
+    expect(events[1]).toMatchObject({
+      event_type: "coordinator_resumed",
+      actor: "human:ops",
+      payload: { scope: { kind: "action_type", value: "cli_pause_type" }, reason: "freeze over" },
+    });
     expect(events.every((e) => e.action_id === undefined)).toBe(true);
 
     expect(await refused(["resume", "--type", "cli_pause_type", "--actor", "human:ops"])).toMatchObject({ code: "not_found", reason: "PAUSE_NOT_FOUND" });
@@ -595,36 +583,58 @@ describe("actionctl", () => {
     const id: string = added.action.id;
     expect(added.action).toMatchObject({ status: "ACTION_STATUS_PENDING", approvals_required: 2 });
 
-    expect(await refused(["approve", id, "--approver", "agent:triage"])).toMatchObject({ code: "permission_denied", reason: "SELF_APPROVAL" });
+    // PERMISSION_DENIED exits 4.
+    expect(await refused(["approve", id, "--approver", "agent:triage"], t.address, 4)).toMatchObject({ code: "permission_denied", reason: "SELF_APPROVAL" });
     await ok(["approve", id, "--approver", "human:bob", "--note", "checked the backup"]);
     expect(await refused(["approve", id, "--approver", "human:bob"])).toMatchObject({ code: "failed_precondition", reason: "DUPLICATE_APPROVAL" });
 
-    const waiting = (await actionctl(["history", id])).stdout.trim().split("\n");
-    expect(waiting.at(-1)).toMatch(/^status: PENDING; approvals 1 of 2 \(human:bob\); expires \d{4}-/);
+    expect((await story(id)).status).toMatch(/^status: PENDING; approvals 1 of 2 \(human:bob\); expires \d{4}-/);
 
     await ok(["approve", id, "--approver", "human:carol"]);
     const claim = await ok(["claim", "--worker", "worker-h", "--type", "cli_history"]);
-    await ok(["emit", "--type", "action_progress", "--actor", "worker-h", "--action", id, "--token", claim.claim_token, "--payload", '{"step":"snapshot","detail":"3 of 3 tables"}']);
+    await ok([
+      "emit",
+      "--type",
+      "action_progress",
+      "--actor",
+      "worker-h",
+      "--action",
+      id,
+      "--token",
+      claim.claim_token,
+      "--payload",
+      '{"step":"snapshot","detail":"3 of 3 tables"}',
+    ]);
     await ok(["complete", id, "--token", claim.claim_token, "--result", "s3://history/1"]);
 
     const run = await actionctl(["history", id]);
     expect(run.code).toBe(0);
     expect(run.stderr).toBe("");
-    const lines = run.stdout.trimEnd().split("\n");
+    const [header, status, ...lines] = run.stdout.trimEnd().split("\n");
+    expect(header).toBe(`action ${id}: cli_history proposed by agent:triage`);
+    expect(status).toBe("status: COMPLETED; result s3://history/1");
     const shown = await ok(["show", id]);
-    expect(shown.events.map((e: Json) => e.event_type)).toEqual(["action_enqueued", "approval_granted", "action_approved", "action_claimed", "action_progress", "action_completed"]);
-    expect(lines).toHaveLength(shown.events.length + 1);
+    expect(shown.events.map((e: Json) => e.event_type)).toEqual([
+      "action_enqueued",
+      "approval_granted",
+      "action_approved",
+      "action_claimed",
+      "action_progress",
+      "action_completed",
+    ]);
+    expect(lines).toHaveLength(shown.events.length);
     shown.events.forEach((event: Json, i: number) => {
       expect(lines[i]!.startsWith(`${new Date(event.create_time).toISOString()}  ${event.event_type} `)).toBe(true);
       expect(lines[i]).toContain(event.actor);
     });
-    expect(lines[0]).toMatch(/agent:triage +policy standard \(builtin@[0-9a-f]{12}\): needs approval; why .+; risk dangerous \(type safe\); 2 approval\(s\) required$/);
+    expect(lines[0]).toMatch(
+      /agent:triage +policy standard \(builtin@[0-9a-f]{12}\): needs approval; why .+; risk dangerous \(type safe\); 2 approval\(s\) required$/,
+    );
     expect(lines[1]).toMatch(/human:bob +approval 1 of 2 \(human:bob\); note checked the backup$/);
     expect(lines[2]).toMatch(/human:carol +approved 2 of 2 \(human:bob, human:carol\)$/);
     expect(lines[3]).toMatch(/attempt 1; worker worker-h; lease until \d{4}-/);
     expect(lines[4]).toMatch(/action_progress +worker-h +(attempt 1; )?step=snapshot detail=3 of 3 tables$/);
     expect(lines[5]).toMatch(/result s3:\/\/history\/1; attempt 1$/);
-    expect(lines[6]).toBe("status: COMPLETED; result s3://history/1");
 
     const json = await okLines(["history", id, "--json"]);
     expect(json).toEqual(shown.events);
@@ -632,10 +642,11 @@ describe("actionctl", () => {
 
   it("history shows the policy's own approval and why", async () => {
     const added = await ok(["add", "--type", "collect_diagnostics", "--target", "node-9", "--created-by", "human:t"]);
-    const lines = (await actionctl(["history", added.action.id])).stdout.trimEnd().split("\n");
-    expect(lines).toHaveLength(3);
-    expect(lines[1]).toMatch(/action_approved +policy:standard +policy standard \(builtin@[0-9a-f]{12}\): approved; why .+; risk safe/);
-    expect(lines[2]).toBe("status: APPROVED; approved by policy:standard; waiting for a worker");
+    const { header, status, events } = await story(added.action.id);
+    expect(header).toBe(`action ${added.action.id}: collect_diagnostics on node-9 proposed by human:t`);
+    expect(status).toBe("status: APPROVED; approved by policy:standard; waiting for a worker");
+    expect(events).toHaveLength(2);
+    expect(events[1]).toMatch(/action_approved +policy:standard +policy standard \(builtin@[0-9a-f]{12}\): approved; why .+; risk safe/);
   });
 
   it("history of an unknown action is refused; a malformed id is a usage error", async () => {
@@ -672,11 +683,11 @@ describe("actionctl", () => {
       expect(swept.expired_actions).toHaveLength(1);
       expect(swept.expired_actions[0]).toMatchObject({ id: added.action.id, status: "ACTION_STATUS_REJECTED", failure_reason: "approval_expired" });
 
-      const lines = (await actionctl(["history", added.action.id], p.address)).stdout.trimEnd().split("\n");
-      expect(lines).toHaveLength(3);
-      expect(lines[0]).toMatch(/policy standard \(cli-test@[0-9a-f]{12}\): needs approval; why .+; 1 approval\(s\) required/);
-      expect(lines[1]).toMatch(/action_rejected +human:ops +reason approval_expired/);
-      expect(lines[2]).toBe("status: REJECTED; reason approval_expired");
+      const { status, events } = await story(added.action.id, p.address);
+      expect(status).toBe("status: REJECTED; reason approval_expired");
+      expect(events).toHaveLength(2);
+      expect(events[0]).toMatch(/policy standard \(cli-test@[0-9a-f]{12}\): needs approval; why .+; 1 approval\(s\) required/);
+      expect(events[1]).toMatch(/action_rejected +human:ops +reason approval_expired/);
       expect(await refused(["approve", added.action.id, "--approver", "human:bob"], p.address)).toMatchObject({ code: "failed_precondition" });
     });
 
@@ -712,12 +723,18 @@ describe("actionctl", () => {
   it("--help describes the commands, the address and the exit codes", async () => {
     const top = await actionctl(["--help"]);
     expect(top.code).toBe(0);
-    for (const word of ["ACTIONQ_ADDR", "claim", "events", "Exit codes", "pause", "resume", "stats", "rollback", "policy", "history"]) expect(top.stdout).toContain(word);
+    for (const word of ["ACTIONQ_ADDR", "claim", "events", "Exit codes", "pause", "resume", "stats", "rollback", "policy", "history"])
+      expect(top.stdout).toContain(word);
     const pause = await actionctl(["pause", "--help"]);
     expect(pause.code).toBe(0);
-    for (const flag of ["--all", "--type <type>", "--project <project>", "--auto-approval", "--actor <who>", "--reason <text>"]) expect(pause.stdout).toContain(flag);
+    for (const flag of ["--all", "--type <type>", "--project <project>", "--auto-approval", "--actor <who>", "--reason <text>"])
+      expect(pause.stdout).toContain(flag);
     const add = await actionctl(["add", "--help"]);
-    for (const flag of ["--supersedes <id>", "--rollback-payload <json>"]) expect(add.stdout).toContain(flag);
+    for (const flag of ["--supersedes <id>", "--rollback-payload <json>", "--run-after <time>", "--max-attempts <n>"]) expect(add.stdout).toContain(flag);
+    // The type's registered level applies when --risk is left out, not "safe".
+    expect(add.stdout).not.toMatch(/default safe/);
+    expect(add.stdout.replace(/\s+/g, " ")).toMatch(/unset, the level the policy registers for the type applies/);
+    for (const word of ["Exit codes", "ACTIONQ_TOKEN", "-o, --output", "--address", "--version"]) expect(top.stdout).toContain(word);
     const claim = await actionctl(["claim", "--help"]);
     expect(claim.code).toBe(0);
     expect(claim.stdout).toContain("--lease <duration>");

@@ -2,7 +2,7 @@
 // it: a typo in an enum name or a field name is refused, never dropped.
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, snapshot, startTestServer } from "./harness.js";
+import { type TestServer, snapshot, startTestServer } from "./support/harness.js";
 
 let t: TestServer;
 beforeAll(async () => {

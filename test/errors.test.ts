@@ -2,23 +2,12 @@
 // with a stable reason, a message naming the field or the current status, and
 // a database exactly as it was before the call.
 import { status } from "@grpc/grpc-js";
-import type * as grpc from "@grpc/grpc-js";
 import { ConnectError, Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RiskLevel } from "../gen/actionq/v1/action_pb.js";
+import type { RiskLevel } from "../gen/actionq/v1/action_pb.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
-import {
-  FOREIGN_TOKEN,
-  type Json,
-  type WireClaim,
-  claimNext,
-  enqueue,
-  enqueueAndClaim,
-  errorInfoOf,
-  streamError,
-  toStruct,
-} from "./helpers-wire.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { FOREIGN_TOKEN, type Json, type WireClaim, enqueue, enqueueAndClaim, errorInfoOf, streamError, toStruct, expectRefused } from "./support/wire.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -28,38 +17,9 @@ afterAll(async () => {
   await t?.close();
 });
 
-interface Refusal {
-  code: grpc.status;
-  reason: string;
-  /** ErrorInfo metadata.field; the message must name it too. */
-  field?: string;
-  /** ErrorInfo metadata.current_status; the message must name it too. */
-  currentStatus?: string;
-}
-
-/** Makes a call that must be refused, and checks the refusal and that the
- * database did not change. */
-async function refused(call: () => Promise<unknown>, expected: Refusal): Promise<grpc.ServiceError> {
-  const before = await snapshot(t.db);
-  const error = await grpcError(call());
-  expect(await snapshot(t.db)).toBe(before);
-  expect({ code: status[error.code], details: error.details }).toMatchObject({ code: status[expected.code] });
-  const info = errorInfoOf(error);
-  expect(info, "the status carries a google.rpc.ErrorInfo").toBeDefined();
-  expect(info!.reason).toBe(expected.reason);
-  expect(info!.domain).toBe("actionq");
-  if (expected.field !== undefined) {
-    expect(info!.metadata.field).toBe(expected.field);
-    expect(error.details).toContain(expected.field);
-  }
-  if (expected.currentStatus !== undefined) {
-    expect(info!.metadata.current_status).toBe(expected.currentStatus);
-    expect(error.details).toContain(expected.currentStatus);
-  }
-  return error;
-}
-
 const call = (method: string, request: Record<string, unknown>) => () => t.grpc.unary(method, request);
+/** The refusal of a call that the action's status does not allow. */
+const invalidTransition = (currentStatus: string) => ({ code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus });
 
 describe("an id that names no action is NOT_FOUND", () => {
   const missing = "987654321";
@@ -74,7 +34,7 @@ describe("an id that names no action is NOT_FOUND", () => {
     ["RejectAction by an approver", "RejectAction", { id: missing, actor: "human:bob", reason: "r" }],
     ["RejectAction by a worker with a token", "RejectAction", { id: missing, actor: "worker:w", reason: "r", claimToken: FOREIGN_TOKEN }],
   ])("%s", async (_name, method, request) => {
-    const error = await refused(call(method, request), { code: status.NOT_FOUND, reason: "ACTION_NOT_FOUND" });
+    const error = await expectRefused(t, call(method, request), { code: status.NOT_FOUND, reason: "ACTION_NOT_FOUND" });
     expect(error.details).toContain(missing);
     expect(errorInfoOf(error)!.metadata.action_id).toBe(missing);
   });
@@ -83,60 +43,40 @@ describe("an id that names no action is NOT_FOUND", () => {
 describe("an illegal transition is FAILED_PRECONDITION naming the current status", () => {
   it("approving an APPROVED action", async () => {
     const { action } = await enqueue(t, { actionType: "already_approved" });
-    await refused(call("ApproveAction", { id: action.id, approver: "human:bob" }), {
-      code: status.FAILED_PRECONDITION,
-      reason: "INVALID_TRANSITION",
-      currentStatus: "APPROVED",
-    });
+    await expectRefused(t, call("ApproveAction", { id: action.id, approver: "human:bob" }), invalidTransition("APPROVED"));
   });
 
   it("completing a COMPLETED action with another token", async () => {
     const claim = await enqueueAndClaim(t, "completed_once");
     await t.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r1" });
-    await refused(call("CompleteAction", { id: claim.action.id, claimToken: FOREIGN_TOKEN, resultRef: "r1" }), {
-      code: status.FAILED_PRECONDITION,
-      reason: "INVALID_TRANSITION",
-      currentStatus: "COMPLETED",
-    });
+    await expectRefused(t, call("CompleteAction", { id: claim.action.id, claimToken: FOREIGN_TOKEN, resultRef: "r1" }), invalidTransition("COMPLETED"));
     // Its own token with a different result is not a repeat either.
-    await refused(call("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r2" }), {
-      code: status.FAILED_PRECONDITION,
-      reason: "INVALID_TRANSITION",
-      currentStatus: "COMPLETED",
-    });
+    await expectRefused(t, call("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r2" }), invalidTransition("COMPLETED"));
   });
 
   it("cancelling a COMPLETED action", async () => {
     const claim = await enqueueAndClaim(t, "completed_then_cancel");
     await t.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r" });
-    await refused(call("CancelAction", { id: claim.action.id, actor: "human:carol", reason: "too late" }), {
-      code: status.FAILED_PRECONDITION,
-      reason: "INVALID_TRANSITION",
-      currentStatus: "COMPLETED",
-    });
+    await expectRefused(t, call("CancelAction", { id: claim.action.id, actor: "human:carol", reason: "too late" }), invalidTransition("COMPLETED"));
   });
 
   it("failing a PENDING action", async () => {
     const { action } = await enqueue(t, { actionType: "still_pending", approvalRequired: true });
-    await refused(call("FailAction", { id: action.id, claimToken: FOREIGN_TOKEN, reason: "nope" }), {
-      code: status.FAILED_PRECONDITION,
-      reason: "INVALID_TRANSITION",
-      currentStatus: "PENDING",
-    });
+    await expectRefused(t, call("FailAction", { id: action.id, claimToken: FOREIGN_TOKEN, reason: "nope" }), invalidTransition("PENDING"));
   });
 
   it("approving, rejecting or cancelling a CANCELLED action", async () => {
     const { action } = await enqueue(t, { actionType: "cancelled_first", approvalRequired: true });
     await t.grpc.unary("CancelAction", { id: action.id, actor: "human:carol", reason: "withdrawn" });
-    const expected = { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "CANCELLED" };
-    await refused(call("ApproveAction", { id: action.id, approver: "human:bob" }), expected);
-    await refused(call("RejectAction", { id: action.id, actor: "human:bob", reason: "no" }), expected);
-    await refused(call("CancelAction", { id: action.id, actor: "human:bob", reason: "again" }), expected);
+    const expected = invalidTransition("CANCELLED");
+    await expectRefused(t, call("ApproveAction", { id: action.id, approver: "human:bob" }), expected);
+    await expectRefused(t, call("RejectAction", { id: action.id, actor: "human:bob", reason: "no" }), expected);
+    await expectRefused(t, call("CancelAction", { id: action.id, actor: "human:bob", reason: "again" }), expected);
   });
 
   it("rejecting a CLAIMED action without its claim token", async () => {
     const claim = await enqueueAndClaim(t, "claimed_reject_no_token");
-    await refused(call("RejectAction", { id: claim.action.id, actor: "human:bob", reason: "no" }), {
+    await expectRefused(t, call("RejectAction", { id: claim.action.id, actor: "human:bob", reason: "no" }), {
       code: status.FAILED_PRECONDITION,
       reason: "CLAIM_TOKEN_REQUIRED",
       field: "claim_token",
@@ -147,10 +87,10 @@ describe("an illegal transition is FAILED_PRECONDITION naming the current status
   it("a worker whose claim was cancelled is refused on its next call", async () => {
     const claim = await enqueueAndClaim(t, "cancelled_under_worker");
     await t.grpc.unary("CancelAction", { id: claim.action.id, actor: "human:carol", reason: "stop" });
-    const expected = { code: status.FAILED_PRECONDITION, reason: "INVALID_TRANSITION", currentStatus: "CANCELLED" };
-    await refused(call("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r" }), expected);
-    await refused(call("ExtendClaim", { id: claim.action.id, claimToken: claim.claimToken }), expected);
-    await refused(call("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "r" }), expected);
+    const expected = invalidTransition("CANCELLED");
+    await expectRefused(t, call("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r" }), expected);
+    await expectRefused(t, call("ExtendClaim", { id: claim.action.id, claimToken: claim.claimToken }), expected);
+    await expectRefused(t, call("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "r" }), expected);
   });
 });
 
@@ -168,7 +108,7 @@ describe("a wrong claim token on a CLAIMED action is FAILED_PRECONDITION", () =>
     ["ExtendClaim", { leaseDuration: { seconds: 60, nanos: 0 } }],
     ["RejectAction", { actor: "worker:other", reason: "r" }],
   ])("%s", async (method, extra) => {
-    await refused(call(method, { id: claim.action.id, claimToken: FOREIGN_TOKEN, ...extra }), expected);
+    await expectRefused(t, call(method, { id: claim.action.id, claimToken: FOREIGN_TOKEN, ...extra }), expected);
   });
 });
 
@@ -177,15 +117,15 @@ describe("a missing or malformed field is INVALID_ARGUMENT naming the field", ()
   const enqueueWith = (fields: Record<string, unknown>) => call("EnqueueAction", { actionType: "valid_type", createdBy: "human:tester", ...fields });
 
   it("an empty action_type", async () => {
-    await refused(enqueueWith({ actionType: "" }), invalid("action_type"));
+    await expectRefused(t, enqueueWith({ actionType: "" }), invalid("action_type"));
   });
 
   it("an action_type with spaces", async () => {
-    await refused(enqueueWith({ actionType: "restart the world" }), invalid("action_type"));
+    await expectRefused(t, enqueueWith({ actionType: "restart the world" }), invalid("action_type"));
   });
 
   it("a missing created_by", async () => {
-    await refused(enqueueWith({ createdBy: "" }), invalid("created_by"));
+    await expectRefused(t, enqueueWith({ createdBy: "" }), invalid("created_by"));
   });
 
   it.each([
@@ -194,51 +134,71 @@ describe("a missing or malformed field is INVALID_ARGUMENT naming the field", ()
     ["NaN", Number.NaN],
     ["Infinity", Number.POSITIVE_INFINITY],
   ])("confidence %s", async (_name, confidence) => {
-    await refused(enqueueWith({ confidence }), invalid("confidence"));
+    await expectRefused(t, enqueueWith({ confidence }), invalid("confidence"));
   });
 
   it("an unknown risk_level number", async () => {
-    await refused(enqueueWith({ riskLevel: 9 }), invalid("risk_level"));
+    await expectRefused(t, enqueueWith({ riskLevel: 9 }), invalid("risk_level"));
   });
 
   it("an unknown status in ListActions", async () => {
-    await refused(call("ListActions", { statuses: ["ACTION_STATUS_PENDING", 42] }), invalid("statuses[1]"));
+    await expectRefused(t, call("ListActions", { statuses: ["ACTION_STATUS_PENDING", 42] }), invalid("statuses[1]"));
   });
 
   it("ACTION_STATUS_UNSPECIFIED in ListActions", async () => {
-    await refused(call("ListActions", { statuses: ["ACTION_STATUS_UNSPECIFIED"] }), invalid("statuses[0]"));
+    await expectRefused(t, call("ListActions", { statuses: ["ACTION_STATUS_UNSPECIFIED"] }), invalid("statuses[0]"));
   });
 
   it.each(["not-a-token", "12345", `${FOREIGN_TOKEN}0`, ""])("a malformed claim_token %j", async (claimToken) => {
     const claim = await enqueueAndClaim(t, "malformed_token");
-    await refused(call("CompleteAction", { id: claim.action.id, claimToken, resultRef: "r" }), invalid("claim_token"));
-    await refused(call("AckClaim", { id: claim.action.id, claimToken }), invalid("claim_token"));
+    await expectRefused(t, call("CompleteAction", { id: claim.action.id, claimToken, resultRef: "r" }), invalid("claim_token"));
+    await expectRefused(t, call("AckClaim", { id: claim.action.id, claimToken }), invalid("claim_token"));
     await t.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r" });
   });
 
   it.each(["0", "-1", "-9223372036854775808"])("id %s", async (id) => {
-    await refused(call("GetAction", { id }), invalid("id"));
-    await refused(call("ApproveAction", { id, approver: "human:bob" }), invalid("id"));
-    await refused(call("CancelAction", { id, actor: "human:bob", reason: "r" }), invalid("id"));
+    await expectRefused(t, call("GetAction", { id }), invalid("id"));
+    await expectRefused(t, call("ApproveAction", { id, approver: "human:bob" }), invalid("id"));
+    await expectRefused(t, call("CancelAction", { id, actor: "human:bob", reason: "r" }), invalid("id"));
   });
 
   it("a negative page_size", async () => {
-    await refused(call("ListActions", { pageSize: -1 }), invalid("page_size"));
-    await refused(call("ListEvents", { pageSize: -5 }), invalid("page_size"));
+    await expectRefused(t, call("ListActions", { pageSize: -1 }), invalid("page_size"));
+    await expectRefused(t, call("ListEvents", { pageSize: -5 }), invalid("page_size"));
   });
 
   it("a lease_duration of 0s", async () => {
     await enqueue(t, { actionType: "lease_zero" });
-    await refused(call("ClaimAction", { worker: "worker:w", actionTypes: ["lease_zero"], leaseDuration: { seconds: 0, nanos: 0 } }), invalid("lease_duration"));
-    await refused(call("ClaimAction", { worker: "worker:w", actionTypes: ["lease_zero"], leaseDuration: { seconds: 0, nanos: 999_000_000 } }), invalid("lease_duration"));
+    await expectRefused(
+      t,
+      call("ClaimAction", { worker: "worker:w", actionTypes: ["lease_zero"], leaseDuration: { seconds: 0, nanos: 0 } }),
+      invalid("lease_duration"),
+    );
+    await expectRefused(
+      t,
+      call("ClaimAction", { worker: "worker:w", actionTypes: ["lease_zero"], leaseDuration: { seconds: 0, nanos: 999_000_000 } }),
+      invalid("lease_duration"),
+    );
   });
 
   it("a lease_duration beyond the server's maximum", async () => {
     await enqueue(t, { actionType: "lease_huge" });
-    await refused(call("ClaimAction", { worker: "worker:w", actionTypes: ["lease_huge"], leaseDuration: { seconds: 86_401, nanos: 0 } }), invalid("lease_duration"));
+    await expectRefused(
+      t,
+      call("ClaimAction", { worker: "worker:w", actionTypes: ["lease_huge"], leaseDuration: { seconds: 86_401, nanos: 0 } }),
+      invalid("lease_duration"),
+    );
     const claim = await enqueueAndClaim(t, "lease_huge_extend");
-    await refused(call("ExtendClaim", { id: claim.action.id, claimToken: claim.claimToken, leaseDuration: { seconds: 0, nanos: 0 } }), invalid("lease_duration"));
-    await refused(call("ExtendClaim", { id: claim.action.id, claimToken: claim.claimToken, leaseDuration: { seconds: 10 ** 9, nanos: 0 } }), invalid("lease_duration"));
+    await expectRefused(
+      t,
+      call("ExtendClaim", { id: claim.action.id, claimToken: claim.claimToken, leaseDuration: { seconds: 0, nanos: 0 } }),
+      invalid("lease_duration"),
+    );
+    await expectRefused(
+      t,
+      call("ExtendClaim", { id: claim.action.id, claimToken: claim.claimToken, leaseDuration: { seconds: 10 ** 9, nanos: 0 } }),
+      invalid("lease_duration"),
+    );
   });
 
   it("max_in_flight beyond the server's maximum on StreamClaims", async () => {
@@ -252,14 +212,14 @@ describe("a missing or malformed field is INVALID_ARGUMENT naming the field", ()
   });
 
   it("a payload larger than 64 KiB", async () => {
-    await refused(enqueueWith({ payload: toStruct({ blob: "x".repeat(64 * 1024) }) }), invalid("payload"));
+    await expectRefused(t, enqueueWith({ payload: toStruct({ blob: "x".repeat(64 * 1024) }) }), invalid("payload"));
   });
 
   it.each([33, 40])("a payload nested %i levels deep (more than 32)", async (levels) => {
     let nested: Json = "bottom";
     for (let level = 0; level < levels; level++) nested = { a: nested };
     // The refusal names the path where the 33rd level begins.
-    await refused(enqueueWith({ payload: toStruct(nested as { [key: string]: Json }) }), invalid(`payload${".a".repeat(33)}`));
+    await expectRefused(t, enqueueWith({ payload: toStruct(nested as { [key: string]: Json }) }), invalid(`payload${".a".repeat(33)}`));
   });
 
   it("a payload nested exactly 32 levels is accepted", async () => {
@@ -270,36 +230,36 @@ describe("a missing or malformed field is INVALID_ARGUMENT naming the field", ()
   });
 
   it("a string containing a NUL character", async () => {
-    await refused(enqueueWith({ targetRef: "pod\u0000api" }), invalid("target_ref"));
-    await refused(enqueueWith({ payload: toStruct({ note: "a\u0000b" }) }), invalid("payload.note"));
-    await refused(enqueueWith({ createdBy: "human:a\u0000b" }), invalid("created_by"));
+    await expectRefused(t, enqueueWith({ targetRef: "pod\u0000api" }), invalid("target_ref"));
+    await expectRefused(t, enqueueWith({ payload: toStruct({ note: "a\u0000b" }) }), invalid("payload.note"));
+    await expectRefused(t, enqueueWith({ createdBy: "human:a\u0000b" }), invalid("created_by"));
     const claim = await enqueueAndClaim(t, "nul_result");
-    await refused(call("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r\u0000" }), invalid("result_ref"));
+    await expectRefused(t, call("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r\u0000" }), invalid("result_ref"));
   });
 
   it("EmitEvent with an event type that is not a coordinator event", async () => {
-    await refused(call("EmitEvent", { eventType: "action_completed", actor: "dispatcher:main" }), invalid("event_type"));
+    await expectRefused(t, call("EmitEvent", { eventType: "action_completed", actor: "dispatcher:main" }), invalid("event_type"));
   });
 
   it("a missing actor, approver, reason or worker", async () => {
     const { action } = await enqueue(t, { actionType: "needs_fields", approvalRequired: true });
-    await refused(call("ApproveAction", { id: action.id, approver: "" }), invalid("approver"));
-    await refused(call("RejectAction", { id: action.id, actor: "human:bob", reason: "" }), invalid("reason"));
-    await refused(call("CancelAction", { id: action.id, actor: "", reason: "r" }), invalid("actor"));
-    await refused(call("ClaimAction", { worker: "" }), invalid("worker"));
+    await expectRefused(t, call("ApproveAction", { id: action.id, approver: "" }), invalid("approver"));
+    await expectRefused(t, call("RejectAction", { id: action.id, actor: "human:bob", reason: "" }), invalid("reason"));
+    await expectRefused(t, call("CancelAction", { id: action.id, actor: "", reason: "r" }), invalid("actor"));
+    await expectRefused(t, call("ClaimAction", { worker: "" }), invalid("worker"));
   });
 });
 
 describe("a reference to a missing action is NOT_FOUND", () => {
   it("EmitEvent for a missing action_id", async () => {
-    await refused(call("EmitEvent", { eventType: "coordinator_cycle", actor: "dispatcher:main", actionId: "55555" }), {
+    await expectRefused(t, call("EmitEvent", { eventType: "coordinator_cycle", actor: "dispatcher:main", actionId: "55555" }), {
       code: status.NOT_FOUND,
       reason: "ACTION_NOT_FOUND",
     });
   });
 
   it("EnqueueAction with the parent_id of a missing action", async () => {
-    await refused(call("EnqueueAction", { actionType: "child", createdBy: "human:tester", parentId: "44444" }), {
+    await expectRefused(t, call("EnqueueAction", { actionType: "child", createdBy: "human:tester", parentId: "44444" }), {
       code: status.NOT_FOUND,
       reason: "PARENT_NOT_FOUND",
       field: "parent_id",

@@ -5,36 +5,25 @@
 import { status as GrpcCode } from "@grpc/grpc-js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { WatchEventsResponse } from "../gen/actionq/v1/action_queue_service_pb.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, startTestServer } from "./harness.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestServer, closeWithin, grpcError, startTestServer } from "./support/harness.js";
 import {
   ConnectStream,
   type GrpcStream,
   type WatchStreamMessage,
   allEventIds,
-  closeWithin,
-  enqueue,
+  cancelAfterEach,
+  enqueueMany,
   eventsOf,
   isHeartbeat,
   openOnServer,
   openWatch,
-  sleep,
-} from "./stream-helpers.js";
+} from "./support/streams.js";
+import { eventually, sleep } from "./support/wait.js";
 
-type Closable = { cancel(): Promise<unknown> };
-/** Streams a test opened; whatever is still open is cancelled after it. */
-const openStreams = new Set<Closable>();
-function track<T extends Closable>(opened: T): T {
-  openStreams.add(opened);
-  return opened;
-}
-afterEach(async () => {
-  await Promise.all([...openStreams].map((opened) => opened.cancel()));
-  openStreams.clear();
-});
+const track = cancelAfterEach();
 
-const eventIds = (stream: { received: WatchStreamMessage[] }) =>
-  stream.received.flatMap((message) => (message.kind === "event" ? [message.event.id] : []));
+const eventIds = (stream: { received: WatchStreamMessage[] }) => stream.received.flatMap((message) => (message.kind === "event" ? [message.event.id] : []));
 const connectEventIds = (stream: { received: WatchEventsResponse[] }) =>
   stream.received.flatMap((message) => (message.kind.case === "event" ? [message.kind.value.id.toString()] : []));
 
@@ -60,7 +49,7 @@ describe("ListEvents", () => {
   beforeAll(async () => {
     t = await startTestServer();
     // A log with every kind of writer in it.
-    await enqueue(t, "list_job", 25);
+    await enqueueMany(t, "list_job", 25);
     for (let i = 0; i < 5; i++) await claimAndComplete(t, "list_job");
     for (let i = 0; i < 3; i++) await t.client.emitEvent({ eventType: "coordinator_cycle", actor: "dispatcher:main", payload: { cycle: i } });
   });
@@ -89,7 +78,7 @@ describe("ListEvents", () => {
   });
 
   it("filters by action_id and by event_types", async () => {
-    const [id] = await enqueue(t, "list_filter_job");
+    const [id] = await enqueueMany(t, "list_filter_job");
     await claimAndComplete(t, "list_filter_job");
     const ofAction = await t.client.listEvents({ actionId: BigInt(id!), pageSize: 1000 });
     expect(ofAction.events.map((event) => [event.id.toString(), event.eventType])).toEqual(
@@ -98,7 +87,9 @@ describe("ListEvents", () => {
     expect(ofAction.events.map((event) => event.eventType)).toEqual(["action_enqueued", "action_approved", "action_claimed", "action_completed"]);
 
     const finished = await t.client.listEvents({ eventTypes: ["action_completed", "coordinator_cycle"], pageSize: 1000 });
-    const { rows } = await t.db.query<{ id: string }>("SELECT e.id::text AS id FROM events e WHERE e.event_type IN ('action_completed', 'coordinator_cycle') ORDER BY e.id");
+    const { rows } = await t.db.query<{ id: string }>(
+      "SELECT e.id::text AS id FROM events e WHERE e.event_type IN ('action_completed', 'coordinator_cycle') ORDER BY e.id",
+    );
     expect(finished.events.map((event) => event.id.toString())).toEqual(rows.map((row) => row.id));
     expect(new Set(finished.events.map((event) => event.eventType))).toEqual(new Set(["action_completed", "coordinator_cycle"]));
 
@@ -128,7 +119,7 @@ describe("ListEvents", () => {
     const cycles = await t.client.listEvents({ eventTypes: ["coordinator_cycle"], pageSize: 1000 });
     expect(cycles.nextAfterId).toBeGreaterThanOrEqual(cycles.events.at(-1)!.id);
 
-    await enqueue(t, "list_later_job", 2);
+    await enqueueMany(t, "list_later_job", 2);
     const emitted = await t.client.emitEvent({ eventType: "coordinator_cycle", actor: "dispatcher:main", payload: { late: true } });
 
     const next = await t.client.listEvents({ afterId: caughtUp.nextAfterId, pageSize: 1000 });
@@ -167,14 +158,14 @@ describe("WatchEvents replay and live delivery", () => {
     const perAction = 2;
     const before = 20;
     const during = 20;
-    await enqueue(t, "watch_job", before, { concurrency: 4 });
+    await enqueueMany(t, "watch_job", before, { concurrency: 4 });
 
     const watch = track(openWatch(t, { afterId: 0 }));
     await watch.atLeast(1, () => true, "the opening heartbeat");
     expect(watch.received[0]).toMatchObject({ kind: "heartbeat", cursor: "0" });
     // Enqueue while the replay may still be running, so that the seam is
     // crossed while events are being written.
-    await enqueue(t, "watch_job", during, { concurrency: 4 });
+    await enqueueMany(t, "watch_job", during, { concurrency: 4 });
     await watch.atLeast((before + during) * perAction, (message) => message.kind === "event", "replayed and live events", 10_000);
 
     const ids = eventIds(watch);
@@ -199,6 +190,93 @@ describe("WatchEvents replay and live delivery", () => {
     await resumed.atLeast(rest.length, (message) => message.kind.case === "event", "the remaining events", 5000);
     await sleep(300);
     expect(connectEventIds(resumed)).toEqual(rest);
+  });
+});
+
+describe("instants inside event payloads", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer();
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  it("are RFC 3339 in UTC with a Z, like every other instant of the API", async () => {
+    const RFC3339_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+    const pending = await t.client.enqueueAction({ actionType: "instants_dangerous", createdBy: "human:p", riskLevel: 3 });
+    const later = await t.client.enqueueAction({
+      actionType: "instants_later",
+      createdBy: "human:p",
+      runAfter: { seconds: BigInt(Math.floor(Date.now() / 1000) + 3600), nanos: 0 },
+    });
+    await t.client.enqueueAction({ actionType: "instants_now", createdBy: "human:p", maxAttempts: 3 });
+    const { claim } = await t.client.claimAction({ worker: "worker:instants", actionTypes: ["instants_now"] });
+    await t.client.failAction({ id: claim!.action!.id, claimToken: claim!.claimToken, reason: "again", retryable: true });
+    await t.client.pauseClaims({ scope: { kind: 2, value: "instants_now" }, actor: "human:o", reason: "check" });
+    await t.client.resumeClaims({ scope: { kind: 2, value: "instants_now" }, actor: "human:o" });
+
+    const { events } = await t.client.listEvents({ pageSize: 1000 });
+    const instants = events.flatMap((event) =>
+      Object.entries(event.payload ?? {})
+        .filter(([key]) => /(_at|_deadline|run_after)$/.test(key) && event.payload![key] !== null)
+        .map(([key, value]) => ({ type: event.eventType, key, value })),
+    );
+    const keys = new Set(instants.map((i) => `${i.type}.${i.key}`));
+    for (const expected of [
+      "action_enqueued.approval_expires_at",
+      "action_enqueued.run_after",
+      "action_claimed.claim_deadline",
+      "action_retry_scheduled.run_after",
+      "coordinator_resumed.paused_at",
+    ]) {
+      expect(keys, expected).toContain(expected);
+    }
+    for (const instant of instants) expect(instant.value, `${instant.type}.${instant.key}`).toMatch(RFC3339_UTC);
+    expect(pending.action!.id).not.toBe(later.action!.id);
+  });
+});
+
+describe("WatchEvents from now", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ ACTIONQ_HEARTBEAT_SECONDS: "0.2" });
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  it("replays nothing already in the log, then delivers every later event, and its opening cursor resumes without a gap", async () => {
+    await enqueueMany(t, "before_now", 10, { concurrency: 4 });
+    const before = await allEventIds(t.db);
+    const watch = track(openWatch(t, { fromNow: true }));
+    await watch.atLeast(1, () => true, "the opening heartbeat");
+    const opening = watch.received[0]!;
+    expect(opening.kind).toBe("heartbeat");
+    expect(BigInt(opening.cursor)).toBeGreaterThanOrEqual(BigInt(before.at(-1)!));
+
+    await enqueueMany(t, "after_now", 10, { concurrency: 4 });
+    const after = (await allEventIds(t.db)).filter((id) => !before.includes(id));
+    await watch.atLeast(after.length, (message) => message.kind === "event", "the events written after the call", 5000);
+    await sleep(300);
+    expect(eventIds(watch)).toEqual(after);
+
+    // The opening cursor is a real resume point: from it, the same events.
+    const resumed = watchWithConnect(t, { afterId: BigInt(opening.cursor) });
+    await resumed.atLeast(after.length, (message) => message.kind.case === "event", "the same events again", 5000);
+    await sleep(300);
+    expect(connectEventIds(resumed)).toEqual(after);
+  });
+
+  it("refuses from_now with an after_id, naming the field, and opens nothing", async () => {
+    const error = await new Promise<{ code: number; details: string }>((resolve, reject) => {
+      const stream = t.grpc.stream("WatchEvents", { fromNow: true, afterId: "5" });
+      stream.on("data", () => reject(new Error("a message arrived")));
+      stream.on("error", (e) => resolve(e as never));
+    });
+    expect(error.code).toBe(GrpcCode.INVALID_ARGUMENT);
+    expect(error.details).toContain("after_id");
+    expect(openOnServer(t).watchers).toBe(0);
   });
 });
 
@@ -285,8 +363,8 @@ describe("WatchEvents followers", () => {
   });
 
   it("a watcher filtered by action_id sees only that action's events, and resumes from a heartbeat's cursor", async () => {
-    const [mine] = await enqueue(t, "filtered_mine");
-    const [other] = await enqueue(t, "filtered_other");
+    const [mine] = await enqueueMany(t, "filtered_mine");
+    const [other] = await enqueueMany(t, "filtered_other");
     const watch = track(openWatch(t, { afterId: 0, actionId: mine }));
     await claimAndComplete(t, "filtered_mine");
     await claimAndComplete(t, "filtered_other");
@@ -348,7 +426,7 @@ describe("WatchEvents with a follower that stopped reading", () => {
 
   it("forgets a watch that closes while the server is blocked sending to it", async () => {
     // 600 events: far more than the HTTP/2 window holds.
-    await enqueue(t, "backlog_job", 300, { concurrency: 20 });
+    await enqueueMany(t, "backlog_job", 300, { concurrency: 20 });
     const stalled = track(openWatch(t, { afterId: 0 }));
     await stalled.atLeast(1, isHeartbeat, "the opening heartbeat");
     stalled.call.pause();
@@ -372,7 +450,7 @@ describe("WatchEvents at server shutdown", () => {
   });
 
   it("ends watch streams cleanly when the server shuts down", async () => {
-    await enqueue(t, "shutdown_job", 3);
+    await enqueueMany(t, "shutdown_job", 3);
     const grpcWatch: GrpcStream<WatchStreamMessage> = track(openWatch(t, { afterId: 0 }));
     const connectWatch = watchWithConnect(t, { afterId: 0n });
     await grpcWatch.atLeast(6, (message) => message.kind === "event", "the replayed events");

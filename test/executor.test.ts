@@ -13,8 +13,10 @@ import { type Action, ActionStatus, type Event, RiskLevel } from "../gen/actionq
 import { Journal } from "../src/executor/journal.js";
 import { createLogger } from "../src/log.js";
 import { ActionqServer } from "../src/server.js";
-import { ActionqProcess, freePort, killRunning, requireBuiltCli } from "./actionq-process.js";
-import { type TestServer, eventually, startTestServer, testConfig } from "./harness.js";
+import { ActionqProcess, freePort, killRunning, requireBuiltCli } from "./support/processes.js";
+import { bearer, principal, removeAuthDirs, writeAuthFile } from "./support/auth.js";
+import { type TestServer, startTestServer, testConfig } from "./support/harness.js";
+import { eventually } from "./support/wait.js";
 
 const packageRoot = path.resolve(import.meta.dirname, "..");
 const exampleHandler = path.join(packageRoot, "examples", "handlers", "redeploy-spool.js");
@@ -63,7 +65,15 @@ describe("actionq executor", () => {
     await t?.close();
   });
 
-  async function enqueue(fields: { actionType: string; createdBy?: string; riskLevel?: RiskLevel; node?: string; service?: string; targetRef?: string; payload?: JsonObject }): Promise<Action> {
+  async function enqueue(fields: {
+    actionType: string;
+    createdBy?: string;
+    riskLevel?: RiskLevel;
+    node?: string;
+    service?: string;
+    targetRef?: string;
+    payload?: JsonObject;
+  }): Promise<Action> {
     // A human producer: agents are rate limited, and this file enqueues many.
     const response = await t.client.enqueueAction({ createdBy: "human:alice", ...fields });
     return response.action!;
@@ -82,10 +92,15 @@ describe("actionq executor", () => {
    * out or it exits first. */
   async function waitFor<T>(executor: ExecutorProcess, fn: () => Promise<T | undefined | false>, what: string, timeoutMs: number): Promise<T> {
     try {
-      const value = await eventually(async () => {
-        if (!executor.alive) throw new Error(`the executor exited before ${what}`);
-        return fn();
-      }, what, timeoutMs, 50);
+      const value = await eventually(
+        async () => {
+          if (!executor.alive) throw new Error(`the executor exited before ${what}`);
+          return fn();
+        },
+        what,
+        timeoutMs,
+        50,
+      );
       return value as T;
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${executor.output()}`);
@@ -113,8 +128,21 @@ describe("actionq executor", () => {
 
   it("simulates the four built-in types, guarded ones after a human approved them, and records every step", { timeout: 60_000 }, async () => {
     const stateDir = await tempDir("actionq-executor-state-");
-    const redeploy = await enqueue({ actionType: "redeploy_service", riskLevel: RiskLevel.GUARDED, node: "node-3", service: "api", targetRef: "k8s/prod/api", payload: { image: "api:1.4.2" } });
-    const stage = await enqueue({ actionType: "rerun_deployment_stage", riskLevel: RiskLevel.GUARDED, service: "web", targetRef: "deploy/web#42", payload: { stage: "canary" } });
+    const redeploy = await enqueue({
+      actionType: "redeploy_service",
+      riskLevel: RiskLevel.GUARDED,
+      node: "node-3",
+      service: "api",
+      targetRef: "k8s/prod/api",
+      payload: { image: "api:1.4.2" },
+    });
+    const stage = await enqueue({
+      actionType: "rerun_deployment_stage",
+      riskLevel: RiskLevel.GUARDED,
+      service: "web",
+      targetRef: "deploy/web#42",
+      payload: { stage: "canary" },
+    });
     const healthcheck = await enqueue({ actionType: "rerun_healthcheck", node: "node-3", service: "api", payload: { check: "http-ready" } });
     const diagnostics = await enqueue({ actionType: "collect_diagnostics", node: "node-7", payload: { collect: ["logs", "heap"] } });
     expect(redeploy.status).toBe(ActionStatus.PENDING);
@@ -148,7 +176,9 @@ describe("actionq executor", () => {
         expect(String(event.payload?.mutation)).not.toBe("");
       }
     }
-    const approvals = await Promise.all([redeploy.id, stage.id].map(async (id) => (await history(id)).events.find((e) => e.eventType === "action_approved")!.actor));
+    const approvals = await Promise.all(
+      [redeploy.id, stage.id].map(async (id) => (await history(id)).events.find((e) => e.eventType === "action_approved")!.actor),
+    );
     expect(approvals).toEqual(["human:bob", "human:bob"]);
 
     expect(await executor.stop()).toEqual({ code: 0, signal: null });
@@ -159,7 +189,18 @@ describe("actionq executor", () => {
     const stateDir = await tempDir("actionq-executor-state-");
     const held = [await enqueue({ actionType: "collect_diagnostics", node: "node-1" }), await enqueue({ actionType: "collect_diagnostics", node: "node-2" })];
     const ids = held.map((a) => a.id);
-    const executor = new ExecutorProcess(["--server", t.address, "--worker", "executor:term", "--state-dir", stateDir, "--simulate-delay", "1500", "--max-in-flight", "2"]);
+    const executor = new ExecutorProcess([
+      "--server",
+      t.address,
+      "--worker",
+      "executor:term",
+      "--state-dir",
+      stateDir,
+      "--simulate-delay",
+      "1500",
+      "--max-in-flight",
+      "2",
+    ]);
     await waitFor(executor, async () => (await withStep(ids, "started")).size === 2, "both actions to start", 20_000);
     const later = await enqueue({ actionType: "collect_diagnostics", node: "node-9" });
 
@@ -170,12 +211,28 @@ describe("actionq executor", () => {
     expect(await journalFiles(stateDir)).toEqual([]);
   });
 
-  it("after kill -9 in the middle of eight actions, a restart resumes the held claims and applies and completes each action exactly once", { timeout: 120_000 }, async () => {
+  it("after kill -9 in the middle of eight actions, a restart resumes the held claims and applies and completes each action exactly once", {
+    timeout: 120_000,
+  }, async () => {
     const stateDir = await tempDir("actionq-executor-state-");
     const actions = [];
-    for (let i = 0; i < 8; i++) actions.push(await enqueue({ actionType: i % 2 ? "rerun_healthcheck" : "collect_diagnostics", node: `node-${i}`, service: "api" }));
+    for (let i = 0; i < 8; i++)
+      actions.push(await enqueue({ actionType: i % 2 ? "rerun_healthcheck" : "collect_diagnostics", node: `node-${i}`, service: "api" }));
     const ids = actions.map((a) => a.id);
-    const args = ["--server", t.address, "--worker", "executor:crash", "--state-dir", stateDir, "--simulate-delay", "2000", "--max-in-flight", "4", "--lease", "30"];
+    const args = [
+      "--server",
+      t.address,
+      "--worker",
+      "executor:crash",
+      "--state-dir",
+      stateDir,
+      "--simulate-delay",
+      "2000",
+      "--max-in-flight",
+      "4",
+      "--lease",
+      "30",
+    ];
 
     const first = new ExecutorProcess(args);
     const started = await waitFor(
@@ -200,9 +257,15 @@ describe("actionq executor", () => {
     for (const id of ids) {
       const { events } = await history(id);
       expect(count(events, "action_completed"), `action ${id}`).toBe(1);
-      expect(progressSteps(events).filter((step) => step === "applied"), `action ${id}`).toHaveLength(1);
+      expect(
+        progressSteps(events).filter((step) => step === "applied"),
+        `action ${id}`,
+      ).toHaveLength(1);
       const completedAt = events.findIndex((e) => e.eventType === "action_completed");
-      expect(events.slice(completedAt + 1).map((e) => e.eventType), `action ${id} after completion`).toEqual([]);
+      expect(
+        events.slice(completedAt + 1).map((e) => e.eventType),
+        `action ${id} after completion`,
+      ).toEqual([]);
       if (started.has(id)) {
         // Held by the killed executor: taken up again with the same claim.
         expect(progressSteps(events), `action ${id}`).toEqual(["started", "resumed", "applied"]);
@@ -217,7 +280,9 @@ describe("actionq executor", () => {
     expect(await journalFiles(stateDir)).toEqual([]);
   });
 
-  it("a journaled claim already applied is only completed with its stored result, one for a finished action is dropped, and one taken live is left alone by a simulation", { timeout: 60_000 }, async () => {
+  it("a journaled claim already applied is only completed with its stored result, one for a finished action is dropped, and one taken live is left alone by a simulation", {
+    timeout: 60_000,
+  }, async () => {
     const stateDir = await tempDir("actionq-executor-state-");
     const worker = "executor:journal";
     const applied = await enqueue({ actionType: "collect_diagnostics", node: "node-4" });
@@ -232,9 +297,33 @@ describe("actionq executor", () => {
 
     // What an executor stopped between applying and completing leaves behind.
     const journal = await Journal.open(stateDir);
-    await journal.write({ id: applied.id.toString(), token: appliedClaim.claimToken, attempt: 1, actionType: "collect_diagnostics", mode: "simulate", phase: "applied", resultRef: "simulated: from the run before" });
-    await journal.write({ id: finished.id.toString(), token: finishedClaim.claimToken, attempt: 1, actionType: "collect_diagnostics", mode: "simulate", phase: "acked", resultRef: "" });
-    await journal.write({ id: takenLive.id.toString(), token: liveClaim.claimToken, attempt: 1, actionType: "collect_diagnostics", mode: "live", phase: "acked", resultRef: "" });
+    await journal.write({
+      id: applied.id.toString(),
+      token: appliedClaim.claimToken,
+      attempt: 1,
+      actionType: "collect_diagnostics",
+      mode: "simulate",
+      phase: "applied",
+      resultRef: "simulated: from the run before",
+    });
+    await journal.write({
+      id: finished.id.toString(),
+      token: finishedClaim.claimToken,
+      attempt: 1,
+      actionType: "collect_diagnostics",
+      mode: "simulate",
+      phase: "acked",
+      resultRef: "",
+    });
+    await journal.write({
+      id: takenLive.id.toString(),
+      token: liveClaim.claimToken,
+      attempt: 1,
+      actionType: "collect_diagnostics",
+      mode: "live",
+      phase: "acked",
+      resultRef: "",
+    });
     await journal.close();
 
     const executor = new ExecutorProcess(["--server", t.address, "--worker", worker, "--state-dir", stateDir]);
@@ -267,7 +356,16 @@ describe("actionq executor", () => {
     try {
       const held = [await enqueue({ actionType: "rerun_healthcheck", service: "api" }), await enqueue({ actionType: "rerun_healthcheck", service: "web" })];
       const ids = held.map((a) => a.id);
-      const executor = new ExecutorProcess(["--server", `127.0.0.1:${port}`, "--worker", "executor:drain", "--state-dir", await tempDir("actionq-executor-state-"), "--simulate-delay", "2000"]);
+      const executor = new ExecutorProcess([
+        "--server",
+        `127.0.0.1:${port}`,
+        "--worker",
+        "executor:drain",
+        "--state-dir",
+        await tempDir("actionq-executor-state-"),
+        "--simulate-delay",
+        "2000",
+      ]);
       await waitFor(executor, async () => (await withStep(ids, "started")).size === 2, "both actions to start", 20_000);
 
       await replica.close();
@@ -295,7 +393,10 @@ describe("actionq executor", () => {
     // Simulation with a handler plugged in: simulated, and the handler never called.
     const simulated = await enqueue({ actionType: "redeploy_service", riskLevel: RiskLevel.GUARDED, node: "node-3", service: "api" });
     await approve(simulated.id);
-    const simulation = new ExecutorProcess(["--server", t.address, "--worker", "executor:sim-plugged", "--state-dir", await tempDir("actionq-executor-state-"), "--handler", handler], env);
+    const simulation = new ExecutorProcess(
+      ["--server", t.address, "--worker", "executor:sim-plugged", "--state-dir", await tempDir("actionq-executor-state-"), "--handler", handler],
+      env,
+    );
     const [simulatedDone] = await allFinished([simulated.id], simulation, 20_000);
     expect(simulatedDone!.resultRef).toBe("simulated: would restart service api on node node-3");
     expect(await simulation.stop()).toEqual({ code: 0, signal: null });
@@ -303,20 +404,36 @@ describe("actionq executor", () => {
 
     // Live: only the plugged type is taken, and the handler does the work.
     const other = await enqueue({ actionType: "collect_diagnostics", node: "node-3" });
-    const live = await enqueue({ actionType: "redeploy_service", riskLevel: RiskLevel.GUARDED, node: "node-3", service: "api", payload: { image: "api:1.4.3" } });
+    const live = await enqueue({
+      actionType: "redeploy_service",
+      riskLevel: RiskLevel.GUARDED,
+      node: "node-3",
+      service: "api",
+      payload: { image: "api:1.4.3" },
+    });
     const broken = await enqueue({ actionType: "redeploy_service", riskLevel: RiskLevel.GUARDED, node: "node-3" });
     await approve(live.id);
     await approve(broken.id);
-    const executor = new ExecutorProcess(["--server", t.address, "--worker", "executor:live", "--state-dir", await tempDir("actionq-executor-state-"), "--live", "--handler", handler], env);
+    const executor = new ExecutorProcess(
+      ["--server", t.address, "--worker", "executor:live", "--state-dir", await tempDir("actionq-executor-state-"), "--live", "--handler", handler],
+      env,
+    );
     const [liveDone, brokenDone] = await allFinished([live.id, broken.id], executor, 20_000);
 
     const requestFile = path.join(spool, `redeploy-${live.id}.json`);
     expect(liveDone!.status).toBe(ActionStatus.COMPLETED);
     expect(liveDone!.resultRef).toBe(`file://${requestFile}`);
-    expect(JSON.parse(await readFile(requestFile, "utf8"))).toMatchObject({ action_id: live.id.toString(), service: "api", node: "node-3", image: "api:1.4.3", attempt: 1 });
+    expect(JSON.parse(await readFile(requestFile, "utf8"))).toMatchObject({
+      action_id: live.id.toString(),
+      service: "api",
+      node: "node-3",
+      image: "api:1.4.3",
+      attempt: 1,
+    });
     const liveProgress = (await history(live.id)).events.filter((e) => e.eventType === "action_progress");
     expect(liveProgress.map((e) => e.payload?.step)).toEqual(["started", "applied"]);
-    for (const event of liveProgress) expect(event.payload).toMatchObject({ mode: "live", mutation: "restart service api on node node-3 with image api:1.4.3" });
+    for (const event of liveProgress)
+      expect(event.payload).toMatchObject({ mode: "live", mutation: "restart service api on node node-3 with image api:1.4.3" });
 
     expect(brokenDone!.status).toBe(ActionStatus.FAILED);
     expect(brokenDone!.failureReason).toBe("redeploy_service needs a service (or a target_ref naming one)");
@@ -332,5 +449,50 @@ describe("actionq executor", () => {
     const missing = new ExecutorProcess(["--server", t.address, "--live", "--handler", "redeploy_service=./no/such/handler.js"]);
     expect(await missing.exitWithin(15_000)).toEqual({ code: 2, signal: null });
     expect(missing.stderr).toContain("no such file");
+  });
+});
+
+describe("actionq executor with a credential", () => {
+  let t: TestServer;
+  const executorPrincipal = principal("svc:executor-a", ["worker"]);
+  const producer = principal("human:producer", ["producer", "viewer"]);
+
+  beforeAll(async () => {
+    requireBuiltCli();
+    t = await startTestServer({ ACTIONQ_AUTH_FILE: await writeAuthFile([executorPrincipal, producer]) });
+  });
+  afterEach(() => killRunning());
+  afterAll(async () => {
+    await t?.close();
+    await removeAuthDirs();
+    for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("without --worker, logs under the principal's name, the name the server records", { timeout: 60_000 }, async () => {
+    const { action } = await t.grpc.unary<{ action: { id: string } }>(
+      "EnqueueAction",
+      { actionType: "collect_diagnostics", node: "node-9" },
+      bearer(producer.tokens[0]),
+    );
+    const executor = new ExecutorProcess(["--server", t.address, "--state-dir", await tempDir("actionq-executor-state-")], {
+      ACTIONQ_TOKEN: executorPrincipal.tokens[0]!,
+    });
+    const done = await eventually(
+      async () => {
+        const { action: now } = await t.grpc.unary<{ action: { status: string; claimedBy: string } }>(
+          "GetAction",
+          { id: action.id },
+          bearer(producer.tokens[0]),
+        );
+        return now.status === "ACTION_STATUS_COMPLETED" ? now : undefined;
+      },
+      "the action to complete",
+      30_000,
+      100,
+    );
+    expect(done!.claimedBy).toBe("svc:executor-a");
+    const started = executor.logs().find((line) => line.msg === "executor started");
+    expect(started?.worker).toBe("svc:executor-a");
+    expect(executor.logs().some((line) => String(line.worker).startsWith("executor:"))).toBe(false);
   });
 });

@@ -5,8 +5,8 @@
 // and a ListEvents reader following next_after_id, each see every event
 // exactly once and in order: the full log as read afterwards.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, startTestServer } from "./harness.js";
-import { closeWithin, sleep } from "./stream-helpers.js";
+import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
+import { sleep } from "./support/wait.js";
 
 interface Seen {
   id: bigint;
@@ -51,7 +51,13 @@ async function writer(w: number): Promise<void> {
       const { claim } = await t.client.claimAction({ worker: `writer-${w}`, actionTypes: [actionType] });
       if (!claim?.action) throw new Error(`writer ${w} found nothing to claim`);
       if (roll < 0.4) {
-        await t.client.failAction({ id: claim.action.id, claimToken: claim.claimToken, reason: "flaky", retryable: true, retryDelay: { seconds: 0n, nanos: 0 } });
+        await t.client.failAction({
+          id: claim.action.id,
+          claimToken: claim.claimToken,
+          reason: "flaky",
+          retryable: true,
+          retryDelay: { seconds: 0n, nanos: 0 },
+        });
         // Claim the retry once it is promoted, and finish it.
         for (let tries = 0; ; tries++) {
           const { claim: again } = await t.client.claimAction({ worker: `writer-${w}`, actionTypes: [actionType] });
@@ -146,7 +152,9 @@ describe("the event tail under eight concurrent writers", () => {
 
     const started = Date.now();
     await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
-    const { rows } = await t.db.query<{ id: string; event_type: string; action_id: string | null }>("SELECT e.id::text AS id, e.event_type, e.action_id::text AS action_id FROM events e ORDER BY e.id");
+    const { rows } = await t.db.query<{ id: string; event_type: string; action_id: string | null }>(
+      "SELECT e.id::text AS id, e.event_type, e.action_id::text AS action_id FROM events e ORDER BY e.id",
+    );
     const log: Seen[] = rows.map((row) => ({ id: BigInt(row.id), type: row.event_type, actionId: BigInt(row.action_id ?? 0) }));
     target = log.at(-1)!.id;
     const bound = (work: Promise<void>, what: string, cursor: () => bigint) =>
@@ -165,7 +173,8 @@ describe("the event tail under eight concurrent writers", () => {
     expect(reconnects).toBeGreaterThanOrEqual(3);
     expect(watched).toEqual(log);
     expect(listed).toEqual(log);
-    for (let i = 1; i < cursors.length; i++) if (cursors[i]! < cursors[i - 1]!) expect.fail(`the watch cursor went back from ${cursors[i - 1]} to ${cursors[i]}`);
+    for (let i = 1; i < cursors.length; i++)
+      if (cursors[i]! < cursors[i - 1]!) expect.fail(`the watch cursor went back from ${cursors[i - 1]} to ${cursors[i]}`);
     console.log(
       `gapless: ${log.length} events from ${WRITERS} writers in ${Date.now() - started} ms, ${holes} permanent holes; ` +
         `watcher reconnected ${reconnects} times, reader read ${pages} pages; both saw every event once, in order`,

@@ -1,4 +1,4 @@
-// The direct path for plain gRPC calls (src/api/grpc-direct.ts, called
+// The direct path for plain gRPC calls (src/transport/grpc-direct.ts, called
 // from node-adapter.ts) against connect-es's own, over the wire: a real
 // server, real PostgreSQL, raw HTTP/2 requests whose bytes are built here.
 // The same request answered by the direct path and by connect-es (sent
@@ -28,9 +28,10 @@ import {
   WatchEventsRequestSchema,
   WatchEventsResponseSchema,
 } from "../gen/actionq/v1/action_queue_service_pb.js";
-import { type TestServer, snapshot, startTestServer } from "./harness.js";
-import { type EnqueueResponse, errorInfoOf } from "./helpers-wire.js";
-import { envelope } from "./fuzz-wire.js";
+import { type TestServer, snapshot, startTestServer } from "./support/harness.js";
+import { type EnqueueResponse, errorInfoOf } from "./support/wire.js";
+import { envelope } from "./fuzz/clients.js";
+import { sleep } from "./support/wait.js";
 
 const CALL_TIMEOUT_MS = 5000;
 const ENQUEUE = "/actionq.v1.ActionQueueService/EnqueueAction";
@@ -40,8 +41,6 @@ const { OK, INVALID_ARGUMENT, UNIMPLEMENTED, RESOURCE_EXHAUSTED, INTERNAL, UNKNO
 const CONNECT_ONLY = { "content-type": "application/GRPC" };
 /** The events of a SAFE action, approved as it is enqueued. */
 const APPROVED_ON_ENQUEUE = ["action_enqueued", "action_approved"];
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 interface Answer {
   /** HTTP status. */
@@ -191,7 +190,15 @@ function errorInfoIn(details: string) {
 /** Actions by id, with how many action_enqueued events each has and the
  * types of all its events in order. */
 async function storedActions(server: TestServer, ids: string[]) {
-  const { rows } = await server.db.query<{ id: string; action_type: string; target_ref: string; payload: unknown; status: string; enqueued: number; events: string[] }>(
+  const { rows } = await server.db.query<{
+    id: string;
+    action_type: string;
+    target_ref: string;
+    payload: unknown;
+    status: string;
+    enqueued: number;
+    events: string[];
+  }>(
     `SELECT a.id::text, a.action_type, a.target_ref, a.payload, a.status,
             (SELECT count(*)::int FROM events e WHERE e.action_id = a.id AND e.event_type = 'action_enqueued') AS enqueued,
             (SELECT coalesce(array_agg(e.event_type ORDER BY e.id), '{}') FROM events e WHERE e.action_id = a.id) AS events
@@ -415,7 +422,10 @@ describe("a body over ACTIONQ_MAX_MESSAGE_BYTES", () => {
     expect(await snapshot(small.db)).toBe(before);
 
     // The same connection serves the next call, directly.
-    const next = await rawCall(conn.session, { headers: grpcHeaders(requestId("after-over")), chunks: [envelope(0, enqueueBytes({ actionType: "unary_after_big" }))] });
+    const next = await rawCall(conn.session, {
+      headers: grpcHeaders(requestId("after-over")),
+      chunks: [envelope(0, enqueueBytes({ actionType: "unary_after_big" }))],
+    });
     expect(servedBy(next)).toBe("direct");
     expect(next.code).toBe(OK);
     expect(enqueued(next).action?.actionType).toBe("unary_after_big");
@@ -505,7 +515,10 @@ describe("grpc-timeout", () => {
   it('"99999999S" (valid in gRPC, beyond what a Node timer holds) is clamped, not refused, on either path', async () => {
     const headers = { "grpc-timeout": "99999999S" };
     const direct = await rawCall(h2.session, { headers: grpcHeaders(requestId("timeout-long"), headers), chunks: [envelope(0, bytes)] });
-    const alone = await rawCall(h2.session, { headers: grpcHeaders(requestId("timeout-long-connect"), { ...headers, ...CONNECT_ONLY }), chunks: [envelope(0, bytes)] });
+    const alone = await rawCall(h2.session, {
+      headers: grpcHeaders(requestId("timeout-long-connect"), { ...headers, ...CONNECT_ONLY }),
+      chunks: [envelope(0, bytes)],
+    });
     expect(servedBy(direct)).toBe("direct");
     for (const answer of [direct, alone]) {
       expect(answer.code).toBe(OK);
@@ -520,7 +533,9 @@ describe("grpc-js under load", () => {
     const count = async () => (await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM actions")).rows[0]!.n;
     const before = await count();
     const responses = await Promise.all(
-      Array.from({ length: N }, (_, i) => t.grpc.unary<EnqueueResponse>("EnqueueAction", { actionType: "unary_burst", createdBy: "human:burst", targetRef: `burst-${i}` })),
+      Array.from({ length: N }, (_, i) =>
+        t.grpc.unary<EnqueueResponse>("EnqueueAction", { actionType: "unary_burst", createdBy: "human:burst", targetRef: `burst-${i}` }),
+      ),
     );
     expect(responses.every((r) => r.created && r.action.actionType === "unary_burst")).toBe(true);
     expect(responses.map((r) => r.action.targetRef)).toEqual(Array.from({ length: N }, (_, i) => `burst-${i}`));
@@ -583,7 +598,10 @@ describe("server streams", () => {
     const { rows } = await t.db.query<{ max: string }>("SELECT coalesce(max(id), 0)::text AS max FROM events");
     const afterId = BigInt(rows[0]!.max);
     for (let i = 0; i < 3; i++) {
-      const answer = await rawCall(h2.session, { headers: grpcHeaders(requestId("watch-seed")), chunks: [envelope(0, enqueueBytes({ actionType: "stream_watch", targetRef: `w-${i}` }))] });
+      const answer = await rawCall(h2.session, {
+        headers: grpcHeaders(requestId("watch-seed")),
+        chunks: [envelope(0, enqueueBytes({ actionType: "stream_watch", targetRef: `w-${i}` }))],
+      });
       expect(answer.code).toBe(OK);
     }
     const request = Buffer.from(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { afterId })));
@@ -620,9 +638,14 @@ describe("server streams", () => {
   });
 
   it("a claim stream served directly delivers a claim, and cancelling it returns the unacknowledged claim to the queue", async () => {
-    const answer = await rawCall(h2.session, { headers: grpcHeaders(requestId("claim-seed")), chunks: [envelope(0, enqueueBytes({ actionType: "stream_direct_claim", targetRef: "c-1" }))] });
+    const answer = await rawCall(h2.session, {
+      headers: grpcHeaders(requestId("claim-seed")),
+      chunks: [envelope(0, enqueueBytes({ actionType: "stream_direct_claim", targetRef: "c-1" }))],
+    });
     const id = enqueued(answer).action!.id;
-    const request = Buffer.from(toBinary(StreamClaimsRequestSchema, create(StreamClaimsRequestSchema, { worker: "direct-worker", actionTypes: ["stream_direct_claim"], maxInFlight: 1 })));
+    const request = Buffer.from(
+      toBinary(StreamClaimsRequestSchema, create(StreamClaimsRequestSchema, { worker: "direct-worker", actionTypes: ["stream_direct_claim"], maxInFlight: 1 })),
+    );
     // The heartbeat that opens the stream, then the claim.
     const stream = await rawStream(h2.session, CLAIMS, grpcHeaders(requestId("claims")), envelope(0, request), 2);
     expect(servedBy(stream)).toBe("direct");

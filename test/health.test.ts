@@ -4,14 +4,16 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, protoDir, startTestServer } from "./harness.js";
+import { type TestServer, grpcError, protoDir, startTestServer } from "./support/harness.js";
+import { eventually } from "./support/wait.js";
 
 const healthDefinition = protoLoader.loadSync("grpc/health/v1/health.proto", {
   includeDirs: [protoDir],
   enums: String,
   defaults: true,
 });
-const HealthClient = (grpc.loadPackageDefinition(healthDefinition) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }).grpc.health.v1.Health;
+const HealthClient = (grpc.loadPackageDefinition(healthDefinition) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }).grpc
+  .health.v1.Health;
 
 type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
 interface HealthCheckResponse {
@@ -73,7 +75,7 @@ describe("grpc.health.v1.Health", () => {
     await t?.close();
   });
 
-  it("Check answers SERVING for the whole server (\"\")", async () => {
+  it('Check answers SERVING for the whole server ("")', async () => {
     expect(await health.check("")).toEqual({ status: "SERVING" });
   });
 

@@ -4,9 +4,10 @@
 // client that stops reading its stream is cut instead of holding memory.
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, snapshot, startTestServer } from "./harness.js";
-import { enqueue, errorInfoOf, messageOf, toStruct } from "./helpers-wire.js";
-import { GrpcStream, openClaimStream, openWatch, sleep } from "./stream-helpers.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { enqueue, errorInfoOf, messageOf, toStruct } from "./support/wire.js";
+import { GrpcStream, openClaimStream, openWatch } from "./support/streams.js";
+import { eventually, sleep } from "./support/wait.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -22,6 +23,7 @@ beforeAll(async () => {
     ACTIONQ_MAX_WATCHERS_PER_PRINCIPAL: "2",
     ACTIONQ_MAX_IN_FLIGHT: "10",
     ACTIONQ_MAX_LEASE_SECONDS: "60",
+    ACTIONQ_LEASE_SECONDS: "30",
     ACTIONQ_SLOW_CONSUMER_SECONDS: "1",
   });
 });
@@ -45,7 +47,12 @@ const base = { actionType: "limit_probe", createdBy: "human:lim" };
 describe("caps on one request, each a setting named in the refusal", () => {
   it("payload size (ACTIONQ_MAX_PAYLOAD_BYTES)", async () => {
     await enqueue(t, { ...base, payload: toStruct({ blob: "x".repeat(1900) }) });
-    await refused(() => enqueue(t, { ...base, payload: toStruct({ blob: "x".repeat(2100) }) }), grpc.status.INVALID_ARGUMENT, "ACTIONQ_MAX_PAYLOAD_BYTES", "payload");
+    await refused(
+      () => enqueue(t, { ...base, payload: toStruct({ blob: "x".repeat(2100) }) }),
+      grpc.status.INVALID_ARGUMENT,
+      "ACTIONQ_MAX_PAYLOAD_BYTES",
+      "payload",
+    );
   });
 
   it("free text and reference lengths (ACTIONQ_MAX_TEXT_LENGTH, ACTIONQ_MAX_REF_LENGTH)", async () => {

@@ -17,12 +17,14 @@ import {
   EnqueueActionResponseSchema,
   GetActionRequestSchema,
   GetActionResponseSchema,
+  WatchEventsRequestSchema,
+  WatchEventsResponseSchema,
 } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { ActionStatus } from "../gen/actionq/v1/action_pb.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { type TestServer, startTestServer } from "./harness.js";
-import { type WireAction, enqueue, getAction } from "./helpers-wire.js";
-import { ConnectStream, Inbox } from "./stream-helpers.js";
+import { type TestServer, startTestServer } from "./support/harness.js";
+import { type WireAction, enqueue, getAction } from "./support/wire.js";
+import { ConnectStream, Inbox } from "./support/streams.js";
 
 const execFileAsync = promisify(execFile);
 const SERVICE = "/actionq.v1.ActionQueueService";
@@ -38,12 +40,15 @@ interface H1Response {
 function h1(address: string, options: { method?: string; path: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<H1Response> {
   const [host, port] = address.split(":");
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), method: options.method ?? "POST", path: options.path, headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolve({ status: res.statusCode!, httpVersion: res.httpVersion, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on("error", reject);
-    });
+    const req = http.request(
+      { host, port: Number(port), method: options.method ?? "POST", path: options.path, headers: options.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => resolve({ status: res.statusCode!, httpVersion: res.httpVersion, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on("error", reject);
+      },
+    );
     req.setTimeout(20_000, () => req.destroy(new Error(`no answer to ${options.path} within 20 s`)));
     req.on("error", reject);
     req.end(options.body);
@@ -52,7 +57,11 @@ function h1(address: string, options: { method?: string; path: string; headers?:
 
 /** A Connect unary call with a JSON body. */
 async function connectJson(address: string, method: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await h1(address, { path: `${SERVICE}/${method}`, headers: { "content-type": "application/json", "connect-protocol-version": "1", ...headers }, body: JSON.stringify(body) });
+  const res = await h1(address, {
+    path: `${SERVICE}/${method}`,
+    headers: { "content-type": "application/json", "connect-protocol-version": "1", ...headers },
+    body: JSON.stringify(body),
+  });
   return { ...res, json: JSON.parse(res.body.toString("utf8")) as Record<string, unknown> };
 }
 
@@ -160,7 +169,12 @@ afterAll(async () => {
 
 describe("Connect over HTTP/1.1", () => {
   it("answers a unary call with a JSON body, and echoes the request id", async () => {
-    const created = await connectJson(t.address, "EnqueueAction", { actionType: "h1_json", createdBy: "human:h1", payload: { n: 1 } }, { "x-request-id": "h1-req-1" });
+    const created = await connectJson(
+      t.address,
+      "EnqueueAction",
+      { actionType: "h1_json", createdBy: "human:h1", payload: { n: 1 } },
+      { "x-request-id": "h1-req-1" },
+    );
     expect(created.status).toBe(200);
     expect(created.httpVersion).toBe("1.1");
     expect(created.headers["content-type"]).toBe("application/json");
@@ -178,7 +192,11 @@ describe("Connect over HTTP/1.1", () => {
 
   it("answers a unary call with a binary (application/proto) body", async () => {
     const request = create(EnqueueActionRequestSchema, { actionType: "h1_binary", createdBy: "human:h1", project: "bin", sourceRefs: ["ticket:7"] });
-    const res = await h1(t.address, { path: `${SERVICE}/EnqueueAction`, headers: { "content-type": "application/proto", "connect-protocol-version": "1" }, body: toBinary(EnqueueActionRequestSchema, request) });
+    const res = await h1(t.address, {
+      path: `${SERVICE}/EnqueueAction`,
+      headers: { "content-type": "application/proto", "connect-protocol-version": "1" },
+      body: toBinary(EnqueueActionRequestSchema, request),
+    });
     expect(res.status).toBe(200);
     expect(res.httpVersion).toBe("1.1");
     expect(res.headers["content-type"]).toBe("application/proto");
@@ -369,6 +387,64 @@ describe("gRPC-Web over HTTP/1.1", () => {
     expect(decodeURIComponent(fields["grpc-message"]!)).toContain("987654");
     const info = errorInfoInStatus(Buffer.from(fields["grpc-status-details-bin"]!, "base64"));
     expect(info?.reason).toBe("ACTION_NOT_FOUND");
+  });
+
+  /** Decodes a text-mode body: base64 runs, each chunk padded on its own. */
+  function fromText(body: Buffer): Buffer {
+    const text = body.toString("latin1");
+    const runs = text.match(/[A-Za-z0-9+/]*(?:={1,2}|$)/g)!.filter((run) => run !== "");
+    // Every padded run is whole quanta; decode each on its own.
+    return Buffer.concat(runs.flatMap((run) => (run.length % 4 === 0 ? [Buffer.from(run, "base64")] : [])));
+  }
+
+  it("serves the text mode (application/grpc-web-text) like the binary one, base64 both ways", async () => {
+    const request = create(EnqueueActionRequestSchema, { actionType: "h1_grpc_web_text", createdBy: "human:h1" });
+    const res = await h1(t.address, {
+      path: `${SERVICE}/EnqueueAction`,
+      headers: { "content-type": "application/grpc-web-text", accept: "application/grpc-web-text", "x-grpc-web": "1" },
+      body: frame(0, toBinary(EnqueueActionRequestSchema, request)).toString("base64"),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/grpc-web-text+proto");
+    expect(res.body.toString("latin1")).toMatch(/^[A-Za-z0-9+/=]+$/);
+    const frames: Frame[] = [];
+    expect(takeFrames(fromText(res.body), frames)).toHaveLength(0);
+    expect(frames.map((f) => f.flags)).toEqual([0x00, 0x80]);
+    const response = fromBinary(EnqueueActionResponseSchema, frames[0]!.payload);
+    expect(response.action?.actionType).toBe("h1_grpc_web_text");
+    expect(trailers(frames[1]!.payload)["grpc-status"]).toBe("0");
+    expect((await getAction(t, String(response.action!.id))).action.actionType).toBe("h1_grpc_web_text");
+  });
+
+  it("serves a text-mode server stream until its deadline, every chunk decodable", async () => {
+    const res = await h1(t.address, {
+      path: `${SERVICE}/WatchEvents`,
+      headers: { "content-type": "application/grpc-web-text+proto", "x-grpc-web": "1", "grpc-timeout": "700m" },
+      body: frame(0, toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { afterId: 0n }))).toString("base64"),
+    });
+    expect(res.headers["content-type"]).toBe("application/grpc-web-text+proto");
+    const frames: Frame[] = [];
+    expect(takeFrames(fromText(res.body), frames)).toHaveLength(0);
+    const messages = frames.filter((f) => !(f.flags & 0x80)).map((f) => fromBinary(WatchEventsResponseSchema, f.payload));
+    expect(messages[0]?.kind.case).toBe("heartbeat");
+    expect(messages.some((m) => m.kind.case === "event")).toBe(true);
+    // The stream ends at its deadline with a trailer frame, encoded too.
+    expect(frames.at(-1)!.flags & 0x80).toBe(0x80);
+    expect(trailers(frames.at(-1)!.payload)["grpc-status"]).toMatch(/^(0|4)$/);
+  });
+
+  it("refuses a text-mode body that is not base64 with INVALID_ARGUMENT, writing nothing", async () => {
+    const before = await t.db.query<{ n: string }>("SELECT count(*) AS n FROM actions");
+    const res = await h1(t.address, {
+      path: `${SERVICE}/EnqueueAction`,
+      headers: { "content-type": "application/grpc-web-text", "x-grpc-web": "1" },
+      body: '{"actionType":"not base64"}',
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers["grpc-status"]).toBe("3");
+    expect(decodeURIComponent(String(res.headers["grpc-message"]))).toContain("application/grpc-web-text: the body is not base64");
+    const after = await t.db.query<{ n: string }>("SELECT count(*) AS n FROM actions");
+    expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
   });
 });
 

@@ -5,19 +5,8 @@
 // most, whatever the interleaving.
 import { status as GrpcCode } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
-import { type WireAction, type WireClaim, type WireTimestamp, errorInfoOf, millis } from "./helpers-wire.js";
-import { closeWithin } from "./stream-helpers.js";
-
-interface Action extends WireAction {
-  runAfter: WireTimestamp | null;
-  maxAttempts: number;
-  failures: number;
-}
-interface EnqueueResponse {
-  action: Action;
-  created: boolean;
-}
+import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { type WireAction, type WireClaim, type WireTimestamp, enqueue, errorInfoOf, millis } from "./support/wire.js";
 
 let t: TestServer;
 let replica: TestServer;
@@ -33,12 +22,10 @@ afterAll(async () => {
 
 let counter = 0;
 const unique = (label: string) => `${label}_${++counter}`;
-const enqueue = (server: TestServer, request: Record<string, unknown>) =>
-  server.grpc.unary<EnqueueResponse>("EnqueueAction", { createdBy: "human:producer", ...request });
 const timestamp = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 });
 
-async function claimOf(actionType: string): Promise<WireClaim & { action: Action }> {
-  const { claim } = await t.grpc.unary<{ claim: (WireClaim & { action: Action }) | null }>("ClaimAction", { worker: "worker:idem", actionTypes: [actionType] });
+async function claimOf(actionType: string): Promise<WireClaim> {
+  const { claim } = await t.grpc.unary<{ claim: WireClaim | null }>("ClaimAction", { worker: "worker:idem", actionTypes: [actionType] });
   if (!claim) throw new Error(`nothing of type ${actionType} to claim`);
   return claim;
 }
@@ -97,7 +84,9 @@ describe("EnqueueAction with an idempotency key", () => {
     expect(ids.size).toBe(1);
     expect(results.filter((res) => res.created)).toHaveLength(1);
     const [id] = [...ids];
-    const { rows } = await t.db.query<{ id: string; deferred: boolean }>("SELECT id::text, deferred FROM actions WHERE idempotency_key = $1", [request.idempotencyKey]);
+    const { rows } = await t.db.query<{ id: string; deferred: boolean }>("SELECT id::text, deferred FROM actions WHERE idempotency_key = $1", [
+      request.idempotencyKey,
+    ]);
     expect(rows).toEqual([{ id, deferred: true }]);
     const { rows: events } = await t.db.query<{ event_type: string }>("SELECT event_type FROM events WHERE action_id = $1 ORDER BY id", [id]);
     expect(events.map((e) => e.event_type)).toEqual(["action_enqueued", "action_approved"]);
@@ -109,7 +98,7 @@ describe("transitions repeated with the same token", () => {
     const actionType = unique("complete");
     await enqueue(t, { actionType });
     const claim = await claimOf(actionType);
-    const call = () => t.grpc.unary<{ action: Action }>("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "s3://r/1" });
+    const call = () => t.grpc.unary<{ action: WireAction }>("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "s3://r/1" });
     const answers = await Promise.all(Array.from({ length: 10 }, call));
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     expect(answers[0]!.action.status).toBe("ACTION_STATUS_COMPLETED");
@@ -124,7 +113,13 @@ describe("transitions repeated with the same token", () => {
     await enqueue(t, { actionType, maxAttempts: 3 });
     const claim = await claimOf(actionType);
     const call = () =>
-      t.grpc.unary<{ action: Action }>("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "flaky", retryable: true, retryDelay: { seconds: 60 } });
+      t.grpc.unary<{ action: WireAction }>("FailAction", {
+        id: claim.action.id,
+        claimToken: claim.claimToken,
+        reason: "flaky",
+        retryable: true,
+        retryDelay: { seconds: 60 },
+      });
     const answers = await Promise.all(Array.from({ length: 10 }, call));
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     expect(answers[0]!.action).toMatchObject({ status: "ACTION_STATUS_APPROVED", failures: 1 });
@@ -139,7 +134,9 @@ describe("transitions repeated with the same token", () => {
     await enqueue(t, { actionType });
     const claim = await claimOf(actionType);
     const answers = await Promise.all(
-      Array.from({ length: 10 }, () => t.grpc.unary<{ action: Action }>("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "broken" })),
+      Array.from({ length: 10 }, () =>
+        t.grpc.unary<{ action: WireAction }>("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "broken" }),
+      ),
     );
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     expect(answers[0]!.action.status).toBe("ACTION_STATUS_FAILED");
@@ -152,8 +149,8 @@ describe("transitions repeated with the same token", () => {
       await enqueue(t, { actionType, maxAttempts: 2 });
       const claim = await claimOf(actionType);
       const [complete, failed] = await Promise.allSettled([
-        t.grpc.unary<{ action: Action }>("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "ok" }),
-        t.grpc.unary<{ action: Action }>("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "no", retryable: true }),
+        t.grpc.unary<{ action: WireAction }>("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "ok" }),
+        t.grpc.unary<{ action: WireAction }>("FailAction", { id: claim.action.id, claimToken: claim.claimToken, reason: "no", retryable: true }),
       ]);
       expect([complete.status, failed.status].sort()).toEqual(["fulfilled", "rejected"]);
       const loser = (complete.status === "rejected" ? complete : failed) as PromiseRejectedResult;
@@ -168,18 +165,19 @@ describe("transitions repeated with the same token", () => {
     await enqueue(t, { actionType });
     const claim = await claimOf(actionType);
     const id = claim.action.id;
-    const ack = () => t.grpc.unary<{ action: Action }>("AckClaim", { id, claimToken: claim.claimToken });
+    const ack = () => t.grpc.unary<{ action: WireAction }>("AckClaim", { id, claimToken: claim.claimToken });
     const first = await ack();
     const eventsBefore = await allEvents();
     const again = await Promise.all([ack(), ack(), ack()]);
     // The same claim, acknowledged, with the same deadline. (update_time
     // moves: a repeated ack still rewrites the row; see the report.)
-    const essence = ({ action }: { action: Action }) => ({ ...action, updateTime: null });
+    const essence = ({ action }: { action: WireAction }) => ({ ...action, updateTime: null });
     for (const answer of again) expect(essence(answer)).toEqual(essence(first));
     expect(first.action).toMatchObject({ status: "ACTION_STATUS_CLAIMED", claimAcked: true });
     expect(await allEvents()).toEqual(eventsBefore);
 
-    const extend = () => t.grpc.unary<{ claimDeadline: WireTimestamp; action: Action }>("ExtendClaim", { id, claimToken: claim.claimToken, leaseDuration: { seconds: 120 } });
+    const extend = () =>
+      t.grpc.unary<{ claimDeadline: WireTimestamp; action: WireAction }>("ExtendClaim", { id, claimToken: claim.claimToken, leaseDuration: { seconds: 120 } });
     const e1 = await extend();
     const e2 = await extend();
     expect(e1.action).toMatchObject({ status: "ACTION_STATUS_CLAIMED", claimedBy: "worker:idem", attempt: 1 });

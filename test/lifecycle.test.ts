@@ -3,7 +3,7 @@
 // outcomes, idempotency keys, listing and reading back.
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import {
   type ListActionsResponse,
   STATUS,
@@ -19,7 +19,7 @@ import {
   getAction,
   millis,
   toStruct,
-} from "./helpers-wire.js";
+} from "./support/wire.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -33,21 +33,21 @@ const types = (events: WireEvent[]) => events.map((e) => e.eventType);
 
 describe("enqueue and the approval policy", () => {
   it("a SAFE action lands APPROVED, with action_enqueued then action_approved by policy:standard", async () => {
-    const res = await enqueue(t, {
+    // What the action must keep exactly as it was asked for.
+    const asked = {
       actionType: "collect_diagnostics",
       project: "shop",
       targetRef: "node/web-1",
       sourceRefs: ["alert:123", "doc:runbook"],
-      payload: toStruct({ depth: 2, verbose: true, hosts: ["a", "b"] }),
       priority: 4,
-      riskLevel: "RISK_LEVEL_SAFE",
       confidence: 0.75,
       createdBy: "human:alice",
       correlationId: "inc-42",
       node: "web-1",
       service: "nginx",
       rollbackRef: "noop",
-    });
+    };
+    const res = await enqueue(t, { ...asked, payload: toStruct({ depth: 2, verbose: true, hosts: ["a", "b"] }), riskLevel: "RISK_LEVEL_SAFE" });
     expect(res.created).toBe(true);
     const a = res.action;
     expect(a.status).toBe(STATUS.approved);
@@ -56,17 +56,7 @@ describe("enqueue and the approval policy", () => {
     expect(a.approvedBy).toBe("policy:standard");
     expect(a.approveTime).not.toBeNull();
     expect(a).toMatchObject({
-      actionType: "collect_diagnostics",
-      project: "shop",
-      targetRef: "node/web-1",
-      sourceRefs: ["alert:123", "doc:runbook"],
-      priority: 4,
-      confidence: 0.75,
-      createdBy: "human:alice",
-      correlationId: "inc-42",
-      node: "web-1",
-      service: "nginx",
-      rollbackRef: "noop",
+      ...asked,
       parentId: "0",
       chainDepth: 0,
       attempt: 0,
@@ -229,7 +219,11 @@ describe("claims", () => {
 
   it("completing a claim makes the action COMPLETED with result_ref and finish_time", async () => {
     const claim = await enqueueAndClaim(t, "complete_me");
-    const res = await t.grpc.unary<{ action: WireAction }>("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "s3://bucket/out.json" });
+    const res = await t.grpc.unary<{ action: WireAction }>("CompleteAction", {
+      id: claim.action.id,
+      claimToken: claim.claimToken,
+      resultRef: "s3://bucket/out.json",
+    });
     expect(res.action.status).toBe(STATUS.completed);
     expect(res.action.resultRef).toBe("s3://bucket/out.json");
     expect(res.action.finishTime).not.toBeNull();
@@ -363,7 +357,13 @@ describe("claims", () => {
 });
 
 describe("idempotency keys", () => {
-  const request = { actionType: "restart_pod", targetRef: "pod/api-7", createdBy: "human:dana", idempotencyKey: "restart-api-7", payload: toStruct({ grace: 30 }) };
+  const request = {
+    actionType: "restart_pod",
+    targetRef: "pod/api-7",
+    createdBy: "human:dana",
+    idempotencyKey: "restart-api-7",
+    payload: toStruct({ grace: 30 }),
+  };
 
   it("a repeat from the same producer returns the first action with created=false and writes nothing", async () => {
     const first = await enqueue(t, request);
@@ -487,7 +487,12 @@ describe("ListActions", () => {
     expect(first.nextPageToken).not.toBe("");
     const token = first.nextPageToken;
 
-    const tampered = [`${token.slice(0, -3)}!!!`, token.slice(0, 5), "bm90IGEgdG9rZW4", Buffer.from(JSON.stringify({ before: "x1", filter: "y" })).toString("base64url")];
+    const tampered = [
+      `${token.slice(0, -3)}!!!`,
+      token.slice(0, 5),
+      "bm90IGEgdG9rZW4",
+      Buffer.from(JSON.stringify({ before: "x1", filter: "y" })).toString("base64url"),
+    ];
     for (const pageToken of tampered) {
       const error = await grpcError(list({ actionTypes: ["page_token_check"], pageSize: 1, pageToken }));
       expect(error.code, pageToken).toBe(status.INVALID_ARGUMENT);

@@ -3,8 +3,9 @@
 // producer may enqueue per hour.
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
-import { type EnqueueResponse, enqueue, errorInfoOf, messageOf } from "./helpers-wire.js";
+import { type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { type EnqueueResponse, enqueue, errorInfoOf, messageOf, statusDetailOf } from "./support/wire.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -72,6 +73,18 @@ describe("rate limit per producer", () => {
     await expectRateLimited({ actionType: "rate_check", createdBy, targetRef: "t3" });
     await expectRateLimited({ actionType: "rate_check_other_type", createdBy, idempotencyKey: "fresh-key" });
     expect(await countBy(createdBy)).toBe(3);
+  });
+
+  it("the refusal says when the producer may try again, in the message and as a RetryInfo detail", async () => {
+    const producer = "agent:retry-info";
+    for (let i = 0; i < 3; i++) await enqueue(t, { actionType: "rate_retry", createdBy: producer });
+    const error = await grpcError(enqueue(t, { actionType: "rate_retry", createdBy: producer }));
+    const delay = statusDetailOf(error, RetryInfoSchema)?.retryDelay;
+    // The first of the three ages out of the hour in just under an hour.
+    expect(Number(delay?.seconds)).toBeGreaterThan(3500);
+    expect(Number(delay?.seconds)).toBeLessThanOrEqual(3600);
+    expect(messageOf(error)).toMatch(/retry in \d+ s \(at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)/);
+    expect(errorInfoOf(error)?.metadata.retry_after_seconds).toMatch(/^\d+$/);
   });
 
   it("a human: producer is not limited", async () => {

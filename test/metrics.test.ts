@@ -5,9 +5,10 @@
 // behind this build; and with the setting unset there is no admin port.
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, grpcError, startTestServer } from "./harness.js";
-import { FOREIGN_TOKEN } from "./helpers-wire.js";
-import { ConnectStream, inParallel } from "./stream-helpers.js";
+import { type TestServer, grpcError, startTestServer } from "./support/harness.js";
+import { FOREIGN_TOKEN } from "./support/wire.js";
+import { ConnectStream, inParallel } from "./support/streams.js";
+import { eventually } from "./support/wait.js";
 
 const SERVICE = "actionq.v1.ActionQueueService";
 const LOAD = 200;
@@ -76,7 +77,8 @@ describe("the admin endpoint", () => {
     expect(res.type).toMatch(/^text\/plain; version=0\.0\.4/);
     return new Scrape(parseMetrics(res.body));
   };
-  const rpcs = (s: Scrape, method: string, code: string) => s.find("actionq_rpcs_total", { method: `${SERVICE}/${method}`, code }).reduce((n, x) => n + x.value, 0);
+  const rpcs = (s: Scrape, method: string, code: string) =>
+    s.find("actionq_rpcs_total", { method: `${SERVICE}/${method}`, code }).reduce((n, x) => n + x.value, 0);
 
   beforeAll(async () => {
     t = await startTestServer({ ACTIONQ_METRICS_LISTEN: "127.0.0.1:0" });
@@ -113,7 +115,8 @@ describe("the admin endpoint", () => {
       await inParallel(
         Array.from({ length: LOAD }, (_, i) => i),
         8,
-        (i) => t.grpc.unary("EnqueueAction", { actionType: "m_work", createdBy: "human:load", payload: { fields: { fail: { boolValue: i % FAIL_EVERY === 0 } } } }),
+        (i) =>
+          t.grpc.unary("EnqueueAction", { actionType: "m_work", createdBy: "human:load", payload: { fields: { fail: { boolValue: i % FAIL_EVERY === 0 } } } }),
       );
       await eventually(() => finished === LOAD, `the worker finishing ${LOAD} actions (${finished} so far)`, 60_000);
 
@@ -163,9 +166,9 @@ describe("the admin endpoint", () => {
 
     it("counts RPCs by method and code, errors included", () => {
       expect(rpcs(settled, "EnqueueAction", "ok")).toBe(LOAD + 1 + 3 + 2);
-      expect(rpcs(settled, "EnqueueAction", "InvalidArgument")).toBe(2);
-      expect(rpcs(settled, "GetAction", "NotFound")).toBe(3);
-      expect(rpcs(settled, "CompleteAction", "FailedPrecondition")).toBe(1);
+      expect(rpcs(settled, "EnqueueAction", "invalid_argument")).toBe(2);
+      expect(rpcs(settled, "GetAction", "not_found")).toBe(3);
+      expect(rpcs(settled, "CompleteAction", "failed_precondition")).toBe(1);
       expect(rpcs(settled, "AckClaim", "ok")).toBe(LOAD);
       expect(rpcs(settled, "CompleteAction", "ok")).toBe(LOAD - FAILED);
       expect(rpcs(settled, "FailAction", "ok")).toBe(FAILED);
@@ -173,7 +176,7 @@ describe("the admin endpoint", () => {
       // The stream is counted once it is over, whatever ended it.
       expect(settled.find("actionq_rpcs_total", { method: `${SERVICE}/StreamClaims` }).reduce((n, s) => n + s.value, 0)).toBe(1);
       expect(whileStreaming.find("actionq_rpcs_total", { method: `${SERVICE}/StreamClaims` })).toEqual([]);
-      const durations = settled.value("actionq_rpc_duration_seconds_count", { method: `${SERVICE}/GetAction`, code: "NotFound" });
+      const durations = settled.value("actionq_rpc_duration_seconds_count", { method: `${SERVICE}/GetAction`, code: "not_found" });
       expect(durations).toBe(3);
     });
 
@@ -256,7 +259,7 @@ describe("without ACTIONQ_METRICS_LISTEN", () => {
       expect(t.server.config.metricsListen).toBeUndefined();
       expect(t.server.metricsPort).toBeUndefined();
       const res = await get(t.server.port, "/metrics");
-      expect(res.status).not.toBe(200);
+      expect(res.status).toBe(404);
       expect(res.body).not.toContain("actionq_");
     } finally {
       await t.close();

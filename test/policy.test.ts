@@ -7,30 +7,26 @@
 // run `npm run build` before running this file on its own.
 import { rm } from "node:fs/promises";
 import { status } from "@grpc/grpc-js";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GrpcClient, type TestServer, databaseUrl, eventually, freshSchema, grpcError, snapshot, startTestServer } from "./harness.js";
-import { type Json, STATUS, type WireEvent, errorInfoOf, fromStruct, messageOf, millis } from "./helpers-wire.js";
+import { GrpcClient, type TestServer, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import {
-  ActionqProcess,
-  RISK,
-  type SafeAction,
-  type SafeEnqueueResponse,
-  enqueueSafe,
-  enqueuedPolicy,
-  eventTypes,
+  type EnqueueResponse,
+  type Json,
+  STATUS,
+  type WireAction,
+  type WireEvent,
+  enqueue,
+  errorInfoOf,
   expectRefused,
-  freePort,
-  getPolicy,
-  getSafe,
-  killRunning,
-  removePolicyDirs,
-  requireBuiltCli,
-  rewritePolicy,
-  runToEnd,
-  unique,
-  writePolicy,
-} from "./safety-helpers.js";
+  fromStruct,
+  getAction,
+  messageOf,
+  millis,
+} from "./support/wire.js";
+import { RISK, enqueuedPolicy, eventTypes, getPolicy, removePolicyDirs, rewritePolicy, unique, writePolicy } from "./support/safety.js";
+import { eventually } from "./support/wait.js";
+import { databaseUrl, dropSchema, freshSchema } from "./support/database.js";
+import { ActionqProcess, freePort, killRunning, requireBuiltCli, runToEnd } from "./support/processes.js";
 
 const VERSION = (name: string) => new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}@[0-9a-f]{12}$`);
 const DAY_MS = 24 * 3600 * 1000;
@@ -43,16 +39,17 @@ afterAll(async () => {
 /** Checks the decision an enqueue got, on the action and on its events. */
 async function expectDecision(
   t: TestServer,
-  action: SafeAction,
+  action: WireAction,
   expected: { approved: boolean; mode: string; rule?: string | null; eligible: boolean; reason?: RegExp },
 ): Promise<{ [key: string]: Json }> {
   const { policyVersion } = await getPolicy(t);
-  expect(action.status, `status of ${action.actionType} (${JSON.stringify({ project: action.project, node: action.node, service: action.service, createdBy: action.createdBy, confidence: action.confidence })})`).toBe(
-    expected.approved ? STATUS.approved : STATUS.pending,
-  );
+  expect(
+    action.status,
+    `status of ${action.actionType} (${JSON.stringify({ project: action.project, node: action.node, service: action.service, createdBy: action.createdBy, confidence: action.confidence })})`,
+  ).toBe(expected.approved ? STATUS.approved : STATUS.pending);
   expect(action.autonomousEligible, "autonomous_eligible").toBe(expected.eligible);
   expect(action.policyVersion).toBe(policyVersion);
-  const { events } = await getSafe(t, action.id);
+  const { events } = await getAction(t, action.id);
   const policy = enqueuedPolicy(events);
   expect(policy).toMatchObject({
     mode: expected.mode,
@@ -113,7 +110,7 @@ describe("the built-in policy (standard mode)", () => {
     ["rerun_deployment_stage", RISK.guarded, false],
     ["a_type_not_in_the_registry", RISK.safe, true],
   ])("%s with no risk level gets the registry's level (%s)", async (actionType, risk, approved) => {
-    const { action } = await enqueueSafe(t, { actionType, createdBy: "human:alice" });
+    const { action } = await enqueue(t, { actionType, createdBy: "human:alice" });
     expect(action.riskLevel).toBe(risk);
     const policy = await expectDecision(t, action, { approved, mode: "standard", rule: null, eligible: approved });
     expect(String(policy.risk_level).toLowerCase()).toContain(risk.replace("RISK_LEVEL_", "").toLowerCase());
@@ -121,23 +118,23 @@ describe("the built-in policy (standard mode)", () => {
   });
 
   it("standard mode: SAFE approved by policy:standard, GUARDED waits for 1 approver and DANGEROUS for 2, each until now + 24h", async () => {
-    const safe = (await enqueueSafe(t, { actionType: "collect_diagnostics", riskLevel: RISK.safe })).action;
+    const safe = (await enqueue(t, { actionType: "collect_diagnostics", riskLevel: RISK.safe })).action;
     await expectDecision(t, safe, { approved: true, mode: "standard", rule: null, eligible: true });
 
-    const guarded = (await enqueueSafe(t, { actionType: "redeploy_service", riskLevel: RISK.guarded, confidence: 1 })).action;
+    const guarded = (await enqueue(t, { actionType: "redeploy_service", riskLevel: RISK.guarded, confidence: 1 })).action;
     await expectDecision(t, guarded, { approved: false, mode: "standard", rule: null, eligible: false });
     expect(guarded.approvalsRequired).toBe(1);
     expect(guarded.approvers).toEqual([]);
     expect(Math.abs(millis(guarded.approvalExpireTime) - millis(guarded.createTime) - DAY_MS)).toBeLessThan(5_000);
 
-    const dangerous = (await enqueueSafe(t, { actionType: "drop_table", riskLevel: RISK.dangerous, confidence: 1 })).action;
+    const dangerous = (await enqueue(t, { actionType: "drop_table", riskLevel: RISK.dangerous, confidence: 1 })).action;
     await expectDecision(t, dangerous, { approved: false, mode: "standard", rule: null, eligible: false });
     expect(dangerous.approvalsRequired).toBe(2);
     expect(Math.abs(millis(dangerous.approvalExpireTime) - millis(dangerous.createTime) - DAY_MS)).toBeLessThan(5_000);
   });
 
   it("approval_required keeps a SAFE action PENDING, and it stays autonomous_eligible", async () => {
-    const { action } = await enqueueSafe(t, { actionType: "collect_diagnostics", approvalRequired: true });
+    const { action } = await enqueue(t, { actionType: "collect_diagnostics", approvalRequired: true });
     const policy = await expectDecision(t, action, { approved: false, mode: "standard", eligible: true, reason: /asked/ });
     expect(action.approvalsRequired).toBe(1);
     expect(action.approvalRequired).toBe(true);
@@ -145,13 +142,13 @@ describe("the built-in policy (standard mode)", () => {
   });
 
   it("raising the risk level is allowed: a SAFE type sent as GUARDED or DANGEROUS waits, with the type's level recorded", async () => {
-    const guarded = (await enqueueSafe(t, { actionType: "collect_diagnostics", riskLevel: RISK.guarded })).action;
+    const guarded = (await enqueue(t, { actionType: "collect_diagnostics", riskLevel: RISK.guarded })).action;
     expect(guarded.riskLevel).toBe(RISK.guarded);
     const policy = await expectDecision(t, guarded, { approved: false, mode: "standard", eligible: false });
     expect(String(policy.risk_level).toLowerCase()).toContain("guarded");
     expect(String(policy.type_risk_level).toLowerCase()).toContain("safe");
 
-    const dangerous = (await enqueueSafe(t, { actionType: "redeploy_service", riskLevel: RISK.dangerous })).action;
+    const dangerous = (await enqueue(t, { actionType: "redeploy_service", riskLevel: RISK.dangerous })).action;
     expect(dangerous.riskLevel).toBe(RISK.dangerous);
     expect(dangerous.approvalsRequired).toBe(2);
   });
@@ -160,14 +157,18 @@ describe("the built-in policy (standard mode)", () => {
     ["redeploy_service", RISK.safe],
     ["rerun_deployment_stage", RISK.safe],
   ])("lowering %s to %s is INVALID_ARGUMENT naming risk_level, and nothing is written", async (actionType, riskLevel) => {
-    const error = await expectRefused(t, () => enqueueSafe(t, { actionType, riskLevel }), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
+    const error = await expectRefused(t, () => enqueue(t, { actionType, riskLevel }), {
+      code: status.INVALID_ARGUMENT,
+      reason: "INVALID_FIELD",
+      field: "risk_level",
+    });
     expect(messageOf(error).toLowerCase()).toContain("guarded");
   });
 
   it("an idempotent retry of a refused lowering is still refused (nothing was stored under the key)", async () => {
     const request = { actionType: "redeploy_service", riskLevel: RISK.safe, idempotencyKey: unique("key") };
-    await expectRefused(t, () => enqueueSafe(t, request), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
-    await expectRefused(t, () => enqueueSafe(t, request), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
+    await expectRefused(t, () => enqueue(t, request), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
+    await expectRefused(t, () => enqueue(t, request), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
   });
 
   it("ReloadPolicy with no file keeps the built-in policy: changed=false, nothing written", async () => {
@@ -203,10 +204,10 @@ describe("recommend-only mode (a JSON policy file)", () => {
   });
 
   it("every action waits for a human, even a SAFE one with full confidence", async () => {
-    const safe = (await enqueueSafe(t, { actionType: "collect_diagnostics", confidence: 1 })).action;
+    const safe = (await enqueue(t, { actionType: "collect_diagnostics", confidence: 1 })).action;
     await expectDecision(t, safe, { approved: false, mode: "recommend-only", rule: null, eligible: false });
     expect(safe.approvalsRequired).toBe(1);
-    const dangerous = (await enqueueSafe(t, { actionType: "wipe_disk", riskLevel: RISK.dangerous, confidence: 1 })).action;
+    const dangerous = (await enqueue(t, { actionType: "wipe_disk", riskLevel: RISK.dangerous, confidence: 1 })).action;
     await expectDecision(t, dangerous, { approved: false, mode: "recommend-only", eligible: false });
     expect(dangerous.approvalsRequired).toBe(2);
   });
@@ -271,7 +272,7 @@ describe("autonomous mode (a YAML policy file)", () => {
     await t?.close();
   });
 
-  const decide = async (request: Record<string, unknown>) => (await enqueueSafe(t, { createdBy: "human:alice", ...request })).action;
+  const decide = async (request: Record<string, unknown>) => (await enqueue(t, { createdBy: "human:alice", ...request })).action;
 
   it("GetPolicy: the registry is merged over the built-in one, and default_risk applies to unknown types", async () => {
     const { policyVersion, policy } = await getPolicy(t);
@@ -279,7 +280,13 @@ describe("autonomous mode (a YAML policy file)", () => {
     expect(policy).toMatchObject({
       mode: "autonomous",
       default_risk: "guarded",
-      action_types: { collect_diagnostics: "safe", redeploy_service: "guarded", rerun_healthcheck: "guarded", drop_database: "dangerous", read_metrics: "safe" },
+      action_types: {
+        collect_diagnostics: "safe",
+        redeploy_service: "guarded",
+        rerun_healthcheck: "guarded",
+        drop_database: "dangerous",
+        read_metrics: "safe",
+      },
     });
     expect((policy.rules as { name: string }[]).map((rule) => rule.name)).toEqual([
       "allow-redeploy-web",
@@ -298,14 +305,31 @@ describe("autonomous mode (a YAML policy file)", () => {
 
   it("the policy file's registry can raise a built-in type; lowering below it or below default_risk is refused", async () => {
     expect((await decide({ actionType: "rerun_healthcheck", service: "web", confidence: 1 })).riskLevel).toBe(RISK.guarded);
-    await expectRefused(t, () => decide({ actionType: "rerun_healthcheck", riskLevel: RISK.safe }), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
-    await expectRefused(t, () => decide({ actionType: unique("unlisted"), riskLevel: RISK.safe }), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
-    await expectRefused(t, () => decide({ actionType: "drop_database", riskLevel: RISK.guarded }), { code: status.INVALID_ARGUMENT, reason: "INVALID_FIELD", field: "risk_level" });
+    await expectRefused(t, () => decide({ actionType: "rerun_healthcheck", riskLevel: RISK.safe }), {
+      code: status.INVALID_ARGUMENT,
+      reason: "INVALID_FIELD",
+      field: "risk_level",
+    });
+    await expectRefused(t, () => decide({ actionType: unique("unlisted"), riskLevel: RISK.safe }), {
+      code: status.INVALID_ARGUMENT,
+      reason: "INVALID_FIELD",
+      field: "risk_level",
+    });
+    await expectRefused(t, () => decide({ actionType: "drop_database", riskLevel: RISK.guarded }), {
+      code: status.INVALID_ARGUMENT,
+      reason: "INVALID_FIELD",
+      field: "risk_level",
+    });
     expect((await decide({ actionType: "drop_database" })).riskLevel).toBe(RISK.dangerous);
   });
 
   it("SAFE is approved by policy:autonomous at or above min_confidence, and waits below it or without a confidence", async () => {
-    await expectDecision(t, await decide({ actionType: "collect_diagnostics", confidence: 0.8 }), { approved: true, mode: "autonomous", rule: null, eligible: true });
+    await expectDecision(t, await decide({ actionType: "collect_diagnostics", confidence: 0.8 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: null,
+      eligible: true,
+    });
     await expectDecision(t, await decide({ actionType: "read_metrics", confidence: 0.99 }), { approved: true, mode: "autonomous", rule: null, eligible: true });
     const low = await decide({ actionType: "collect_diagnostics", confidence: 0.79 });
     await expectDecision(t, low, { approved: false, mode: "autonomous", eligible: false });
@@ -320,47 +344,128 @@ describe("autonomous mode (a YAML policy file)", () => {
   });
 
   it("an allow rule uses its own min_confidence, above the global one (projects, with a glob)", async () => {
-    await expectDecision(t, await decide({ actionType: "redeploy_service", project: "web", confidence: 0.9 }), { approved: true, mode: "autonomous", rule: "allow-redeploy-web", eligible: true });
-    await expectDecision(t, await decide({ actionType: "redeploy_service", project: "shop-eu", confidence: 0.95 }), { approved: true, mode: "autonomous", rule: "allow-redeploy-web", eligible: true });
+    await expectDecision(t, await decide({ actionType: "redeploy_service", project: "web", confidence: 0.9 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-redeploy-web",
+      eligible: true,
+    });
+    await expectDecision(t, await decide({ actionType: "redeploy_service", project: "shop-eu", confidence: 0.95 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-redeploy-web",
+      eligible: true,
+    });
     // 0.85 passes the global 0.8 but not the rule's 0.9.
-    await expectDecision(t, await decide({ actionType: "redeploy_service", project: "web", confidence: 0.85 }), { approved: false, mode: "autonomous", eligible: false });
+    await expectDecision(t, await decide({ actionType: "redeploy_service", project: "web", confidence: 0.85 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
     await expectDecision(t, await decide({ actionType: "redeploy_service", project: "web" }), { approved: false, mode: "autonomous", eligible: false });
     // Globs match the whole value.
     for (const project of ["shop", "myshop-eu", "webshop", ""]) {
-      await expectDecision(t, await decide({ actionType: "redeploy_service", project, confidence: 1 }), { approved: false, mode: "autonomous", eligible: false });
+      await expectDecision(t, await decide({ actionType: "redeploy_service", project, confidence: 1 }), {
+        approved: false,
+        mode: "autonomous",
+        eligible: false,
+      });
     }
   });
 
   it("an allow rule's min_confidence may be below the global one (services; action types with a glob)", async () => {
-    await expectDecision(t, await decide({ actionType: "rerun_deployment_stage", service: "api", confidence: 0.6 }), { approved: true, mode: "autonomous", rule: "allow-rerun-api", eligible: true });
-    await expectDecision(t, await decide({ actionType: "rerun_healthcheck", service: "api", confidence: 0.5 }), { approved: true, mode: "autonomous", rule: "allow-rerun-api", eligible: true });
-    await expectDecision(t, await decide({ actionType: "rerun_deployment_stage", service: "api", confidence: 0.49 }), { approved: false, mode: "autonomous", eligible: false });
-    await expectDecision(t, await decide({ actionType: "rerun_deployment_stage", service: "web", confidence: 1 }), { approved: false, mode: "autonomous", eligible: false });
+    await expectDecision(t, await decide({ actionType: "rerun_deployment_stage", service: "api", confidence: 0.6 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-rerun-api",
+      eligible: true,
+    });
+    await expectDecision(t, await decide({ actionType: "rerun_healthcheck", service: "api", confidence: 0.5 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-rerun-api",
+      eligible: true,
+    });
+    await expectDecision(t, await decide({ actionType: "rerun_deployment_stage", service: "api", confidence: 0.49 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
+    await expectDecision(t, await decide({ actionType: "rerun_deployment_stage", service: "web", confidence: 1 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
     // The rule names its types: another guarded type on the same service waits.
-    await expectDecision(t, await decide({ actionType: "redeploy_service", service: "api", confidence: 1 }), { approved: false, mode: "autonomous", eligible: false });
+    await expectDecision(t, await decide({ actionType: "redeploy_service", service: "api", confidence: 1 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
   });
 
   it("an allow rule without min_confidence uses autonomous.min_confidence (nodes, with a glob)", async () => {
-    await expectDecision(t, await decide({ actionType: "restart_pod", node: "node-7", confidence: 0.8 }), { approved: true, mode: "autonomous", rule: "allow-restart-on-nodes", eligible: true });
-    await expectDecision(t, await decide({ actionType: "restart_pod", node: "node-7", confidence: 0.79 }), { approved: false, mode: "autonomous", eligible: false });
-    await expectDecision(t, await decide({ actionType: "restart_pod", node: "db-node-1", confidence: 1 }), { approved: false, mode: "autonomous", eligible: false });
+    await expectDecision(t, await decide({ actionType: "restart_pod", node: "node-7", confidence: 0.8 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-restart-on-nodes",
+      eligible: true,
+    });
+    await expectDecision(t, await decide({ actionType: "restart_pod", node: "node-7", confidence: 0.79 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
+    await expectDecision(t, await decide({ actionType: "restart_pod", node: "db-node-1", confidence: 1 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
     await expectDecision(t, await decide({ actionType: "restart_pod", confidence: 1 }), { approved: false, mode: "autonomous", eligible: false });
   });
 
   it("a rule on producers matches created_by with a glob", async () => {
-    await expectDecision(t, await decide({ actionType: "flush_cache", createdBy: "agent:triage", confidence: 0.9 }), { approved: true, mode: "autonomous", rule: "allow-agents-flush", eligible: true });
-    await expectDecision(t, await decide({ actionType: "flush_cache", createdBy: "human:alice", confidence: 0.9 }), { approved: false, mode: "autonomous", eligible: false });
-    await expectDecision(t, await decide({ actionType: "flush_cache", createdBy: "script:agent:x", confidence: 0.9 }), { approved: false, mode: "autonomous", eligible: false });
+    await expectDecision(t, await decide({ actionType: "flush_cache", createdBy: "agent:triage", confidence: 0.9 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-agents-flush",
+      eligible: true,
+    });
+    await expectDecision(t, await decide({ actionType: "flush_cache", createdBy: "human:alice", confidence: 0.9 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
+    await expectDecision(t, await decide({ actionType: "flush_cache", createdBy: "script:agent:x", confidence: 0.9 }), {
+      approved: false,
+      mode: "autonomous",
+      eligible: false,
+    });
   });
 
   it("a forbid rule beats an allow rule above it, and holds SAFE actions too", async () => {
     const evil = await decide({ actionType: "flush_cache", createdBy: "agent:evil-bot", confidence: 1 });
     const policy = await expectDecision(t, evil, { approved: false, mode: "autonomous", rule: "forbid-evil-agents", eligible: false });
     expect(policy.decision).toBe("needs_approval");
-    await expectDecision(t, await decide({ actionType: "collect_diagnostics", project: "frozen", confidence: 1 }), { approved: false, mode: "autonomous", rule: "forbid-frozen-project", eligible: false });
-    await expectDecision(t, await decide({ actionType: "rotate_keys", project: "frozen", confidence: 1 }), { approved: false, mode: "autonomous", rule: "forbid-frozen-project", eligible: false });
+    await expectDecision(t, await decide({ actionType: "collect_diagnostics", project: "frozen", confidence: 1 }), {
+      approved: false,
+      mode: "autonomous",
+      rule: "forbid-frozen-project",
+      eligible: false,
+    });
+    await expectDecision(t, await decide({ actionType: "rotate_keys", project: "frozen", confidence: 1 }), {
+      approved: false,
+      mode: "autonomous",
+      rule: "forbid-frozen-project",
+      eligible: false,
+    });
     // The same requests outside the forbidden scope are approved.
-    await expectDecision(t, await decide({ actionType: "rotate_keys", project: "thawed", confidence: 1 }), { approved: true, mode: "autonomous", rule: "allow-rotate-anywhere", eligible: true });
+    await expectDecision(t, await decide({ actionType: "rotate_keys", project: "thawed", confidence: 1 }), {
+      approved: true,
+      mode: "autonomous",
+      rule: "allow-rotate-anywhere",
+      eligible: true,
+    });
   });
 
   it("DANGEROUS is never auto-approved, even with an allow rule and full confidence, and needs 2 approvers", async () => {
@@ -401,12 +506,26 @@ describe("an invalid policy file at start", () => {
     ["an approval_ttl that is not a duration", "approval_ttl:\n  guarded: soon\n", "approval_ttl.guarded"],
     ["a rule list that is not a list", "rules: {name: r1}\n", "rules"],
     ["a match list entry that is not a string", "rules:\n  - name: r1\n    effect: allow\n    projects: [{a: 1}]\n", "rules[0].projects[0]"],
+    [
+      "a change window's time zone",
+      "windows:\n  - name: freeze\n    effect: hold_claims\n    time_zone: Europe/Atlantis\n    recurring: [{ from: 'Fri 16:00', to: 'Mon 08:00' }]\n",
+      "windows[0].time_zone",
+    ],
+    [
+      "a change window's span",
+      "windows:\n  - name: freeze\n    effect: hold_claims\n    time_zone: UTC\n    recurring: [{ from: 'Fri 16:00', to: 'Funday 08:00' }]\n",
+      "windows[0].recurring[0].to",
+    ],
   ];
 
   // Each case is a process start of about a second: run them side by side.
   it.concurrent.for(cases)("exits 2 naming the key when %s is invalid", async ([, yaml, keyPath], { expect }) => {
     const file = await writePolicy(yaml);
-    const result = await runToEnd(["serve"], { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: freshSchema(), ACTIONQ_LISTEN: "127.0.0.1:0", ACTIONQ_POLICY: file, ACTIONQ_LOG_LEVEL: "info" }, 15_000);
+    const result = await runToEnd(
+      ["serve"],
+      { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: freshSchema(), ACTIONQ_LISTEN: "127.0.0.1:0", ACTIONQ_POLICY: file, ACTIONQ_LOG_LEVEL: "info" },
+      15_000,
+    );
     expect({ code: result.code, stderr: result.stderr }).toMatchObject({ code: 2 });
     expect(result.stderr).toContain("ACTIONQ_POLICY");
     expect(result.stderr).toContain(file);
@@ -416,7 +535,11 @@ describe("an invalid policy file at start", () => {
 
   it("exits 2 naming an unknown key (a misspelt setting must not be ignored)", async () => {
     const file = await writePolicy("mode: autonomous\nautonomous:\n  min_confidance: 0.99\n");
-    const result = await runToEnd(["serve"], { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: freshSchema(), ACTIONQ_LISTEN: "127.0.0.1:0", ACTIONQ_POLICY: file }, 15_000);
+    const result = await runToEnd(
+      ["serve"],
+      { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: freshSchema(), ACTIONQ_LISTEN: "127.0.0.1:0", ACTIONQ_POLICY: file },
+      15_000,
+    );
     expect({ code: result.code, stderr: result.stderr }).toMatchObject({ code: 2 });
     expect(result.stderr).toContain("min_confidance");
   });
@@ -425,7 +548,11 @@ describe("an invalid policy file at start", () => {
     const missing = `${await writePolicy("mode: standard\n")}.missing`;
     const notYaml = await writePolicy("mode: [standard\nrules: {\n");
     for (const file of [missing, notYaml]) {
-      const result = await runToEnd(["serve"], { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: freshSchema(), ACTIONQ_LISTEN: "127.0.0.1:0", ACTIONQ_POLICY: file }, 15_000);
+      const result = await runToEnd(
+        ["serve"],
+        { ACTIONQ_URL: databaseUrl(), ACTIONQ_SCHEMA: freshSchema(), ACTIONQ_LISTEN: "127.0.0.1:0", ACTIONQ_POLICY: file },
+        15_000,
+      );
       expect({ file, code: result.code, stderr: result.stderr }).toMatchObject({ code: 2 });
       expect(result.stderr).toContain("ACTIONQ_POLICY");
       expect(result.stderr).toContain(file);
@@ -457,9 +584,9 @@ describe("ReloadPolicy", () => {
   });
 
   it("a forbid rule holds a SAFE action even in standard mode", async () => {
-    const held = (await enqueueSafe(t, { actionType: "collect_diagnostics", project: "ops" })).action;
+    const held = (await enqueue(t, { actionType: "collect_diagnostics", project: "ops" })).action;
     await expectDecision(t, held, { approved: false, mode: "standard", rule: "freeze-ops", eligible: false });
-    const free = (await enqueueSafe(t, { actionType: "collect_diagnostics", project: "dev" })).action;
+    const free = (await enqueue(t, { actionType: "collect_diagnostics", project: "dev" })).action;
     await expectDecision(t, free, { approved: true, mode: "standard", rule: null, eligible: true });
   });
 
@@ -488,7 +615,7 @@ describe("ReloadPolicy", () => {
     expect(payload).toMatchObject({ from, to: res.policyVersion });
     expect(typeof payload.source).toBe("string");
 
-    const now = (await enqueueSafe(t, { actionType: "collect_diagnostics", project: "dev", confidence: 1 })).action;
+    const now = (await enqueue(t, { actionType: "collect_diagnostics", project: "dev", confidence: 1 })).action;
     expect(now.policyVersion).toBe(res.policyVersion);
     await expectDecision(t, now, { approved: false, mode: "recommend-only", eligible: false });
   });
@@ -508,7 +635,7 @@ describe("ReloadPolicy", () => {
     // The spec fixes the code, not the reason name; there must be one.
     expect(errorInfoOf(error)?.reason).toMatch(/^[A-Z][A-Z_]+$/);
     expect(await getPolicy(t)).toEqual(before);
-    const still = (await enqueueSafe(t, { actionType: "collect_diagnostics", project: "dev", confidence: 1 })).action;
+    const still = (await enqueue(t, { actionType: "collect_diagnostics", project: "dev", confidence: 1 })).action;
     expect(still.policyVersion).toBe(before.policyVersion);
     await expectDecision(t, still, { approved: false, mode: "recommend-only", eligible: false });
 
@@ -539,18 +666,12 @@ describe("SIGHUP on a running `actionq serve`", () => {
   afterAll(async () => {
     client?.close();
     if (proc?.alive) proc.child.kill("SIGKILL");
-    if (schema) {
-      const db = new pg.Client({ connectionString: databaseUrl() });
-      await db.connect();
-      try {
-        await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      } finally {
-        await db.end();
-      }
-    }
+    if (schema) await dropSchema(databaseUrl(), schema);
   });
 
-  it("reloads the file: decisions change and policy_reloaded is written by server:sighup; an invalid file is refused and the old policy stays", { timeout: 90_000 }, async () => {
+  it("reloads the file: decisions change and policy_reloaded is written by server:sighup; an invalid file is refused and the old policy stays", {
+    timeout: 90_000,
+  }, async () => {
     schema = freshSchema();
     const file = await writePolicy("name: hup-a\nmode: standard\n");
     const port = await freePort();
@@ -566,7 +687,8 @@ describe("SIGHUP on a running `actionq serve`", () => {
     client = new GrpcClient(`127.0.0.1:${port}`);
     const c = client;
     const version = async () => (await c.unary<{ policyVersion: string }>("GetPolicy", {})).policyVersion;
-    const enqueueDiag = async () => (await c.unary<SafeEnqueueResponse>("EnqueueAction", { actionType: "collect_diagnostics", createdBy: "human:hup", confidence: 1 })).action;
+    const enqueueDiag = async () =>
+      (await c.unary<EnqueueResponse>("EnqueueAction", { actionType: "collect_diagnostics", createdBy: "human:hup", confidence: 1 })).action;
 
     const first = await version();
     expect(first).toMatch(VERSION("hup-a"));
@@ -574,10 +696,15 @@ describe("SIGHUP on a running `actionq serve`", () => {
 
     await rewritePolicy(file, "name: hup-b\nmode: recommend-only\n");
     proc.child.kill("SIGHUP");
-    const second = await eventually(async () => {
-      const v = await version();
-      return v !== first ? v : undefined;
-    }, "the new policy version after SIGHUP", 10_000, 50);
+    const second = await eventually(
+      async () => {
+        const v = await version();
+        return v !== first ? v : undefined;
+      },
+      "the new policy version after SIGHUP",
+      10_000,
+      50,
+    );
     expect(second).toMatch(VERSION("hup-b"));
     const held = await enqueueDiag();
     expect(held.status).toBe(STATUS.pending);

@@ -8,44 +8,16 @@
 // The suite is skipped, with the reason, when /usr/bin/python3 cannot import
 // grpc and google.protobuf or protoc / grpc_python_plugin are missing:
 //   apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { promisify } from "node:util";
+import { rm } from "node:fs/promises";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Action, ActionStatus } from "../gen/actionq/v1/action_pb.js";
-import { type TestServer, eventually, startTestServer } from "./harness.js";
+import { ExampleProcess, generatePythonStubs, killExamples, pythonExample, pythonSkipReason } from "./support/examples.js";
+import { type TestServer, startTestServer } from "./support/harness.js";
+import { eventually } from "./support/wait.js";
 
-const execFileAsync = promisify(execFile);
-
-const PYTHON = "/usr/bin/python3";
-const GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin";
-const WELL_KNOWN_TYPES = "/usr/include/google/protobuf/timestamp.proto";
-const exampleDir = path.resolve(import.meta.dirname, "..", "examples", "python-worker");
-
-/** Why the suite cannot run here, or undefined when it can. */
-function missingPrerequisite(): string | undefined {
-  const imports = spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"], { encoding: "utf8", timeout: 30_000 });
-  if (imports.error || imports.status !== 0) {
-    return `${PYTHON} cannot import grpc and google.protobuf (${imports.error?.message ?? imports.stderr.trim().split("\n").pop()}); apt-get install -y python3-grpcio python3-protobuf`;
-  }
-  const protoc = spawnSync("protoc", ["--version"], { encoding: "utf8", timeout: 30_000 });
-  if (protoc.error || protoc.status !== 0) return "protoc is missing; apt-get install -y protobuf-compiler";
-  if (!existsSync(GRPC_PYTHON_PLUGIN)) return `${GRPC_PYTHON_PLUGIN} is missing; apt-get install -y protobuf-compiler-grpc`;
-  if (!existsSync(WELL_KNOWN_TYPES)) return `${WELL_KNOWN_TYPES} is missing; apt-get install -y libprotobuf-dev`;
-  return undefined;
-}
-
-const skipReason = missingPrerequisite();
+const skipReason = pythonSkipReason();
 if (skipReason) console.warn(`test/python-worker.test.ts: skipping the Python worker interop suite: ${skipReason}`);
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
 
 /** One line a worker prints per finished action. */
 interface Finished {
@@ -56,40 +28,8 @@ interface Finished {
   worker: string;
 }
 
-const running = new Set<PythonProcess>();
-
-/** A Python script of the example run as a child process, its stdout
- * collected line by line. */
-class PythonProcess {
-  readonly child: ChildProcess;
-  readonly lines: string[] = [];
-  stderr = "";
-  readonly exited: Promise<Exit>;
-  private partial = "";
-
-  constructor(script: string, args: string[], genDir: string) {
-    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONPATH: genDir, PYTHONDONTWRITEBYTECODE: "1" };
-    delete env.PYTHONHOME;
-    this.child = spawn(PYTHON, [path.join(exampleDir, script), ...args], { cwd: exampleDir, env, stdio: ["ignore", "pipe", "pipe"] });
-    running.add(this);
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      const lines = (this.partial + chunk).split("\n");
-      this.partial = lines.pop()!;
-      this.lines.push(...lines.filter((line) => line.trim() !== ""));
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
-    this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
-        running.delete(this);
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
+/** A script of the example with the lines it prints per finished action. */
+class PythonProcess extends ExampleProcess {
   finished(): Finished[] {
     return this.lines.map((line) => JSON.parse(line) as Finished);
   }
@@ -97,23 +37,10 @@ class PythonProcess {
   completed(): Finished[] {
     return this.finished().filter((line) => line.outcome === "completed");
   }
+}
 
-  output(): string {
-    return `stdout:\n${this.lines.join("\n")}${this.partial}\nstderr (last 4000 characters):\n${this.stderr.slice(-4000)}`;
-  }
-
-  exitWithin(timeoutMs: number): Promise<Exit> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${PYTHON} did not exit within ${timeoutMs} ms\n${this.output()}`)), timeoutMs);
-    });
-    return Promise.race([this.exited, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  stop(): Promise<Exit> {
-    this.child.kill("SIGTERM");
-    return this.exitWithin(20_000);
-  }
+function python(script: string, args: string[], genDir: string): PythonProcess {
+  return pythonExample(script, args, genDir, {}, PythonProcess);
 }
 
 describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (skipped: ${skipReason})` : "Python worker interop", () => {
@@ -123,19 +50,13 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
   let genDir: string;
 
   beforeAll(async () => {
-    genDir = await mkdtemp(path.join(tmpdir(), "actionq-python-gen-"));
-    await execFileAsync(path.join(exampleDir, "generate.sh"), [genDir], { timeout: 60_000 });
+    genDir = await generatePythonStubs();
     // Heartbeats every second, so that a worker notices quickly when claims
     // of an earlier stream have freed room.
     t = await startTestServer({ ACTIONQ_HEARTBEAT_SECONDS: "1" });
   });
 
-  afterEach(async () => {
-    for (const proc of [...running]) {
-      if (proc.alive) proc.child.kill("SIGKILL");
-      await proc.exitWithin(10_000).catch(() => {});
-    }
-  });
+  afterEach(killExamples);
 
   afterAll(async () => {
     await t?.close();
@@ -144,7 +65,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
   });
 
   function worker(name: string, args: string[]): PythonProcess {
-    return new PythonProcess("worker.py", ["--server", t.address, "--worker", name, ...args], genDir);
+    return python("worker.py", ["--server", t.address, "--worker", name, ...args], genDir);
   }
 
   async function enqueue(actionType: string, payload: JsonObject = {}): Promise<Action> {
@@ -172,13 +93,23 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
     }
   }
 
-  async function waitFor<T>(workers: PythonProcess[], fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs: number): Promise<T> {
+  async function waitFor<T>(
+    workers: PythonProcess[],
+    fn: () => Promise<T | undefined | false> | T | undefined | false,
+    what: string,
+    timeoutMs: number,
+  ): Promise<T> {
     try {
-      const value = await eventually(async () => {
-        const dead = workers.find((w) => !w.alive);
-        if (dead) throw new Error(`a Python worker exited (${dead.child.exitCode ?? dead.child.signalCode}) before ${what}`);
-        return fn();
-      }, what, timeoutMs, 100);
+      const value = await eventually(
+        async () => {
+          const dead = workers.find((w) => !w.alive);
+          if (dead) throw new Error(`a Python worker exited (${dead.child.exitCode ?? dead.child.signalCode}) before ${what}`);
+          return fn();
+        },
+        what,
+        timeoutMs,
+        100,
+      );
       return value as T;
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${workers.map((w) => w.output()).join("\n----\n")}`);
@@ -252,7 +183,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
     const second = (await t.client.claimAction({ worker: "worker:fast", actionTypes: ["py_stale"] })).claim!;
     expect(second.action!.attempt).toBe(2);
 
-    const stale = new PythonProcess("complete_action.py", ["--server", t.address, "--id", String(action.id), "--token", first.claimToken, "--result", "late"], genDir);
+    const stale = python("complete_action.py", ["--server", t.address, "--id", String(action.id), "--token", first.claimToken, "--result", "late"], genDir);
     expect(await stale.exitWithin(30_000), stale.output()).toEqual({ code: 1, signal: null });
     expect(JSON.parse(stale.lines[0]!)).toMatchObject({
       ok: false,
@@ -262,7 +193,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
     });
     expect((await t.client.getAction({ id: action.id })).action!.status).toBe(ActionStatus.CLAIMED);
 
-    const fresh = new PythonProcess("complete_action.py", ["--server", t.address, "--id", String(action.id), "--token", second.claimToken, "--result", "on-time"], genDir);
+    const fresh = python("complete_action.py", ["--server", t.address, "--id", String(action.id), "--token", second.claimToken, "--result", "on-time"], genDir);
     expect(await fresh.exitWithin(30_000), fresh.output()).toEqual({ code: 0, signal: null });
     expect(JSON.parse(fresh.lines[0]!)).toEqual({ ok: true, id: Number(action.id), status: "ACTION_STATUS_COMPLETED", attempt: 2 });
     const { action: after, events } = await t.client.getAction({ id: action.id });
@@ -277,7 +208,12 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
     expect(await w.exitWithin(45_000)).toEqual({ code: 0, signal: null });
 
     const finished = w.finished();
-    expect(finished.filter((l) => l.outcome === "completed").map((l) => BigInt(l.id)).sort()).toEqual(good.map((a) => a.id).sort());
+    expect(
+      finished
+        .filter((l) => l.outcome === "completed")
+        .map((l) => BigInt(l.id))
+        .sort(),
+    ).toEqual(good.map((a) => a.id).sort());
     expect(finished.filter((l) => l.outcome === "failed").map((l) => BigInt(l.id))).toEqual([bad.id]);
     const failed = (await t.client.getAction({ id: bad.id })).action!;
     expect(failed.status).toBe(ActionStatus.FAILED);
@@ -289,13 +225,21 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
     const w = worker("python:long", ["--type", "py_long", "--max-in-flight", "2", "--lease", "3", "--work-time", "2.5"]);
     await waitFor(
       [w],
-      async () => (await Promise.all(actions.map(async (a) => (await t.client.getAction({ id: a.id })).action!))).every((a) => a.status === ActionStatus.CLAIMED && a.claimAcked),
+      async () =>
+        (await Promise.all(actions.map(async (a) => (await t.client.getAction({ id: a.id })).action!))).every(
+          (a) => a.status === ActionStatus.CLAIMED && a.claimAcked,
+        ),
       "both actions claimed and acknowledged",
       30_000,
     );
     expect(await w.stop(), w.output()).toEqual({ code: 0, signal: null });
 
-    expect(w.completed().map((l) => BigInt(l.id)).sort()).toEqual(actions.map((a) => a.id).sort());
+    expect(
+      w
+        .completed()
+        .map((l) => BigInt(l.id))
+        .sort(),
+    ).toEqual(actions.map((a) => a.id).sort());
     for (const action of actions) {
       const { action: after, events } = await t.client.getAction({ id: action.id });
       expect(after!.status).toBe(ActionStatus.COMPLETED);

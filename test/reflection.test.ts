@@ -8,7 +8,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { create, createFileRegistry, type FileRegistry, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { type FileDescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, protoDir, startTestServer } from "./harness.js";
+import { type TestServer, protoDir, startTestServer } from "./support/harness.js";
 
 const SERVICE = "actionq.v1.ActionQueueService";
 const SERVICE_FILE = "actionq/v1/action_queue_service.proto";
@@ -36,9 +36,11 @@ const RPCS = [
   "RollbackAction",
   "GetPolicy",
   "ReloadPolicy",
+  "GetCaller",
   "RetryAction",
   "EnqueueActions",
   "CompleteActions",
+  "BreakGlass",
 ];
 const SERVER_STREAMING = new Set(["StreamClaims", "WatchEvents"]);
 
@@ -123,7 +125,9 @@ class ReflectionStream {
   async files(request: ReflectionRequest): Promise<FileDescriptorProto[]> {
     const response = await this.ask(request);
     if (response.messageResponse !== "fileDescriptorResponse" || !response.fileDescriptorResponse) {
-      throw new Error(`expected a file_descriptor_response to ${JSON.stringify(request)}, got ${JSON.stringify(response.errorResponse ?? response.messageResponse)}`);
+      throw new Error(
+        `expected a file_descriptor_response to ${JSON.stringify(request)}, got ${JSON.stringify(response.errorResponse ?? response.messageResponse)}`,
+      );
     }
     return response.fileDescriptorResponse.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
   }
@@ -231,18 +235,25 @@ describe("server reflection", () => {
       const response = await stream.ask({ host: t.address, listServices: "*" });
       expect(response.messageResponse).toBe("listServicesResponse");
       const names = response.listServicesResponse!.service.map((s) => s.name);
-      expect(names).toEqual(expect.arrayContaining([SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]));
+      expect(names).toEqual(
+        expect.arrayContaining([SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]),
+      );
       expect(new Set(names).size).toBe(names.length);
     });
 
-    it("describes ActionQueueService with every dependency resolvable and all 16 RPCs typed (grpcurl describe)", async () => {
+    it("describes ActionQueueService with every dependency resolvable and every RPC typed (grpcurl describe)", async () => {
       const stream = open(version);
       const cache = new DescriptorCache(stream);
       expect(await cache.describe(SERVICE)).toBe(SERVICE_FILE);
 
       // Whether a dependency came along with the file or was asked for by
       // name, the cache ends up with all of them.
-      for (const dependency of ["actionq/v1/action.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "google/protobuf/duration.proto"]) {
+      for (const dependency of [
+        "actionq/v1/action.proto",
+        "google/protobuf/struct.proto",
+        "google/protobuf/timestamp.proto",
+        "google/protobuf/duration.proto",
+      ]) {
         expect(cache.files.has(dependency), dependency).toBe(true);
       }
       const registry = cache.registry(SERVICE_FILE);
@@ -264,7 +275,13 @@ describe("server reflection", () => {
 
     it("answers file_by_filename for each dependency, the asked file first", async () => {
       const stream = open(version);
-      for (const name of ["google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "google/protobuf/duration.proto", "actionq/v1/action.proto", SERVICE_FILE]) {
+      for (const name of [
+        "google/protobuf/struct.proto",
+        "google/protobuf/timestamp.proto",
+        "google/protobuf/duration.proto",
+        "actionq/v1/action.proto",
+        SERVICE_FILE,
+      ]) {
         const files = await stream.files({ fileByFilename: name });
         expect(files[0]?.name).toBe(name);
       }

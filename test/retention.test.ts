@@ -4,9 +4,9 @@
 // still names its action, an archived parent can still have children, and
 // the event log is untouched.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, eventually, startTestServer } from "./harness.js";
-import type { WireAction, WireClaim } from "./helpers-wire.js";
-import { closeWithin } from "./stream-helpers.js";
+import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
+import { type WireAction, type WireClaim, enqueue } from "./support/wire.js";
+import { eventually } from "./support/wait.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -18,20 +18,23 @@ afterAll(async () => {
   await closeWithin(t);
 });
 
-const enqueue = (request: Record<string, unknown>) =>
-  t.grpc.unary<{ action: WireAction; created: boolean }>("EnqueueAction", { createdBy: "human:ann", ...request });
 const inTable = async (table: string, id: string) => Number((await t.db.query(`SELECT count(*) FROM ${table} WHERE id = $1`, [id])).rows[0].count);
 
 describe("retention", () => {
   it("has the same columns, in the same order, in actions and actions_archive", async () => {
     const columns = async (table: string) =>
-      (await t.db.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position", [t.schema, table])).rows;
+      (
+        await t.db.query(
+          "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+          [t.schema, table],
+        )
+      ).rows;
     expect(await columns("actions_archive")).toEqual(await columns("actions"));
   });
 
   it("moves finished actions past the age to the archive and keeps them answerable; live actions stay", async () => {
-    const done = (await enqueue({ actionType: "kept_job", project: "ret", idempotencyKey: "ret-1" })).action;
-    const live = (await enqueue({ actionType: "kept_job", project: "ret-live" })).action;
+    const done = (await enqueue(t, { actionType: "kept_job", project: "ret", idempotencyKey: "ret-1" })).action;
+    const live = (await enqueue(t, { actionType: "kept_job", project: "ret-live" })).action;
     const { claim } = await t.grpc.unary<{ claim: WireClaim }>("ClaimAction", { worker: "worker:ret", projects: ["ret"] });
     await t.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "r" });
     const eventsBefore = (await t.db.query("SELECT id, event_type FROM events WHERE action_id = $1 ORDER BY id", [done.id])).rows;
@@ -51,11 +54,11 @@ describe("retention", () => {
     expect(got.events.map((e) => e.eventType)).toEqual(eventsBefore.map((e) => e.event_type));
     expect((await t.db.query("SELECT id, event_type FROM events WHERE action_id = $1 ORDER BY id", [done.id])).rows).toEqual(eventsBefore);
 
-    const again = await enqueue({ actionType: "kept_job", project: "ret", idempotencyKey: "ret-1" });
+    const again = await enqueue(t, { actionType: "kept_job", project: "ret", idempotencyKey: "ret-1" });
     expect(again.created).toBe(false);
     expect(again.action.id).toBe(done.id);
 
-    const child = await enqueue({ actionType: "kept_job", project: "ret-child", parentId: done.id });
+    const child = await enqueue(t, { actionType: "kept_job", project: "ret-child", parentId: done.id });
     expect(child.action.chainDepth).toBe(1);
   });
 });

@@ -1,53 +1,33 @@
 // Retries, driven through the real server over the network: FailAction with
 // `retryable` and its exponential backoff with jitter, max_attempts and the
-// dead letter, RetryAction, lost deliveries counted apart from failures, and
+// dead letter, WireAction, lost deliveries counted apart from failures, and
 // repeated FailAction calls answered without writing anything.
 import { status as GrpcCode } from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
-import { type WireAction, type WireClaim, type WireEvent, type WireTimestamp, errorInfoOf, fromStruct, millis } from "./helpers-wire.js";
-import { type ClaimStreamMessage, type GrpcStream, closeWithin, nthClaim, openClaimStream, sleep } from "./stream-helpers.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { type WireAction, type WireClaim, type WireEvent, enqueue, errorInfoOf, fromStruct, millis } from "./support/wire.js";
+import { cancelAfterEach, nthClaim, openClaimStream } from "./support/streams.js";
+import { sleep } from "./support/wait.js";
 
-/** The Action fields this file is about, as grpc-js decodes them. */
-interface RetryAction extends WireAction {
-  runAfter: WireTimestamp | null;
-  maxAttempts: number;
-  failures: number;
-  lostDeliveries: number;
-  lastError: string;
-}
-interface RetryClaim extends Omit<WireClaim, "action"> {
-  action: RetryAction;
-}
-
-const openStreams = new Set<GrpcStream<ClaimStreamMessage>>();
-afterEach(async () => {
-  await Promise.all([...openStreams].map((opened) => opened.cancel()));
-  openStreams.clear();
-});
+const track = cancelAfterEach();
 
 let typeCounter = 0;
 /** An action type no other test uses, so claims by type see only this test's actions. */
 const uniqueType = (label: string) => `${label}_${++typeCounter}`;
 
-async function enqueue(t: TestServer, request: Record<string, unknown>): Promise<RetryAction> {
-  const res = await t.grpc.unary<{ action: RetryAction; created: boolean }>("EnqueueAction", { createdBy: "human:retrier", ...request });
-  return res.action;
-}
-
-async function claim(t: TestServer, actionType: string, extra: Record<string, unknown> = {}): Promise<RetryClaim | null> {
-  const res = await t.grpc.unary<{ claim: RetryClaim | null }>("ClaimAction", { worker: "worker:retries", actionTypes: [actionType], ...extra });
+async function claim(t: TestServer, actionType: string, extra: Record<string, unknown> = {}): Promise<WireClaim | null> {
+  const res = await t.grpc.unary<{ claim: WireClaim | null }>("ClaimAction", { worker: "worker:retries", actionTypes: [actionType], ...extra });
   return res.claim ?? null;
 }
 
-async function mustClaim(t: TestServer, actionType: string, extra: Record<string, unknown> = {}): Promise<RetryClaim> {
+async function mustClaim(t: TestServer, actionType: string, extra: Record<string, unknown> = {}): Promise<WireClaim> {
   const claimed = await claim(t, actionType, extra);
   if (!claimed) throw new Error(`nothing of type ${actionType} to claim`);
   return claimed;
 }
 
 /** Claims as soon as the action is claimable; returns the claim and when (local clock) it first succeeded. */
-async function claimWhenDue(t: TestServer, actionType: string, timeoutMs = 5000): Promise<{ claim: RetryClaim; at: number }> {
+async function claimWhenDue(t: TestServer, actionType: string, timeoutMs = 5000): Promise<{ claim: WireClaim; at: number }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const claimed = await claim(t, actionType);
@@ -57,16 +37,16 @@ async function claimWhenDue(t: TestServer, actionType: string, timeoutMs = 5000)
   }
 }
 
-function fail(t: TestServer, claimed: RetryClaim, reason: string, extra: Record<string, unknown> = {}) {
-  return t.grpc.unary<{ action: RetryAction }>("FailAction", { id: claimed.action.id, claimToken: claimed.claimToken, reason, ...extra });
+function fail(t: TestServer, claimed: WireClaim, reason: string, extra: Record<string, unknown> = {}) {
+  return t.grpc.unary<{ action: WireAction }>("FailAction", { id: claimed.action.id, claimToken: claimed.claimToken, reason, ...extra });
 }
 
-const getAction = (t: TestServer, id: string) => t.grpc.unary<{ action: RetryAction; events: WireEvent[] }>("GetAction", { id });
+const getAction = (t: TestServer, id: string) => t.grpc.unary<{ action: WireAction; events: WireEvent[] }>("GetAction", { id });
 const eventTypes = (events: WireEvent[]) => events.map((event) => event.eventType);
 
 /** The backoff the server chose: run_after minus the time of the change,
  * both taken from the same statement's now(). */
-const delayOf = (action: RetryAction) => millis(action.runAfter) - millis(action.updateTime);
+const delayOf = (action: WireAction) => millis(action.runAfter) - millis(action.updateTime);
 
 async function dbRow(t: TestServer, id: string): Promise<{ status: string; deferred: boolean; failures: number; lost_deliveries: number; attempt: number }> {
   const { rows } = await t.db.query("SELECT status, deferred, failures, lost_deliveries, attempt FROM actions WHERE id = $1", [id]);
@@ -84,11 +64,18 @@ describe("retries with the default of one attempt", () => {
 
   it("a retryable failure is final when the producer set no max_attempts: failed is final", async () => {
     const actionType = uniqueType("one_shot");
-    const enqueued = await enqueue(t, { actionType });
+    const enqueued = (await enqueue(t, { actionType })).action;
     expect(enqueued.maxAttempts).toBe(1);
     const claimed = await mustClaim(t, actionType);
     const { action } = await fail(t, claimed, "disk full", { retryable: true });
-    expect(action).toMatchObject({ status: "ACTION_STATUS_FAILED", failures: 1, lostDeliveries: 0, lastError: "disk full", failureReason: "disk full", runAfter: null });
+    expect(action).toMatchObject({
+      status: "ACTION_STATUS_FAILED",
+      failures: 1,
+      lostDeliveries: 0,
+      lastError: "disk full",
+      failureReason: "disk full",
+      runAfter: null,
+    });
     expect(action.finishTime).not.toBeNull();
     expect(await claim(t, actionType)).toBeNull();
     const { events } = await getAction(t, action.id);
@@ -138,13 +125,20 @@ describe("retries with backoff", () => {
 
   it("fails, waits a doubling backoff each time (not claimable meanwhile), then dead-letters after max_attempts keeping the last error", async () => {
     const actionType = uniqueType("flaky");
-    const enqueued = await enqueue(t, { actionType, maxAttempts: 4 });
+    const enqueued = (await enqueue(t, { actionType, maxAttempts: 4 })).action;
     expect(enqueued.maxAttempts).toBe(4);
 
     let current = await mustClaim(t, actionType);
     for (let failure = 1; failure <= 3; failure++) {
       const { action } = await fail(t, current, `timeout #${failure}`, { retryable: true });
-      expect(action).toMatchObject({ status: "ACTION_STATUS_APPROVED", failures: failure, lastError: `timeout #${failure}`, failureReason: "", claimedBy: "", claimAcked: false });
+      expect(action).toMatchObject({
+        status: "ACTION_STATUS_APPROVED",
+        failures: failure,
+        lastError: `timeout #${failure}`,
+        failureReason: "",
+        claimedBy: "",
+        claimAcked: false,
+      });
       expect(action.finishTime).toBeNull();
       expect(action.runAfter).not.toBeNull();
       const delay = delayOf(action);
@@ -164,7 +158,14 @@ describe("retries with backoff", () => {
     }
 
     const { action: dead } = await fail(t, current, "timeout #4", { retryable: true });
-    expect(dead).toMatchObject({ status: "ACTION_STATUS_FAILED", failures: 4, attempt: 4, lastError: "timeout #4", failureReason: "timeout #4", runAfter: null });
+    expect(dead).toMatchObject({
+      status: "ACTION_STATUS_FAILED",
+      failures: 4,
+      attempt: 4,
+      lastError: "timeout #4",
+      failureReason: "timeout #4",
+      runAfter: null,
+    });
     expect(await claim(t, actionType)).toBeNull();
     const { events } = await getAction(t, enqueued.id);
     expect(eventTypes(events)).toEqual([
@@ -217,13 +218,13 @@ describe("retries with backoff", () => {
 
   it("a retry waiting out its backoff is pushed to a worker's open stream when it is due", async () => {
     const actionType = uniqueType("stream_retry");
-    const { id } = await enqueue(t, { actionType, maxAttempts: 2 });
+    const { id } = (await enqueue(t, { actionType, maxAttempts: 2 })).action;
     const stream = openClaimStream(t, { worker: "stream-retrier", actionTypes: [actionType], maxInFlight: 1 });
-    openStreams.add(stream);
+    track(stream);
     const first = await nthClaim(stream, 1);
     await t.grpc.unary("AckClaim", { id, claimToken: first.claimToken });
-    const { action } = await fail(t, first as unknown as RetryClaim, "connection reset", { retryable: true, retryDelay: { seconds: 0, nanos: 400_000_000 } });
-    const second = (await nthClaim(stream, 2, 3000)) as unknown as RetryClaim;
+    const { action } = await fail(t, first as unknown as WireClaim, "connection reset", { retryable: true, retryDelay: { seconds: 0, nanos: 400_000_000 } });
+    const second = (await nthClaim(stream, 2, 3000)) as unknown as WireClaim;
     expect(second.action).toMatchObject({ id, attempt: 2 });
     expect(millis(second.action.claimTime)).toBeGreaterThanOrEqual(millis(action.runAfter));
     // Pushed by the scheduler's timer, not the 30 s poll.
@@ -240,15 +241,24 @@ describe("RetryAction", () => {
     await closeWithin(t);
   });
 
-  const retry = (t: TestServer, request: Record<string, unknown>) => t.grpc.unary<{ action: RetryAction }>("RetryAction", { actor: "human:carol", reason: "upstream fixed", ...request });
+  const retry = (t: TestServer, request: Record<string, unknown>) =>
+    t.grpc.unary<{ action: WireAction }>("RetryAction", { actor: "human:carol", reason: "upstream fixed", ...request });
 
   it("sends a FAILED action back to APPROVED with one more attempt, claimable at once, keeping the last error", async () => {
     const actionType = uniqueType("dead_letter");
-    const { id } = await enqueue(t, { actionType });
+    const { id } = (await enqueue(t, { actionType })).action;
     await fail(t, await mustClaim(t, actionType), "upstream down", { retryable: true });
 
     const { action } = await retry(t, { id });
-    expect(action).toMatchObject({ status: "ACTION_STATUS_APPROVED", failures: 1, maxAttempts: 2, lastError: "upstream down", failureReason: "", runAfter: null, finishTime: null });
+    expect(action).toMatchObject({
+      status: "ACTION_STATUS_APPROVED",
+      failures: 1,
+      maxAttempts: 2,
+      lastError: "upstream down",
+      failureReason: "",
+      runAfter: null,
+      finishTime: null,
+    });
     expect((await dbRow(t, id)).deferred).toBe(false);
     const { events } = await getAction(t, id);
     expect(events.at(-1)!.eventType).toBe("action_retried");
@@ -270,8 +280,8 @@ describe("RetryAction", () => {
 
   it("refuses actions that are not FAILED and bad requests, changing nothing", async () => {
     const actionType = uniqueType("not_failed");
-    const approved = await enqueue(t, { actionType });
-    const done = await enqueue(t, { actionType: uniqueType("done") });
+    const approved = (await enqueue(t, { actionType })).action;
+    const done = (await enqueue(t, { actionType: uniqueType("done") })).action;
     const claimed = await mustClaim(t, done.actionType);
     await t.grpc.unary("CompleteAction", { id: done.id, claimToken: claimed.claimToken, resultRef: "ok" });
     // A retry still waiting out its backoff would be promoted meanwhile.
@@ -309,45 +319,56 @@ describe("lost deliveries are counted apart from failures", () => {
 
   it("a claim released unacknowledged, one never acknowledged in time and a lease that ran out use up no attempt", async () => {
     const actionType = uniqueType("lossy");
-    const { id } = await enqueue(t, { actionType, maxAttempts: 2 });
+    const { id } = (await enqueue(t, { actionType, maxAttempts: 2 })).action;
 
     // 1. Delivered on a stream that closes before acknowledging.
     const closing = openClaimStream(t, { worker: "closing", actionTypes: [actionType], maxInFlight: 1 });
-    openStreams.add(closing);
+    track(closing);
     await nthClaim(closing, 1);
     await closing.cancel();
     await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 3000 }).toBe("approved");
     expect(await dbRow(t, id)).toMatchObject({ lost_deliveries: 1, failures: 0, attempt: 1 });
 
     // 2. Delivered and never acknowledged within the ack timeout. The type
-    // is paused once delivered, so the stream cannot take it again.
+    // is paused once delivered, so the stream cannot take it again. On a
+    // loaded machine the pause may commit after the ack timeout, and the
+    // stream takes the action once more before it is closed: that is one
+    // more lost delivery, counted like the others.
     const silent = openClaimStream(t, { worker: "silent", actionTypes: [actionType], maxInFlight: 1 });
-    openStreams.add(silent);
+    track(silent);
     await nthClaim(silent, 1);
     const scope = { kind: "PAUSE_KIND_ACTION_TYPE", value: actionType };
     await t.grpc.unary("PauseClaims", { scope, actor: "human:op", reason: "hold the retries test" });
-    await expect.poll(async () => (await dbRow(t, id)).lost_deliveries, { timeout: 3000 }).toBe(2);
-    expect((await dbRow(t, id)).status).toBe("approved");
+    await expect.poll(async () => (await dbRow(t, id)).lost_deliveries, { timeout: 3000 }).toBeGreaterThanOrEqual(2);
     await silent.cancel();
+    await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 3000 }).toBe("approved");
+    const lost = (await dbRow(t, id)).lost_deliveries;
+    expect(await dbRow(t, id)).toMatchObject({ failures: 0, attempt: lost });
     await t.grpc.unary("ResumeClaims", { scope, actor: "human:op" });
 
     // 3. Claimed with a one-second lease that runs out.
     await mustClaim(t, actionType, { leaseDuration: { seconds: 1 } });
     await sleep(1100);
-    const swept = await t.grpc.unary<{ requeuedActions: RetryAction[] }>("SweepClaims", { actor: "human:sweeper" });
+    const swept = await t.grpc.unary<{ requeuedActions: WireAction[] }>("SweepClaims", { actor: "human:sweeper" });
     expect(swept.requeuedActions.map((action) => action.id)).toContain(id);
-    expect(await dbRow(t, id)).toMatchObject({ status: "approved", lost_deliveries: 3, failures: 0, attempt: 3 });
+    expect(await dbRow(t, id)).toMatchObject({ status: "approved", lost_deliveries: lost + 1, failures: 0, attempt: lost + 1 });
 
-    // Three lost deliveries, yet a retryable failure still gets its retry.
+    // Every lost delivery, yet a retryable failure still gets its retry.
     const { action: retried } = await fail(t, await mustClaim(t, actionType), "flaky", { retryable: true });
-    expect(retried).toMatchObject({ status: "ACTION_STATUS_APPROVED", failures: 1, lostDeliveries: 3, attempt: 4 });
+    expect(retried).toMatchObject({ status: "ACTION_STATUS_APPROVED", failures: 1, lostDeliveries: lost + 1, attempt: lost + 2 });
     const { claim: last } = await claimWhenDue(t, actionType);
     const { action: dead } = await fail(t, last, "flaky again", { retryable: true });
-    expect(dead).toMatchObject({ status: "ACTION_STATUS_FAILED", failures: 2, lostDeliveries: 3, attempt: 5, maxAttempts: 2 });
+    expect(dead).toMatchObject({ status: "ACTION_STATUS_FAILED", failures: 2, lostDeliveries: lost + 1, attempt: lost + 3, maxAttempts: 2 });
 
     const { events } = await getAction(t, id);
     const count = (type: string) => events.filter((event) => event.eventType === type).length;
-    expect([count("claim_released"), count("claim_timed_out"), count("action_retry_scheduled"), count("action_failed"), count("action_claimed")]).toEqual([2, 1, 1, 1, 5]);
+    expect([count("claim_released"), count("claim_timed_out"), count("action_retry_scheduled"), count("action_failed"), count("action_claimed")]).toEqual([
+      lost,
+      1,
+      1,
+      1,
+      lost + 3,
+    ]);
   });
 });
 
@@ -393,7 +414,7 @@ describe("repeated FailAction calls", () => {
 
   it("a repeat of a retry-scheduling failure that arrives after another worker claimed the retry leaves the new claim alone", async () => {
     const actionType = uniqueType("late_repeat");
-    const { id } = await enqueue(t, { actionType, maxAttempts: 3 });
+    const { id } = (await enqueue(t, { actionType, maxAttempts: 3 })).action;
     const claimed = await mustClaim(t, actionType);
     await fail(t, claimed, "transient", { retryable: true, retryDelay: { seconds: 0 } });
     const { claim: second } = await claimWhenDue(t, actionType);
@@ -403,7 +424,7 @@ describe("repeated FailAction calls", () => {
     expect(late.action).toMatchObject({ id, failures: 1 });
     expect(await snapshot(t.db)).toBe(before);
     // The new holder still finishes its claim.
-    const done = await t.grpc.unary<{ action: RetryAction }>("CompleteAction", { id, claimToken: second.claimToken, resultRef: "ok" });
+    const done = await t.grpc.unary<{ action: WireAction }>("CompleteAction", { id, claimToken: second.claimToken, resultRef: "ok" });
     expect(done.action).toMatchObject({ status: "ACTION_STATUS_COMPLETED", failures: 1, attempt: 2 });
   });
 });
@@ -418,9 +439,9 @@ describe("the server's ACTIONQ_MAX_ATTEMPTS", () => {
   });
 
   it("applies when the producer sets no max_attempts, and a producer's own value wins", async () => {
-    const byDefault = await enqueue(t, { actionType: uniqueType("defaulted") });
+    const byDefault = (await enqueue(t, { actionType: uniqueType("defaulted") })).action;
     expect(byDefault.maxAttempts).toBe(3);
-    const own = await enqueue(t, { actionType: uniqueType("own_max"), maxAttempts: 1 });
+    const own = (await enqueue(t, { actionType: uniqueType("own_max"), maxAttempts: 1 })).action;
     expect(own.maxAttempts).toBe(1);
     const claimed = await mustClaim(t, byDefault.actionType);
     const { action } = await fail(t, claimed, "flaky", { retryable: true });

@@ -4,21 +4,14 @@
 // deferred actions stay out of the ready index, so the claim path never
 // reads them (checked with EXPLAIN and the index's own row count).
 import { status as GrpcCode } from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionClaimMany } from "../src/store/action-queries.js";
-import { type TestServer, grpcError, snapshot, startTestServer } from "./harness.js";
-import { type WireAction, type WireClaim, type WireTimestamp, errorInfoOf, millis } from "./helpers-wire.js";
-import { type ClaimStreamMessage, type GrpcStream, claimsOf, closeWithin, nthClaim, openClaimStream, sleep } from "./stream-helpers.js";
+import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
+import { type WireAction, type WireClaim, type WireTimestamp, enqueue, errorInfoOf, millis } from "./support/wire.js";
+import { cancelAfterEach, claimsOf, nthClaim, openClaimStream } from "./support/streams.js";
+import { sleep } from "./support/wait.js";
 
-interface Action extends WireAction {
-  runAfter: WireTimestamp | null;
-}
-
-const openStreams = new Set<GrpcStream<ClaimStreamMessage>>();
-afterEach(async () => {
-  await Promise.all([...openStreams].map((opened) => opened.cancel()));
-  openStreams.clear();
-});
+const track = cancelAfterEach();
 
 let t: TestServer;
 beforeAll(async () => {
@@ -33,10 +26,8 @@ afterAll(async () => {
 let counter = 0;
 const unique = (label: string) => `${label}_${++counter}`;
 const timestamp = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 });
-const enqueue = async (request: Record<string, unknown>) =>
-  (await t.grpc.unary<{ action: Action }>("EnqueueAction", { createdBy: "human:scheduler", ...request })).action;
 const claim = async (actionType: string) =>
-  (await t.grpc.unary<{ claim: (WireClaim & { action: Action }) | null }>("ClaimAction", { worker: "worker:sched", actionTypes: [actionType] })).claim ?? null;
+  (await t.grpc.unary<{ claim: WireClaim | null }>("ClaimAction", { worker: "worker:sched", actionTypes: [actionType] })).claim ?? null;
 const deferredFlag = async (id: string) => (await t.db.query<{ deferred: boolean }>("SELECT deferred FROM actions WHERE id = $1", [id])).rows[0]!.deferred;
 
 /** The server's clock, from a fresh row's created_at. */
@@ -50,7 +41,7 @@ describe("run_after", () => {
     const actionType = unique("not_yet");
     const stats = () => t.grpc.unary<{ claimable: string; counts: { status: string; actionType: string; count: string }[] }>("GetQueueStats", {});
     const before = BigInt((await stats()).claimable);
-    await enqueue({ actionType, runAfter: timestamp((await serverNow()) + 60_000) });
+    await enqueue(t, { actionType, runAfter: timestamp((await serverNow()) + 60_000) });
     const after = await stats();
     expect(after.counts).toContainEqual({ status: "ACTION_STATUS_APPROVED", actionType, count: "1" });
     expect(BigInt(after.claimable)).toBe(before);
@@ -59,11 +50,11 @@ describe("run_after", () => {
   it("an action enqueued to run later is APPROVED but not claimable, and a waiting stream gets it when it is due", async () => {
     const actionType = unique("later");
     const stream = openClaimStream(t, { worker: "waiting-worker", actionTypes: [actionType], maxInFlight: 1 });
-    openStreams.add(stream);
+    track(stream);
     await stream.atLeast(1, () => true, "the stream's first message");
 
     const due = (await serverNow()) + 1200;
-    const action = await enqueue({ actionType, runAfter: timestamp(due) });
+    const action = (await enqueue(t, { actionType, runAfter: timestamp(due) })).action;
     expect(action.status).toBe("ACTION_STATUS_APPROVED");
     expect(millis(action.runAfter)).toBe(due);
     expect(await deferredFlag(action.id)).toBe(true);
@@ -83,7 +74,7 @@ describe("run_after", () => {
 
   it("a run_after in the past is claimable at once", async () => {
     const actionType = unique("past");
-    const action = await enqueue({ actionType, runAfter: timestamp(Date.now() - 60_000) });
+    const action = (await enqueue(t, { actionType, runAfter: timestamp(Date.now() - 60_000) })).action;
     expect(await deferredFlag(action.id)).toBe(false);
     expect((await claim(actionType))?.action.id).toBe(action.id);
   });
@@ -91,9 +82,9 @@ describe("run_after", () => {
   it("deferred actions keep claim order among themselves once due (priority, then age)", async () => {
     const actionType = unique("order");
     const due = (await serverNow()) + 500;
-    const low = await enqueue({ actionType, priority: 5, runAfter: timestamp(due) });
-    const high = await enqueue({ actionType, priority: 1, runAfter: timestamp(due + 100) });
-    const now = await enqueue({ actionType, priority: 9 });
+    const low = (await enqueue(t, { actionType, priority: 5, runAfter: timestamp(due) })).action;
+    const high = (await enqueue(t, { actionType, priority: 1, runAfter: timestamp(due + 100) })).action;
+    const now = (await enqueue(t, { actionType, priority: 9 })).action;
     expect((await claim(actionType))?.action.id).toBe(now.id);
     await sleep(900);
     expect((await claim(actionType))?.action.id).toBe(high.id);
@@ -102,22 +93,22 @@ describe("run_after", () => {
 
   it("a deferred action can be superseded by a new proposal before it is due", async () => {
     const actionType = unique("supersede_later");
-    const old = await enqueue({ actionType, runAfter: timestamp((await serverNow()) + 60_000) });
-    const { action: replacement } = await t.grpc.unary<{ action: Action }>("EnqueueAction", {
+    const old = (await enqueue(t, { actionType, runAfter: timestamp((await serverNow()) + 60_000) })).action;
+    const { action: replacement } = await t.grpc.unary<{ action: WireAction }>("EnqueueAction", {
       createdBy: "human:scheduler",
       actionType,
       supersedesId: old.id,
       runAfter: timestamp((await serverNow()) + 120_000),
     });
     expect(replacement.status).toBe("ACTION_STATUS_APPROVED");
-    const { action: cancelled } = await t.grpc.unary<{ action: Action }>("GetAction", { id: old.id });
+    const { action: cancelled } = await t.grpc.unary<{ action: WireAction }>("GetAction", { id: old.id });
     expect(cancelled.status).toBe("ACTION_STATUS_CANCELLED");
     expect(await deferredFlag(old.id)).toBe(false);
   });
 
   it("refuses a run_after more than a year ahead, changing nothing", async () => {
     const before = await snapshot(t.db);
-    const error = await grpcError(enqueue({ actionType: unique("far"), runAfter: timestamp(Date.now() + 400 * 86_400_000) }));
+    const error = await grpcError(enqueue(t, { actionType: unique("far"), runAfter: timestamp(Date.now() + 400 * 86_400_000) }));
     expect(error.code).toBe(GrpcCode.INVALID_ARGUMENT);
     expect(errorInfoOf(error)?.metadata.field).toBe("run_after");
     expect(await snapshot(t.db)).toBe(before);
@@ -126,9 +117,9 @@ describe("run_after", () => {
   it("a deferred action can be cancelled before it is due, and never comes to a stream", async () => {
     const actionType = unique("cancel_later");
     const stream = openClaimStream(t, { worker: "never-gets-it", actionTypes: [actionType], maxInFlight: 1 });
-    openStreams.add(stream);
-    const action = await enqueue({ actionType, runAfter: timestamp((await serverNow()) + 500) });
-    const { action: cancelled } = await t.grpc.unary<{ action: Action }>("CancelAction", { id: action.id, actor: "human:op", reason: "not needed" });
+    track(stream);
+    const action = (await enqueue(t, { actionType, runAfter: timestamp((await serverNow()) + 500) })).action;
+    const { action: cancelled } = await t.grpc.unary<{ action: WireAction }>("CancelAction", { id: action.id, actor: "human:op", reason: "not needed" });
     expect(cancelled.status).toBe("ACTION_STATUS_CANCELLED");
     expect(await deferredFlag(action.id)).toBe(false);
     await sleep(1000);
@@ -140,19 +131,19 @@ describe("approving an action that is to run later", () => {
   it("an approval before run_after leaves it deferred until then; one after run_after makes it claimable at once", async () => {
     const actionType = unique("approve_later");
     const due = (await serverNow()) + 1000;
-    const early = await enqueue({ actionType, approvalRequired: true, runAfter: timestamp(due) });
-    const late = await enqueue({ actionType, approvalRequired: true, runAfter: timestamp(due) });
+    const early = (await enqueue(t, { actionType, approvalRequired: true, runAfter: timestamp(due) })).action;
+    const late = (await enqueue(t, { actionType, approvalRequired: true, runAfter: timestamp(due) })).action;
     expect(early.status).toBe("ACTION_STATUS_PENDING");
     expect(millis(early.runAfter)).toBe(due);
 
-    const { action: approved } = await t.grpc.unary<{ action: Action }>("ApproveAction", { id: early.id, approver: "human:bob" });
+    const { action: approved } = await t.grpc.unary<{ action: WireAction }>("ApproveAction", { id: early.id, approver: "human:bob" });
     expect(approved.status).toBe("ACTION_STATUS_APPROVED");
     expect(millis(approved.runAfter)).toBe(due);
     expect(await deferredFlag(early.id)).toBe(true);
     expect(await claim(actionType)).toBeNull();
 
     const stream = openClaimStream(t, { worker: "approved-later", actionTypes: [actionType], maxInFlight: 2 });
-    openStreams.add(stream);
+    track(stream);
     const first = await nthClaim(stream, 1, 3000);
     expect(first.action.id).toBe(early.id);
     expect(millis((first.action as unknown as { claimTime: WireTimestamp }).claimTime)).toBeGreaterThanOrEqual(due);
@@ -176,11 +167,11 @@ describe("the claim path and deferred actions", () => {
        FROM generate_series(1, 20000)`,
       [bulkType],
     );
-    const viaApi = await enqueue({ actionType: bulkType, runAfter: timestamp(Date.now() + 3_600_000) });
+    const viaApi = (await enqueue(t, { actionType: bulkType, runAfter: timestamp(Date.now() + 3_600_000) })).action;
     expect(await deferredFlag(viaApi.id)).toBe(true);
     const readyType = unique("ready");
     const ready = [];
-    for (let i = 0; i < 5; i++) ready.push(await enqueue({ actionType: readyType }));
+    for (let i = 0; i < 5; i++) ready.push((await enqueue(t, { actionType: readyType })).action);
     await t.db.query("VACUUM ANALYZE actions");
 
     /** The scans of the actions table in a statement's plan. */

@@ -10,12 +10,15 @@ import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS } from "../src/config.js";
-import { ActionqProcess, freePort, killRunning, requireBuiltCli, runToEnd } from "./actionq-process.js";
-import { GrpcClient, databaseUrl, eventually, freshSchema } from "./harness.js";
+import { ActionqProcess, freePort, killRunning, requireBuiltCli, runToEnd } from "./support/processes.js";
+import { GrpcClient } from "./support/harness.js";
+import { eventually } from "./support/wait.js";
+import type { WireAction } from "./support/wire.js";
+import { databaseUrl, dropSchema, freshSchema } from "./support/database.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -53,7 +56,9 @@ async function postgresRunning(pgdata: string): Promise<boolean> {
 async function stopPostgresIfRunning(pgdata: string): Promise<void> {
   if (!existsSync(path.join(pgdata, "postmaster.pid"))) return;
   const owner = await pgCtlUser();
-  await execFileAsync(pgCtl, ["stop", "-D", pgdata, "-m", "immediate", "-w", "-t", "30"], { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C" } }).catch(() => {});
+  await execFileAsync(pgCtl, ["stop", "-D", pgdata, "-m", "immediate", "-w", "-t", "30"], { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C" } }).catch(
+    () => {},
+  );
 }
 
 function serveEnv(dataDir: string, port: number, extra: Record<string, string> = {}): Record<string, string> {
@@ -63,14 +68,6 @@ function serveEnv(dataDir: string, port: number, extra: Record<string, string> =
     ACTIONQ_LOG_LEVEL: "info",
     ...extra,
   };
-}
-
-interface WireAction {
-  id: string;
-  status: string;
-  actionType: string;
-  resultRef: string;
-  claimAcked: boolean;
 }
 
 beforeAll(() => {
@@ -97,6 +94,8 @@ describe("actionq serve with no ACTIONQ_URL", () => {
     const serving = await first.waitForLog("actionq is serving", 120_000);
     expect(serving.address).toBe(`127.0.0.1:${port}`);
     expect(String(serving.database)).toMatch(/^embedded/);
+    // The serving line says what a person needs to know to connect.
+    expect(serving).toMatchObject({ tls: "off", authentication: "off", console: `http://127.0.0.1:${port}/` });
     expect(first.logs().some((l) => l.msg === "creating the embedded PostgreSQL cluster")).toBe(true);
     expect(existsSync(path.join(pgdata, "postmaster.pid"))).toBe(true);
     expect(await postgresRunning(pgdata)).toBe(true);
@@ -106,7 +105,11 @@ describe("actionq serve with no ACTIONQ_URL", () => {
     let streamEnd: Promise<grpc.StatusObject> | undefined;
     const streamed: Record<string, unknown>[] = [];
     try {
-      const enqueued = await client.unary<{ action: WireAction; created: boolean }>("EnqueueAction", { actionType: "serve_check", createdBy: "human:serve-test", targetRef: "node-1" });
+      const enqueued = await client.unary<{ action: WireAction; created: boolean }>("EnqueueAction", {
+        actionType: "serve_check",
+        createdBy: "human:serve-test",
+        targetRef: "node-1",
+      });
       expect(enqueued.action.status).toBe("ACTION_STATUS_APPROVED");
       actionId = enqueued.action.id;
 
@@ -123,7 +126,11 @@ describe("actionq serve with no ACTIONQ_URL", () => {
 
       const acked = await client.unary<{ action: WireAction }>("AckClaim", { id: actionId, claimToken: claim.claimToken });
       expect(acked.action.claimAcked).toBe(true);
-      const completed = await client.unary<{ action: WireAction }>("CompleteAction", { id: actionId, claimToken: claim.claimToken, resultRef: "s3://results/serve-check" });
+      const completed = await client.unary<{ action: WireAction }>("CompleteAction", {
+        id: actionId,
+        claimToken: claim.claimToken,
+        resultRef: "s3://results/serve-check",
+      });
       expect(completed.action.status).toBe("ACTION_STATUS_COMPLETED");
 
       // SIGTERM with the worker's stream still open.
@@ -215,7 +222,7 @@ describe("actionq serve refuses bad settings before touching any database", () =
     return { result, dataDir };
   }
 
-  it("exits non-zero at once on ACTIONQ_SCHEMA=\"bad-name;drop\", naming the variable, and starts no database", async () => {
+  it('exits non-zero at once on ACTIONQ_SCHEMA="bad-name;drop", naming the variable, and starts no database', async () => {
     const { result, dataDir } = await refused({ ACTIONQ_SCHEMA: "bad-name;drop" });
     expect(result.code).not.toBe(0);
     expect(result.code).not.toBeNull();
@@ -255,7 +262,14 @@ describe("actionq serve --help", () => {
   it("lists every environment variable", async () => {
     const result = await runToEnd(["serve", "--help"], {});
     expect(result.code).toBe(0);
-    for (const name of ["ACTIONQ_URL", "ACTIONQ_SCHEMA", "ACTIONQ_LISTEN", "ACTIONQ_DATA_DIR", "ACTIONQ_LOG_LEVEL", ...Object.keys(SETTINGS)]) {
+    for (const name of [
+      "ACTIONQ_URL",
+      "ACTIONQ_SCHEMA",
+      "ACTIONQ_LISTEN",
+      "ACTIONQ_DATA_DIR",
+      "ACTIONQ_LOG_LEVEL",
+      ...SETTINGS.map((setting) => setting.env),
+    ]) {
       expect(result.stdout, name).toContain(name);
     }
   });
@@ -265,14 +279,7 @@ describe("actionq migrate with ACTIONQ_URL", () => {
   let schema: string | undefined;
 
   afterAll(async () => {
-    if (!schema) return;
-    const db = new pg.Client({ connectionString: databaseUrl() });
-    await db.connect();
-    try {
-      await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    } finally {
-      await db.end();
-    }
+    if (schema) await dropSchema(databaseUrl(), schema);
   });
 
   /** The `{schema, applied}` line migrate prints when it is done. */
@@ -288,7 +295,10 @@ describe("actionq migrate with ACTIONQ_URL", () => {
 
   it("applies every migration to a fresh schema, then nothing on a second run, without starting a database of its own", async () => {
     const files = await readdir(path.resolve(import.meta.dirname, "..", "migrations"));
-    const every = files.filter((name) => /^\d+_.*\.sql$/.test(name)).map((name) => Number.parseInt(name, 10)).sort((a, b) => a - b);
+    const every = files
+      .filter((name) => /^\d+_.*\.sql$/.test(name))
+      .map((name) => Number.parseInt(name, 10))
+      .sort((a, b) => a - b);
     expect(every.length).toBeGreaterThan(1);
     schema = freshSchema();
     const parent = await freshDataDir();

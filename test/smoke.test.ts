@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, startTestServer } from "./harness.js";
+import { type TestServer, startTestServer } from "./support/harness.js";
 
 describe("smoke", () => {
   let t: TestServer;

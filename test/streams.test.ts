@@ -6,10 +6,11 @@
 // release what its streams never acknowledged. Acknowledged claims outlive
 // every one of these.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { GrpcClient, type TestServer, startTestServer } from "./harness.js";
-import { type ClaimStreamMessage, GrpcStream, actionRow, claimsOf, closeWithin, enqueue, eventsOf, isHeartbeat, nthClaim, openClaimStream, sleep } from "./stream-helpers.js";
-import type { WireClaim } from "./stream-helpers.js";
-import { TcpProxy } from "./tcp-proxy.js";
+import { GrpcClient, type TestServer, closeWithin, startTestServer } from "./support/harness.js";
+import { type ClaimStreamMessage, GrpcStream, actionRow, claimsOf, enqueueMany, eventsOf, isHeartbeat, nthClaim, openClaimStream } from "./support/streams.js";
+import { TcpProxy } from "./support/tcp-proxy.js";
+import { sleep } from "./support/wait.js";
+import type { WireClaim } from "./support/wire.js";
 
 /** A Drain as grpc-js decodes it (enums as names). */
 type Drain = { reason: string; cause: string };
@@ -45,7 +46,7 @@ describe("maximum stream age", () => {
   });
 
   it("ends a stream older than the maximum with Drain(MAX_AGE); acknowledged claims stay with the worker, the rest go back at once", async () => {
-    const [first, second] = await enqueue(t, "aged_job", 2);
+    const [first, second] = await enqueueMany(t, "aged_job", 2);
     const opened = Date.now();
     const stream = tracked(openClaimStream(t, { worker: "aged-worker", actionTypes: ["aged_job"], maxInFlight: 2 }));
     const claims = [await nthClaim(stream, 1), await nthClaim(stream, 2)];
@@ -89,7 +90,7 @@ describe("shutdown", () => {
     const staying = await startTestServer(env, stopping.schema);
     cleanups.push(() => closeWithin(staying));
     try {
-      const [kept, returned] = await enqueue(stopping, "shutdown_job", 2);
+      const [kept, returned] = await enqueueMany(stopping, "shutdown_job", 2);
       const stream = tracked(openClaimStream(stopping, { worker: "shutdown-worker", actionTypes: ["shutdown_job"], maxInFlight: 2 }));
       const claims = [await nthClaim(stream, 1), await nthClaim(stream, 2)];
       const keptClaim = claims.find((claim) => claim.action.id === kept)!;
@@ -106,7 +107,11 @@ describe("shutdown", () => {
       expect(await actionRow(staying.db, returned!)).toMatchObject({ status: "approved" });
       expect((await eventsOf(staying.db, returned!)).at(-1)).toMatchObject({ event_type: "claim_released" });
       expect(await actionRow(staying.db, kept!)).toMatchObject({ status: "claimed", acked: true, claim_token: keptClaim.claimToken });
-      const done = await staying.grpc.unary<{ action: { status: string } }>("CompleteAction", { id: kept, claimToken: keptClaim.claimToken, resultRef: "via-replica" });
+      const done = await staying.grpc.unary<{ action: { status: string } }>("CompleteAction", {
+        id: kept,
+        claimToken: keptClaim.claimToken,
+        resultRef: "via-replica",
+      });
       expect(done.action.status).toBe("ACTION_STATUS_COMPLETED");
     } finally {
       stopping.grpc.close();
@@ -126,7 +131,7 @@ describe("lease loss is not a Drain", () => {
   });
 
   it("a lease that runs out takes the claim back without ending the stream; the stream gets the action again", async () => {
-    const [id] = await enqueue(t, "lease_job");
+    const [id] = await enqueueMany(t, "lease_job");
     const stream = tracked(openClaimStream(t, { worker: "slow-worker", actionTypes: ["lease_job"], maxInFlight: 1, leaseDuration: { seconds: 1 } }));
     const first = await nthClaim(stream, 1);
     await ack(t, first);
@@ -172,14 +177,16 @@ describe("keepalive", () => {
     expect(t.server.stats.claimStreams).toBeGreaterThanOrEqual(1);
     expect(proxy.stats.accepted).toBe(1);
     // And it still delivers.
-    const [id] = await enqueue(t, "quiet_job");
+    const [id] = await enqueueMany(t, "quiet_job");
     expect((await nthClaim(stream, 1)).action.id).toBe(id);
   });
 
   it("a connection that goes silent (no FIN) is closed after an unanswered PING: unacknowledged claims go back at once, acknowledged ones stay", async () => {
     const { proxy, client } = await throughProxy();
-    const [kept, returned] = await enqueue(t, "silent_job", 2);
-    const stream = tracked(new GrpcStream<ClaimStreamMessage>(client.stream("StreamClaims", { worker: "behind-proxy", actionTypes: ["silent_job"], maxInFlight: 2 })));
+    const [kept, returned] = await enqueueMany(t, "silent_job", 2);
+    const stream = tracked(
+      new GrpcStream<ClaimStreamMessage>(client.stream("StreamClaims", { worker: "behind-proxy", actionTypes: ["silent_job"], maxInFlight: 2 })),
+    );
     const claims = [await nthClaim(stream, 1), await nthClaim(stream, 2)];
     const keptClaim = claims.find((claim) => claim.action.id === kept)!;
     await client.unary("AckClaim", { id: kept, claimToken: keptClaim.claimToken });
@@ -210,13 +217,13 @@ describe("claims a worker brings to a new stream", () => {
   });
 
   it("count against max_in_flight until they end, so a reconnect does not double the work in hand; foreign or stale ones are ignored", async () => {
-    await enqueue(t, "held_job", 2);
+    await enqueueMany(t, "held_job", 2);
     const first = tracked(openClaimStream(t, { worker: "holder", actionTypes: ["held_job"], maxInFlight: 2 }));
     const held = [await nthClaim(first, 1), await nthClaim(first, 2)];
     for (const claim of held) await ack(t, claim);
     await first.cancel();
 
-    await enqueue(t, "held_job", 2);
+    await enqueueMany(t, "held_job", 2);
     const holding = [
       ...held.map((claim) => ({ id: claim.action.id, claimToken: claim.claimToken })),
       // Not this worker's claim: a well-formed token that names nothing.
@@ -236,7 +243,14 @@ describe("claims a worker brings to a new stream", () => {
     expect(claimsOf(second)).toHaveLength(1);
 
     // A stranger cannot move another worker's claims to its stream.
-    const stranger = tracked(openClaimStream(t, { worker: "stranger", actionTypes: ["held_job"], maxInFlight: 1, holding: [{ id: held[1]!.action.id, claimToken: held[1]!.claimToken }] }));
+    const stranger = tracked(
+      openClaimStream(t, {
+        worker: "stranger",
+        actionTypes: ["held_job"],
+        maxInFlight: 1,
+        holding: [{ id: held[1]!.action.id, claimToken: held[1]!.claimToken }],
+      }),
+    );
     const taken = await nthClaim(stranger, 1);
     expect(taken.action.id).not.toBe(held[1]!.action.id);
     expect((await actionRow(t.db, held[1]!.action.id)).claimed_by).toBe("holder");

@@ -13,10 +13,10 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
-import { type Outcome, type Principal, healthCheck, outcomeOf, principal, removeAuthDirs, writeAuthFile } from "./auth-helpers.js";
-import { GrpcClient, type TestServer, snapshot, startTestServer } from "./harness.js";
-import type { WireAction } from "./helpers-wire.js";
-import { type Issued, type TlsFixtures, createTlsFixtures } from "./tls-certs.js";
+import { type Outcome, type Principal, healthCheck, outcomeOf, principal, removeAuthDirs, writeAuthFile } from "./support/auth.js";
+import { GrpcClient, type TestServer, snapshot, startTestServer } from "./support/harness.js";
+import type { WireAction } from "./support/wire.js";
+import { type Issued, type TlsFixtures, createTlsFixtures } from "./support/tls-certs.js";
 
 const ACTIONCTL = path.resolve(import.meta.dirname, "..", "dist", "src", "cli", "actionctl.js");
 const ROLES = ["producer", "worker", "viewer"] as const;
@@ -100,7 +100,11 @@ async function refused(call: () => Promise<unknown>): Promise<Outcome> {
 }
 
 /** A Connect unary call with a JSON body over HTTP/1.1 and TLS (node:https). */
-function h1Post(method: string, body: unknown, options: { headers?: Record<string, string>; cert?: Issued } = {}): Promise<{ status: number; httpVersion: string; json: Record<string, unknown> }> {
+function h1Post(
+  method: string,
+  body: unknown,
+  options: { headers?: Record<string, string>; cert?: Issued } = {},
+): Promise<{ status: number; httpVersion: string; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -265,14 +269,22 @@ describe("actionctl over TLS", () => {
   function actionctl(args: string[], env: Record<string, string>): Promise<Run> {
     const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("ACTIONQ_")));
     return new Promise((resolve) => {
-      execFile(process.execPath, [ACTIONCTL, ...args], { env: { ...clean, ACTIONQ_ADDR: `https://127.0.0.1:${port}`, ...env }, timeout: 20_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === "number" ? error.code : null) : 0, stdout, stderr });
-      });
+      execFile(
+        process.execPath,
+        [ACTIONCTL, ...args],
+        { env: { ...clean, ACTIONQ_ADDR: `https://127.0.0.1:${port}`, ...env }, timeout: 20_000 },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? (typeof error.code === "number" ? error.code : null) : 0, stdout, stderr });
+        },
+      );
     });
   }
 
   it("ACTIONQ_TLS_CA and ACTIONQ_TOKEN", async () => {
-    const run = await actionctl(["add", "--type", uniqueType("ctl_tls"), "--created-by", tokenUser.name], { ACTIONQ_TLS_CA: tls.ca.certPath, ACTIONQ_TOKEN: tokenUser.tokens[0]! });
+    const run = await actionctl(["add", "--type", uniqueType("ctl_tls"), "--created-by", tokenUser.name], {
+      ACTIONQ_TLS_CA: tls.ca.certPath,
+      ACTIONQ_TOKEN: tokenUser.tokens[0]!,
+    });
     expect(run.code, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout).action.created_by).toBe(tokenUser.name);
   });
@@ -288,10 +300,11 @@ describe("actionctl over TLS", () => {
   });
 
   it("without the CA the server's certificate is not trusted; without a credential it is unauthenticated", async () => {
+    // actionctl's exit codes: 3 the server could not be reached, 4 not authenticated.
     const untrusted = await actionctl(["stats"], { ACTIONQ_TOKEN: tokenUser.tokens[0]! });
-    expect(untrusted.code).toBe(1);
+    expect(untrusted.code).toBe(3);
     const anonymous = await actionctl(["stats"], { ACTIONQ_TLS_CA: tls.ca.certPath });
-    expect(anonymous.code).toBe(1);
+    expect(anonymous.code).toBe(4);
     expect(anonymous.stderr).toMatch(/unauthenticated/i);
   });
 });

@@ -8,7 +8,7 @@
 // cores; BENCH_CLIENT=connect selects the Connect client for comparison.
 import * as grpc from "@grpc/grpc-js";
 import { type DescMessage, type DescService, create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
+import { type CallOptions, type Client, type Code, ConnectError } from "@connectrpc/connect";
 
 function toConnectError(error: grpc.ServiceError): ConnectError {
   // gRPC status codes and Connect codes share their numbers.

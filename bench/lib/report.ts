@@ -87,7 +87,10 @@ export function summarize(records: RunRecord[]): Figure[] {
     for (const [metric, value] of Object.entries(record.metrics ?? {})) {
       const key = `${record.scenario}\u0000${record.system}\u0000${metric}`;
       let group = groups.get(key);
-      if (!group) groups.set(key, (group = { scenario: record.scenario, system: record.system, metric, values: [] }));
+      if (!group) {
+        group = { scenario: record.scenario, system: record.system, metric, values: [] };
+        groups.set(key, group);
+      }
       if (typeof value === "number" && Number.isFinite(value)) group.values.push(value);
     }
   }

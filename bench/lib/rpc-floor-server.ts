@@ -168,7 +168,10 @@ function handle(stream: http2.ServerHttp2Stream, method: string, body: Buffer): 
       return;
     }
     default:
-      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "12", "grpc-message": `${method} is not served by the RPC floor` }, { endStream: true });
+      stream.respond(
+        { ":status": 200, "content-type": "application/grpc", "grpc-status": "12", "grpc-message": `${method} is not served by the RPC floor` },
+        { endStream: true },
+      );
   }
 }
 

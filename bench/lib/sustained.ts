@@ -38,7 +38,9 @@ export async function traceDrain(completed: Counter, available: number, duration
   const sampleMs = durationMs / SAMPLES;
   let ranOut = false;
   const exhausted = completed.reach(available, durationMs * 2 + 600_000).then(
-    () => void (ranOut = true),
+    () => {
+      ranOut = true;
+    },
     () => {},
   );
   const samples: Sample[] = [{ ms: 0, completed: 0 }];

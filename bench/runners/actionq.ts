@@ -39,7 +39,9 @@ interface Context {
 }
 
 function workers(ctx: Context, count: number, completed: Counter, prefix = "bench"): StreamWorker[] {
-  return Array.from({ length: count }, (_, i) => new StreamWorker(ctx.server.address, { name: `worker:${prefix}-${i}`, maxInFlight: WORKER_IN_FLIGHT, finish: FINISH }, completed).start());
+  return Array.from({ length: count }, (_, i) =>
+    new StreamWorker(ctx.server.address, { name: `worker:${prefix}-${i}`, maxInFlight: WORKER_IN_FLIGHT, finish: FINISH }, completed).start(),
+  );
 }
 
 async function closeAll(items: { close(): Promise<void> }[]): Promise<void> {
@@ -69,7 +71,8 @@ async function steadyLoad(
   await producers.close();
   await closeAll(crew);
   await sampling;
-  if (completed.errors + enqueued.errors > 0) ctx.notes.push(`errors: ${completed.errors + enqueued.errors} (last: ${completed.lastError ?? enqueued.lastError})`);
+  if (completed.errors + enqueued.errors > 0)
+    ctx.notes.push(`errors: ${completed.errors + enqueued.errors} (last: ${completed.lastError ?? enqueued.lastError})`);
   const seconds = window.wallMs / 1000;
   return {
     rate: (done1 - done0) / seconds,
@@ -153,7 +156,9 @@ async function latency(ctx: Context): Promise<Metrics> {
   await worker.close();
   const summary = latencySummary(samples);
   const enqueue = latencySummary(enqueueTimes);
-  ctx.notes.push(`${count - warmup} actions (after ${warmup} of warm-up), one at a time at ${ratePerSecond}/s; enqueue call start -> claim message received by the worker`);
+  ctx.notes.push(
+    `${count - warmup} actions (after ${warmup} of warm-up), one at a time at ${ratePerSecond}/s; enqueue call start -> claim message received by the worker`,
+  );
   return { p50_ms: summary.p50_ms, p99_ms: summary.p99_ms, max_ms: summary.max_ms, enqueue_rpc_p50_ms: enqueue.p50_ms, enqueue_rpc_p99_ms: enqueue.p99_ms };
 }
 
@@ -191,7 +196,9 @@ async function streams(ctx: Context): Promise<Metrics> {
     },
   });
   await closeAll(idle);
-  ctx.notes.push(`${idleCount} idle streams (filter action_types=[${IDLE_TYPE}], own connection each) + ${busy} busy workers and ${PRODUCERS} producers; RSS and connections are the maxima sampled under load`);
+  ctx.notes.push(
+    `${idleCount} idle streams (filter action_types=[${IDLE_TYPE}], own connection each) + ${busy} busy workers and ${PRODUCERS} producers; RSS and connections are the maxima sampled under load`,
+  );
   return {
     rss_mb: rssMax,
     pg_connections: connectionsMax,
@@ -279,7 +286,9 @@ async function sustained(ctx: Context): Promise<Metrics> {
     startWorkers: (completed) => workers(ctx, WORKERS, completed),
     report,
   });
-  ctx.notes.push(`${available} approved actions preloaded as in backlog; ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT} drain for ${durationMs / 1000} s; ${measured.notes}`);
+  ctx.notes.push(
+    `${available} approved actions preloaded as in backlog; ${WORKERS} workers x max_in_flight ${WORKER_IN_FLIGHT} drain for ${durationMs / 1000} s; ${measured.notes}`,
+  );
   ctx.series = measured.series;
   return { ...measured.metrics, preload_s: preloadS };
 }
@@ -322,7 +331,9 @@ async function tail(ctx: Context): Promise<Metrics> {
     metrics[`rate_${key}`] = load.rate;
     metrics[`events_received_per_s_${key}`] = summary.count / (measuredMs / 1000);
   }
-  ctx.notes.push(`subscribers ${counts.join(" and ")}, each on its own connection, during steady load (${PRODUCERS} producers, ${WORKERS} workers); lag = receive time - event create_time (PostgreSQL now() of the writing transaction)`);
+  ctx.notes.push(
+    `subscribers ${counts.join(" and ")}, each on its own connection, during steady load (${PRODUCERS} producers, ${WORKERS} workers); lag = receive time - event create_time (PostgreSQL now() of the writing transaction)`,
+  );
   return metrics;
 }
 
@@ -343,7 +354,8 @@ async function main(): Promise<void> {
   const floor = args.extra.target === "floor";
   if (floor) SYSTEM = "rpc-floor";
   else if (args.extra.target !== undefined) throw new Error(`--target must be floor, not ${args.extra.target}`);
-  if (args.server) return emit({ system: SYSTEM, scenario: args.scenario, skipped: "--server is not supported: the runner measures the server process it starts" });
+  if (args.server)
+    return emit({ system: SYSTEM, scenario: args.scenario, skipped: "--server is not supported: the runner measures the server process it starts" });
   if (floor && !FLOOR_SCENARIOS.includes(args.scenario)) {
     return emit({ system: SYSTEM, scenario: args.scenario, skipped: `the RPC floor is measured in ${FLOOR_SCENARIOS.join(", ")} only` });
   }
@@ -368,4 +380,3 @@ main().catch((error: unknown) => {
   process.stderr.write(`actionq runner failed: ${(error as Error).stack ?? String(error)}\n`);
   process.exit(1);
 });
-

@@ -96,7 +96,10 @@ class Producers {
     const client = await openClient(this.ctx.args.url, this.ctx.args.schema);
     try {
       while (this.running) {
-        await enqueue(client, Array.from({ length: this.ctx.batch }, () => ({ n: this.next++ })));
+        await enqueue(
+          client,
+          Array.from({ length: this.ctx.batch }, () => ({ n: this.next++ })),
+        );
         this.enqueued.add(this.ctx.batch);
       }
     } finally {
@@ -146,7 +149,10 @@ async function bulkEnqueue(ctx: Context, total: number): Promise<number> {
           const n = Math.min(ctx.batch, total - next);
           const first = next;
           next += n;
-          await enqueue(client, Array.from({ length: n }, (_, i) => ({ n: first + i })));
+          await enqueue(
+            client,
+            Array.from({ length: n }, (_, i) => ({ n: first + i })),
+          );
         }
       } finally {
         await client.end();

@@ -9,6 +9,13 @@ or SIGINT stops it taking claims; it finishes what it holds and exits 0 (a
 second signal exits at once, and the claims it held go back to the queue
 when their leases run out).
 
+It reads the bearer token and TLS settings from the same environment
+variables as actionctl: ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT
+and ACTIONQ_TLS_CLIENT_KEY, with --server https://HOST:PORT for TLS. When the
+server refuses the credential (UNAUTHENTICATED or PERMISSION_DENIED) it
+stops with one line on stderr and exit status 3: retrying would not help.
+Exit status 2 means wrong settings.
+
 stdout carries one JSON line per finished action, for scripts and tests:
     {"outcome": "completed", "id": 7, "attempt": 1, "action_type": "...", "worker": "..."}
 Logs go to stderr.
@@ -38,7 +45,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf import duration_pb2, json_format
 
-from actionq_client import action_pb2, api, connect, describe
+from actionq_client import REFUSED, Endpoint, RpcFailure, SetupError, action_pb2, api, connect, describe, refusal_hint
 
 log = logging.getLogger("worker")
 Response = TypeVar("Response")
@@ -48,11 +55,21 @@ Response = TypeVar("Response")
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 CALL_TIMEOUT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
+EXIT_REFUSED = 3
 
 
 class ClaimLost(Exception):
     """The claim is no longer ours: the lease ran out, the action was
     cancelled, or the claim was released before we acknowledged it."""
+
+
+class CredentialRefused(Exception):
+    """The server refused our credential or roles; only a person can fix
+    that, so the worker stops instead of reconnecting."""
+
+    def __init__(self, failure: RpcFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 class WorkFailed(Exception):
@@ -61,7 +78,7 @@ class WorkFailed(Exception):
 
 @dataclass(frozen=True)
 class Options:
-    server: str
+    server: Endpoint
     worker: str
     action_types: list[str]
     projects: list[str]
@@ -73,8 +90,8 @@ class Options:
 
 def parse_options(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(description="An actionq worker: claims actions over StreamClaims and runs them.")
-    parser.add_argument("--server", default=os.environ.get("ACTIONQ_ADDR", "127.0.0.1:50051"), help="HOST:PORT of the actionq server (default $ACTIONQ_ADDR or 127.0.0.1:50051)")
-    parser.add_argument("--worker", default=f"python:{socket.gethostname()}-{os.getpid()}", help="worker name, kept as claimed_by")
+    parser.add_argument("--server", default=os.environ.get("ACTIONQ_ADDR", "").strip() or "127.0.0.1:50051", help="HOST:PORT, or https://HOST:PORT for TLS (default $ACTIONQ_ADDR or 127.0.0.1:50051)")
+    parser.add_argument("--worker", help="worker name, kept as claimed_by (default python:<host>-<pid>; with ACTIONQ_TOKEN or a client certificate, the principal's name)")
     parser.add_argument("--type", dest="action_types", action="append", default=[], metavar="TYPE", help="take only this action type (repeatable; default any)")
     parser.add_argument("--project", dest="projects", action="append", default=[], metavar="PROJECT", help="take only this project (repeatable; default any)")
     parser.add_argument("--max-in-flight", type=int, default=4, help="most claims held at once (default 4)")
@@ -84,6 +101,14 @@ def parse_options(argv: list[str]) -> Options:
     args = parser.parse_args(argv)
     if args.max_in_flight < 1 or args.lease_seconds < 1 or args.work_seconds < 0 or args.exit_after < 0:
         parser.error("--max-in-flight and --lease must be at least 1; --work-time and --exit-after not negative")
+    try:
+        args.server = Endpoint.parse(args.server)
+    except SetupError as error:
+        parser.error(str(error))
+    if args.worker is None:
+        # With a credential the server names the worker; any other name
+        # would be refused (IDENTITY_MISMATCH).
+        args.worker = "" if args.server.has_credential else f"python:{socket.gethostname()}-{os.getpid()}"
     return Options(**vars(args))
 
 
@@ -201,7 +226,11 @@ class ClaimRun:
         except ClaimLost as lost:
             log.warning("gave up action %d: %s", self.action.id, lost)
         except grpc.RpcError as error:
-            log.error("action %d: %s", self.action.id, describe(error))
+            failure = describe(error)
+            if failure.code in REFUSED:
+                self.worker.refuse(failure)
+            else:
+                log.error("action %d: %s", self.action.id, failure)
         except Exception:  # a bug here must not kill the worker silently
             log.exception("action %d: unexpected error", self.action.id)
         finally:
@@ -257,6 +286,7 @@ class Worker:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.channel, self.stub = connect(options.server)
+        self.refused: RpcFailure | None = None
         self.slots = Slots(options.max_in_flight, options.exit_after)
         self.stopping = threading.Event()
         self.hard_stop = threading.Event()
@@ -265,12 +295,30 @@ class Worker:
         # may hold it already.
         self._stream_lock = threading.RLock()
         self._stdout_lock = threading.Lock()
+        # wait_for_ready waits without a word while the channel cannot
+        # connect; say so once per outage, with what usually causes it.
+        self._unreachable = False
+        self.channel.subscribe(self._on_connectivity)
+
+    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        server = self.options.server
+        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE and not self._unreachable:
+            self._unreachable = True
+            if server.tls:
+                hint = "is it running there? If it is, its certificate may not be signed by a CA this worker trusts: set ACTIONQ_TLS_CA to that CA's PEM file"
+            else:
+                hint = "is it running there? If it speaks TLS, use ACTIONQ_ADDR=https://HOST:PORT"
+            log.warning("cannot reach %s yet, still trying: %s", server.url, hint)
+        elif state == grpc.ChannelConnectivity.READY and self._unreachable:
+            self._unreachable = False
+            log.info("connected to %s", server.url)
 
     def run(self) -> None:
         """Holds a claim stream until stopped, reconnecting as needed, then
-        waits for the claims in hand."""
+        waits for the claims in hand. Raises CredentialRefused when the
+        server refuses the credential."""
         backoff = Backoff()
-        log.info("worker %s on %s", self.options.worker, self.options.server)
+        log.info("worker %s on %s", self.options.worker or "(named by the server)", self.options.server.url)
         while True:
             room = self.slots.wait_for_room(self.stopping)
             if room == 0:
@@ -278,9 +326,22 @@ class Worker:
             healthy = self.hold_stream(room, backoff)
             if not healthy and not self.stopping.is_set():
                 backoff.wait(self.stopping)
-        self.slots.wait_idle()
+        if self.refused is None:
+            self.slots.wait_idle()
         self.channel.close()
-        log.info("worker %s stopped", self.options.worker)
+        if self.refused is not None:
+            raise CredentialRefused(self.refused)
+        log.info("worker %s stopped", self.options.worker or "(named by the server)")
+
+    def refuse(self, failure: RpcFailure) -> None:
+        """Stops everything at once: no call will succeed with this
+        credential, so the claims in hand go back when their leases end."""
+        with self._stream_lock:
+            if self.refused is None:
+                self.refused = failure
+        self.stopping.set()
+        self.hard_stop.set()
+        self.cancel_stream()
 
     def hold_stream(self, room: int, backoff: Backoff) -> bool:
         """One StreamClaims stream asking for `room` claims at a time. True
@@ -320,7 +381,11 @@ class Worker:
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.CANCELLED and (self.stopping.is_set() or self.slots.done):
                 return True
-            log.warning("claim stream broke: %s; reconnecting", describe(error))
+            failure = describe(error)
+            if failure.code in REFUSED:
+                self.refuse(failure)
+                return True
+            log.warning("claim stream broke: %s; reconnecting", failure)
             return False
         finally:
             stream.cancel()
@@ -340,7 +405,7 @@ class Worker:
         """Reports a finished action on stdout and frees its slot; after the
         last of --exit-after, ends the stream so that the worker exits."""
         if outcome:
-            line = json.dumps({"outcome": outcome, "id": action.id, "attempt": action.attempt, "action_type": action.action_type, "worker": self.options.worker})
+            line = json.dumps({"outcome": outcome, "id": action.id, "attempt": action.attempt, "action_type": action.action_type, "worker": action.claimed_by or self.options.worker})
             with self._stdout_lock:
                 print(line, flush=True)
         self.slots.give_back(finished=bool(outcome))
@@ -367,7 +432,11 @@ def main(argv: list[str]) -> int:
     worker = Worker(parse_options(argv))
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    worker.run()
+    try:
+        worker.run()
+    except CredentialRefused as refused:
+        print(f"worker.py: {worker.options.server.url} refused the worker: {refused.failure}; {refusal_hint(refused.failure.code)}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
     return 0
 
 

@@ -5,8 +5,10 @@ import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Action, ActionStatus, type Claim, type Event, RiskLevel } from "../../gen/actionq/v1/action_pb.js";
 import { type Pause, PauseKind, PauseSchema, type WatchEventsResponse, WatchEventsResponseSchema } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { invalidField } from "../errors.js";
+import { approvalsNeeded, requirementStates } from "../policy/requirements.js";
 import type { PauseKind as PauseKindName, PauseRow, PauseScope } from "../store/pauses.js";
-import type { ActionRow, EventRow, RiskLevel as RiskName, Status } from "../store/rows.js";
+import type { RiskLevel as RiskName, Status } from "../domain/vocabulary.js";
+import type { ActionRow, EventRow } from "../store/rows.js";
 import * as check from "./validate.js";
 
 const STATUS_TO_WIRE: Record<Status, ActionStatus> = {
@@ -134,6 +136,19 @@ export function actionToWire(row: ActionRow): Action {
     failures: row.failures,
     lostDeliveries: row.lost_deliveries,
     lastError: row.last_error ?? "",
+    concurrencyKey: row.concurrency_key ?? "",
+    concurrencyLimit: row.concurrency_limit ?? 0,
+    approvalRequirements: requirementStates(row).map((r) => ({
+      $typeName: "actionq.v1.ApprovalRequirement",
+      group: r.group,
+      count: r.count,
+      satisfiedBy: r.satisfiedBy,
+      source: r.from,
+    })),
+    approvalsNeeded: approvalsNeeded(row),
+    breakGlassBy: row.break_glass_by ?? "",
+    breakGlassReason: row.break_glass_reason ?? "",
+    breakGlassTime: time(row.break_glass_at ?? null),
   };
 }
 

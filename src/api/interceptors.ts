@@ -5,9 +5,11 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { kCaller } from "../auth/access.js";
 import { ActionqError, type ErrorKind } from "../errors.js";
+import { clientFault } from "../transport/client-faults.js";
 
 const CODES: Record<ErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -25,18 +27,8 @@ const CODES: Record<ErrorKind, Code> = {
  * than a bug. */
 const TRANSIENT_SQLSTATE = /^(08|53|57P|40001|40P01|55P03)/;
 const TRANSIENT_NODE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND"]);
-const TRANSIENT_MESSAGE = /^Connection terminated unexpectedly$|timeout exceeded when trying to connect|^Client has encountered a connection error and is not queryable$/;
-
-const CLIENT_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_ERROR"]);
-
-/** What connect-es reports as INTERNAL but is a fault of the request: a
- * body that is not valid protobuf, a compressed frame it cannot
- * decompress. */
-const CLIENT_FAULT = /^(parse binary: |received compressed envelope|decompression failed)/;
-
-export function isClientFault(message: string): boolean {
-  return CLIENT_FAULT.test(message);
-}
+const TRANSIENT_MESSAGE =
+  /^Connection terminated unexpectedly$|timeout exceeded when trying to connect|^Client has encountered a connection error and is not queryable$/;
 
 function databaseUnavailable(error: unknown): boolean {
   const { code, message, syscall } = (error ?? {}) as { code?: unknown; message?: unknown; syscall?: unknown };
@@ -55,19 +47,22 @@ export function itemError(error: ActionqError): { code: number; message: string;
 /** Maps any error to a ConnectError. Unexpected ones are logged with their
  * stack and reach the client only as INTERNAL. */
 export function toConnectError(error: unknown, log: Logger, method: string): ConnectError {
-  if (error instanceof ConnectError) {
-    return error.code === Code.Internal && isClientFault(error.rawMessage) ? new ConnectError(error.rawMessage, Code.InvalidArgument) : error;
-  }
-  // Writing to a stream the client already closed: nobody is left to tell.
-  if (CLIENT_GONE.has((error as { code?: unknown })?.code as string)) return new ConnectError("the client closed the stream", Code.Canceled);
+  // A request connect-es could not read, or a stream the client already
+  // closed (nobody is left to tell).
+  const fault = clientFault(error, "call");
+  if (fault) return new ConnectError(fault.message, fault.code);
+  if (error instanceof ConnectError) return error;
   if (!(error instanceof ActionqError) && databaseUnavailable(error)) {
     log.warn({ method, err: (error as Error).message, code: (error as { code?: unknown }).code }, "database unavailable");
     error = new ActionqError("unavailable", "DATABASE_UNAVAILABLE", "the database is unavailable; retry");
   }
   if (error instanceof ActionqError) {
-    return new ConnectError(error.message, CODES[error.kind], undefined, [
+    const details: ConstructorParameters<typeof ConnectError>[3] = [
       { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: error.reason, domain: "actionq", metadata: error.metadata }) },
-    ]);
+    ];
+    if (error.retryAfterMs !== undefined)
+      details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(error.retryAfterMs) }) });
+    return new ConnectError(error.message, CODES[error.kind], undefined, details);
   }
   log.error({ method, err: error }, "internal error");
   return new ConnectError("internal error", Code.Internal);
@@ -96,6 +91,13 @@ export function errorInterceptor(log: Logger): Interceptor {
   };
 }
 
+/** A status code as metrics and logs name it: `ok`, `not_found`,
+ * `invalid_argument`..., as the Connect protocol spells them. */
+function codeLabel(error: unknown): string {
+  if (!(error instanceof ConnectError)) return "unknown";
+  return Code[error.code].replace(/[A-Z]/g, (letter, at: number) => (at === 0 ? "" : "_") + letter.toLowerCase());
+}
+
 /** A request id from the client is echoed in headers and logs: only plain
  * characters, so that it cannot forge log structure. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -115,9 +117,13 @@ export function loggingInterceptor(log: Logger, metrics?: { rpcDone(method: stri
       metrics?.rpcDone(method, code, elapsed / 1000);
       const principal = req.contextValues.get(kCaller).principal?.name;
       const fields = { method, code, ms: Math.round(elapsed * 10) / 10, requestId, ...(principal ? { principal } : {}) };
+      // One line per call is for debugging; a refused credential or role is
+      // worth an operator's eye, and an internal fault always is.
       if (error instanceof ConnectError && error.code === Code.Internal) log.error({ ...fields, err: error.message }, "rpc");
-      else if (error) log.info({ ...fields, err: (error as Error).message }, "rpc");
-      else log.info(fields, "rpc");
+      else if (error instanceof ConnectError && (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied))
+        log.info({ ...fields, err: error.rawMessage }, "rpc refused");
+      else if (error) log.debug({ ...fields, err: (error as Error).message }, "rpc");
+      else log.debug(fields, "rpc");
     };
     try {
       const res = await next(req);
@@ -130,12 +136,12 @@ export function loggingInterceptor(log: Logger, metrics?: { rpcDone(method: stri
       return {
         ...res,
         message: (async function* () {
-          let outcome: [string, unknown?] = ["cancelled"];
+          let outcome: [string, unknown?] = ["canceled"];
           try {
-            yield* messages;
+            for await (const message of messages) yield message;
             outcome = ["ok"];
           } catch (error) {
-            outcome = [error instanceof ConnectError ? Code[error.code] : "unknown", error];
+            outcome = [codeLabel(error), error];
             throw error;
           } finally {
             done(...outcome);
@@ -143,7 +149,7 @@ export function loggingInterceptor(log: Logger, metrics?: { rpcDone(method: stri
         })(),
       };
     } catch (error) {
-      done(error instanceof ConnectError ? Code[error.code] : "unknown", error);
+      done(codeLabel(error), error);
       throw error;
     }
   };

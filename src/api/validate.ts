@@ -4,10 +4,9 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Limits } from "../config.js";
+import { NAME_LENGTH, NAME_PATTERN, PRINCIPAL_LENGTH } from "../domain/vocabulary.js";
 import { invalidField } from "../errors.js";
 
-/** Action types, projects and event types: short, printable, no spaces. */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INT64_MAX = 2n ** 63n - 1n;
 // Control characters other than tab, newline and carriage return; NUL
@@ -15,15 +14,8 @@ const INT64_MAX = 2n ** 63n - 1n;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 
-/** Formats, not tunable: names and principals are identifiers. */
-export const NAME_LENGTH = 128;
-export const PRINCIPAL_LENGTH = 256;
 export const FILTER_VALUES = 100;
 export const PAYLOAD_DEPTH = 32;
-
-/** The defaults of the tunable caps (ACTIONQ_MAX_*), for clients that want
- * to stay inside them without asking. */
-export const DEFAULT_LIMITS = { textLength: 4096, refLength: 1024 } as const;
 
 export function name(field: string, value: string, required = true): string {
   if (value === "") {
@@ -31,7 +23,10 @@ export function name(field: string, value: string, required = true): string {
     return value;
   }
   if (!NAME_PATTERN.test(value)) {
-    throw invalidField(field, `${JSON.stringify(value.slice(0, 140))} is not a valid name: use 1 to ${NAME_LENGTH} letters, digits and _ . : / -, starting with a letter or digit`);
+    throw invalidField(
+      field,
+      `${JSON.stringify(value.slice(0, 140))} is not a valid name: use 1 to ${NAME_LENGTH} letters, digits and _ . : / -, starting with a letter or digit`,
+    );
   }
   return value;
 }
@@ -53,14 +48,15 @@ export function text(field: string, value: string, options: { required?: boolean
 }
 
 export function textList(field: string, values: string[], limits: Pick<Limits, "sourceRefs" | "refLength">): string[] {
-  if (values.length > limits.sourceRefs) throw invalidField(field, `has ${values.length} entries; at most ${limits.sourceRefs} are allowed (ACTIONQ_MAX_SOURCE_REFS)`);
-  values.forEach((value, index) => text(`${field}[${index}]`, value, { required: true, max: limits.refLength, limit: "ACTIONQ_MAX_REF_LENGTH" }));
+  if (values.length > limits.sourceRefs)
+    throw invalidField(field, `has ${values.length} entries; at most ${limits.sourceRefs} are allowed (ACTIONQ_MAX_SOURCE_REFS)`);
+  for (const [index, value] of values.entries()) text(`${field}[${index}]`, value, { required: true, max: limits.refLength, limit: "ACTIONQ_MAX_REF_LENGTH" });
   return values;
 }
 
 export function nameList(field: string, values: string[]): string[] {
   if (values.length > FILTER_VALUES) throw invalidField(field, `has ${values.length} entries; at most ${FILTER_VALUES} are allowed`);
-  values.forEach((value, index) => name(`${field}[${index}]`, value));
+  for (const [index, value] of values.entries()) name(`${field}[${index}]`, value);
   return [...new Set(values)];
 }
 
@@ -151,7 +147,7 @@ export function payload(field: string, value: JsonObject | undefined, maxBytes: 
     if (depth > PAYLOAD_DEPTH) throw invalidField(path, `nests deeper than ${PAYLOAD_DEPTH} levels`);
     if (typeof node === "number" && !Number.isFinite(node)) throw invalidField(path, "must be a finite number");
     if (typeof node === "string" && node.includes("\u0000")) throw invalidField(path, "must not contain NUL characters");
-    if (Array.isArray(node)) node.forEach((item, index) => check(item, `${path}[${index}]`, depth + 1));
+    if (Array.isArray(node)) for (const [index, item] of node.entries()) check(item, `${path}[${index}]`, depth + 1);
     else if (node !== null && typeof node === "object") {
       for (const [key, item] of Object.entries(node)) {
         if (key.includes("\u0000")) throw invalidField(path, "keys must not contain NUL characters");
@@ -176,7 +172,8 @@ export function bounded(limits: Limits) {
     payload: (field: string, value: JsonObject | undefined) => payload(field, value, limits.payloadBytes),
     pageSize: (field: string, value: number, fallback: number) => pageSize(field, value, fallback, limits.pageSize),
     batch: <T>(field: string, items: T[]): T[] => {
-      if (items.length > limits.batch) throw invalidField(field, `has ${items.length} entries; at most ${limits.batch} are allowed per call (ACTIONQ_MAX_BATCH)`);
+      if (items.length > limits.batch)
+        throw invalidField(field, `has ${items.length} entries; at most ${limits.batch} are allowed per call (ACTIONQ_MAX_BATCH)`);
       return items;
     },
   };

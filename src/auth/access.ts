@@ -2,19 +2,12 @@
 // token or client certificate), the role each RPC needs, and the checks a
 // handler makes on identity fields, scope and claim holding. Identity is
 // never taken from a request field when authentication is on.
-import type http from "node:http";
-import type http2 from "node:http2";
-import type { TLSSocket } from "node:tls";
 import { type HandlerContext, type Interceptor, createContextKey } from "@connectrpc/connect";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ActionqError } from "../errors.js";
+import { type NodeRequest, kNodeRequest, peerCertificate, remoteAddress } from "../transport/peer.js";
 import type { Principal, PrincipalsHolder, Role } from "./principals.js";
-
-export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-
-/** The Node request under a call, put in the context by the adapter. */
-export const kNodeRequest = createContextKey<NodeRequest | undefined>(undefined, { description: "actionq node request" });
 
 export interface Caller {
   /** The authenticated principal; null when authentication is off. */
@@ -51,12 +44,15 @@ const METHOD_ROLES: Record<Method, readonly Role[] | ((message: Record<string, u
   resumeClaims: ["operator"],
   retryAction: ["operator"],
   reloadPolicy: ["operator"],
+  breakGlass: ["operator"],
   getAction: ["viewer"],
   listActions: ["viewer"],
   listEvents: ["viewer"],
   watchEvents: ["viewer"],
   getQueueStats: ["viewer"],
   getPolicy: ["viewer"],
+  // Who am I: every principal may ask, whatever its roles.
+  getCaller: ["producer", "worker", "approver", "operator", "viewer"],
 };
 
 /** Services other than actionq's own: health is open to all, reflection
@@ -75,20 +71,6 @@ function unauthenticated(message: string): ActionqError {
   return new ActionqError("unauthenticated", "UNAUTHENTICATED", message);
 }
 
-function tlsSocket(raw: NodeRequest | undefined): TLSSocket | undefined {
-  if (!raw) return undefined;
-  // Under HTTP/2 this is Node's proxy of the session's socket: `in` does
-  // not see through it, a property read does.
-  const socket = ("stream" in raw ? raw.stream.session?.socket : raw.socket) as Partial<TLSSocket> | undefined;
-  return typeof socket?.getPeerX509Certificate === "function" ? (socket as TLSSocket) : undefined;
-}
-
-export function remoteAddress(raw: NodeRequest | undefined): string {
-  if (!raw) return "unknown";
-  const socket = "stream" in raw ? raw.stream.session?.socket : raw.socket;
-  return socket?.remoteAddress ?? "unknown";
-}
-
 /** The principal a call's credentials name, or UNAUTHENTICATED. A bearer
  * token and a client certificate may both be given; they must agree. */
 function authenticate(auth: PrincipalsHolder, authorization: string | null, raw: NodeRequest | undefined): Principal {
@@ -101,15 +83,14 @@ function authenticate(auth: PrincipalsHolder, authorization: string | null, raw:
     if (!byToken) throw unauthenticated("the bearer token is not known (revoked, mistyped, or for another server)");
   }
   let byCertificate: Principal | undefined;
-  const socket = tlsSocket(raw);
-  const certificate = socket?.getPeerX509Certificate();
-  if (socket && certificate) {
-    if (!socket.authorized) {
-      throw unauthenticated(`the client certificate is not trusted: ${String(socket.authorizationError ?? "not signed by ACTIONQ_TLS_CLIENT_CA")}`);
+  const peer = peerCertificate(raw);
+  if (peer) {
+    if (!peer.authorized) {
+      throw unauthenticated(`the client certificate is not trusted: ${String(peer.authorizationError ?? "not signed by ACTIONQ_TLS_CLIENT_CA")}`);
     }
-    byCertificate = principals.byCertificateSubject(certificate.subject);
+    byCertificate = principals.byCertificateSubject(peer.certificate.subject);
     if (!byCertificate) {
-      throw unauthenticated(`the client certificate subject ${certificate.subject.replaceAll("\n", ",")} is not mapped to any principal`);
+      throw unauthenticated(`the client certificate subject ${peer.certificate.subject.replaceAll("\n", ",")} is not mapped to any principal`);
     }
   }
   if (byToken && byCertificate && byToken !== byCertificate) {
@@ -273,10 +254,15 @@ export class Access {
     return claims.map(({ id }) => {
       const holder = holders.get(id);
       if (holder === undefined || holder === principal.name) return undefined;
-      return new ActionqError("permission_denied", "NOT_CLAIM_HOLDER", `action ${id} is claimed by ${holder}, not by ${principal.name}; only the holder of a claim may act on it`, {
-        action_id: id,
-        principal: principal.name,
-      });
+      return new ActionqError(
+        "permission_denied",
+        "NOT_CLAIM_HOLDER",
+        `action ${id} is claimed by ${holder}, not by ${principal.name}; only the holder of a claim may act on it`,
+        {
+          action_id: id,
+          principal: principal.name,
+        },
+      );
     });
   }
 
@@ -291,10 +277,15 @@ export class Access {
       if (!old) return undefined;
       const outside = scopeError(principal, id, old);
       if (outside || old.createdBy === principal.name) return outside;
-      return new ActionqError("permission_denied", "NOT_YOUR_ACTION", `supersedes_id: action ${id} was proposed by ${old.createdBy}; only its producer may supersede it`, {
-        field: "supersedes_id",
-        action_id: id,
-      });
+      return new ActionqError(
+        "permission_denied",
+        "NOT_YOUR_ACTION",
+        `supersedes_id: action ${id} was proposed by ${old.createdBy}; only its producer may supersede it`,
+        {
+          field: "supersedes_id",
+          action_id: id,
+        },
+      );
     });
   }
 

@@ -6,23 +6,32 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { NAME_PATTERN, PRINCIPAL_LENGTH } from "../api/validate.js";
+import { NAME_PATTERN, PRINCIPAL_LENGTH } from "../domain/vocabulary.js";
 import { SettingsFileError, parseSettingsFile } from "../file-schema.js";
 
 export const ROLES = ["producer", "worker", "approver", "operator", "viewer", "admin"] as const;
 export type Role = (typeof ROLES)[number];
 
 const TOKEN_HASH = /^sha256:[0-9a-f]{64}$/;
-const scopeList = z.array(z.string().regex(NAME_PATTERN, "must be an exact project or action type name")).min(1, "must not be empty; leave the key out for no limit");
+const scopeList = z
+  .array(z.string().regex(NAME_PATTERN, "must be an exact project or action type name"))
+  .min(1, "must not be empty; leave the key out for no limit");
 
 const PrincipalSchema = z
   .object({
-    name: z.string().min(1).max(PRINCIPAL_LENGTH).regex(/^[^\s\u0000-\u001f\u007f]+$/, "must not contain spaces or control characters"),
+    name: z
+      .string()
+      .min(1)
+      .max(PRINCIPAL_LENGTH)
+      .regex(/^[^\s\u0000-\u001f\u007f]+$/, "must not contain spaces or control characters"),
     roles: z.array(z.enum(ROLES, { error: `must be one of ${ROLES.join(", ")}` })).min(1, "must name at least one role"),
     tokens: z.array(z.string().regex(TOKEN_HASH, 'must be "sha256:" and 64 lowercase hex digits, as `actionq token` prints')).default([]),
     certificate_subjects: z.array(z.string().min(3).max(1024)).default([]),
     projects: scopeList.optional(),
     action_types: scopeList.optional(),
+    // The approver groups it belongs to: what a policy's `approvers`
+    // requirements count. Names follow the same rule as project names.
+    groups: z.array(z.string().regex(NAME_PATTERN, "must be a group name: a letter or digit, then letters, digits or _ . : / -")).default([]),
   })
   .strict()
   .refine((p) => p.tokens.length + p.certificate_subjects.length > 0, { message: "needs at least one of tokens or certificate_subjects" });
@@ -33,6 +42,8 @@ const AuthFileSchema = z.object({ principals: z.array(PrincipalSchema).min(1, "m
 export interface Principal {
   name: string;
   roles: ReadonlySet<Role>;
+  /** Approver groups, sorted; empty when it belongs to none. */
+  groups: readonly string[];
   /** Null: every project and action type. */
   scope: { projects: ReadonlySet<string> | null; actionTypes: ReadonlySet<string> | null } | null;
 }
@@ -85,6 +96,7 @@ export class Principals {
       const principal: Principal = {
         name: entry.name,
         roles: new Set(entry.roles),
+        groups: [...new Set(entry.groups)].sort(),
         scope:
           entry.projects || entry.action_types
             ? { projects: entry.projects ? new Set(entry.projects) : null, actionTypes: entry.action_types ? new Set(entry.action_types) : null }
@@ -115,6 +127,13 @@ export class Principals {
       throw new AuthFileError(source, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
     }
     return Principals.parse(text, source);
+  }
+
+  /** How many principals belong to `group`. */
+  members(group: string): number {
+    let count = 0;
+    for (const principal of this.byName.values()) if (principal.groups.includes(group)) count++;
+    return count;
   }
 
   byBearer(token: string): Principal | undefined {

@@ -7,9 +7,14 @@ import { ConfigError, describeSettings, loadConfig } from "../config.js";
 import { runExecutor } from "../executor/main.js";
 import type { RawOptions } from "../executor/options.js";
 import { createLogger } from "../log.js";
+import { WebhooksFileError } from "../notify/webhooks-file.js";
 import { PolicyError } from "../policy/policy.js";
-import { AuthFileError, newToken } from "../auth/principals.js";
+import { AuthFileEditError, appendToken } from "../auth/auth-file-edit.js";
+import { AuthFileError, ROLES, type Role, newToken } from "../auth/principals.js";
+import { NAME_PATTERN } from "../domain/vocabulary.js";
+import { EXIT, EXIT_CODES_HELP, StartupError, checkCanListen, databaseStartupError, listenStartupError } from "./actionq-errors.js";
 import { exitQuietlyOnClosedPipe } from "./output.js";
+import { packageVersion } from "./version.js";
 import { ActionqServer, StartRefused } from "../server.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
 import { migrate } from "../store/migrate.js";
@@ -19,46 +24,69 @@ function config() {
     return loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`actionq: ${error.message}\n`);
-      process.exit(2);
+      // One line per bad variable, like every other startup error.
+      for (const problem of error.problems) process.stderr.write(`actionq: ${problem}\n`);
+      process.exit(EXIT.badSettings);
     }
     throw error;
   }
 }
 
-const program = new Command("actionq").description("actionq: a gRPC action queue over PostgreSQL").showHelpAfterError();
+/** Ends the process with one line for an error a person can fix. */
+function exitWith(error: StartupError): never {
+  process.stderr.write(`actionq: ${error.message}\n`);
+  process.exit(error.exitCode);
+}
+
+const program = new Command("actionq")
+  .description("actionq: a gRPC action queue over PostgreSQL")
+  .version(packageVersion(), "-V, --version", "print actionq's version")
+  .showHelpAfterError();
 
 program
   .command("serve")
-  .description("serve gRPC, gRPC-Web and Connect on ACTIONQ_LISTEN")
+  .description("serve gRPC, gRPC-Web and Connect (and the web console) on ACTIONQ_LISTEN")
   .option("--pretty", "human-readable logs instead of JSON lines")
   .option("--insecure", "allow serving without ACTIONQ_AUTH_FILE on an address other than loopback (something in front must authenticate callers)")
-  .addHelpText("after", `\n${describeSettings()}`)
+  .addHelpText("after", `\n${describeSettings()}\n${EXIT_CODES_HELP}`)
   .action(async (options: { pretty?: boolean; insecure?: boolean }) => {
     const settings = config();
     const log = createLogger(settings.logLevel, { pretty: options.pretty });
     let server: ActionqServer;
     try {
+      await checkCanListen(settings.listen.host, settings.listen.port);
       server = await ActionqServer.start(settings, log, { insecure: options.insecure });
     } catch (error) {
+      if (error instanceof StartupError) exitWith(error);
+      const known = listenStartupError(error, settings.listen.host, settings.listen.port) ?? databaseStartupError(error, settings.databaseUrl);
+      if (known) exitWith(known);
       if (error instanceof PolicyError) {
         process.stderr.write(`actionq: ACTIONQ_POLICY ${error.message}\n`);
-        process.exit(2);
+        process.exit(EXIT.badSettings);
+      }
+      if (error instanceof WebhooksFileError) {
+        process.stderr.write(`actionq: ACTIONQ_WEBHOOKS_FILE ${error.message}\n`);
+        process.exit(EXIT.badSettings);
       }
       if (error instanceof AuthFileError) {
         process.stderr.write(`actionq: ACTIONQ_AUTH_FILE ${error.message}\n`);
-        process.exit(2);
+        process.exit(EXIT.badSettings);
       }
       if (error instanceof StartRefused) {
         process.stderr.write(`actionq: ${error.message}\n`);
-        process.exit(2);
+        process.exit(EXIT.badSettings);
       }
       log.fatal({ err: error }, "could not start");
-      process.exit(1);
+      process.exit(EXIT.failed);
     }
     process.on("SIGHUP", () => {
       server.reloadPolicy("server:sighup").catch((error: unknown) => log.error({ err: (error as Error).message }, "policy reload on SIGHUP failed"));
-      server.reloadAuth().catch((error: unknown) => log.error({ err: (error as Error).message }, "ACTIONQ_AUTH_FILE reload on SIGHUP failed; the principals in force stay"));
+      server
+        .reloadAuth()
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, "ACTIONQ_AUTH_FILE reload on SIGHUP failed; the principals in force stay"));
+      server
+        .reloadWebhooks()
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, "ACTIONQ_WEBHOOKS_FILE reload on SIGHUP failed; the endpoints in force stay"));
       server.reloadTls().catch((error: unknown) => log.error({ err: (error as Error).message }, "TLS reload on SIGHUP failed; the certificate in force stays"));
     });
     let signals = 0;
@@ -83,16 +111,50 @@ program
 
 program
   .command("token")
-  .description("print a new bearer token, and the line that names it in ACTIONQ_AUTH_FILE (only the hash is stored)")
-  .option("--name <principal>", "the principal the token is for, to print a complete entry")
-  .option("--role <role...>", "roles for the printed entry", ["viewer"])
-  .action((options: { name?: string; role: string[] }) => {
+  .description("print a new bearer token, and the entry that names it in ACTIONQ_AUTH_FILE (only the hash is stored)")
+  .option("--name <principal>", "the principal the token is for, such as human:alice, to print (or --append) a complete entry")
+  .option("--role <role...>", `roles of a new entry: ${ROLES.join(", ")} (default: viewer)`)
+  .option("--group <group...>", "approver groups of a new entry, such as sre-leads (what a policy's approvers requirements count)")
+  .option("--append <file>", "add the entry to this auth file (YAML or .json; created when missing); an existing principal of that name gets one more token")
+  .addHelpText(
+    "after",
+    "\nA running server reads the auth file again on SIGHUP.\n\nExit codes:\n  0  printed (and appended)\n  2  an unknown role, a bad name, or an auth file that is unreadable or would become invalid",
+  )
+  .action(async (options: { name?: string; role?: string[]; group?: string[]; append?: string }) => {
     exitQuietlyOnClosedPipe();
+    const unknown = (options.role ?? []).filter((role) => !(ROLES as readonly string[]).includes(role));
+    if (unknown.length > 0) exitWith(new StartupError(`--role ${unknown.join(", ")}: not a role; the roles are ${ROLES.join(", ")}`, EXIT.badSettings));
+    const roles = options.role as Role[] | undefined;
+    if (options.name !== undefined && (options.name === "" || /[\s\u0000-\u001f\u007f]/.test(options.name))) {
+      exitWith(new StartupError("--name: a principal's name has no spaces or control characters, for example human:alice", EXIT.badSettings));
+    }
+    const badGroup = (options.group ?? []).find((group) => !NAME_PATTERN.test(group));
+    if (badGroup !== undefined) {
+      exitWith(
+        new StartupError(`--group ${JSON.stringify(badGroup)}: a group is a name: a letter or digit, then letters, digits or _ . : / -`, EXIT.badSettings),
+      );
+    }
+    if (options.append !== undefined && options.name === undefined)
+      exitWith(new StartupError("--append needs --name: the principal the token is for", EXIT.badSettings));
     const { token, hash } = newToken();
+    if (options.append !== undefined) {
+      try {
+        const result = await appendToken(options.append, options.name!, roles, hash, options.group);
+        process.stdout.write(`token: ${token}\n`);
+        const what = result.newPrincipal
+          ? `added ${options.name} (${result.roles.join(", ")}${result.groups.length ? `; groups ${result.groups.join(", ")}` : ""})`
+          : `added a token to ${options.name} (${result.roles.join(", ")})`;
+        process.stderr.write(`${what} to ${options.append}${result.fileExisted ? "" : " (created)"}; send SIGHUP to the server to load it\n`);
+      } catch (error) {
+        if (error instanceof AuthFileEditError) exitWith(new StartupError(error.message, EXIT.badSettings));
+        throw error;
+      }
+      return;
+    }
     process.stdout.write(`token: ${token}\n`);
     if (options.name) {
       process.stdout.write(
-        `\n# for ACTIONQ_AUTH_FILE:\nprincipals:\n  - name: ${JSON.stringify(options.name)}\n    roles: [${options.role.join(", ")}]\n    tokens: ["${hash}"]\n`,
+        `\n# for ACTIONQ_AUTH_FILE:\nprincipals:\n  - name: ${JSON.stringify(options.name)}\n    roles: [${(roles ?? ["viewer"]).join(", ")}]\n    tokens: ["${hash}"]\n${options.group?.length ? `    groups: [${options.group.join(", ")}]\n` : ""}`,
       );
     } else {
       process.stdout.write(`hash:  ${hash}\n`);
@@ -102,7 +164,7 @@ program
 program
   .command("migrate")
   .description("create or upgrade the schema, then exit")
-  .addHelpText("after", `\n${describeSettings()}`)
+  .addHelpText("after", `\n${describeSettings()}\n${EXIT_CODES_HELP}`)
   .action(async () => {
     const settings = config();
     const log = createLogger(settings.logLevel);
@@ -110,6 +172,11 @@ program
     try {
       const applied = await migrate(settings.databaseUrl ?? embedded!.url, settings.schema, log);
       process.stdout.write(`${JSON.stringify({ schema: settings.schema, applied: applied.map((m) => m.id) })}\n`);
+    } catch (error) {
+      const known = databaseStartupError(error, settings.databaseUrl);
+      if (!known) throw error;
+      await embedded?.stop();
+      exitWith(known);
     } finally {
       await embedded?.stop();
     }

@@ -6,37 +6,50 @@ import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type Action, ActionStatus, type Event } from "../../gen/actionq/v1/action_pb.js";
 
-/** One line per event, oldest first, then one line with the current status. */
+/** The action and its status now, then one line per event, oldest first. */
 export function historyLines(action: Action, events: Event[]): string[] {
+  const header = [
+    action.actionType,
+    action.targetRef && `on ${action.targetRef}`,
+    action.project && `in ${action.project}`,
+    action.createdBy && `proposed by ${action.createdBy}`,
+  ];
   const typeWidth = Math.max(0, ...events.map((event) => event.eventType.length));
   const actorWidth = Math.max(0, ...events.map((event) => event.actor.length));
   const lines = events.map((event) =>
     [time(event.createTime), event.eventType.padEnd(typeWidth), event.actor.padEnd(actorWidth), eventFacts(event, action)].join("  ").trimEnd(),
   );
-  lines.push(`status: ${statusFacts(action)}`);
-  return lines;
+  return [`action ${action.id}: ${header.filter(Boolean).join(" ")}`, `status: ${statusFacts(action)}`, ...lines];
 }
 
-function eventFacts(event: Event, action: Action): string {
+/** An event's facts on one line; with its action, the lineage fixed at
+ * enqueue too. */
+export function eventFacts(event: Event, action?: Action): string {
   const payload = event.payload ?? {};
   switch (event.eventType) {
     case "action_enqueued":
       // The lineage is the action's own, fixed at enqueue.
       return facts(
         isObject(payload.policy) ? policyFacts(payload.policy) : undefined,
-        action.priority !== 0 && `priority ${action.priority}`,
-        action.rollbackOfId !== 0n ? `rolls back action ${action.rollbackOfId}` : action.parentId !== 0n && `child of action ${action.parentId}`,
-        action.supersedesId !== 0n && `supersedes action ${action.supersedesId}`,
+        action && action.priority !== 0 && `priority ${action.priority}`,
+        action && (action.rollbackOfId !== 0n ? `rolls back action ${action.rollbackOfId}` : action.parentId !== 0n && `child of action ${action.parentId}`),
+        action && action.supersedesId !== 0n && `supersedes action ${action.supersedesId}`,
         labelled("note", payload.note),
         labelled("reason", payload.reason),
       );
     case "action_approved":
       // Approved by the policy: the payload is the policy's decision.
-      return "decision" in payload ? policyFacts(payload) : facts(quorumFacts("approved", payload), labelled("note", payload.note));
+      return "decision" in payload
+        ? policyFacts(payload)
+        : facts(quorumFacts("approved", payload), labelled("satisfies", payload.satisfies), labelled("note", payload.note));
     case "approval_granted":
-      return facts(quorumFacts("approval", payload), labelled("note", payload.note));
+      return facts(quorumFacts("approval", payload), labelled("satisfies", payload.satisfies), labelled("note", payload.note));
     case "action_claimed":
-      return facts(attemptFacts(event), payload.claim_deadline !== undefined && `lease until ${instant(payload.claim_deadline)}`, payload.streamed === true && "streamed");
+      return facts(
+        attemptFacts(event),
+        payload.claim_deadline !== undefined && `lease until ${instant(payload.claim_deadline)}`,
+        payload.streamed === true && "streamed",
+      );
     case "claim_extended":
       return facts(attemptFacts(event), payload.claim_deadline !== undefined && `lease until ${instant(payload.claim_deadline)}`);
     case "claim_timed_out":
@@ -52,9 +65,16 @@ function eventFacts(event: Event, action: Action): string {
       return facts(
         labelled("reason", payload.reason),
         // The server's reason already names the new action; say it only when it does not.
-        nonZero(payload.superseded_by) && !text(payload.reason)?.includes(`${text(payload.superseded_by)}`) && `superseded by action ${text(payload.superseded_by)}`,
+        nonZero(payload.superseded_by) &&
+          !text(payload.reason)?.includes(`${text(payload.superseded_by)}`) &&
+          `superseded by action ${text(payload.superseded_by)}`,
         labelled("was", payload.from_status),
         labelled("worker", payload.worker),
+      );
+    case "break_glass":
+      return facts(
+        labelled("reason", payload.reason),
+        Array.isArray(payload.closed_windows) && payload.closed_windows.length > 0 && `inside closed window(s) ${payload.closed_windows.join(", ")}`,
       );
     case "action_progress": {
       // The executor's step as it wrote it; the server adds the attempt.
@@ -80,6 +100,10 @@ function policyFacts(policy: JsonObject): string {
     labelled("why", policy.reason),
     risk && `risk ${risk}${typeRisk && typeRisk !== risk ? ` (type ${typeRisk})` : ""}`,
     nonZero(policy.approvals_required) && `${text(policy.approvals_required)} approval(s) required`,
+    Array.isArray(policy.approval_requirements) &&
+      `from groups ${policy.approval_requirements
+        .map((r) => (r && typeof r === "object" && !Array.isArray(r) ? `${text(r.count) ?? "?"} ${text(r.group) ?? "?"}` : "?"))
+        .join(", ")}`,
   );
 }
 
@@ -105,12 +129,18 @@ function statusFacts(action: Action): string {
       return facts(
         name,
         `approvals ${action.approvers.length} of ${action.approvalsRequired}${action.approvers.length ? ` (${action.approvers.join(", ")})` : ""}`,
+        action.approvalRequirements.length > 0 && action.approvalsNeeded,
         action.approvalExpireTime && `expires ${time(action.approvalExpireTime)}`,
       );
     case ActionStatus.APPROVED:
       return facts(name, labelled("approved by", action.approvedBy), "waiting for a worker");
     case ActionStatus.CLAIMED:
-      return facts(name, `attempt ${action.attempt}`, labelled("worker", action.claimedBy), action.claimDeadline && `lease until ${time(action.claimDeadline)}`);
+      return facts(
+        name,
+        `attempt ${action.attempt}`,
+        labelled("worker", action.claimedBy),
+        action.claimDeadline && `lease until ${time(action.claimDeadline)}`,
+      );
     case ActionStatus.COMPLETED:
       return facts(name, labelled("result", action.resultRef));
     default:
@@ -144,7 +174,9 @@ function text(value: JsonValue | undefined): string | undefined {
 
 /** `guarded`, whether written as that, `GUARDED` or `RISK_LEVEL_GUARDED`. */
 function riskName(value: JsonValue | undefined): string | undefined {
-  return text(value)?.replace(/^RISK_LEVEL_/i, "").toLowerCase();
+  return text(value)
+    ?.replace(/^RISK_LEVEL_/i, "")
+    .toLowerCase();
 }
 
 /** Ids and counts arrive as numbers or int64 strings; 0 means none. */

@@ -2,7 +2,7 @@
 // in the form the request message wants, or throws commander's
 // InvalidArgumentError so that a bad value is a usage error (exit code 2).
 import { type DescEnum, type JsonObject, create } from "@bufbuild/protobuf";
-import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
+import { type Duration, DurationSchema, type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "commander";
 import { type ActionStatus, ActionStatusSchema, type RiskLevel, RiskLevelSchema } from "../../gen/actionq/v1/action_pb.js";
 import { PauseKind } from "../../gen/actionq/v1/action_queue_service_pb.js";
@@ -58,7 +58,8 @@ export function jsonObject(value: string): JsonObject {
   } catch (error) {
     throw new InvalidArgumentError(`The value is not valid JSON (${(error as Error).message}).`);
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new InvalidArgumentError(`The value must be a JSON object, such as '{"key":"value"}'.`);
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+    throw new InvalidArgumentError(`The value must be a JSON object, such as '{"key":"value"}'.`);
   return parsed as JsonObject;
 }
 
@@ -79,6 +80,21 @@ export function duration(value: string): Duration {
   const seconds = nanos / 1_000_000_000n;
   if (seconds > 315_576_000_000n) throw new InvalidArgumentError(`The duration is too long.`);
   return create(DurationSchema, { seconds, nanos: Number(nanos % 1_000_000_000n) });
+}
+
+/** A point in time: RFC 3339 (`2026-12-06T18:00:00Z`, or with an offset),
+ * or a duration from now (`10m`, `2h`). */
+export function instant(value: string, now = Date.now()): Timestamp {
+  const text = value.trim();
+  if (/^\d+(?:\.\d+)?(ms|s|m|h)$/.test(text)) {
+    const { seconds, nanos } = duration(text);
+    return timestampFromMs(now + Number(seconds) * 1000 + Math.floor(nanos / 1_000_000));
+  }
+  // Date.parse takes many forms; insist on a date, a time and a zone.
+  const parsed = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(parsed))
+    throw new InvalidArgumentError(`A time is RFC 3339 with a zone, such as 2026-12-06T18:00:00Z, or a duration from now, such as 10m or 2h.`);
+  return timestampFromMs(parsed);
 }
 
 /** Accepts `pending`, `PENDING` or `ACTION_STATUS_PENDING` alike. */

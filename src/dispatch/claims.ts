@@ -3,113 +3,16 @@
 // in one statement when woken (by a NOTIFY, a freed slot, or the backstop
 // poll), and goes quiet when the queue has nothing for it. No stream holds a
 // database connection.
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type { ActionStore, ClaimFilter } from "../store/actions.js";
+import type { ActionStore } from "../store/actions.js";
+import type { Committed } from "../store/commits.js";
 import type { ActionRow } from "../store/rows.js";
+import { ClaimSession, Group, type Held, type SessionOptions } from "./claim-session.js";
 
-export type StreamMessage =
-  | { kind: "claim"; action: ActionRow }
-  | { kind: "heartbeat" }
-  | { kind: "drain"; reason: string; cause: "shutdown" | "max_age" };
-
-export interface SessionOptions {
-  worker: string;
-  filter: ClaimFilter;
-  maxInFlight: number;
-  leaseMs: number;
-  /** Acknowledged claims the worker brings from an earlier stream. */
-  holding: { id: string; token: string }[];
-}
-
-/** A claim a stream holds. The action's `attempt` identifies the claim:
- * the same action claimed again (even by the same stream) is a new one. */
-interface Held {
-  attempt: number;
-  acked: boolean;
-  ackTimer: NodeJS.Timeout | undefined;
-}
+export type { ClaimSession, SessionOptions, StreamMessage } from "./claim-session.js";
 
 /** Largest number of actions one claim statement asks for. */
 const MAX_BATCH = 500;
-
-export class ClaimSession {
-  readonly id = randomUUID();
-  readonly held = new Map<string, Held>();
-  private readonly outbox: StreamMessage[] = [];
-  private wake: (() => void) | undefined;
-  closed = false;
-  /** True until the claims the worker brought are counted. */
-  adopting = false;
-  readonly openedAt = Date.now();
-  lastSent = this.openedAt;
-
-  constructor(
-    readonly options: SessionOptions,
-    readonly group: Group,
-  ) {}
-
-  get freeSlots(): number {
-    return this.closed || this.adopting ? 0 : Math.max(0, this.options.maxInFlight - this.held.size);
-  }
-
-  push(message: StreamMessage): void {
-    if (this.closed) return;
-    if (message.kind === "heartbeat" && this.outbox.length > 0) return;
-    this.outbox.push(message);
-    this.wake?.();
-  }
-
-  /** Ends the message sequence after what is already queued. */
-  end(): void {
-    this.closed = true;
-    this.wake?.();
-  }
-
-  async *messages(signal: AbortSignal): AsyncGenerator<StreamMessage> {
-    const onAbort = () => this.wake?.();
-    signal.addEventListener("abort", onAbort);
-    try {
-      for (;;) {
-        const next = this.outbox.shift();
-        if (next) {
-          this.lastSent = Date.now();
-          yield next;
-          if (next.kind === "drain") return;
-          continue;
-        }
-        if (this.closed || signal.aborted) return;
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = undefined;
-      }
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
-  }
-}
-
-class Group {
-  readonly sessions = new Set<ClaimSession>();
-  /** Claims are being made for this group right now. */
-  running = false;
-  /** Something happened during the current claim that may mean more work. */
-  dirty = false;
-  /** The last claim found less than it asked for, and nothing has woken the
-   * group since. */
-  exhausted = false;
-  /** Which stream is served first next time, so that none starves when
-   * there is less work than room. */
-  rotation = 0;
-
-  constructor(
-    readonly key: string,
-    readonly filter: ClaimFilter,
-  ) {}
-
-  accepts(actionType: string): boolean {
-    return this.filter.actionTypes.length === 0 || this.filter.actionTypes.includes(actionType);
-  }
-}
 
 export class ClaimDispatcher {
   private readonly groups = new Map<string, Group>();
@@ -117,20 +20,25 @@ export class ClaimDispatcher {
   /** action id -> the local session holding it. */
   private readonly holders = new Map<string, ClaimSession>();
   private readonly pumps = new Set<Promise<void>>();
-  private heartbeatTimer: NodeJS.Timeout;
-  private pollTimer: NodeJS.Timeout;
-  private resyncTimer: NodeJS.Timeout;
+  private timers: NodeJS.Timeout[] = [];
   private shuttingDown = false;
 
   constructor(
     private readonly store: ActionStore,
     private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number; maxStreamAgeMs: number },
     private readonly log: Logger,
-  ) {
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(10, settings.heartbeatMs / 2));
-    this.pollTimer = setInterval(() => this.wakeAll(), settings.pollIntervalMs);
-    this.resyncTimer = setInterval(() => void this.resync(), Math.max(settings.pollIntervalMs, 30_000));
-    for (const timer of [this.heartbeatTimer, this.pollTimer, this.resyncTimer]) timer.unref();
+  ) {}
+
+  /** Heartbeats, the backstop poll for a NOTIFY that never came, and the
+   * resync for a claim whose end was never heard of. */
+  start(): void {
+    const { heartbeatMs, pollIntervalMs } = this.settings;
+    this.timers = [
+      setInterval(() => this.heartbeat(), Math.max(10, heartbeatMs / 2)),
+      setInterval(() => this.wakeAll(), pollIntervalMs),
+      setInterval(() => void this.resync(), Math.max(pollIntervalMs, 30_000)),
+    ];
+    for (const timer of this.timers) timer.unref();
   }
 
   get openStreams(): number {
@@ -199,11 +107,44 @@ export class ClaimDispatcher {
     if (unacked.length > 0) {
       try {
         const released = await this.store.releaseUnacked(session.id, null, "server:dispatcher", reason);
-        if (released.length > 0) this.log.debug({ session: session.id, worker: session.options.worker, released: released.length, reason }, "released unacknowledged claims");
+        if (released.length > 0)
+          this.log.debug({ session: session.id, worker: session.options.worker, released: released.length, reason }, "released unacknowledged claims");
       } catch (error) {
         // The sweeper releases them once their delivery deadline passes.
         this.log.warn({ err: (error as Error).message, session: session.id }, "could not release unacknowledged claims; the sweeper will");
       }
+    }
+  }
+
+  /** After a commit on this server: a claim that ended frees its stream's
+   * slot, an acknowledgement or sign of life stops the delivery timer, a
+   * resume wakes every stream, a break-glass wakes the streams of its type. Commits on other servers arrive as NOTIFY
+   * (onClaimEnded, onClaimable, wakeAll). */
+  committed(change: Committed): void {
+    switch (change.kind) {
+      case "completed":
+      case "failed":
+      case "retry_scheduled":
+      case "rejected":
+      case "cancelled":
+      case "released":
+      case "timed_out":
+        this.onClaimEnded(change.action.id, change.action.attempt);
+        return;
+      case "acked":
+      case "extended":
+        this.onAcked(change.action.id, change.action.attempt);
+        return;
+      case "progressed":
+        this.onAcked(change.actionId, change.attempt);
+        return;
+      case "resumed":
+        this.wakeAll();
+        return;
+      case "break_glass":
+        // A held action may be claimable now, inside its closed window.
+        if (change.action.status === "approved" && !change.action.deferred) this.onClaimable(change.action.action_type);
+        return;
     }
   }
 
@@ -336,8 +277,8 @@ export class ClaimDispatcher {
     try {
       const released = await this.store.releaseUnacked(session.id, [{ id: actionId, attempt: held.attempt }], "server:dispatcher", "ack_timeout");
       if (released.length > 0) {
+        // The release's commit ends the claim here (committed()).
         this.log.info({ action: actionId, worker: session.options.worker }, "released a claim that was not acknowledged in time");
-        this.onClaimEnded(actionId, held.attempt);
       } else {
         // Acknowledged through another server, or already finished; the
         // NOTIFY for its end frees the slot.
@@ -400,9 +341,7 @@ export class ClaimDispatcher {
    * not acknowledged goes back to the queue. */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
-    clearInterval(this.heartbeatTimer);
-    clearInterval(this.pollTimer);
-    clearInterval(this.resyncTimer);
+    for (const timer of this.timers) clearInterval(timer);
     await Promise.allSettled([...this.pumps]);
     const sessions = [...this.sessions.values()];
     for (const session of sessions) {

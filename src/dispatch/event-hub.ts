@@ -82,14 +82,17 @@ export class EventHub {
   private running = false;
   private dirty = false;
   private stopped = false;
-  private readonly pollTimer: NodeJS.Timeout;
+  private pollTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly events: EventStore,
     private readonly settings: { heartbeatMs: number; pollIntervalMs: number },
     private readonly log: Logger,
-  ) {
-    this.pollTimer = setInterval(() => this.poke(), settings.pollIntervalMs);
+  ) {}
+
+  /** The backstop poll, for a NOTIFY that never came. */
+  start(): void {
+    this.pollTimer = setInterval(() => this.poke(), this.settings.pollIntervalMs);
     this.pollTimer.unref();
   }
 

@@ -1,5 +1,6 @@
 // The one LISTEN connection of a server process. It turns PostgreSQL
-// notifications into calls on the dispatcher and the event hub, reconnects
+// notifications into calls on the dispatcher, the event hub and the
+// webhook notifier, reconnects
 // with backoff when the connection drops, and says so, because anything
 // could have happened while it was away.
 import pg from "pg";
@@ -14,8 +15,11 @@ export interface ListenerHandlers {
   onClaimEnded(session: string, actionId: string, attempt: number): void;
   /** New events were committed. */
   onEvents(): void;
-  /** A pause was lifted: work of any type may be claimable again. */
+  /** A pause was lifted, or the change windows were replaced: work of any
+   * type may be claimable again. */
   onResumed(): void;
+  /** Webhook notifications were committed (migration 008). */
+  onNotifications(): void;
   /** The connection came back after a loss: notifications may have been
    * missed, so everything should be rechecked. */
   onResync(): void;
@@ -68,6 +72,8 @@ export class Listener {
       this.handlers.onClaimable(payload.slice(2));
     } else if (payload === "r") {
       this.handlers.onResumed();
+    } else if (payload === "n") {
+      this.handlers.onNotifications();
     } else if (payload.startsWith("c:") || payload.startsWith("f:")) {
       // c: a statement's ended claims, comma-separated; f: one (sent by
       // servers before migration 005).

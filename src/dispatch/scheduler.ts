@@ -5,6 +5,7 @@
 // SKIP LOCKED lets every replica run it at once.
 import type { Logger } from "pino";
 import type { ActionStore } from "../store/actions.js";
+import type { Committed } from "../store/commits.js";
 
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
@@ -21,6 +22,12 @@ export class Scheduler {
 
   start(): void {
     this.arm(Date.now());
+  }
+
+  /** After a commit: an action this process deferred (run_after, or a
+   * retry's backoff) is due at its run_after. */
+  committed(change: Committed): void {
+    if ("action" in change && change.action.deferred && change.action.run_after) this.hint(change.action.run_after);
   }
 
   /** An action of this process is deferred until `at`. */

@@ -4,7 +4,7 @@
 // restart at any point neither loses the claim nor repeats what is done.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Action, Claim } from "../../gen/actionq/v1/action_pb.js";
-import { DEFAULT_LIMITS } from "../api/validate.js";
+import { DEFAULT_LIMITS } from "../domain/vocabulary.js";
 import type { Logger } from "../log.js";
 import type { Handler } from "./handlers.js";
 import type { Journal, JournalEntry } from "./journal.js";
@@ -99,7 +99,8 @@ export async function runClaim(deps: ClaimDeps, action: Action, entry: JournalEn
   const lost = new AbortController();
   const stopLease = keepLease(deps, entry, log, (reason) => lost.abort(new ClaimLost(reason)));
   const mutation = describeMutation(action);
-  const record = (step: Step, details: JsonObject = {}) => recordProgress(deps, entry, log, { step, mode: deps.mode, mutation, attempt: entry.attempt, ...details });
+  const record = (step: Step, details: JsonObject = {}) =>
+    recordProgress(deps, entry, log, { step, mode: deps.mode, mutation, attempt: entry.attempt, ...details });
   try {
     let resultRef = entry.resultRef;
     if (entry.phase === "acked") {
@@ -125,7 +126,10 @@ export async function runClaim(deps: ClaimDeps, action: Action, entry: JournalEn
     await deps.journal.remove(entry);
   } catch (error) {
     if (!(error instanceof ClaimLost) && !isClaimGone(error)) throw error;
-    log.warn({ err: error instanceof ClaimLost ? error.message : describeError(error) }, "claim lost (cancelled, or its lease ran out); leaving the action to the server");
+    log.warn(
+      { err: error instanceof ClaimLost ? error.message : describeError(error) },
+      "claim lost (cancelled, or its lease ran out); leaving the action to the server",
+    );
     await deps.journal.remove(entry);
   } finally {
     stopLease();

@@ -2,12 +2,12 @@
 // client together, and turns signals into a graceful stop.
 import { ClientSetupError } from "../client-transport.js";
 import { createLogger } from "../log.js";
-import { type ClaimDeps } from "./claim-run.js";
+import type { ClaimDeps } from "./claim-run.js";
 import { Executor, ExecutorFatalError } from "./executor.js";
 import { type Handler, HandlerLoadError, checkHandlerFile, loadHandler, simulator } from "./handlers.js";
 import { Journal, JournalLockedError } from "./journal.js";
 import { type ExecutorOptions, type RawOptions, UsageError, resolveOptions } from "./options.js";
-import { connect } from "./rpc.js";
+import { type QueueClient, connect } from "./rpc.js";
 
 /** Runs the executor to its end and returns the exit code: 0 after a
  * signal, 1 when it cannot work, 2 for wrong flags or handler modules. */
@@ -25,7 +25,18 @@ export async function runExecutor(raw: RawOptions): Promise<number> {
     return 2;
   }
 
-  const log = createLogger(options.logLevel, { pretty: options.pretty, name: "actionq-executor" }).child({ worker: options.worker });
+  let client: QueueClient;
+  try {
+    client = connect(options.server, options.clientEnv);
+  } catch (error) {
+    if (!(error instanceof ClientSetupError)) throw error;
+    process.stderr.write(`actionq executor: ${error.message}\n`);
+    return 2;
+  }
+  // With a credential and no --worker, the server records the principal as
+  // the worker: the logs should say the same name.
+  const worker = options.identity === "" ? await principalName(client, options.worker) : options.worker;
+  const log = createLogger(options.logLevel, { pretty: options.pretty, name: "actionq-executor" }).child({ worker });
   let journal: Journal;
   try {
     journal = await Journal.open(options.stateDir);
@@ -35,14 +46,6 @@ export async function runExecutor(raw: RawOptions): Promise<number> {
     return 1;
   }
 
-  let client;
-  try {
-    client = connect(options.server, options.clientEnv);
-  } catch (error) {
-    if (!(error instanceof ClientSetupError)) throw error;
-    process.stderr.write(`actionq executor: ${error.message}\n`);
-    return 2;
-  }
   const deps: ClaimDeps = {
     client,
     journal,
@@ -70,7 +73,14 @@ export async function runExecutor(raw: RawOptions): Promise<number> {
   process.on("SIGINT", onSignal);
 
   log.info(
-    { server: options.server, mode: deps.mode, types: options.types, maxInFlight: options.maxInFlight, leaseSeconds: options.leaseSeconds, stateDir: options.stateDir },
+    {
+      server: options.server,
+      mode: deps.mode,
+      types: options.types,
+      maxInFlight: options.maxInFlight,
+      leaseSeconds: options.leaseSeconds,
+      stateDir: options.stateDir,
+    },
     "executor started",
   );
   try {
@@ -100,4 +110,16 @@ async function prepareHandlers(options: ExecutorOptions): Promise<Map<string, Ha
   const simulate = simulator(options.simulateDelayMs);
   for (const actionType of options.types) handlers.set(actionType, simulate);
   return handlers;
+}
+
+/** The principal the credential names, as the server sees it; the fallback
+ * when the server cannot say (not up yet: the executor retries its calls
+ * anyway, so this must not stop it). */
+async function principalName(client: QueueClient, fallback: string): Promise<string> {
+  try {
+    const caller = await client.getCaller({}, { timeoutMs: 5_000 });
+    return caller.authenticationEnabled ? caller.name : fallback;
+  } catch {
+    return fallback;
+  }
 }

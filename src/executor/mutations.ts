@@ -26,7 +26,13 @@ const describers: Record<string, (action: Action) => string> = {
   rerun_deployment_stage: (action) => {
     const stage = field(action, "stage") ?? "(no stage named)";
     const deployment = field(action, "deployment") ?? field(action, "pipeline") ?? action.targetRef;
-    return join(`rerun stage ${stage}`, deployment && `of deployment ${deployment}`, action.service && `for service ${action.service}`, onNode(action), targetNote(action, deployment));
+    return join(
+      `rerun stage ${stage}`,
+      deployment && `of deployment ${deployment}`,
+      action.service && `for service ${action.service}`,
+      onNode(action),
+      targetNote(action, deployment),
+    );
   },
   collect_diagnostics: (action) => {
     const what = list(action, "collect") ?? list(action, "bundle") ?? "the standard bundle";

@@ -67,8 +67,15 @@ export function resolveOptions(raw: RawOptions, env: Environment): ExecutorOptio
   }
 
   const live = raw.live === true;
-  const given = [...new Set((raw.types ?? []).flatMap((list) => list.split(",")).map((type) => type.trim()).filter(Boolean))];
-  given.forEach((type) => checkTypeName("--types", type));
+  const given = [
+    ...new Set(
+      (raw.types ?? [])
+        .flatMap((list) => list.split(","))
+        .map((type) => type.trim())
+        .filter(Boolean),
+    ),
+  ];
+  for (const type of given) checkTypeName("--types", type);
   let types: string[];
   if (live) {
     if (handlers.size === 0) throw new UsageError("--live needs at least one --handler TYPE=MODULE: live mode only runs types with a handler");
@@ -114,7 +121,8 @@ function defaultStateDir(worker: string, env: Environment): string {
 
 function integer(flag: string, text: string, min: number, max: number): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > max) throw new UsageError(`${flag}: must be a whole number from ${min} to ${max}; got ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max)
+    throw new UsageError(`${flag}: must be a whole number from ${min} to ${max}; got ${JSON.stringify(text)}`);
   return value;
 }
 

@@ -3,16 +3,24 @@
 // streams, the pool and the LISTEN connection are read when scraped.
 import type pg from "pg";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { WebhookBacklog } from "../notify/notifier.js";
+import type { Committed } from "../store/commits.js";
 import type { ActionRow } from "../store/rows.js";
 
 export interface MetricSources {
   /** Live actions (pending, approved, claimed) by status and type. */
   liveCounts(): Promise<{ status: string; action_type: string; n: string }[]>;
-  /** Approved actions no pause holds back, and the oldest one's approval. */
+  /** Approved actions no pause or change window holds back, and the
+   * oldest one's approval. */
   claimable(): Promise<{ n: string; oldestAt: Date | null }>;
+  /** Approved actions each closed change window holds back. */
+  heldByWindow(): Promise<Map<string, bigint>>;
   claimStreams(): number;
   watchers(): number;
   listening(): boolean;
+  /** Per webhook endpoint: notifications not yet sent, the oldest one's
+   * time, and the failed attempts at the one in front. */
+  webhookBacklog(): Promise<WebhookBacklog[]>;
   pool: pg.Pool;
 }
 
@@ -30,6 +38,7 @@ export class Metrics {
   private readonly enqueueToClaim: Histogram<"action_type">;
   private readonly claimToComplete: Histogram<"action_type">;
   private readonly streamsCut: Counter<"method">;
+  private readonly webhookDeliveries: Counter<"endpoint" | "outcome">;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -42,7 +51,12 @@ export class Metrics {
       buckets: RPC_BUCKETS,
       registers,
     });
-    this.enqueued = new Counter({ name: "actionq_actions_enqueued_total", help: "Actions created, by type and the status they landed in.", labelNames: ["action_type", "status"], registers });
+    this.enqueued = new Counter({
+      name: "actionq_actions_enqueued_total",
+      help: "Actions created, by type and the status they landed in.",
+      labelNames: ["action_type", "status"],
+      registers,
+    });
     this.streamsCut = new Counter({
       name: "actionq_slow_consumer_streams_cut_total",
       help: "Server streams reset because their client stopped reading (ACTIONQ_SLOW_CONSUMER_SECONDS), by method.",
@@ -85,12 +99,14 @@ export class Metrics {
       },
     });
 
-    // One scrape reads the database once for the three queue gauges.
+    // One scrape reads the database once for the queue gauges.
     let reading: Promise<void> | undefined;
     const readQueue = () =>
       (reading ??= (async () => {
         try {
-          const [live, head] = await Promise.all([sources.liveCounts(), sources.claimable()]);
+          const [live, head, held] = await Promise.all([sources.liveCounts(), sources.claimable(), sources.heldByWindow()]);
+          heldGauge.reset();
+          for (const [window, n] of held) heldGauge.set({ window }, Number(n));
           depth.reset();
           for (const row of live) depth.set({ status: row.status, action_type: row.action_type }, Number(row.n));
           claimable.set(Number(head.n));
@@ -106,12 +122,70 @@ export class Metrics {
       registers,
       collect: readQueue,
     });
-    const claimable = new Gauge({ name: "actionq_claimable_actions", help: "Approved actions that no pause holds back.", registers, collect: readQueue });
+    const claimable = new Gauge({
+      name: "actionq_claimable_actions",
+      help: "Approved actions that no pause and no closed change window holds back.",
+      registers,
+      collect: readQueue,
+    });
+    const heldGauge: Gauge<"window"> = new Gauge({
+      name: "actionq_window_held_actions",
+      help: "Approved actions a closed hold_claims change window holds back, by window.",
+      labelNames: ["window"],
+      registers,
+      collect: readQueue,
+    });
     const oldest = new Gauge({
       name: "actionq_oldest_claimable_age_seconds",
       help: "How long the oldest claimable action has waited since its approval; 0 when none.",
       registers,
       collect: readQueue,
+    });
+
+    this.webhookDeliveries = new Counter({
+      name: "actionq_webhook_deliveries_total",
+      help: "Webhook requests sent by this server, by endpoint and outcome (delivered, http_error, timeout, network_error).",
+      labelNames: ["endpoint", "outcome"],
+      registers,
+    });
+    // One scrape reads the endpoints' state once for the three webhook gauges.
+    let readingHooks: Promise<void> | undefined;
+    const readWebhooks = () =>
+      (readingHooks ??= (async () => {
+        try {
+          const rows = await sources.webhookBacklog();
+          backlog.reset();
+          oldestUndelivered.reset();
+          failing.reset();
+          for (const row of rows) {
+            backlog.set({ endpoint: row.endpoint }, row.n);
+            oldestUndelivered.set({ endpoint: row.endpoint }, row.oldest ? Math.max(0, (Date.now() - row.oldest.getTime()) / 1000) : 0);
+            failing.set({ endpoint: row.endpoint }, row.attempts);
+          }
+        } finally {
+          setImmediate(() => (readingHooks = undefined));
+        }
+      })());
+    const backlog: Gauge<"endpoint"> = new Gauge({
+      name: "actionq_webhook_backlog",
+      help: "Notifications of the kinds a webhook endpoint wants that it has not been sent yet (project and type filters are applied when sending).",
+      labelNames: ["endpoint"],
+      registers,
+      collect: readWebhooks,
+    });
+    const oldestUndelivered: Gauge<"endpoint"> = new Gauge({
+      name: "actionq_webhook_oldest_undelivered_age_seconds",
+      help: "Age of the oldest notification a webhook endpoint has not been sent yet; 0 when none.",
+      labelNames: ["endpoint"],
+      registers,
+      collect: readWebhooks,
+    });
+    const failing: Gauge<"endpoint"> = new Gauge({
+      name: "actionq_webhook_consecutive_failures",
+      help: "Failed attempts in a row at a webhook endpoint's next notification; 0 while it takes them. Deliveries are retried for ever: alert on this.",
+      labelNames: ["endpoint"],
+      registers,
+      collect: readWebhooks,
     });
 
     new Gauge({
@@ -145,8 +219,37 @@ export class Metrics {
     this.rpcSeconds.observe({ method, code }, seconds);
   }
 
+  onWebhookDelivery(endpoint: string, outcome: string): void {
+    this.webhookDeliveries.inc({ endpoint, outcome });
+  }
+
   onSlowConsumerCut(method: string): void {
     this.streamsCut.inc({ method });
+  }
+
+  /** After a commit: count what moved. */
+  committed(change: Committed): void {
+    if (!("action" in change)) return;
+    const row = change.action;
+    switch (change.kind) {
+      case "enqueued":
+        this.onEnqueued(row);
+        return;
+      case "claimed":
+        this.onClaimed(row);
+        return;
+      case "completed":
+        this.onFinished(row, "completed", row.claimed_since ?? null);
+        return;
+      case "failed":
+      case "retry_scheduled":
+        this.onFinished(row, change.kind, null);
+        return;
+      case "rejected":
+        // A worker's rejection ends a claim; an approver's does not.
+        if (change.from === "claimed") this.onFinished(row, "rejected", null);
+        return;
+    }
   }
 
   onEnqueued(row: ActionRow): void {

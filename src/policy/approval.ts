@@ -4,7 +4,7 @@
 // without a human?".
 import type { JsonObject } from "@bufbuild/protobuf";
 import { invalidField } from "../errors.js";
-import type { RiskLevel } from "../store/rows.js";
+import type { RiskLevel } from "../domain/vocabulary.js";
 import type { LoadedPolicy, Policy, PolicyRule } from "./policy.js";
 
 /** What the policy looks at. */
@@ -25,6 +25,8 @@ export interface ApprovalDecision {
   approvedBy: string | null;
   /** Distinct approvers needed; 0 when approved by policy. */
   approvalsRequired: number;
+  /** Groups the approvers must include; empty when approved by policy. */
+  requirements: StoredRequirement[];
   /** Seconds a pending action may wait before it is rejected; null when
    * approved. */
   approvalTtlSeconds: number | null;
@@ -34,6 +36,14 @@ export interface ApprovalDecision {
   /** Kept on the action_enqueued event, and as the payload of
    * action_approved when the policy approved. */
   detail: JsonObject;
+}
+
+/** One group requirement of a waiting action, as it is stored with it:
+ * `from` says which part of the policy asked for it. */
+export interface StoredRequirement {
+  group: string;
+  count: number;
+  from: string;
 }
 
 const RANK: Record<RiskLevel, number> = { safe: 0, guarded: 1, dangerous: 2 };
@@ -52,8 +62,15 @@ export function resolveRisk(policy: Policy, actionType: string, requested: RiskL
   return { risk: requested, typeRisk };
 }
 
-function globToRegExp(pattern: string): RegExp {
-  return new RegExp(`^${pattern.split("*").map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+/** `redeploy_*` as a regular expression: `*` matches anything, the rest
+ * itself. Webhook filters match the same way. */
+export function globToRegExp(pattern: string): RegExp {
+  return new RegExp(
+    `^${pattern
+      .split("*")
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+  );
 }
 
 const compiled = new WeakMap<PolicyRule, (action: ProposedAction) => boolean>();
@@ -115,7 +132,11 @@ function verdict(policy: Policy, action: ProposedAction): Verdict {
         if (rule.effect !== "allow" || !matches(rule, action)) continue;
         const threshold = rule.min_confidence ?? policy.autonomous.min_confidence;
         if (action.confidence !== null && action.confidence >= threshold) {
-          return { approve: true, rule: rule.name, reason: `mode autonomous: allow rule ${rule.name} matches GUARDED with ${confidence} at or above ${threshold}` };
+          return {
+            approve: true,
+            rule: rule.name,
+            reason: `mode autonomous: allow rule ${rule.name} matches GUARDED with ${confidence} at or above ${threshold}`,
+          };
         }
         nearMiss ??= rule;
       }
@@ -128,21 +149,63 @@ function verdict(policy: Policy, action: ProposedAction): Verdict {
   }
 }
 
+/** The group requirements for an action: its risk level's, then those of
+ * every rule that matches it, allow or forbid alike (a rule's approvers say
+ * who must look at what it matches, whatever it decides). A group named
+ * twice keeps the larger count, so one member can answer both. */
+export function approverRequirements(policy: Policy, action: ProposedAction): StoredRequirement[] {
+  const byGroup = new Map<string, StoredRequirement>();
+  const add = (entries: readonly { group: string; count: number }[] | undefined, from: string) => {
+    for (const { group, count } of entries ?? []) {
+      const had = byGroup.get(group);
+      if (!had) byGroup.set(group, { group, count, from });
+      else byGroup.set(group, { group, count: Math.max(had.count, count), from: `${had.from}, ${from}` });
+    }
+  };
+  add(policy.approvers[action.riskLevel], `approvers.${action.riskLevel}`);
+  for (const rule of policy.rules) if (rule.approvers && matches(rule, action)) add(rule.approvers, `rule ${rule.name}`);
+  return [...byGroup.values()];
+}
+
+/** "1 from sre-leads, 2 from dba". */
+export function describeRequirements(requirements: readonly { group: string; count: number }[]): string {
+  return requirements.map((r) => `${r.count} from ${r.group}`).join(", ");
+}
+
 /** The decision for one action under `loaded`, with auto-approval paused or
- * not. */
-export function decideApproval(loaded: LoadedPolicy, action: ProposedAction & { typeRisk: RiskLevel }, autoApprovalPaused: boolean): ApprovalDecision {
+ * not, and with the stop_auto_approval change window that is closed for it
+ * at the time of the proposal (see windows.ts closedWindowFor), if any. */
+export function decideApproval(
+  loaded: LoadedPolicy,
+  action: ProposedAction & { typeRisk: RiskLevel },
+  autoApprovalPaused: boolean,
+  closedWindow: { name: string; until: Date } | null = null,
+): ApprovalDecision {
   const { policy, version } = loaded;
   const own = verdict(policy, action);
   let approve = own.approve;
   let reason = own.reason;
-  if (approve && action.approvalRequired) {
+  const requirements = approverRequirements(policy, action);
+  if (approve && requirements.length > 0) {
+    // Naming the approvers of an action means a person must approve it.
+    approve = false;
+    reason = `the policy names its approvers (${describeRequirements(requirements)}) (the policy alone would approve: ${own.reason})`;
+  } else if (approve && action.approvalRequired) {
     approve = false;
     reason = `the producer asked for an approval (the policy alone would approve: ${own.reason})`;
   } else if (approve && autoApprovalPaused) {
     approve = false;
     reason = `auto-approval is paused (the policy alone would approve: ${own.reason})`;
+  } else if (approve && closedWindow) {
+    approve = false;
+    reason = `change window ${closedWindow.name} stops auto-approval until ${closedWindow.until.toISOString()} (the policy alone would approve: ${own.reason})`;
   }
-  const approvalsRequired = approve ? 0 : policy.quorum[action.riskLevel];
+  // The quorum holds every group requirement: rules can add groups the
+  // risk level's quorum was not sized for, and then the quorum grows (the
+  // event says so) rather than the action becoming impossible to approve.
+  const quorum = policy.quorum[action.riskLevel];
+  const needed = requirements.reduce((sum, r) => sum + r.count, 0);
+  const approvalsRequired = approve ? 0 : Math.max(quorum, needed);
   const detail: JsonObject = {
     mode: policy.mode,
     policy_version: version,
@@ -154,10 +217,16 @@ export function decideApproval(loaded: LoadedPolicy, action: ProposedAction & { 
     approvals_required: approvalsRequired,
     autonomous_eligible: own.approve,
   };
+  if (!approve && requirements.length > 0) {
+    detail.approval_requirements = requirements.map((r) => ({ ...r }));
+    if (needed > quorum) detail.quorum_raised = `quorum.${action.riskLevel} is ${quorum}; raised to ${needed} to hold the approver groups`;
+  }
+  if (closedWindow) detail.window = { name: closedWindow.name, until: closedWindow.until.toISOString() };
   return {
     status: approve ? "approved" : "pending",
     approvedBy: approve ? `policy:${policy.mode}` : null,
     approvalsRequired,
+    requirements: approve ? [] : requirements,
     approvalTtlSeconds: approve ? null : policy.approval_ttl[action.riskLevel],
     autonomousEligible: own.approve,
     policyVersion: version,

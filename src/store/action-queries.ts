@@ -1,7 +1,11 @@
 // The named queries on the actions table, built once at module load. Each
 // takes arrays, so that one statement serves one call or a batch; state is
-// guarded in the SQL itself (`WHERE status = ...`).
-import { claimableWhere } from "./pauses.js";
+// guarded in the SQL itself (`WHERE status = ...`). One file for the
+// table, as River keeps one per table: it runs past our usual 400 lines
+// because every statement spells out its guard and its event, and one file
+// lets a reader see every statement that writes a column.
+import { READY_KEYS } from "./concurrency.js";
+import { claimableWhere, windowHolds } from "./pauses.js";
 import { type Status, actionColumns, eventColumns } from "./rows.js";
 import { CLEAR_CLAIM_SET, FINISH_CLAIM_SET, REQUEUE_LOST_SET, changeWithEvent } from "./transitions.js";
 
@@ -18,21 +22,25 @@ input AS (
     risk_level text, confidence float8, created_by text, correlation_id text, node text, service text,
     parent_id bigint, chain_depth int, rollback_ref text, rollback_payload jsonb, rollback_of bigint,
     supersedes_id bigint, idempotency_key text, request_digest text, autonomous_eligible bool, policy_version text,
-    decision jsonb, paused_decision jsonb, note jsonb, max_attempts int, run_after timestamptz)
+    decision jsonb, paused_decision jsonb, note jsonb, max_attempts int, run_after timestamptz,
+    concurrency_key text, concurrency_limit int)
   CROSS JOIN paused
 ),
 ins AS (
   INSERT INTO actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
     confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
-    approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred)
+    approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred,
+    concurrency_key, concurrency_limit, approval_requirements)
   SELECT id, action_type, project, target_ref, source_refs, payload, priority, d->>'status', risk_level,
     confidence, d->>'status' = 'pending', created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, d->>'approved_by',
     CASE WHEN d->>'status' = 'approved' THEN now() END,
     (d->>'approvals_required')::int, now() + (d->>'ttl_seconds')::float8 * interval '1 second',
     policy_version, autonomous_eligible, max_attempts, run_after,
-    d->>'status' = 'approved' AND run_after IS NOT NULL AND run_after > now()
+    d->>'status' = 'approved' AND run_after IS NOT NULL AND run_after > now(),
+    concurrency_key, concurrency_limit,
+    coalesce(d->'approval_requirements', '[]'::jsonb)
   FROM input ORDER BY ord
   ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING *
@@ -45,9 +53,9 @@ ev AS (
     (1, 'action_enqueued', ins.created_by, jsonb_strip_nulls(jsonb_build_object(
       'status', ins.status, 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
       'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
-      'approvals_required', ins.approvals_required, 'approval_expires_at', ins.approval_expires_at,
+      'approvals_required', ins.approvals_required, 'approval_expires_at', rfc3339(ins.approval_expires_at),
       'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note,
-      'max_attempts', ins.max_attempts, 'run_after', ins.run_after)) || jsonb_build_object('policy', input.d->'detail')),
+      'max_attempts', ins.max_attempts, 'run_after', rfc3339(ins.run_after))) || jsonb_build_object('policy', input.d->'detail')),
     (2, 'action_approved', ins.approved_by, input.d->'detail')
   ) AS v(seq, event_type, actor, payload)
   WHERE v.seq = 1 OR ins.status = 'approved'
@@ -118,8 +126,15 @@ SELECT id, chain_depth FROM actions_archive WHERE id = ANY($1::bigint[])`;
 export const ProducerLockMany = `
 SELECT pg_advisory_xact_lock(1633907827, hashtext(p)) FROM unnest($1::text[]) AS p ORDER BY p`;
 
+// With the count, when the producer may enqueue again if it is at the
+// limit ($2): once enough of its last hour's actions are older than an hour
+// that one more fits.
 export const ProducerCountRecent = `
-SELECT created_by, count(*)::int AS n FROM actions
+SELECT created_by, count(*)::int AS n,
+  CASE WHEN count(*) >= $2::int THEN
+    ceil(extract(epoch FROM (array_agg(created_at ORDER BY created_at))[count(*)::int - $2::int + 1] + interval '1 hour' - now()) * 1000)::bigint
+  END AS free_in_ms
+FROM actions
 WHERE created_by = ANY($1::text[]) AND created_at > now() - interval '1 hour'
   AND (created_by LIKE 'agent:%' OR created_by LIKE 'script:%')
 GROUP BY created_by`;
@@ -160,21 +175,64 @@ ORDER BY a.id DESC
 LIMIT $8`;
 
 /** Claims up to one action per slot. Slot k gets the k-th action in claim
- * order; a NULL session means a unary ClaimAction (acknowledged at once). */
+ * order; a NULL session means a unary ClaimAction (acknowledged at once).
+ *
+ * Actions without a concurrency key come from one index in priority order.
+ * Keyed ones come from the head of each key that has a free slot: its
+ * first (limit - claimed) actions in priority order, whatever their type,
+ * so that within a key nothing overtakes (a head this worker cannot take
+ * holds its key back for it too). The candidates are read without locks;
+ * then only the keys of the ones that may be claimed are locked (SKIP
+ * LOCKED: a key another claim is serving is left to it), and the count
+ * read under that lock, which is the current one, says how many each key
+ * may still take. The trigger of migration 007 counts the new claims in
+ * the same transaction. */
 function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
   // $1-$5 always; the filters' arrays follow only when used.
-  const conditions = claimableWhere("actions");
-  let next = 6;
-  if (filter === "types" || filter === "both") conditions.push(`action_type = ANY($${next++}::text[])`);
-  if (filter === "projects" || filter === "both") conditions.push(`project = ANY($${next++}::text[])`);
+  const filters = (alias: string) => {
+    const conditions = claimableWhere(alias);
+    let next = 6;
+    if (filter === "types" || filter === "both") conditions.push(`${alias}.action_type = ANY($${next++}::text[])`);
+    if (filter === "projects" || filter === "both") conditions.push(`${alias}.project = ANY($${next++}::text[])`);
+    return conditions.join(" AND ");
+  };
   return changeWithEvent({
     lock: `
-      SELECT id, row_number() OVER () AS n FROM (
-        SELECT id FROM actions
-        WHERE ${conditions.join(" AND ")}
-        ORDER BY priority, id
+      WITH heads AS MATERIALIZED (
+        SELECT h.id, h.priority, h.concurrency_key FROM concurrency_keys k
+        CROSS JOIN LATERAL (
+          SELECT a.* FROM actions a
+          WHERE a.concurrency_key = k.key AND a.status = 'approved' AND NOT a.deferred
+          ORDER BY a.priority, a.id LIMIT greatest(k.claim_limit - k.claimed, 0)
+        ) h
+        WHERE k.key = ANY (ARRAY(${READY_KEYS})) AND k.claimed < k.claim_limit AND ${filters("h")}
+        ORDER BY h.priority, h.id LIMIT $4
+      ),
+      keys AS MATERIALIZED (
+        SELECT k.key, k.claim_limit - k.claimed AS free FROM concurrency_keys k
+        WHERE k.key IN (SELECT concurrency_key FROM heads) AND k.claimed < k.claim_limit
+        FOR UPDATE SKIP LOCKED
+      ),
+      keyed AS MATERIALIZED (
+        SELECT a.id, a.priority FROM actions a
+        WHERE a.id IN (
+          SELECT x.id FROM (
+            SELECT hd.id, keys.free, row_number() OVER (PARTITION BY hd.concurrency_key ORDER BY hd.priority, hd.id) AS rank
+            FROM heads hd JOIN keys ON keys.key = hd.concurrency_key
+          ) x WHERE x.rank <= x.free)
+          AND a.status = 'approved' AND NOT a.deferred
+        FOR UPDATE SKIP LOCKED
+      ),
+      plain AS MATERIALIZED (
+        SELECT actions.id, actions.priority FROM actions
+        WHERE ${filters("actions")} AND actions.concurrency_key IS NULL
+        ORDER BY actions.priority, actions.id
         LIMIT $4
         FOR UPDATE SKIP LOCKED
+      )
+      SELECT id, row_number() OVER (ORDER BY priority, id) AS n FROM (
+        SELECT id, priority FROM (SELECT id, priority FROM plain UNION ALL SELECT id, priority FROM keyed) both_kinds
+        ORDER BY priority, id LIMIT $4
       ) picked`,
     from: ` JOIN unnest($1::uuid[], $2::text[], $3::float8[]) WITH ORDINALITY AS s(session, worker, lease_ms, n) ON s.n = o.n`,
     set: `status = 'claimed', claimed_by = s.worker, claim_token = gen_random_uuid(), claim_session = s.session,
@@ -186,7 +244,7 @@ function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
     event: {
       type: "'action_claimed'",
       actor: "c.claimed_by",
-      payload: `jsonb_build_object('claim_deadline', c.claim_deadline, 'attempt', c.attempt,
+      payload: `jsonb_build_object('claim_deadline', rfc3339(c.claim_deadline), 'attempt', c.attempt,
         'lease_ms', (extract(epoch FROM c.lease) * 1000)::float8, 'streamed', c.claim_session IS NOT NULL)`,
     },
   });
@@ -227,7 +285,7 @@ export const ActionExtendMany = changeWithEvent({
   event: {
     type: "'claim_extended'",
     actor: "c.claimed_by",
-    payload: "jsonb_build_object('claim_deadline', c.claim_deadline, 'attempt', c.attempt)",
+    payload: "jsonb_build_object('claim_deadline', rfc3339(c.claim_deadline), 'attempt', c.attempt)",
   },
 });
 
@@ -272,8 +330,10 @@ export const ActionFailMany = changeWithEvent({
     type: `CASE WHEN o.retry THEN 'action_retry_scheduled' ELSE 'action_failed' END`,
     actor: "o.old_worker",
     payload: `jsonb_strip_nulls(jsonb_build_object('reason', i.reason, 'attempt', c.attempt, 'failures', c.failures,
-      'max_attempts', c.max_attempts, 'retryable', i.retryable, 'run_after', CASE WHEN o.retry THEN c.run_after END))`,
+      'max_attempts', c.max_attempts, 'retryable', i.retryable, 'run_after', CASE WHEN o.retry THEN rfc3339(c.run_after) END))`,
   },
+  // A retry clears claimed_by; what follows the commit names the worker.
+  returning: "o.old_worker AS from_worker",
 });
 
 /** An operator sends a FAILED action back to the queue with more attempts. */
@@ -328,23 +388,42 @@ export const ActionRejectPendingMany = changeWithEvent({
 // quorum; until then each approval is an approval_granted event. The
 // producer cannot approve its own action, an approver counts once, and an
 // expired approval window stays closed.
-const quorumMet = "cardinality(a.approvers) + 1 >= a.approvals_required";
+// The approver's groups join the action's; the action leaves PENDING only
+// when the quorum and every group requirement are met (approvals_complete,
+// migration 010, which the table's constraint also checks).
+const groupsAfter = "a.approver_groups || jsonb_build_object(i.approver, i.groups)";
+const approvalsComplete = `approvals_complete(a.approvals_required, cardinality(a.approvers) + 1, a.approval_requirements, ${groupsAfter})`;
+
+/** Which requirements this approval counted toward, such as "group
+ * sre-leads (1 of 1)": those of its groups that it was still needed for.
+ * Null when it counts only toward the quorum. */
+const satisfies = `(
+  SELECT string_agg(format('group %s (%s of %s)', r->>'group', n.members, r->>'count'), ', ' ORDER BY r->>'group')
+  FROM jsonb_array_elements(c.approval_requirements) AS r
+  CROSS JOIN LATERAL (SELECT count(*) AS members FROM jsonb_each(c.approver_groups) AS g(approver, groups) WHERE g.groups ? (r->>'group')) AS n
+  WHERE i.groups ? (r->>'group') AND n.members <= (r->>'count')::int)`;
+
+/** An approval by a distinct approver who did not propose the action. It
+ * is accepted past the quorum while a group requirement is open, so that a
+ * member of the group approving later can always complete the action. */
 export const ActionApproveMany = changeWithEvent({
-  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, approver, note)",
+  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, approver, note, groups)",
   lock: `
     SELECT a.id FROM actions a JOIN i USING (id)
     WHERE a.status = 'pending' AND a.created_by <> i.approver AND NOT (i.approver = ANY (a.approvers))
       AND (a.approval_expires_at IS NULL OR a.approval_expires_at > now())
     FOR UPDATE OF a`,
   set: `approvers = a.approvers || i.approver,
-    status = CASE WHEN ${quorumMet} THEN 'approved' ELSE 'pending' END,
-    approved_by = CASE WHEN ${quorumMet} THEN i.approver END,
-    approved_at = CASE WHEN ${quorumMet} THEN now() END,
-    deferred = ${quorumMet} AND a.run_after IS NOT NULL AND a.run_after > now()`,
+    approver_groups = ${groupsAfter},
+    status = CASE WHEN ${approvalsComplete} THEN 'approved' ELSE 'pending' END,
+    approved_by = CASE WHEN ${approvalsComplete} THEN i.approver END,
+    approved_at = CASE WHEN ${approvalsComplete} THEN now() END,
+    deferred = ${approvalsComplete} AND a.run_after IS NOT NULL AND a.run_after > now()`,
   event: {
     type: "CASE WHEN c.status = 'approved' THEN 'action_approved' ELSE 'approval_granted' END",
     actor: "i.approver",
-    payload: "jsonb_build_object('note', i.note, 'approvers', to_jsonb(c.approvers), 'approvals_required', c.approvals_required)",
+    payload: `jsonb_build_object('note', i.note, 'approvers', to_jsonb(c.approvers), 'approvals_required', c.approvals_required,
+      'groups', i.groups, 'satisfies', ${satisfies})`,
   },
 });
 
@@ -360,7 +439,7 @@ export const ActionExpireApprovals = changeWithEvent({
   event: {
     type: "'action_rejected'",
     actor: "$1::text",
-    payload: `jsonb_build_object('reason', 'approval_expired', 'from_status', 'pending', 'approval_expired_at', o.old_expiry,
+    payload: `jsonb_build_object('reason', 'approval_expired', 'from_status', 'pending', 'approval_expired_at', rfc3339(o.old_expiry),
       'approvers', to_jsonb(c.approvers), 'approvals_required', c.approvals_required)`,
   },
 });
@@ -374,6 +453,25 @@ export const ActionCancelMany = changeWithEvent({
     actor: "i.actor",
     payload: "jsonb_build_object('reason', i.reason, 'from_status', o.old_status, 'worker', o.old_worker)",
   },
+  // Cancelling starts from one of three statuses; what follows the commit
+  // (the state log) says which.
+  returning: "o.old_status AS from_status",
+});
+
+/** Break-glass: the action may run inside a closed change window. Again on
+ * an action already broken is a new act, recorded again. The event names
+ * the hold_claims windows closed for it at that moment. */
+export const ActionBreakGlassMany = changeWithEvent({
+  inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS i(id, actor, reason)",
+  lock: lockById(["pending", "approved"]),
+  set: "break_glass_by = i.actor, break_glass_reason = i.reason, break_glass_at = now()",
+  event: {
+    type: "'break_glass'",
+    actor: "i.actor",
+    payload: `jsonb_build_object('reason', i.reason, 'status', o.old_status,
+      'closed_windows', coalesce((SELECT jsonb_agg(DISTINCT w.window_name) FROM change_window_intervals w WHERE ${windowHolds("w", "c")}), '[]'::jsonb))`,
+  },
+  returning: "o.old_status AS from_status",
 });
 
 /** Acknowledged claims a worker brings to a new stream: they move to it.
@@ -412,7 +510,7 @@ export const ActionRequeueExpiredLeases = changeWithEvent({
   event: {
     type: "'claim_timed_out'",
     actor: "$1::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'claim_deadline', o.old_deadline, 'attempt', c.attempt)",
+    payload: "jsonb_build_object('worker', o.old_worker, 'claim_deadline', rfc3339(o.old_deadline), 'attempt', c.attempt)",
   },
 });
 
@@ -427,7 +525,7 @@ export const ActionReleaseExpiredDeliveries = changeWithEvent({
   event: {
     type: "'claim_released'",
     actor: "$1::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'reason', 'ack_timeout', 'ack_deadline', o.old_deadline, 'attempt', c.attempt)",
+    payload: "jsonb_build_object('worker', o.old_worker, 'reason', 'ack_timeout', 'ack_deadline', rfc3339(o.old_deadline), 'attempt', c.attempt)",
   },
 });
 

@@ -1,7 +1,11 @@
 // The actions store: runs the named queries of action-queries.ts in the
 // right order and turns their results into one outcome per input. A row
 // that a guarded statement did not change is explained afterwards by
-// looking at what it is now.
+// looking at what it is now. It is longer than our usual 400 lines on
+// purpose: each guarded transition sits beside the explanation of its
+// refusals (missing, wrong status, another claim, a repeat), and splitting
+// them would part a statement from what its zero rows mean. The insert path
+// is in enqueue.ts.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type pg from "pg";
 import { ActionqError, actionNotFound, claimTokenMismatch, invalidTransition } from "../errors.js";
@@ -10,21 +14,18 @@ import {
   ActionAdoptClaims,
   ActionApproveMany,
   ActionArchiveFinished,
+  ActionBreakGlassMany,
   ActionCancelMany,
   ActionClaimMany,
   ActionCompleteMany,
   ActionExpireApprovals,
   ActionExtendMany,
   ActionFailMany,
-  ActionGetByIdempotencyKeys,
-  ActionGetDepths,
   ActionGetMany,
   ActionGetWithEvents,
-  ActionInsertMany,
   ActionList,
   ActionLiveRollback,
   ActionLockForRollback,
-  ActionLockForSupersede,
   ActionProgress,
   ActionRejectClaimedMany,
   ActionRejectPendingMany,
@@ -35,13 +36,14 @@ import {
   ActionRequeueExpiredLeases,
   ActionRetryMany,
   ActionScopes,
-  ActionSupersedeMany,
   ClaimHolders,
-  ProducerCountRecent,
-  ProducerLockMany,
 } from "./action-queries.js";
+import { approvalsNeeded } from "../policy/requirements.js";
 import { Coalescer } from "./coalescer.js";
-import { type Queryable, inTransaction } from "./db.js";
+import { enqueueWith, isRateLimitedProducer } from "./enqueue.js";
+import { type ActionChange, type ActionChangeKind, type Commits, moved } from "./commits.js";
+import { type ConcurrencyHold, concurrencyHold } from "./concurrency.js";
+import { inTransaction } from "./db.js";
 import type { ActionRow, EventRow, RiskLevel, Status } from "./rows.js";
 
 /** A policy decision as the insert statement reads it. */
@@ -49,6 +51,8 @@ export interface StoredDecision {
   status: "pending" | "approved";
   approvedBy: string | null;
   approvalsRequired: number;
+  /** Groups the approvers must include, kept with the action. */
+  requirements: { group: string; count: number; from: string }[];
   approvalTtlSeconds: number | null;
   detail: JsonObject;
 }
@@ -80,6 +84,9 @@ export interface NewAction {
   supersedesId: string | null;
   maxAttempts: number;
   runAfter: Date | null;
+  /** Actions with the same key run at most `concurrencyLimit` at a time. */
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
   idempotencyKey: string | null;
   /** Digest of the request, to tell a retry from a reused key; null
    * without a key. */
@@ -101,11 +108,6 @@ export interface StoreLimits {
   /** Backoff of the first retry, doubling up to retryBackoffMaxMs. */
   retryBackoffMs: number;
   retryBackoffMaxMs: number;
-}
-
-/** Producers whose enqueues are rate limited. */
-export function isRateLimitedProducer(createdBy: string): boolean {
-  return createdBy.startsWith("agent:") || createdBy.startsWith("script:");
 }
 
 /** What access checks need to know of an existing action. */
@@ -150,6 +152,20 @@ interface Explainer<T = { id: string }> {
   explainRow?: (row: ActionRow, item: T) => ActionqError | undefined;
 }
 
+/** What a transition reports for each row it changed. `from`: the status
+ * before, when the statement allows only one (else the row's from_status
+ * column, which the statement returns). */
+interface ChangeReport<T> {
+  kind: ActionChangeKind | ((row: ActionRow) => ActionChangeKind);
+  from: Status | null;
+  /** `fromWorker`: the worker that held the claim, for statements that
+   * return it (a retry clears claimed_by). */
+  actor: (item: T, row: ActionRow, fromWorker: string | undefined) => string;
+}
+
+const byWorker = (_item: unknown, row: ActionRow, fromWorker: string | undefined) => fromWorker ?? row.claimed_by ?? "";
+const byActor = (item: { actor: string }) => item.actor;
+
 export class ActionStore {
   /** Single calls, group-committed: concurrent callers share statements. */
   readonly one: {
@@ -162,12 +178,17 @@ export class ActionStore {
   constructor(
     private readonly pool: pg.Pool,
     private readonly limits: StoreLimits,
+    /** Every committed change is reported here, once. */
+    private readonly commits: Commits,
     batching: { parallel: number; maxBatch: number } = { parallel: 4, maxBatch: 500 },
   ) {
     const enqueue = new Coalescer((inputs: NewAction[]) => this.enqueueMany(inputs), batching);
     const ack = new Coalescer((items: { id: string; token: string }[]) => this.ackMany(items), batching);
     const complete = new Coalescer((items: { id: string; token: string; resultRef: string }[]) => this.completeMany(items), batching);
-    const fail = new Coalescer((items: { id: string; token: string; reason: string; retryable: boolean; delayMs: number | null }[]) => this.failMany(items), batching);
+    const fail = new Coalescer(
+      (items: { id: string; token: string; reason: string; retryable: boolean; delayMs: number | null }[]) => this.failMany(items),
+      batching,
+    );
     this.one = {
       enqueue: (input) => enqueue.submit(input),
       ack: (item) => ack.submit(item),
@@ -185,186 +206,19 @@ export class ActionStore {
     const readsFirst = inputs.some(
       (input) => isRateLimitedProducer(input.createdBy) || input.idempotencyKey !== null || input.parentId !== null || input.supersedesId !== null,
     );
-    return readsFirst ? inTransaction(this.pool, (client) => this.enqueueWith(client, inputs)) : this.enqueueWith(this.pool, inputs);
-  }
-
-  /** Enqueues inside a transaction the caller holds. */
-  private async enqueueWith(client: Queryable, inputs: NewAction[]): Promise<Outcome[]> {
-    const outcomes: (Outcome | undefined)[] = new Array(inputs.length);
-
-    // Rate-limited producers enqueue one transaction at a time, so that
-    // concurrent calls cannot all pass the count, and so that a retry
-    // that waited here sees the action its twin just committed.
-    const limited = [...new Set(inputs.map((input) => input.createdBy).filter(isRateLimitedProducer))];
-    if (limited.length > 0) await client.query(ProducerLockMany, [limited]);
-
-    // Repeats of an idempotency key return the first action, before any
-    // other check: a retry must not be refused for rate or depth.
-    const keyed = inputs.map((input, index) => ({ input, index })).filter(({ input }) => input.idempotencyKey !== null);
-    if (keyed.length > 0) {
-      const existing = await this.findByKeys(client, keyed.map(({ input }) => [input.createdBy, input.idempotencyKey!]));
-      for (const { input, index } of keyed) {
-        const row = existing.get(keyFor(input.createdBy, input.idempotencyKey!));
-        if (row) outcomes[index] = repeatOutcome(row, input);
-      }
-    }
-
-    const parentIds = [...new Set(inputs.filter((input, i) => !outcomes[i] && input.parentId !== null).map((input) => input.parentId!))];
-    const depths = new Map<string, number>();
-    if (parentIds.length > 0) {
-      const { rows } = await client.query<{ id: string; chain_depth: number }>(ActionGetDepths, [parentIds]);
-      for (const row of rows) depths.set(row.id, row.chain_depth);
-    }
-
-    const counted = [...new Set(inputs.filter((input, i) => !outcomes[i] && isRateLimitedProducer(input.createdBy)).map((input) => input.createdBy))];
-    const used = new Map<string, number>();
-    if (counted.length > 0) {
-      const { rows } = await client.query<{ created_by: string; n: number }>(ProducerCountRecent, [counted]);
-      for (const row of rows) used.set(row.created_by, row.n);
-    }
-
-    // The actions to supersede stay locked until this transaction ends: none
-    // can be claimed or approved between this check and its cancellation.
-    const supersedeIds = [...new Set(inputs.filter((input, i) => !outcomes[i] && input.supersedesId !== null).map((input) => input.supersedesId!))];
-    const superseded = new Map<string, ActionRow>();
-    if (supersedeIds.length > 0) {
-      const { rows } = await client.query<ActionRow>(ActionLockForSupersede, [supersedeIds]);
-      for (const row of rows) superseded.set(row.id, row);
-    }
-    const supersedeTaken = new Set<string>();
-
-    const toInsert: { index: number; input: NewAction; chainDepth: number }[] = [];
-    inputs.forEach((input, index) => {
-      if (outcomes[index]) return;
-      if (input.supersedesId !== null) {
-        const old = superseded.get(input.supersedesId);
-        if (!old) {
-          outcomes[index] = { ok: false, error: withField(actionNotFound(input.supersedesId), "supersedes_id") };
-          return;
-        }
-        if ((old.status !== "pending" && old.status !== "approved") || supersedeTaken.has(old.id)) {
-          const status = supersedeTaken.has(old.id) ? "cancelled" : old.status;
-          outcomes[index] = { ok: false, error: withField(invalidTransition(old.id, status, "superseding", ["pending", "approved"]), "supersedes_id") };
-          return;
-        }
-        supersedeTaken.add(old.id);
-      }
-      let chainDepth = 0;
-      if (input.parentId !== null) {
-        const parentDepth = depths.get(input.parentId);
-        if (parentDepth === undefined) {
-          outcomes[index] = {
-            ok: false,
-            error: new ActionqError("not_found", "PARENT_NOT_FOUND", `parent_id: action ${input.parentId} does not exist`, {
-              field: "parent_id",
-              action_id: input.parentId,
-            }),
-          };
-          return;
-        }
-        chainDepth = parentDepth + 1;
-        if (chainDepth > this.limits.maxChainDepth) {
-          outcomes[index] = {
-            ok: false,
-            error: new ActionqError(
-              "failed_precondition",
-              "CHAIN_TOO_DEEP",
-              `parent_id: action ${input.parentId} is at chain depth ${parentDepth}; a child would be at ${chainDepth}, beyond the limit of ${this.limits.maxChainDepth}`,
-              { field: "parent_id", chain_depth: String(chainDepth), max_chain_depth: String(this.limits.maxChainDepth) },
-            ),
-          };
-          return;
-        }
-      }
-      if (isRateLimitedProducer(input.createdBy)) {
-        const count = used.get(input.createdBy) ?? 0;
-        if (count >= this.limits.rateLimitPerHour) {
-          outcomes[index] = {
-            ok: false,
-            error: new ActionqError(
-              "resource_exhausted",
-              "RATE_LIMITED",
-              `created_by: producer ${input.createdBy} has enqueued ${count} actions in the last hour; the limit is ${this.limits.rateLimitPerHour}`,
-              { field: "created_by", limit: String(this.limits.rateLimitPerHour), window: "1h" },
-            ),
-          };
-          return;
-        }
-        used.set(input.createdBy, count + 1);
-      }
-      toInsert.push({ index, input, chainDepth });
-    });
-
-    if (toInsert.length > 0) {
-      const payload = toInsert.map(({ input, chainDepth }, ord) => ({
-        ord,
-        action_type: input.actionType,
-        project: input.project,
-        target_ref: input.targetRef,
-        source_refs: input.sourceRefs,
-        payload: input.payload,
-        priority: input.priority,
-        risk_level: input.riskLevel,
-        confidence: input.confidence,
-        created_by: input.createdBy,
-        correlation_id: input.correlationId,
-        node: input.node,
-        service: input.service,
-        parent_id: input.parentId,
-        chain_depth: chainDepth,
-        rollback_ref: input.rollbackRef,
-        rollback_payload: input.rollbackPayload,
-        rollback_of: input.rollbackOf,
-        supersedes_id: input.supersedesId,
-        idempotency_key: input.idempotencyKey,
-        request_digest: input.requestDigest,
-        autonomous_eligible: input.autonomousEligible,
-        policy_version: input.policyVersion,
-        decision: decisionJson(input.decision),
-        paused_decision: decisionJson(input.pausedDecision),
-        note: input.note,
-        max_attempts: input.maxAttempts,
-        run_after: input.runAfter?.toISOString() ?? null,
-      }));
-      const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload)]);
-      const lost: { index: number; input: NewAction }[] = [];
-      for (const row of rows) {
-        const { index, input } = toInsert[row.ord]!;
-        if (row.id === null) lost.push({ index, input });
-        else outcomes[index] = { ok: true, action: stripOrd(row), created: true };
-      }
-      // A concurrent call with the same key won the insert: answer as a
-      // repeat of it.
-      if (lost.length > 0) {
-        const existing = await this.findByKeys(client, lost.map(({ input }) => [input.createdBy, input.idempotencyKey!]));
-        for (const { index, input } of lost) {
-          const row = existing.get(keyFor(input.createdBy, input.idempotencyKey!));
-          outcomes[index] = row
-            ? repeatOutcome(row, input)
-            : { ok: false, error: new ActionqError("unavailable", "CONCURRENT_INSERT", "the idempotency key was taken by a transaction that did not commit; retry") };
-        }
-      }
-      const replacing = toInsert.flatMap(({ index, input }) => {
-        const outcome = outcomes[index];
-        return outcome?.ok && outcome.created && input.supersedesId !== null ? [{ id: input.supersedesId, newId: outcome.action.id, actor: input.createdBy }] : [];
-      });
-      if (replacing.length > 0) {
-        const { rows: cancelled } = await client.query<ActionRow>(ActionSupersedeMany, [
-          replacing.map((r) => r.id),
-          replacing.map((r) => r.newId),
-          replacing.map((r) => r.actor),
-        ]);
-        // Locked above and checked: every one must have been cancelled.
-        if (cancelled.length !== replacing.length) throw new Error("superseded actions changed under their lock");
-      }
-    }
-    return outcomes.map((outcome) => outcome!);
+    const changes: ActionChange[] = [];
+    const outcomes = readsFirst
+      ? await inTransaction(this.pool, (client) => enqueueWith(client, inputs, changes, this.limits))
+      : await enqueueWith(this.pool, inputs, changes, this.limits);
+    this.commits.publish(changes);
+    return outcomes;
   }
 
   /** Enqueues the rollback of action `id`, built from the locked action by
    * `build`, or returns its live rollback. Errors as outcomes. */
   async rollback(id: string, build: (action: ActionRow) => NewAction): Promise<Outcome> {
-    return inTransaction(this.pool, async (client) => {
+    const changes: ActionChange[] = [];
+    const outcome = await inTransaction(this.pool, async (client): Promise<Outcome> => {
       const { rows } = await client.query<ActionRow>(ActionLockForRollback, [id]);
       const action = rows[0];
       if (!action) return { ok: false, error: actionNotFound(id) };
@@ -376,17 +230,16 @@ export class ActionStore {
       if (action.rollback_ref === "") {
         return {
           ok: false,
-          error: new ActionqError("failed_precondition", "NO_ROLLBACK_REF", `action ${id} has no rollback_ref: it declared no reverse action`, { action_id: id }),
+          error: new ActionqError("failed_precondition", "NO_ROLLBACK_REF", `action ${id} has no rollback_ref: it declared no reverse action`, {
+            action_id: id,
+          }),
         };
       }
-      const [outcome] = await this.enqueueWith(client, [build(action)]);
+      const [outcome] = await enqueueWith(client, [build(action)], changes, this.limits);
       return outcome!;
     });
-  }
-
-  private async findByKeys(client: Queryable, keys: [string, string][]): Promise<Map<string, ActionRow>> {
-    const { rows } = await client.query<ActionRow>(ActionGetByIdempotencyKeys, [keys.map((k) => k[0]), keys.map((k) => k[1])]);
-    return new Map(rows.map((row) => [keyFor(row.created_by, row.idempotency_key!), row]));
+    this.commits.publish(changes);
+    return outcome;
   }
 
   async get(id: string): Promise<{ action: ActionRow; events: EventRow[] } | undefined> {
@@ -395,6 +248,11 @@ export class ActionStore {
     if (!row) return undefined;
     const { events, ...action } = row;
     return { action, events: events.map((event) => ({ ...event, created_at: new Date(event.created_at) })) };
+  }
+
+  /** Why an approved action waits for its concurrency key, if it does. */
+  concurrencyHold(id: string): Promise<ConcurrencyHold | undefined> {
+    return concurrencyHold(this.pool, id);
   }
 
   /** Project, action type and producer of each action that exists, by id. */
@@ -445,34 +303,53 @@ export class ActionStore {
     if (filter.actionTypes.length > 0) params.push(filter.actionTypes);
     if (filter.projects.length > 0) params.push(filter.projects);
     const { rows } = await this.pool.query<ActionRow>(ActionClaimMany[kind], params);
+    this.commits.publish(moved("claimed", rows, "approved", (row) => row.claimed_by!));
     return rows;
   }
 
   ackMany(items: { id: string; token: string }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionAckMany, (list) => [list.map((x) => x.id), list.map((x) => x.token)], {
-      operation: "acknowledging a claim",
-      allowed: ["claimed"],
-      tokenChecked: true,
-      repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
-    });
+    return this.transition(
+      items,
+      ActionAckMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.token)],
+      { kind: "acked", from: "claimed", actor: byWorker },
+      {
+        operation: "acknowledging a claim",
+        allowed: ["claimed"],
+        tokenChecked: true,
+        repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
+      },
+    );
   }
 
   extendMany(items: { id: string; token: string; leaseMs: number | null }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionExtendMany, (list) => [list.map((x) => x.id), list.map((x) => x.token), list.map((x) => x.leaseMs)], {
-      operation: "extending a claim",
-      allowed: ["claimed"],
-      tokenChecked: true,
-      repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
-    });
+    return this.transition(
+      items,
+      ActionExtendMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.token), list.map((x) => x.leaseMs)],
+      { kind: "extended", from: "claimed", actor: byWorker },
+      {
+        operation: "extending a claim",
+        allowed: ["claimed"],
+        tokenChecked: true,
+        repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
+      },
+    );
   }
 
   completeMany(items: { id: string; token: string; resultRef: string }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionCompleteMany, (list) => [list.map((x) => x.id), list.map((x) => x.token), list.map((x) => x.resultRef)], {
-      operation: "completing",
-      allowed: ["claimed"],
-      tokenChecked: true,
-      repeat: (row) => row.status === "completed" && items.some((x) => x.id === row.id && x.token === row.claim_token && x.resultRef === row.result_ref),
-    });
+    return this.transition(
+      items,
+      ActionCompleteMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.token), list.map((x) => x.resultRef)],
+      { kind: "completed", from: "claimed", actor: byWorker },
+      {
+        operation: "completing",
+        allowed: ["claimed"],
+        tokenChecked: true,
+        repeat: (row) => row.status === "completed" && items.some((x) => x.id === row.id && x.token === row.claim_token && x.resultRef === row.result_ref),
+      },
+    );
   }
 
   /** Ends claims in failure: a retry when retryable and attempts are left,
@@ -490,6 +367,7 @@ export class ActionStore {
         list.map((x) => x.retryable),
         list.map((x) => x.delayMs),
       ],
+      { kind: (row) => (row.status === "failed" ? "failed" : "retry_scheduled"), from: "claimed", actor: byWorker },
       {
         operation: "failing",
         allowed: ["claimed"],
@@ -512,6 +390,7 @@ export class ActionStore {
       items,
       ActionRetryMany,
       (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason), list.map((x) => x.extra)],
+      { kind: "retried", from: "failed", actor: byActor },
       { operation: "retrying", allowed: ["failed"], tokenChecked: false },
     );
   }
@@ -534,6 +413,7 @@ export class ActionStore {
       items,
       ActionRejectClaimedMany,
       (list) => [list.map((x) => x.id), list.map((x) => x.token), list.map((x) => x.actor), list.map((x) => x.reason)],
+      { kind: "rejected", from: "claimed", actor: byActor },
       {
         operation: "rejecting a claimed action",
         allowed: ["claimed"],
@@ -544,52 +424,75 @@ export class ActionStore {
   }
 
   rejectPendingMany(items: { id: string; actor: string; reason: string }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionRejectPendingMany, (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason)], {
-      operation: "rejecting without a claim token",
-      allowed: ["pending"],
-      tokenChecked: false,
-    });
+    return this.transition(
+      items,
+      ActionRejectPendingMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason)],
+      { kind: "rejected", from: "pending", actor: byActor },
+      {
+        operation: "rejecting without a claim token",
+        allowed: ["pending"],
+        tokenChecked: false,
+      },
+    );
   }
 
-  approveMany(items: { id: string; approver: string; note: string }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionApproveMany, (list) => [list.map((x) => x.id), list.map((x) => x.approver), list.map((x) => x.note)], {
-      operation: "approving",
-      allowed: ["pending"],
-      tokenChecked: false,
-      explainRow: (row, item) => {
-        if (row.status !== "pending") return undefined;
-        const approver = item.approver;
-        if (row.created_by === approver) {
-          return new ActionqError("permission_denied", "SELF_APPROVAL", `${approver} proposed action ${row.id} and cannot approve it; another approver must`, {
-            action_id: row.id,
-            field: "approver",
-          });
-        }
-        if (row.approvers.includes(approver)) {
-          return new ActionqError(
-            "failed_precondition",
-            "DUPLICATE_APPROVAL",
-            `${approver} already approved action ${row.id}; it needs ${row.approvals_required - row.approvers.length} more distinct approver(s)`,
-            { action_id: row.id, field: "approver", approvals: String(row.approvers.length), approvals_required: String(row.approvals_required) },
-          );
-        }
-        if (row.approval_expires_at !== null && row.approval_expires_at.getTime() <= Date.now()) {
-          return new ActionqError(
-            "failed_precondition",
-            "APPROVAL_EXPIRED",
-            `the approval window of action ${row.id} closed at ${row.approval_expires_at.toISOString()}; it will be rejected`,
-            { action_id: row.id, current_status: "PENDING" },
-          );
-        }
-        return undefined;
+  /** `groups`: the approver's groups, from its credential (never from the
+   * request); kept with its approval. */
+  approveMany(items: { id: string; approver: string; note: string; groups: readonly string[] }[]): Promise<Outcome[]> {
+    const kind = (row: ActionRow): ActionChangeKind => (row.status === "pending" ? "approval_granted" : "approved");
+    return this.transition(
+      items,
+      ActionApproveMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.approver), list.map((x) => x.note), list.map((x) => JSON.stringify(x.groups))],
+      { kind, from: "pending", actor: (item) => item.approver },
+      {
+        operation: "approving",
+        allowed: ["pending"],
+        tokenChecked: false,
+        explainRow: (row, item) => {
+          if (row.status !== "pending") return undefined;
+          const approver = item.approver;
+          if (row.created_by === approver) {
+            return new ActionqError(
+              "permission_denied",
+              "SELF_APPROVAL",
+              `${approver} proposed action ${row.id} and cannot approve it; another approver must`,
+              {
+                action_id: row.id,
+                field: "approver",
+              },
+            );
+          }
+          if (row.approvers.includes(approver)) {
+            return new ActionqError(
+              "failed_precondition",
+              "DUPLICATE_APPROVAL",
+              `${approver} already approved action ${row.id}; it ${approvalsNeeded(row) || "needs no more approvals"}`,
+              { action_id: row.id, field: "approver", approvals: String(row.approvers.length), approvals_required: String(row.approvals_required) },
+            );
+          }
+          if (row.approval_expires_at !== null && row.approval_expires_at.getTime() <= Date.now()) {
+            return new ActionqError(
+              "failed_precondition",
+              "APPROVAL_EXPIRED",
+              `the approval window of action ${row.id} closed at ${row.approval_expires_at.toISOString()}; it will be rejected`,
+              { action_id: row.id, current_status: "PENDING" },
+            );
+          }
+          return undefined;
+        },
       },
-    });
+    );
   }
 
   /** Appends an action_progress event for the worker holding the claim. */
   async progress(id: string, token: string, actor: string, payload: JsonObject): Promise<EventRow | ActionqError> {
     const { rows } = await this.pool.query<EventRow>(ActionProgress, [id, token, actor, JSON.stringify(payload)]);
-    if (rows[0]) return rows[0];
+    if (rows[0]) {
+      this.commits.publish([{ kind: "progressed", actionId: id, attempt: Number(rows[0].payload.attempt), actor }]);
+      return rows[0];
+    }
     const [now] = await this.getMany([id]);
     if (!now) return actionNotFound(id);
     const outcome = repeatOf(now, { id, token }, { operation: "recording progress", allowed: ["claimed"], tokenChecked: true });
@@ -597,11 +500,32 @@ export class ActionStore {
   }
 
   cancelMany(items: { id: string; actor: string; reason: string }[]): Promise<Outcome[]> {
-    return this.transition(items, ActionCancelMany, (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason)], {
-      operation: "cancelling",
-      allowed: ["pending", "approved", "claimed"],
-      tokenChecked: false,
-    });
+    return this.transition(
+      items,
+      ActionCancelMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason)],
+      { kind: "cancelled", from: null, actor: byActor },
+      {
+        operation: "cancelling",
+        allowed: ["pending", "approved", "claimed"],
+        tokenChecked: false,
+      },
+    );
+  }
+
+  /** Lets PENDING or APPROVED actions run inside a closed change window. */
+  breakGlassMany(items: { id: string; actor: string; reason: string }[]): Promise<Outcome[]> {
+    return this.transition(
+      items,
+      ActionBreakGlassMany,
+      (list) => [list.map((x) => x.id), list.map((x) => x.actor), list.map((x) => x.reason)],
+      { kind: "break_glass", from: null, actor: byActor },
+      {
+        operation: "breaking glass",
+        allowed: ["pending", "approved"],
+        tokenChecked: false,
+      },
+    );
   }
 
   /** Moves claims a worker still holds to its new stream; returns those
@@ -622,11 +546,12 @@ export class ActionStore {
   async releaseUnacked(session: string, claims: { id: string; attempt: number }[] | null, actor: string, reason: string): Promise<ActionRow[]> {
     const { rows } = await this.pool.query<ActionRow>(ActionReleaseUnacked, [
       session,
-      claims && claims.map((claim) => claim.id),
+      claims?.map((claim) => claim.id) ?? null,
       actor,
       reason,
-      claims && claims.map((claim) => claim.attempt),
+      claims?.map((claim) => claim.attempt) ?? null,
     ]);
+    this.commits.publish(moved("released", rows, "claimed", () => actor));
     return rows;
   }
 
@@ -653,8 +578,12 @@ export class ActionStore {
       }
     };
     const expired = await run(ActionExpireApprovals);
-    const requeued = [...(await run(ActionRequeueExpiredLeases)), ...(await run(ActionReleaseExpiredDeliveries))];
-    return { expired, requeued };
+    this.commits.publish(moved("expired", expired, "pending", () => actor));
+    const timedOut = await run(ActionRequeueExpiredLeases);
+    this.commits.publish(moved("timed_out", timedOut, "claimed", () => actor));
+    const released = await run(ActionReleaseExpiredDeliveries);
+    this.commits.publish(moved("released", released, "claimed", () => actor));
+    return { expired, requeued: [...timedOut, ...released] };
   }
 
   /** Runs a guarded transition for many ids and explains every id that did
@@ -664,6 +593,7 @@ export class ActionStore {
     items: T[],
     sql: string,
     params: (items: T[]) => unknown[],
+    report: ChangeReport<T>,
     explain: Explainer<T>,
   ): Promise<Outcome[]> {
     // One change per id and statement: a duplicate is answered like a
@@ -671,8 +601,17 @@ export class ActionStore {
     const first = new Map<string, T>();
     for (const item of items) if (!first.has(item.id)) first.set(item.id, item);
     const unique = [...first.values()];
-    const { rows } = await this.pool.query<ActionRow>(sql, params(unique));
-    const changed = new Map(rows.map((row) => [row.id, row]));
+    const { rows: returned } = await this.pool.query<ActionRow & { from_status?: Status; from_worker?: string }>(sql, params(unique));
+    const rows = returned.map(({ from_status, from_worker, ...row }) => ({ row: row as ActionRow, from: from_status ?? report.from, fromWorker: from_worker }));
+    this.commits.publish(
+      rows.map(({ row, from, fromWorker }) => ({
+        kind: typeof report.kind === "function" ? report.kind(row) : report.kind,
+        action: row,
+        from,
+        actor: report.actor(first.get(row.id)!, row, fromWorker),
+      })),
+    );
+    const changed = new Map(rows.map(({ row }) => [row.id, row]));
     const missing = unique.filter((item) => !changed.has(item.id)).map((item) => item.id);
     const current = new Map<string, ActionRow>();
     if (missing.length > 0) for (const row of await this.getMany(missing)) current.set(row.id, row);
@@ -695,43 +634,10 @@ function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain:
   if (explain.allowed.includes(row.status)) {
     // The row is in an allowed status now but was not when the statement
     // ran (it changed in between); the caller may retry.
-    return { ok: false, error: new ActionqError("unavailable", "CONCURRENT_CHANGE", `action ${row.id} changed while ${explain.operation}; retry`, { action_id: row.id }) };
+    return {
+      ok: false,
+      error: new ActionqError("unavailable", "CONCURRENT_CHANGE", `action ${row.id} changed while ${explain.operation}; retry`, { action_id: row.id }),
+    };
   }
   return { ok: false, error: invalidTransition(row.id, row.status, explain.operation, explain.allowed) };
-}
-
-function decisionJson(decision: StoredDecision) {
-  return {
-    status: decision.status,
-    approved_by: decision.approvedBy,
-    approvals_required: decision.approvalsRequired,
-    ttl_seconds: decision.approvalTtlSeconds,
-    detail: decision.detail,
-  };
-}
-
-function withField(error: ActionqError, field: string): ActionqError {
-  return new ActionqError(error.kind, error.reason, `${field}: ${error.message}`, { ...error.metadata, field });
-}
-
-function keyFor(createdBy: string, key: string): string {
-  return `${createdBy}\u0000${key}`;
-}
-
-function stripOrd(row: ActionRow & { ord?: number }): ActionRow {
-  const { ord: _ord, ...action } = row;
-  return action;
-}
-
-function repeatOutcome(row: ActionRow, input: NewAction): Outcome {
-  if (row.request_digest === input.requestDigest) return { ok: true, action: row, created: false };
-  return {
-    ok: false,
-    error: new ActionqError(
-      "already_exists",
-      "IDEMPOTENCY_KEY_REUSED",
-      `idempotency_key: ${input.createdBy} already used this key for action ${row.id} with a different request`,
-      { field: "idempotency_key", action_id: row.id },
-    ),
-  };
 }

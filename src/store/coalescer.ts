@@ -23,13 +23,19 @@ export class Coalescer<I, O> {
     while (this.running < this.options.parallel && this.queue.length > 0) {
       const batch = this.queue.splice(0, this.options.maxBatch);
       this.running++;
-      this.run(batch.map((entry) => entry.item)).then(
-        (outs) => batch.forEach((entry, index) => entry.resolve(outs[index]!)),
-        (error: unknown) => batch.forEach((entry) => entry.reject(error)),
-      ).finally(() => {
-        this.running--;
-        this.next();
-      });
+      this.run(batch.map((entry) => entry.item))
+        .then(
+          (outs) => {
+            for (const [index, entry] of batch.entries()) entry.resolve(outs[index]!);
+          },
+          (error: unknown) => {
+            for (const entry of batch) entry.reject(error);
+          },
+        )
+        .finally(() => {
+          this.running--;
+          this.next();
+        });
     }
   }
 }

@@ -68,7 +68,18 @@ export function createPool(url: string, schema: string, size: number, log?: Logg
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
   });
-  pool.on("connect", prepareStatements);
+  pool.on("connect", (client) => {
+    prepareStatements(client);
+    // pg-pool listens for 'error' only while a client is idle. A checked-out
+    // client that is between statements has no listener of the pool's, and
+    // pool.connect() hands a client over one microtask after taking the
+    // pool's listener off: a FATAL that arrives in that window (a server
+    // shutting down sends ReadyForQuery then 57P01 in one packet) would be
+    // an unhandled 'error' and end the process. The client is then marked
+    // not queryable; its next statement fails and its holder releases it as
+    // broken.
+    client.on("error", (error) => log?.debug({ err: error.message }, "a database connection in use was lost"));
+  });
   // An idle client that loses its connection emits 'error' on the pool; the
   // pool drops it and makes a new one on demand. Without a listener Node
   // would crash the process.

@@ -43,7 +43,10 @@ async function loadBinaries(): Promise<Binaries> {
   try {
     return (await import(name)) as Binaries;
   } catch (error) {
-    throw new Error(`no embedded PostgreSQL binaries for ${process.platform}/${process.arch} (${name} is not installed); set ACTIONQ_URL to use your own PostgreSQL`, { cause: error });
+    throw new Error(
+      `no embedded PostgreSQL binaries for ${process.platform}/${process.arch} (${name} is not installed); set ACTIONQ_URL to use your own PostgreSQL`,
+      { cause: error },
+    );
   }
 }
 
@@ -78,9 +81,7 @@ async function ensureReachable(targets: string[], owner: { uid: number; gid: num
       seen.add(dir);
       const info = await stat(dir);
       const searchable =
-        (info.mode & 0o001) !== 0 ||
-        (info.uid === owner.uid && (info.mode & 0o100) !== 0) ||
-        (info.gid === owner.gid && (info.mode & 0o010) !== 0);
+        (info.mode & 0o001) !== 0 || (info.uid === owner.uid && (info.mode & 0o100) !== 0) || (info.gid === owner.gid && (info.mode & 0o010) !== 0);
       if (!searchable) {
         await chmod(dir, (info.mode & 0o7777) | 0o001);
         granted.push(dir);
@@ -170,8 +171,7 @@ async function startIn(
 ): Promise<EmbeddedPostgres> {
   const pgdata = path.join(root, "pg");
   const passwordFile = path.join(root, "password");
-  const run = (file: string, args: string[]) =>
-    execFile(file, args, { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" } });
+  const run = (file: string, args: string[]) => execFile(file, args, { ...(owner ?? {}), env: { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" } });
 
   // The server runs as another user when we are root: it must be able to
   // reach its binaries, and its data directory through this one.
@@ -197,14 +197,7 @@ async function startIn(
     if (owner) await chown(pwfile, owner.uid, owner.gid);
     options.log?.info({ pgdata }, "creating the embedded PostgreSQL cluster");
     try {
-      await run(bin.initdb, [
-        `--pgdata=${pgdata}`,
-        "--username=postgres",
-        "--auth=scram-sha-256",
-        `--pwfile=${pwfile}`,
-        "--encoding=UTF8",
-        "--no-locale",
-      ]);
+      await run(bin.initdb, [`--pgdata=${pgdata}`, "--username=postgres", "--auth=scram-sha-256", `--pwfile=${pwfile}`, "--encoding=UTF8", "--no-locale"]);
     } catch (error) {
       throw new Error(`initdb failed in ${pgdata}: ${(error as { stderr?: string }).stderr ?? error}`, { cause: error });
     } finally {
@@ -230,12 +223,7 @@ async function startIn(
   // kernel much less than one over loopback TCP. TCP on 127.0.0.1 stays
   // open for psql and other tools.
   const socketDir = await socketDirectory(root, owner);
-  const settings = [
-    "listen_addresses=127.0.0.1",
-    `unix_socket_directories=${socketDir ?? ""}`,
-    "max_connections=200",
-    ...(options.settings ?? []),
-  ];
+  const settings = ["listen_addresses=127.0.0.1", `unix_socket_directories=${socketDir ?? ""}`, "max_connections=200", ...(options.settings ?? [])];
   let lastError: unknown;
   for (let tries = 0; tries < 3; tries++) {
     const port = options.port ?? (await freePort());

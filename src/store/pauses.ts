@@ -3,6 +3,8 @@
 // it holds on every server from the moment it commits. Each pause and
 // resume writes its event in the same statement.
 import type pg from "pg";
+import type { Commits } from "./commits.js";
+import { type HeldKey, heldKeys } from "./concurrency.js";
 
 export const PAUSE_KINDS = ["all", "action_type", "project", "auto_approval"] as const;
 export type PauseKind = (typeof PAUSE_KINDS)[number];
@@ -26,13 +28,16 @@ export interface QueueStats {
   claimable: string;
   oldestClaimableAt: Date | null;
   pauses: PauseRow[];
+  heldKeys: HeldKey[];
 }
 
 /** What "claimable" means, for a relation aliased `alias`: approved, due
- * (not deferred), and held back by no pause. The claim statement and the
- * queue's vital signs share it, so they can never disagree. Pauses are read
- * in the statement itself, so one committed on any server holds back every
- * later claim on every server. */
+ * (not deferred), and held back by no pause and no closed change window
+ * (unless an operator broke glass on it). The claim statement and the
+ * queue's vital signs share it, so they can never disagree. Pauses and
+ * windows are read in the statement itself, with now(), so one committed
+ * on any server holds back every later claim on every server, and a window
+ * that opens releases its actions at that instant, without a sweep. */
 export function claimableWhere(alias: string): string[] {
   return [
     `${alias}.status = 'approved'`,
@@ -40,7 +45,17 @@ export function claimableWhere(alias: string): string[] {
     "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')",
     `NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = ${alias}.action_type)`,
     `NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = ${alias}.project)`,
+    `(${alias}.break_glass_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM change_window_intervals w WHERE ${windowHolds("w", alias)}))`,
   ];
+}
+
+/** A closed interval `w` of a hold_claims window that applies to the
+ * action aliased `alias`, now. */
+export function windowHolds(w: string, alias: string): string {
+  return `${w}.ends_at > now() AND ${w}.starts_at <= now()
+    AND (${w}.action_types IS NULL OR ${alias}.action_type LIKE ANY (${w}.action_types))
+    AND (${w}.projects IS NULL OR ${alias}.project LIKE ANY (${w}.projects))
+    AND (${w}.risk_levels IS NULL OR ${alias}.risk_level = ANY (${w}.risk_levels))`;
 }
 
 const scopeJson = "jsonb_build_object('kind', kind, 'value', value)";
@@ -66,7 +81,7 @@ WITH del AS (
 ev AS (
   INSERT INTO events (action_id, event_type, actor, payload)
   SELECT NULL, 'coordinator_resumed', $3::text, jsonb_build_object(
-    'scope', ${scopeJson}, 'reason', $4::text, 'paused_by', paused_by, 'pause_reason', reason, 'paused_at', created_at)
+    'scope', ${scopeJson}, 'reason', $4::text, 'paused_by', paused_by, 'pause_reason', reason, 'paused_at', rfc3339(created_at))
   FROM del
 )
 SELECT * FROM del`;
@@ -88,7 +103,11 @@ WHERE status IN ('pending', 'approved', 'claimed')
 GROUP BY status, action_type`;
 
 export class PauseStore {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    /** Every committed pause and resume is reported here, once. */
+    private readonly commits: Commits,
+  ) {}
 
   /** Pauses a scope; when it is already paused, returns that pause with
    * `created` false and writes nothing. */
@@ -101,6 +120,7 @@ export class PauseStore {
       const row = rows[0];
       if (row) {
         const { created, ...pause } = row;
+        if (created) this.commits.publish([{ kind: "paused", pause, actor }]);
         return { pause, created };
       }
       if (attempt >= 3) throw new Error(`pause of ${scope.kind} ${scope.value} neither inserted nor found`);
@@ -110,6 +130,7 @@ export class PauseStore {
   /** Lifts a pause; undefined when the scope was not paused. */
   async resume(scope: PauseScope, actor: string, reason: string): Promise<PauseRow | undefined> {
     const { rows } = await this.pool.query<PauseRow>(PauseDelete, [scope.kind, scope.value, actor, reason]);
+    if (rows[0]) this.commits.publish([{ kind: "resumed", pause: rows[0], actor }]);
     return rows[0];
   }
 
@@ -131,12 +152,13 @@ export class PauseStore {
   }
 
   async stats(): Promise<QueueStats> {
-    const [counts, claimable, pauses] = await Promise.all([
+    const [counts, claimable, pauses, held] = await Promise.all([
       this.pool.query<{ status: string; action_type: string; n: string }>(CountByStatusAndType),
       this.pool.query<{ n: string; oldest: Date | null }>(Claimable),
       this.list(),
+      heldKeys(this.pool),
     ]);
     const head = claimable.rows[0]!;
-    return { counts: counts.rows, claimable: head.n, oldestClaimableAt: head.oldest, pauses };
+    return { counts: counts.rows, claimable: head.n, oldestClaimableAt: head.oldest, pauses, heldKeys: held };
   }
 }

@@ -1,34 +1,9 @@
 // The shapes rows come back in, and the column lists that produce them.
 import type { JsonObject } from "@bufbuild/protobuf";
 
-export const STATUSES = ["pending", "approved", "claimed", "completed", "failed", "rejected", "cancelled"] as const;
-export type Status = (typeof STATUSES)[number];
-
-export const RISK_LEVELS = ["safe", "guarded", "dangerous"] as const;
-export type RiskLevel = (typeof RISK_LEVELS)[number];
-
-export const EVENT_TYPES = [
-  "action_enqueued",
-  "approval_granted",
-  "action_approved",
-  "action_rejected",
-  "action_claimed",
-  "action_completed",
-  "action_failed",
-  "action_cancelled",
-  "claim_timed_out",
-  "claim_released",
-  "claim_extended",
-  "action_retry_scheduled",
-  "action_retried",
-  "action_progress",
-  "coordinator_cycle",
-  "coordinator_paused",
-  "coordinator_resumed",
-  "policy_reloaded",
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-export const COORDINATOR_EVENT_TYPES: readonly EventType[] = ["coordinator_cycle", "coordinator_paused"];
+// The domain's words live in src/domain/vocabulary.ts; the store speaks them.
+export { COORDINATOR_EVENT_TYPES, EVENT_TYPES, type EventType, RISK_LEVELS, type RiskLevel, STATUSES, type Status } from "../domain/vocabulary.js";
+import type { RiskLevel, Status } from "../domain/vocabulary.js";
 
 /** An action as the store returns it. bigint columns stay strings (exact). */
 export interface ActionRow {
@@ -83,6 +58,16 @@ export interface ActionRow {
   retried_token: string | null;
   run_after: Date | null;
   deferred: boolean;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  /** Groups the approvers must include (migration 010). */
+  approval_requirements: { group: string; count: number; from: string }[];
+  /** Each approver's groups when it approved. */
+  approver_groups: Record<string, string[]>;
+  /** Who broke glass on it, why and when; null unless an operator did. */
+  break_glass_by: string | null;
+  break_glass_reason: string | null;
+  break_glass_at: Date | null;
   /** Only from a completion: when the claim that completed began. */
   claimed_since?: Date | null;
 }
@@ -97,21 +82,68 @@ export interface EventRow {
 }
 
 const ACTION_FIELDS = [
-  "id", "action_type", "project", "target_ref", "source_refs", "payload", "priority", "status", "risk_level",
-  "confidence", "approval_required", "created_by", "correlation_id", "node", "service", "parent_id", "chain_depth",
-  "rollback_ref", "idempotency_key", "request_digest", "approved_by", "approved_at", "claimed_by", "claim_token",
-  "claim_session", "claimed_at", "claim_deadline", "ack_deadline", "acked_at", "attempt", "result_ref",
-  "failure_reason", "created_at", "updated_at", "finished_at", "autonomous_eligible", "approvals_required", "approvers",
-  "approval_expires_at", "policy_version", "supersedes_id", "rollback_payload", "rollback_of", "max_attempts", "failures",
-  "lost_deliveries", "last_error", "retried_token", "run_after", "deferred",
+  "id",
+  "action_type",
+  "project",
+  "target_ref",
+  "source_refs",
+  "payload",
+  "priority",
+  "status",
+  "risk_level",
+  "confidence",
+  "approval_required",
+  "created_by",
+  "correlation_id",
+  "node",
+  "service",
+  "parent_id",
+  "chain_depth",
+  "rollback_ref",
+  "idempotency_key",
+  "request_digest",
+  "approved_by",
+  "approved_at",
+  "claimed_by",
+  "claim_token",
+  "claim_session",
+  "claimed_at",
+  "claim_deadline",
+  "ack_deadline",
+  "acked_at",
+  "attempt",
+  "result_ref",
+  "failure_reason",
+  "created_at",
+  "updated_at",
+  "finished_at",
+  "autonomous_eligible",
+  "approvals_required",
+  "approvers",
+  "approval_expires_at",
+  "policy_version",
+  "supersedes_id",
+  "rollback_payload",
+  "rollback_of",
+  "max_attempts",
+  "failures",
+  "lost_deliveries",
+  "last_error",
+  "retried_token",
+  "run_after",
+  "deferred",
+  "concurrency_key",
+  "concurrency_limit",
+  "approval_requirements",
+  "approver_groups",
+  "break_glass_by",
+  "break_glass_reason",
+  "break_glass_at",
 ];
 
 /** The SELECT list producing an ActionRow from a relation aliased `alias`. */
 export function actionColumns(alias: string): string {
-  return [
-    ...ACTION_FIELDS.map((field) => `${alias}.${field}`),
-    `(extract(epoch FROM ${alias}.lease) * 1000)::float8 AS lease_ms`,
-  ].join(", ");
+  return [...ACTION_FIELDS.map((field) => `${alias}.${field}`), `(extract(epoch FROM ${alias}.lease) * 1000)::float8 AS lease_ms`].join(", ");
 }
 
 export function eventColumns(alias: string): string {

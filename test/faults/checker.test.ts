@@ -4,8 +4,7 @@
 // event or with two, a watcher that missed an event), so a passing scenario
 // means something.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestServer, startTestServer } from "../harness.js";
-import { closeWithin } from "../stream-helpers.js";
+import { type TestServer, closeWithin, startTestServer } from "../support/harness.js";
 import { type ActionRow, pool, verify, waitForAll } from "./lib/check.js";
 import { Crew } from "./lib/scenario.js";
 import { createClient, unary } from "./worker.mjs";
@@ -33,9 +32,15 @@ beforeAll(async () => {
   await waitForAll(db, keys.length, 20_000);
   await crew.stop();
   records = crew.records;
-  const events = await db.query<{ id: string; action_id: string | null; event_type: string }>("SELECT e.id::text AS id, e.action_id::text AS action_id, e.event_type FROM events e ORDER BY e.id");
+  const events = await db.query<{ id: string; action_id: string | null; event_type: string }>(
+    "SELECT e.id::text AS id, e.action_id::text AS action_id, e.event_type FROM events e ORDER BY e.id",
+  );
   log = events.rows.map((row) => ({ id: row.id, actionId: row.action_id ?? "0", eventType: row.event_type }));
-  rows = (await db.query<ActionRow>("SELECT id::text, status, attempt, failures, lost_deliveries, max_attempts, claim_token::text, idempotency_key FROM actions ORDER BY id")).rows;
+  rows = (
+    await db.query<ActionRow>(
+      "SELECT id::text, status, attempt, failures, lost_deliveries, max_attempts, claim_token::text, idempotency_key FROM actions ORDER BY id",
+    )
+  ).rows;
 });
 afterAll(async () => {
   await db?.end();

@@ -5,33 +5,22 @@
 // put back what was not acknowledged; workers finish what they had
 // acknowledged through the other replica; nothing is lost or run twice.
 import { afterEach, describe, expect, it } from "vitest";
-import { pool, summary, verify, waitForAll } from "./lib/check.js";
-import { Producer, Watcher } from "./lib/load.js";
-import { ServerProcess } from "./lib/processes.js";
-import { Crew, databaseUrl, dropSchema, freshSchema, serverEnv, serverProblems, summaryOnFailure, teardown, unlessCrashed, until } from "./lib/scenario.js";
+import { verify, waitForAll } from "./lib/check.js";
+import { Watcher } from "./lib/load.js";
+import type { ServerProcess } from "./lib/processes.js";
+import { beginScenario, endScenario, serverEnv, unlessCrashed, until } from "./lib/scenario.js";
 
-let cleanup: () => Promise<void> = async () => {};
-afterEach(async () => {
-  await cleanup();
-  cleanup = async () => {};
-});
+afterEach(endScenario);
 
 describe("scenario 6: graceful shutdown under load", () => {
   it("a rolling restart with SIGTERM drains every stream (cause SHUTDOWN), exits 0 and loses nothing", async () => {
-    summaryOnFailure("6 graceful shutdown");
-    const started = Date.now();
-    const url = databaseUrl();
-    const schema = freshSchema("graceful");
-    const crew = new Crew();
-    const db = pool(url, schema);
-    const servers: ServerProcess[] = [];
-    let producer: Producer | undefined;
-    cleanup = () => teardown(crew, [async () => producer?.close(), () => db.end(), () => dropSchema(url, schema)], servers);
+    const scenario = beginScenario("6 graceful shutdown");
+    const { crew } = scenario;
+    const { url, schema, db } = scenario.database("graceful");
 
     const env = serverEnv(url, schema);
-    let a = await ServerProcess.start("replica-a", env);
-    let b = await ServerProcess.start("replica-b", env);
-    servers.push(a, b);
+    let a = await scenario.server("replica-a", env);
+    let b = await scenario.server("replica-b", env);
     const addressA = a.address;
     const addressB = b.address;
     const envA = { ...env, ACTIONQ_LISTEN: addressA };
@@ -43,7 +32,7 @@ describe("scenario 6: graceful shutdown under load", () => {
     }
     const watcher = new Watcher([addressA, addressB]);
     const count = 320;
-    producer = new Producer({ addresses: [addressA, addressB], prefix: "grace", count, actionType: "graceful_job", spreadMs: 9000, flakyEvery: 10 });
+    const producer = scenario.produce({ addresses: [addressA, addressB], prefix: "grace", count, actionType: "graceful_job", spreadMs: 9000, flakyEvery: 10 });
 
     const stops: { name: string; ms: number; unackedLeft: number }[] = [];
     const workers = [...crew.workers];
@@ -67,12 +56,10 @@ describe("scenario 6: graceful shutdown under load", () => {
     await until("60 executions", () => crew.finished >= 60, 60_000);
     await stop(a);
     await until("140 executions", () => crew.finished >= 140, 60_000);
-    a = await ServerProcess.start("replica-a-again", envA);
-    servers.push(a);
+    a = await scenario.server("replica-a-again", envA);
     await stop(b);
     await until("220 executions", () => crew.finished >= 220, 60_000);
-    b = await ServerProcess.start("replica-b-again", envB);
-    servers.push(b);
+    b = await scenario.server("replica-b-again", envB);
 
     await unlessCrashed(producer.done, "the producer");
     await waitForAll(db, count, 60_000);
@@ -81,11 +68,8 @@ describe("scenario 6: graceful shutdown under load", () => {
     await watcher.finish(rows[0]!.id);
 
     const report = await verify(db, { keys: producer.keys, records: crew.records, watched: watcher.events });
-    report.problems.push(...serverProblems(servers));
-    summary(
-      "6 graceful shutdown",
+    scenario.summarize(
       report,
-      Date.now() - started,
       `stops=${stops.map((s) => `${s.name}:${s.ms}ms`).join(",")} shutdown_drains=${drains()} unacked_left_after_stop=${stops.map((s) => s.unackedLeft).join(",")} producer_retries=${producer.stats.retries}`,
     );
     expect(report.problems).toEqual([]);

@@ -9,39 +9,30 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { pool, summary, verify, waitForAll } from "./lib/check.js";
-import { Producer, Watcher } from "./lib/load.js";
-import { ServerProcess, postgresRunning, registerCluster, sleep, tempDir } from "./lib/processes.js";
-import { Crew, FAULT_ENV, databaseUrl, dropSchema, freshSchema, serverEnv, serverProblems, summaryOnFailure, teardown, unlessCrashed, until } from "./lib/scenario.js";
+import { pool, verify, waitForAll } from "./lib/check.js";
+import { Watcher } from "./lib/load.js";
+import { ServerProcess, postgresRunning, registerCluster, tempDir } from "./lib/processes.js";
+import { FAULT_ENV, beginScenario, endScenario, serverEnv, unlessCrashed, until } from "./lib/scenario.js";
+import { sleep } from "../support/wait.js";
 
-let cleanup: () => Promise<void> = async () => {};
-afterEach(async () => {
-  await cleanup();
-  cleanup = async () => {};
-});
+afterEach(endScenario);
 
 describe("scenario 1: kill -9 the server under load", () => {
   it("restarts twice under load; every action completes exactly once and the watcher misses nothing", async () => {
-    summaryOnFailure("1 kill -9 server");
-    const started = Date.now();
-    const url = databaseUrl();
-    const schema = freshSchema("kill");
-    const crew = new Crew();
-    const db = pool(url, schema);
-    cleanup = () => teardown(crew, [() => db.end(), () => dropSchema(url, schema)]);
+    const scenario = beginScenario("1 kill -9 server");
+    const { crew } = scenario;
+    const { url, schema, db } = scenario.database("kill");
 
-    const servers: ServerProcess[] = [];
-    let server = await ServerProcess.start("server", serverEnv(url, schema));
-    servers.push(server);
+    let server = await scenario.server("server", serverEnv(url, schema));
     // Restarts come back on the same port, as a supervisor would bring them.
     const sameAddress = serverEnv(url, schema, { ACTIONQ_LISTEN: server.address });
     const address = server.address;
 
     const watcher = new Watcher([address]);
-    for (let i = 0; i < 3; i++) crew.add({ name: `worker-${i}`, addresses: [address], actionTypes: ["kill_job"], maxInFlight: 4, leaseSeconds: 30, workMs: 30 });
+    for (let i = 0; i < 3; i++)
+      crew.add({ name: `worker-${i}`, addresses: [address], actionTypes: ["kill_job"], maxInFlight: 4, leaseSeconds: 30, workMs: 30 });
     const count = 300;
-    const producer = new Producer({ addresses: [address], prefix: "kill", count, actionType: "kill_job", spreadMs: 7000, flakyEvery: 10 });
-    cleanup = () => teardown(crew, [async () => producer.close(), () => db.end(), () => dropSchema(url, schema)], servers);
+    const producer = scenario.produce({ addresses: [address], prefix: "kill", count, actionType: "kill_job", spreadMs: 7000, flakyEvery: 10 });
 
     const kills: number[] = [];
     for (const threshold of [40, 150]) {
@@ -50,8 +41,7 @@ describe("scenario 1: kill -9 the server under load", () => {
       kills.push(crew.finished);
       expect((await server.exitWithin(5000)).signal).toBe("SIGKILL");
       await sleep(800);
-      server = await ServerProcess.start("server-restarted", sameAddress);
-      servers.push(server);
+      server = await scenario.server("server-restarted", sameAddress);
     }
 
     await unlessCrashed(producer.done, "the producer");
@@ -61,8 +51,7 @@ describe("scenario 1: kill -9 the server under load", () => {
     await watcher.finish(rows[0]!.id);
 
     const report = await verify(db, { keys: producer.keys, records: crew.records, watched: watcher.events });
-    report.problems.push(...serverProblems(servers));
-    summary("1 kill -9 server", report, Date.now() - started, `kills_at_done=${kills.join(",")} producer_retries=${producer.stats.retries} watcher_reconnects=${watcher.reconnects}`);
+    scenario.summarize(report, `kills_at_done=${kills.join(",")} producer_retries=${producer.stats.retries} watcher_reconnects=${watcher.reconnects}`);
     expect(report.problems).toEqual([]);
     expect(report.completed).toBe(count);
     expect(producer.stats.retries, "the kills happened while producers were enqueuing").toBeGreaterThan(0);
@@ -74,26 +63,23 @@ describe("scenario 1: kill -9 the server under load", () => {
 
 describe("scenario 1b: kill -9 a server that runs its own embedded PostgreSQL", () => {
   it("the next serve on the data directory takes over the PostgreSQL left running, serves the same data, and leaves it uncorrupted", async () => {
-    summaryOnFailure("1b kill -9 embedded");
-    const started = Date.now();
+    const scenario = beginScenario("1b kill -9 embedded");
+    const { crew } = scenario;
     const dir = await tempDir("embedded");
     const pgdata = path.join(dir, "pg");
     registerCluster(pgdata);
-    const crew = new Crew();
-    let producer: Producer | undefined;
     let db: ReturnType<typeof pool> | undefined;
-    const servers: ServerProcess[] = [];
-    cleanup = () => teardown(crew, [async () => producer?.close(), async () => db?.end()], servers);
+    scenario.atEnd(async () => db?.end());
 
     const env = { ...FAULT_ENV, ACTIONQ_DATA_DIR: dir, ACTIONQ_LISTEN: "127.0.0.1:0" };
-    let server = await ServerProcess.start("embedded", env, 150_000);
-    servers.push(server);
+    let server = await scenario.server("embedded", env, 150_000);
     const address = server.address;
     const sameAddress = { ...env, ACTIONQ_LISTEN: address };
 
-    for (let i = 0; i < 2; i++) crew.add({ name: `worker-${i}`, addresses: [address], actionTypes: ["embedded_job"], maxInFlight: 4, leaseSeconds: 60, workMs: 20 });
+    for (let i = 0; i < 2; i++)
+      crew.add({ name: `worker-${i}`, addresses: [address], actionTypes: ["embedded_job"], maxInFlight: 4, leaseSeconds: 60, workMs: 20 });
     const count = 200;
-    producer = new Producer({ addresses: [address], prefix: "embedded", count, actionType: "embedded_job", spreadMs: 8000, flakyEvery: 10 });
+    const producer = scenario.produce({ addresses: [address], prefix: "embedded", count, actionType: "embedded_job", spreadMs: 8000, flakyEvery: 10 });
 
     for (const threshold of [30, 110]) {
       await until(`${threshold} executions done`, () => crew.finished >= threshold, 90_000);
@@ -101,8 +87,7 @@ describe("scenario 1b: kill -9 a server that runs its own embedded PostgreSQL", 
       await server.exitWithin(5000);
       // The server is gone; its PostgreSQL is not.
       expect(await postgresRunning(pgdata)).toBe(true);
-      server = await ServerProcess.start("embedded-restarted", sameAddress, 150_000);
-      servers.push(server);
+      server = await scenario.server("embedded-restarted", sameAddress, 150_000);
       expect(server.logged("an embedded PostgreSQL from an earlier run is still up; stopping it")).toHaveLength(1);
     }
 
@@ -111,13 +96,12 @@ describe("scenario 1b: kill -9 a server that runs its own embedded PostgreSQL", 
     server.kill9();
     await server.exitWithin(5000);
     const starting = ServerProcess.spawn("embedded-killed-while-starting", sameAddress);
-    servers.push(starting);
+    scenario.servers.push(starting);
     await starting.waitFor("embedded PostgreSQL is up", 60_000);
     starting.kill9();
     await starting.exitWithin(5000);
     expect(await postgresRunning(pgdata)).toBe(true);
-    server = await ServerProcess.start("embedded-restarted-again", sameAddress, 150_000);
-    servers.push(server);
+    server = await scenario.server("embedded-restarted-again", sameAddress, 150_000);
     expect(server.logged("an embedded PostgreSQL from an earlier run is still up; stopping it")).toHaveLength(1);
 
     // The last server's PostgreSQL, to check what was written.
@@ -131,7 +115,6 @@ describe("scenario 1b: kill -9 a server that runs its own embedded PostgreSQL", 
     await crew.stop();
 
     const report = await verify(db, { keys: producer.keys, records: crew.records });
-    report.problems.push(...serverProblems(servers));
     // No corruption: every btree index agrees with its table, and the heap
     // pages are sound.
     await db.query("CREATE EXTENSION IF NOT EXISTS amcheck WITH SCHEMA public");
@@ -147,8 +130,8 @@ describe("scenario 1b: kill -9 a server that runs its own embedded PostgreSQL", 
     await db.end();
     db = undefined;
 
-    const takeovers = servers.reduce((n, s) => n + s.logged("an embedded PostgreSQL from an earlier run is still up; stopping it").length, 0);
-    summary("1b kill -9 embedded", report, Date.now() - started, `server_kills=4 takeovers=${takeovers} amcheck_indexes=${indexes.length}`);
+    const takeovers = scenario.servers.reduce((n, s) => n + s.logged("an embedded PostgreSQL from an earlier run is still up; stopping it").length, 0);
+    scenario.summarize(report, `server_kills=4 takeovers=${takeovers} amcheck_indexes=${indexes.length}`);
     expect(report.problems).toEqual([]);
     expect(report.completed).toBe(count);
     expect(takeovers).toBe(4);

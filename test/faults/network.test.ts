@@ -12,36 +12,23 @@
 // Either way no claim is lost and none runs twice, and a watcher behind
 // such a proxy still sees every event once.
 import { afterEach, describe, expect, it } from "vitest";
-import { TcpProxy } from "../tcp-proxy.js";
-import { pool, summary, verify, waitForAll } from "./lib/check.js";
-import { Producer, Watcher } from "./lib/load.js";
-import { ServerProcess, sleep } from "./lib/processes.js";
-import { Crew, databaseUrl, dropSchema, freshSchema, serverEnv, serverProblems, summaryOnFailure, teardown, unlessCrashed, until } from "./lib/scenario.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
+import { verify, waitForAll } from "./lib/check.js";
+import { Watcher } from "./lib/load.js";
+import { beginScenario, endScenario, serverEnv, unlessCrashed, until } from "./lib/scenario.js";
+import { sleep } from "../support/wait.js";
 
-let cleanup: () => Promise<void> = async () => {};
-afterEach(async () => {
-  await cleanup();
-  cleanup = async () => {};
-});
+afterEach(endScenario);
 
 describe("scenario 4: a proxy that drops connections", () => {
   it("a) silent drops (no FIN): the server's PING closes the dead connection, workers reconnect, nothing lost or run twice", async () => {
-    summaryOnFailure("4a silent drop");
-    const started = Date.now();
-    const url = databaseUrl();
-    const schema = freshSchema("blackhole");
-    const crew = new Crew();
-    const db = pool(url, schema);
-    const proxies: TcpProxy[] = [];
-    const servers: ServerProcess[] = [];
-    let producer: Producer | undefined;
-    cleanup = () =>
-      teardown(crew, [async () => producer?.close(), ...proxies.map((p) => () => p.close()), () => db.end(), () => dropSchema(url, schema)], servers);
+    const scenario = beginScenario("4a silent drop");
+    const { crew } = scenario;
+    const { url, schema, db } = scenario.database("blackhole");
 
-    const server = await ServerProcess.start("server", serverEnv(url, schema, { ACTIONQ_KEEPALIVE_SECONDS: "0.5", ACTIONQ_ACK_TIMEOUT_SECONDS: "10" }));
-    servers.push(server);
+    const server = await scenario.server("server", serverEnv(url, schema, { ACTIONQ_KEEPALIVE_SECONDS: "0.5", ACTIONQ_ACK_TIMEOUT_SECONDS: "10" }));
     const [toW1, toW2, toWatcher] = await Promise.all([0, 1, 2].map(() => TcpProxy.start(server.port)));
-    proxies.push(toW1!, toW2!, toWatcher!);
+    scenario.atEnd(...[toW1!, toW2!, toWatcher!].map((proxy) => () => proxy.close()));
 
     const watcher = new Watcher([toWatcher!.address]);
     const common = { actionTypes: ["net_job"], maxInFlight: 4, leaseSeconds: 60, workMs: 60, keepaliveMs: 1000, silenceMs: 3000 };
@@ -49,7 +36,7 @@ describe("scenario 4: a proxy that drops connections", () => {
     crew.add({ name: "behind-proxy-2", addresses: [toW2!.address], ...common });
     crew.add({ name: "direct", addresses: [server.address], ...common });
     const count = 300;
-    producer = new Producer({ addresses: [server.address], prefix: "bh", count, actionType: "net_job", spreadMs: 8000, flakyEvery: 15 });
+    const producer = scenario.produce({ addresses: [server.address], prefix: "bh", count, actionType: "net_job", spreadMs: 8000, flakyEvery: 15 });
 
     let silenced = 0;
     await until("50 executions", () => crew.finished >= 50, 60_000);
@@ -66,9 +53,8 @@ describe("scenario 4: a proxy that drops connections", () => {
     await watcher.finish(rows[0]!.id);
 
     const report = await verify(db, { keys: producer.keys, records: crew.records, watched: watcher.events });
-    report.problems.push(...serverProblems(servers));
     const pingClosed = server.logged("connection did not answer a keepalive PING; closing it").length;
-    summary("4a silent drop", report, Date.now() - started, `silenced_connections=${silenced} closed_by_server_ping=${pingClosed} watcher_reconnects=${watcher.reconnects}`);
+    scenario.summarize(report, `silenced_connections=${silenced} closed_by_server_ping=${pingClosed} watcher_reconnects=${watcher.reconnects}`);
     expect(report.problems).toEqual([]);
     expect(report.completed).toBe(count);
     expect(silenced).toBeGreaterThanOrEqual(4);
@@ -80,26 +66,20 @@ describe("scenario 4: a proxy that drops connections", () => {
   });
 
   it("b) an idle timeout shorter than the heartbeat: quiet connections are cut (closed or silenced), nothing lost or run twice", async () => {
-    summaryOnFailure("4b idle timeout");
-    const started = Date.now();
-    const url = databaseUrl();
-    const schema = freshSchema("idle");
-    const crew = new Crew();
-    const db = pool(url, schema);
-    const proxies: TcpProxy[] = [];
-    const servers: ServerProcess[] = [];
-    const producers: Producer[] = [];
-    cleanup = () =>
-      teardown(crew, [async () => producers.forEach((p) => p.close()), ...proxies.map((p) => () => p.close()), () => db.end(), () => dropSchema(url, schema)], servers);
+    const scenario = beginScenario("4b idle timeout");
+    const { crew, producers } = scenario;
+    const { url, schema, db } = scenario.database("idle");
 
     // Heartbeats every 2 s, PINGs every 1 s from either side: the proxies cut
     // after 0.3 s of quiet, which every quiet connection has between PINGs.
-    const server = await ServerProcess.start("server", serverEnv(url, schema, { ACTIONQ_HEARTBEAT_SECONDS: "2", ACTIONQ_KEEPALIVE_SECONDS: "1", ACTIONQ_ACK_TIMEOUT_SECONDS: "10" }));
-    servers.push(server);
+    const server = await scenario.server(
+      "server",
+      serverEnv(url, schema, { ACTIONQ_HEARTBEAT_SECONDS: "2", ACTIONQ_KEEPALIVE_SECONDS: "1", ACTIONQ_ACK_TIMEOUT_SECONDS: "10" }),
+    );
     const closing = await TcpProxy.start(server.port, { idleTimeoutMs: 300, idleAction: "close" });
     const silencing = await TcpProxy.start(server.port, { idleTimeoutMs: 300, idleAction: "blackhole" });
     const watcherProxy = await TcpProxy.start(server.port, { idleTimeoutMs: 300, idleAction: "blackhole" });
-    proxies.push(closing, silencing, watcherProxy);
+    scenario.atEnd(...[closing, silencing, watcherProxy].map((proxy) => () => proxy.close()));
 
     const watcher = new Watcher([watcherProxy.address], 5000);
     const common = { actionTypes: ["idle_job"], maxInFlight: 3, leaseSeconds: 60, workMs: 80, keepaliveMs: 1000, silenceMs: 5000 };
@@ -109,11 +89,11 @@ describe("scenario 4: a proxy that drops connections", () => {
 
     // Two bursts with a quiet spell between them, when the cuts happen.
     const perBurst = 130;
-    producers.push(new Producer({ addresses: [server.address], prefix: "idle-a", count: perBurst, actionType: "idle_job", spreadMs: 3000, flakyEvery: 13 }));
+    scenario.produce({ addresses: [server.address], prefix: "idle-a", count: perBurst, actionType: "idle_job", spreadMs: 3000, flakyEvery: 13 });
     await unlessCrashed(producers[0]!.done, "the first burst");
     await waitForAll(db, perBurst, 60_000);
     await sleep(3000);
-    producers.push(new Producer({ addresses: [server.address], prefix: "idle-b", count: perBurst, actionType: "idle_job", spreadMs: 3000, flakyEvery: 13 }));
+    scenario.produce({ addresses: [server.address], prefix: "idle-b", count: perBurst, actionType: "idle_job", spreadMs: 3000, flakyEvery: 13 });
     await unlessCrashed(producers[1]!.done, "the second burst");
     await waitForAll(db, 2 * perBurst, 60_000);
     await crew.stop();
@@ -121,12 +101,9 @@ describe("scenario 4: a proxy that drops connections", () => {
     await watcher.finish(rows[0]!.id);
 
     const report = await verify(db, { keys: producers.flatMap((p) => p.keys), records: crew.records, watched: watcher.events });
-    report.problems.push(...serverProblems(servers));
     const executedBy = (name: string) => crew.records.filter((r) => r.ev === "done" && r.worker === name).length;
-    summary(
-      "4b idle timeout",
+    scenario.summarize(
       report,
-      Date.now() - started,
       `idle_closed=${closing.stats.idleClosed} idle_silenced=${silencing.stats.idleSilenced + watcherProxy.stats.idleSilenced} ` +
         `reconnects_through_proxies=${closing.stats.accepted + silencing.stats.accepted + watcherProxy.stats.accepted - 3} ` +
         `done_by=idle-closed:${executedBy("idle-closed")},idle-silenced:${executedBy("idle-silenced")},direct:${executedBy("direct")}`,

@@ -6,32 +6,20 @@
 // what they had acknowledged there; what its streams had not acknowledged
 // comes back after the ack timeout; nothing is lost.
 import { afterEach, describe, expect, it } from "vitest";
-import { pool, summary, verify, waitForAll } from "./lib/check.js";
-import { Producer, Watcher } from "./lib/load.js";
-import { ServerProcess } from "./lib/processes.js";
-import { Crew, databaseUrl, dropSchema, freshSchema, serverEnv, serverProblems, summaryOnFailure, teardown, unlessCrashed, until } from "./lib/scenario.js";
+import { verify, waitForAll } from "./lib/check.js";
+import { Watcher } from "./lib/load.js";
+import { beginScenario, endScenario, serverEnv, unlessCrashed, until } from "./lib/scenario.js";
 
-let cleanup: () => Promise<void> = async () => {};
-afterEach(async () => {
-  await cleanup();
-  cleanup = async () => {};
-});
+afterEach(endScenario);
 
 describe("scenario 5: three replicas over one database", () => {
   it("no double claims, wakeups reach every replica, a replica's kill -9 moves its work to the others", async () => {
-    summaryOnFailure("5 three replicas");
-    const started = Date.now();
-    const url = databaseUrl();
-    const schema = freshSchema("replicas");
-    const crew = new Crew();
-    const db = pool(url, schema);
-    const servers: ServerProcess[] = [];
-    let producer: Producer | undefined;
-    cleanup = () => teardown(crew, [async () => producer?.close(), () => db.end(), () => dropSchema(url, schema)], servers);
+    const scenario = beginScenario("5 three replicas");
+    const { crew } = scenario;
+    const { url, schema, db } = scenario.database("replicas");
 
     const env = serverEnv(url, schema, { ACTIONQ_POLL_INTERVAL_SECONDS: "30", ACTIONQ_POOL_SIZE: "4" });
-    const replicas = [await ServerProcess.start("replica-0", env), await ServerProcess.start("replica-1", env), await ServerProcess.start("replica-2", env)];
-    servers.push(...replicas);
+    const replicas = [await scenario.server("replica-0", env), await scenario.server("replica-1", env), await scenario.server("replica-2", env)];
     const addresses = replicas.map((r) => r.address);
 
     // Two workers per replica; each falls back to the others in turn.
@@ -40,12 +28,19 @@ describe("scenario 5: three replicas over one database", () => {
       for (let k = 0; k < 2; k++) {
         const name = `worker-r${r}-${k}`;
         homeOf.set(name, r);
-        crew.add({ name, addresses: [addresses[r]!, addresses[(r + 1) % 3]!, addresses[(r + 2) % 3]!], actionTypes: ["replica_job"], maxInFlight: 3, leaseSeconds: 60, workMs: 40 });
+        crew.add({
+          name,
+          addresses: [addresses[r]!, addresses[(r + 1) % 3]!, addresses[(r + 2) % 3]!],
+          actionTypes: ["replica_job"],
+          maxInFlight: 3,
+          leaseSeconds: 60,
+          workMs: 40,
+        });
       }
     }
     const watcher = new Watcher([addresses[2]!, addresses[0]!]);
     const count = 360;
-    producer = new Producer({ addresses: [addresses[0]!], prefix: "rep", count, actionType: "replica_job", spreadMs: 9000, flakyEvery: 12 });
+    const producer = scenario.produce({ addresses: [addresses[0]!], prefix: "rep", count, actionType: "replica_job", spreadMs: 9000, flakyEvery: 12 });
 
     // Before the kill: every replica's workers get work promptly.
     await until("120 executions", () => crew.finished >= 120, 60_000);
@@ -70,11 +65,8 @@ describe("scenario 5: three replicas over one database", () => {
     await watcher.finish(rows[0]!.id);
 
     const report = await verify(db, { keys: producer.keys, records: crew.records, watched: watcher.events });
-    report.problems.push(...serverProblems(servers));
-    summary(
-      "5 three replicas",
+    scenario.summarize(
       report,
-      Date.now() - started,
       `executions_before_kill_per_replica=${perReplica.join("/")} claim_latency_p95=${Math.round(latency[0]!.p95)}ms max=${Math.round(latency[0]!.max)}ms ` +
         `killed_replica_workers_after_kill=${afterKill}`,
     );

@@ -8,45 +8,37 @@
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../../src/store/embedded-postgres.js";
-import { pool, summary, verify, waitForAll } from "./lib/check.js";
-import { Producer, Watcher } from "./lib/load.js";
-import { ServerProcess, freePort, pgCtl, registerCluster, sleep, tempDir } from "./lib/processes.js";
-import { Crew, freshSchema, serverEnv, serverProblems, summaryOnFailure, teardown, unlessCrashed, until } from "./lib/scenario.js";
+import { verify, waitForAll } from "./lib/check.js";
+import { Watcher } from "./lib/load.js";
+import { pgCtl, registerCluster, tempDir } from "./lib/processes.js";
+import { beginScenario, endScenario, serverEnv, unlessCrashed, until } from "./lib/scenario.js";
+import { sleep } from "../support/wait.js";
+import { freePort } from "../support/processes.js";
 
-let cleanup: () => Promise<void> = async () => {};
-afterEach(async () => {
-  await cleanup();
-  cleanup = async () => {};
-});
+afterEach(endScenario);
 
 describe("scenario 2: restart PostgreSQL under load", () => {
   it("servers reconnect their pool and LISTEN, streams and the watcher recover, nothing is lost", async () => {
-    summaryOnFailure("2 restart postgres");
-    const started = Date.now();
+    const scenario = beginScenario("2 restart postgres");
+    const { crew } = scenario;
     const dir = await tempDir("pgrestart");
     registerCluster(path.join(dir, "pg"));
     const port = await freePort();
     const start = () => startEmbeddedPostgres({ dataDir: dir, port, settings: ["fsync=off"] });
     let postgres: EmbeddedPostgres | undefined = await start();
-    const url = postgres.url;
-    const schema = freshSchema("pgrestart");
-    const crew = new Crew();
-    const db = pool(url, schema);
-    let producer: Producer | undefined;
-    const servers: ServerProcess[] = [];
-    cleanup = () => teardown(crew, [async () => producer?.close(), () => db.end(), async () => postgres?.stop()], servers);
+    const { url, schema, db } = scenario.database("pgrestart", postgres.url);
+    scenario.atEnd(async () => postgres?.stop());
 
     const env = serverEnv(url, schema);
-    const a = await ServerProcess.start("server-a", env);
-    const b = await ServerProcess.start("server-b", env);
-    servers.push(a, b);
+    const a = await scenario.server("server-a", env);
+    const b = await scenario.server("server-b", env);
     const watcher = new Watcher([a.address, b.address]);
     for (let i = 0; i < 4; i++) {
       const home = i % 2 === 0 ? a : b;
       crew.add({ name: `worker-${i}`, addresses: [home.address], actionTypes: ["pg_job"], maxInFlight: 4, leaseSeconds: 60, workMs: 30 });
     }
     const count = 300;
-    producer = new Producer({ addresses: [a.address, b.address], prefix: "pg", count, actionType: "pg_job", spreadMs: 9000, flakyEvery: 10 });
+    const producer = scenario.produce({ addresses: [a.address, b.address], prefix: "pg", count, actionType: "pg_job", spreadMs: 9000, flakyEvery: 10 });
 
     const outages: { kind: string; ms: number }[] = [];
     for (const [threshold, kind] of [
@@ -89,7 +81,9 @@ describe("scenario 2: restart PostgreSQL under load", () => {
       [a, ["worker-0", "worker-2"]],
       [b, ["worker-1", "worker-3"]],
     ] as const) {
-      const after = crew.records.filter((record) => record.ev === "start" && (names as readonly string[]).includes(record.worker) && record.t > afterLastRestart);
+      const after = crew.records.filter(
+        (record) => record.ev === "start" && (names as readonly string[]).includes(record.worker) && record.t > afterLastRestart,
+      );
       expect(after.length, `${server.name}'s streams delivered after the restart`).toBeGreaterThan(0);
     }
     await crew.stop();
@@ -97,13 +91,11 @@ describe("scenario 2: restart PostgreSQL under load", () => {
     await watcher.finish(rows[0]!.id);
 
     const report = await verify(db, { keys: producer.keys, records: crew.records, watched: watcher.events });
-    report.problems.push(...serverProblems(servers));
     // Both outages were noticed and recovered from by the LISTEN connection.
-    for (const server of servers) expect(server.logged("LISTEN connection restored").length, `${server.name} restored LISTEN`).toBeGreaterThanOrEqual(3);
-    summary(
-      "2 restart postgres",
+    for (const server of scenario.servers)
+      expect(server.logged("LISTEN connection restored").length, `${server.name} restored LISTEN`).toBeGreaterThanOrEqual(3);
+    scenario.summarize(
       report,
-      Date.now() - started,
       `outages=${outages.map((o) => `${o.kind}:${(o.ms / 1000).toFixed(1)}s`).join(",")} producer_retries=${producer.stats.retries} watcher_reconnects=${watcher.reconnects}`,
     );
     expect(report.problems).toEqual([]);

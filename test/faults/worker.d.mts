@@ -50,4 +50,9 @@ export declare class Worker {
 }
 
 export declare function createClient(address: string, keepaliveMs?: number): grpc.Client & Record<string, (...args: unknown[]) => unknown>;
-export declare function unary<T = Record<string, unknown>>(client: grpc.Client, method: string, request: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+export declare function unary<T = Record<string, unknown>>(
+  client: grpc.Client,
+  method: string,
+  request: Record<string, unknown>,
+  timeoutMs?: number,
+): Promise<T>;

@@ -27,7 +27,13 @@ const definition = protoLoader.loadSync("actionq/v1/action_queue_service.proto",
 const { ActionQueueService } = grpc.loadPackageDefinition(definition).actionq.v1;
 
 /** Codes after which a call with the same token can never succeed. */
-const DEFINITE = new Set([grpc.status.FAILED_PRECONDITION, grpc.status.NOT_FOUND, grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED, grpc.status.ALREADY_EXISTS]);
+const DEFINITE = new Set([
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.NOT_FOUND,
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.ALREADY_EXISTS,
+]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -196,13 +202,23 @@ export class Worker {
 
     // Actions marked flaky fail once, asking for a retry.
     if (structValue(action.payload, "flaky") === true && action.failures === 0) {
-      const [failed, failError] = await this.persist(client, "FailAction", { id, claimToken: token, reason: "flaky on purpose", retryable: true, retryDelay: { seconds: 0, nanos: 200_000_000 } });
+      const [failed, failError] = await this.persist(client, "FailAction", {
+        id,
+        claimToken: token,
+        reason: "flaky on purpose",
+        retryable: true,
+        retryDelay: { seconds: 0, nanos: 200_000_000 },
+      });
       this.stats.failedOnPurpose++;
       this.record(failed ? "failed" : "refused", { id, attempt: action.attempt, token, worked, code: failError?.code });
       if (!failed) this.stats.refused++;
       return;
     }
-    const [completed, completeError] = await this.persist(client, "CompleteAction", { id, claimToken: token, resultRef: `${this.options.name}/${id}/${action.attempt}` });
+    const [completed, completeError] = await this.persist(client, "CompleteAction", {
+      id,
+      claimToken: token,
+      resultRef: `${this.options.name}/${id}/${action.attempt}`,
+    });
     if (completed) {
       this.stats.completed++;
       this.record("done", { id, attempt: action.attempt, token, worked });

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action.proto.
  */
 export const file_actionq_v1_action: GenFile = /*@__PURE__*/
-  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSKBCgoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoAxItCglydW5fYWZ0ZXIYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgpIAEoBRIQCghmYWlsdXJlcxgqIAEoBRIXCg9sb3N0X2RlbGl2ZXJpZXMYKyABKAUSEgoKbGFzdF9lcnJvchgsIAEoCUINCgtfY29uZmlkZW5jZSJyCgVDbGFpbRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhITCgtjbGFpbV90b2tlbhgCIAEoCRIwCgxhY2tfZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgVFdmVudBIKCgJpZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVhY3RvchgEIAEoCRIoCgdwYXlsb2FkGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq7wEKDEFjdGlvblN0YXR1cxIdChlBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESGgoWQUNUSU9OX1NUQVRVU19BUFBST1ZFRBACEhkKFUFDVElPTl9TVEFUVVNfQ0xBSU1FRBADEhsKF0FDVElPTl9TVEFUVVNfQ09NUExFVEVEEAQSGAoUQUNUSU9OX1NUQVRVU19GQUlMRUQQBRIaChZBQ1RJT05fU1RBVFVTX1JFSkVDVEVEEAYSGwoXQUNUSU9OX1NUQVRVU19DQU5DRUxMRUQQBypuCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD1JJU0tfTEVWRUxfU0FGRRABEhYKElJJU0tfTEVWRUxfR1VBUkRFRBACEhgKFFJJU0tfTEVWRUxfREFOR0VST1VTEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSL5CwoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoAxItCglydW5fYWZ0ZXIYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgpIAEoBRIQCghmYWlsdXJlcxgqIAEoBRIXCg9sb3N0X2RlbGl2ZXJpZXMYKyABKAUSEgoKbGFzdF9lcnJvchgsIAEoCRIXCg9jb25jdXJyZW5jeV9rZXkYLSABKAkSGQoRY29uY3VycmVuY3lfbGltaXQYLiABKAUSPgoVYXBwcm92YWxfcmVxdWlyZW1lbnRzGDcgAygLMh8uYWN0aW9ucS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhgKEGFwcHJvdmFsc19uZWVkZWQYOCABKAkSFgoOYnJlYWtfZ2xhc3NfYnkYMiABKAkSGgoSYnJlYWtfZ2xhc3NfcmVhc29uGDMgASgJEjQKEGJyZWFrX2dsYXNzX3RpbWUYNCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg0KC19jb25maWRlbmNlIlkKE0FwcHJvdmFsUmVxdWlyZW1lbnQSDQoFZ3JvdXAYASABKAkSDQoFY291bnQYAiABKAUSFAoMc2F0aXNmaWVkX2J5GAMgAygJEg4KBnNvdXJjZRgEIAEoCSJyCgVDbGFpbRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhITCgtjbGFpbV90b2tlbhgCIAEoCRIwCgxhY2tfZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgVFdmVudBIKCgJpZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVhY3RvchgEIAEoCRIoCgdwYXlsb2FkGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq7wEKDEFjdGlvblN0YXR1cxIdChlBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESGgoWQUNUSU9OX1NUQVRVU19BUFBST1ZFRBACEhkKFUFDVElPTl9TVEFUVVNfQ0xBSU1FRBADEhsKF0FDVElPTl9TVEFUVVNfQ09NUExFVEVEEAQSGAoUQUNUSU9OX1NUQVRVU19GQUlMRUQQBRIaChZBQ1RJT05fU1RBVFVTX1JFSkVDVEVEEAYSGwoXQUNUSU9OX1NUQVRVU19DQU5DRUxMRUQQBypuCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD1JJU0tfTEVWRUxfU0FGRRABEhYKElJJU0tfTEVWRUxfR1VBUkRFRBACEhgKFFJJU0tfTEVWRUxfREFOR0VST1VTEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A typed unit of operational work and its current state. The history of
@@ -337,6 +337,63 @@ export type Action = Message<"actionq.v1.Action"> & {
    * @generated from field: string last_error = 44;
    */
   lastError: string;
+
+  /**
+   * Actions with the same key are CLAIMED at most `concurrency_limit` at a
+   * time. Empty when the action has none.
+   *
+   * @generated from field: string concurrency_key = 45;
+   */
+  concurrencyKey: string;
+
+  /**
+   * 0 when the action has no concurrency key.
+   *
+   * @generated from field: int32 concurrency_limit = 46;
+   */
+  concurrencyLimit: number;
+
+  /**
+   * Groups the approvers must include besides the quorum
+   * (`approvals_required`), decided by the policy at enqueue and kept with
+   * the action: a policy reload does not change them. Empty when the
+   * policy named no approver groups for it. The action leaves PENDING only
+   * when the quorum and every requirement are met.
+   *
+   * @generated from field: repeated actionq.v1.ApprovalRequirement approval_requirements = 55;
+   */
+  approvalRequirements: ApprovalRequirement[];
+
+  /**
+   * While PENDING, what its approvals still lack, in words, for example
+   * `needs 1 approver from group sre-leads` or `needs 1 more approver`.
+   * Empty otherwise.
+   *
+   * @generated from field: string approvals_needed = 56;
+   */
+  approvalsNeeded: string;
+
+  /**
+   * The operator who broke glass on the action (BreakGlass): it may be
+   * claimed inside a closed change window. Empty when nobody did.
+   *
+   * @generated from field: string break_glass_by = 50;
+   */
+  breakGlassBy: string;
+
+  /**
+   * Why glass was broken.
+   *
+   * @generated from field: string break_glass_reason = 51;
+   */
+  breakGlassReason: string;
+
+  /**
+   * When glass was broken; unset when nobody did.
+   *
+   * @generated from field: google.protobuf.Timestamp break_glass_time = 52;
+   */
+  breakGlassTime?: Timestamp | undefined;
 };
 
 /**
@@ -345,6 +402,50 @@ export type Action = Message<"actionq.v1.Action"> & {
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
   messageDesc(file_actionq_v1_action, 0);
+
+/**
+ * One approver group requirement of an action: at least `count` of its
+ * distinct approvers must belong to `group` (groups are given to
+ * principals in the auth file). One approver counts toward every group it
+ * belongs to.
+ *
+ * @generated from message actionq.v1.ApprovalRequirement
+ */
+export type ApprovalRequirement = Message<"actionq.v1.ApprovalRequirement"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: int32 count = 2;
+   */
+  count: number;
+
+  /**
+   * The approvers so far who belong to the group, in approval order; the
+   * requirement is met when there are at least `count`.
+   *
+   * @generated from field: repeated string satisfied_by = 3;
+   */
+  satisfiedBy: string[];
+
+  /**
+   * Which part of the policy asked for it: `approvers.dangerous` (the
+   * risk level's requirements) or `rule prod-db`; several, comma
+   * separated, when they named the same group.
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message actionq.v1.ApprovalRequirement.
+ * Use `create(ApprovalRequirementSchema)` to create a new message.
+ */
+export const ApprovalRequirementSchema: GenMessage<ApprovalRequirement> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action, 1);
 
 /**
  * An action handed to a worker, with the secret that proves the worker
@@ -382,7 +483,7 @@ export type Claim = Message<"actionq.v1.Claim"> & {
  * Use `create(ClaimSchema)` to create a new message.
  */
 export const ClaimSchema: GenMessage<Claim> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action, 1);
+  messageDesc(file_actionq_v1_action, 2);
 
 /**
  * One entry in the append-only event log. Events are never changed or
@@ -407,13 +508,15 @@ export type Event = Message<"actionq.v1.Event"> & {
 
   /**
    * One of: `action_enqueued`, `approval_granted` (one approval towards a
-   * quorum not yet met), `action_approved` (quorum met, or approved by
-   * policy), `action_rejected`, `action_claimed`, `action_completed`,
+   * quorum or approver groups not yet met), `action_approved` (quorum and
+   * groups met, or approved by policy), `action_rejected`, `action_claimed`, `action_completed`,
    * `action_failed`, `action_cancelled`, `claim_timed_out`,
    * `claim_released`, `claim_extended`, `action_retry_scheduled`,
    * `action_retried`, `action_progress` (a worker's note
    * about the claim it holds), `coordinator_cycle`, `coordinator_paused`,
-   * `coordinator_resumed`, `policy_reloaded`.
+   * `coordinator_resumed`, `policy_reloaded`, `break_glass` (an operator
+   * let the action run inside a closed change window; the payload has the
+   * reason and the windows closed for it).
    *
    * @generated from field: string event_type = 3;
    */
@@ -446,7 +549,7 @@ export type Event = Message<"actionq.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action, 2);
+  messageDesc(file_actionq_v1_action, 3);
 
 /**
  * Where an action is in its lifecycle.

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action_queue_service.proto.
  */
 export const file_actionq_v1_action_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIqsEChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19jb25maWRlbmNlIkwKFUVucXVldWVBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIksKFUVucXVldWVBY3Rpb25zUmVxdWVzdBIyCghyZXF1ZXN0cxgBIAMoCzIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QiSgoWRW5xdWV1ZUFjdGlvbnNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uUmVzdWx0IngKE0VucXVldWVBY3Rpb25SZXN1bHQSLwoCb2sYASABKAsyIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZUgAEiYKBWVycm9yGAIgASgLMhUuYWN0aW9ucS52MS5JdGVtRXJyb3JIAEIICgZyZXN1bHQiogEKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSDgoGcmVhc29uGAMgASgJEjUKCG1ldGFkYXRhGAQgAygLMiMuYWN0aW9ucS52MS5JdGVtRXJyb3IuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiHgoQR2V0QWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAyJaChFHZXRBY3Rpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIhCgZldmVudHMYAiADKAsyES5hY3Rpb25xLnYxLkV2ZW50Is4BChJMaXN0QWN0aW9uc1JlcXVlc3QSKgoIc3RhdHVzZXMYASADKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSEgoKY3JlYXRlZF9ieRgEIAEoCRIRCglwYXJlbnRfaWQYBSABKAMSFgoOY29ycmVsYXRpb25faWQYBiABKAkSEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiUwoTTGlzdEFjdGlvbnNSZXNwb25zZRIjCgdhY3Rpb25zGAEgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkIKFEFwcHJvdmVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhAKCGFwcHJvdmVyGAIgASgJEgwKBG5vdGUYAyABKAkiOwoVQXBwcm92ZUFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIlUKE1JlamVjdEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhMKC2NsYWltX3Rva2VuGAQgASgJIjoKFFJlamVjdEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkAKE0NhbmNlbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIjoKFENhbmNlbEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIn8KEkNsYWltQWN0aW9uUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEjEKDmxlYXNlX2R1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjcKE0NsYWltQWN0aW9uUmVzcG9uc2USIAoFY2xhaW0YASABKAsyES5hY3Rpb25xLnYxLkNsYWltIr8BChNTdHJlYW1DbGFpbXNSZXF1ZXN0Eg4KBndvcmtlchgBIAEoCRIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSFQoNbWF4X2luX2ZsaWdodBgEIAEoBRIxCg5sZWFzZV9kdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgdob2xkaW5nGAYgAygLMhUuYWN0aW9ucS52MS5IZWxkQ2xhaW0iLAoJSGVsZENsYWltEgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIpIBChRTdHJlYW1DbGFpbXNSZXNwb25zZRIiCgVjbGFpbRgBIAEoCzIRLmFjdGlvbnEudjEuQ2xhaW1IABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEiIKBWRyYWluGAMgASgLMhEuYWN0aW9ucS52MS5EcmFpbkgAQgYKBGtpbmQiPAoJSGVhcnRiZWF0Ei8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+CgVEcmFpbhIOCgZyZWFzb24YASABKAkSJQoFY2F1c2UYAiABKA4yFi5hY3Rpb25xLnYxLkRyYWluQ2F1c2UiMgoPQWNrQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIjYKEEFja0NsYWltUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iaAoSRXh0ZW5kQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIm0KE0V4dGVuZENsYWltUmVzcG9uc2USMgoOY2xhaW1fZGVhZGxpbmUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBmFjdGlvbhgCIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkwKFUNvbXBsZXRlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRISCgpyZXN1bHRfcmVmGAMgASgJIjwKFkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTQoWQ29tcGxldGVBY3Rpb25zUmVxdWVzdBIzCghyZXF1ZXN0cxgBIAMoCzIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0IkwKF0NvbXBsZXRlQWN0aW9uc1Jlc3BvbnNlEjEKB3Jlc3VsdHMYASADKAsyIC5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzdWx0Im4KFENvbXBsZXRlQWN0aW9uUmVzdWx0EiQKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uSAASJgoFZXJyb3IYAiABKAsyFS5hY3Rpb25xLnYxLkl0ZW1FcnJvckgAQggKBnJlc3VsdCKHAQoRRmFpbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIuCgtyZXRyeV9kZWxheRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI4ChJGYWlsQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iXAoSUmV0cnlBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIbChNhZGRpdGlvbmFsX2F0dGVtcHRzGAQgASgFIjkKE1JldHJ5QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iIwoSU3dlZXBDbGFpbXNSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJInAKE1N3ZWVwQ2xhaW1zUmVzcG9uc2USLAoQcmVxdWV1ZWRfYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEisKD2V4cGlyZWRfYWN0aW9ucxgCIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uImAKEUxpc3RFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCRIRCglwYWdlX3NpemUYBCABKAUiTgoSTGlzdEV2ZW50c1Jlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAyJOChJXYXRjaEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJIn0KE1dhdGNoRXZlbnRzUmVzcG9uc2USIgoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50SAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIOCgZjdXJzb3IYAyABKANCBgoEa2luZCKHAQoQRW1pdEV2ZW50UmVxdWVzdBISCgpldmVudF90eXBlGAEgASgJEg0KBWFjdG9yGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCWFjdGlvbl9pZBgEIAEoAxITCgtjbGFpbV90b2tlbhgFIAEoCSI1ChFFbWl0RXZlbnRSZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnQiQAoKUGF1c2VTY29wZRIjCgRraW5kGAEgASgOMhUuYWN0aW9ucS52MS5QYXVzZUtpbmQSDQoFdmFsdWUYAiABKAkiggEKBVBhdXNlEiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEhEKCXBhdXNlZF9ieRgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKElBhdXNlQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiSAoTUGF1c2VDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2USDwoHY3JlYXRlZBgCIAEoCCJbChNSZXN1bWVDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI4ChRSZXN1bWVDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2UiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QixwEKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRInCgZjb3VudHMYASADKAsyFy5hY3Rpb25xLnYxLlN0YXR1c0NvdW50EhEKCWNsYWltYWJsZRgCIAEoAxI3ChRvbGRlc3RfY2xhaW1hYmxlX2FnZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIhCgZwYXVzZXMYBCADKAsyES5hY3Rpb25xLnYxLlBhdXNlEhYKDnBvbGljeV92ZXJzaW9uGAUgASgJIlsKC1N0YXR1c0NvdW50EigKBnN0YXR1cxgBIAEoDjIYLmFjdGlvbnEudjEuQWN0aW9uU3RhdHVzEhMKC2FjdGlvbl90eXBlGAIgASgJEg0KBWNvdW50GAMgASgDIkIKFVJvbGxiYWNrQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiTwoWUm9sbGJhY2tBY3Rpb25SZXNwb25zZRIkCghyb2xsYmFjaxgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEg8KB2NyZWF0ZWQYAiABKAgiEgoQR2V0UG9saWN5UmVxdWVzdCJkChFHZXRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIOCgZzb3VyY2UYAiABKAkSJwoGcG9saWN5GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIkChNSZWxvYWRQb2xpY3lSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJIj8KFFJlbG9hZFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg8KB2NoYW5nZWQYAiABKAgqXAoKRHJhaW5DYXVzZRIbChdEUkFJTl9DQVVTRV9VTlNQRUNJRklFRBAAEhgKFERSQUlOX0NBVVNFX1NIVVRET1dOEAESFwoTRFJBSU5fQ0FVU0VfTUFYX0FHRRACKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMqgQChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJXCg5FbnF1ZXVlQWN0aW9ucxIhLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvbnNSZXF1ZXN0GiIuYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uc1Jlc3BvbnNlEk0KCUdldEFjdGlvbhIcLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVxdWVzdBodLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVzcG9uc2UiA5ACARJTCgtMaXN0QWN0aW9ucxIeLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5MaXN0QWN0aW9uc1Jlc3BvbnNlIgOQAgESVAoNQXBwcm92ZUFjdGlvbhIgLmFjdGlvbnEudjEuQXBwcm92ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXNwb25zZRJRCgxSZWplY3RBY3Rpb24SHy5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlc3BvbnNlElEKDENhbmNlbEFjdGlvbhIfLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVxdWVzdBogLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVzcG9uc2USTgoLQ2xhaW1BY3Rpb24SHi5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuQ2xhaW1BY3Rpb25SZXNwb25zZRJTCgxTdHJlYW1DbGFpbXMSHy5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1Jlc3BvbnNlMAESRQoIQWNrQ2xhaW0SGy5hY3Rpb25xLnYxLkFja0NsYWltUmVxdWVzdBocLmFjdGlvbnEudjEuQWNrQ2xhaW1SZXNwb25zZRJOCgtFeHRlbmRDbGFpbRIeLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXF1ZXN0Gh8uYWN0aW9ucS52MS5FeHRlbmRDbGFpbVJlc3BvbnNlElcKDkNvbXBsZXRlQWN0aW9uEiEuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USWgoPQ29tcGxldGVBY3Rpb25zEiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvbnNSZXF1ZXN0GiMuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvbnNSZXNwb25zZRJLCgpGYWlsQWN0aW9uEh0uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVxdWVzdBoeLmFjdGlvbnEudjEuRmFpbEFjdGlvblJlc3BvbnNlEk4KC1JldHJ5QWN0aW9uEh4uYWN0aW9ucS52MS5SZXRyeUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLlJldHJ5QWN0aW9uUmVzcG9uc2USTgoLU3dlZXBDbGFpbXMSHi5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXNwb25zZRJQCgpMaXN0RXZlbnRzEh0uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmFjdGlvbnEudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgESUAoLV2F0Y2hFdmVudHMSHi5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVxdWVzdBofLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkgKCUVtaXRFdmVudBIcLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVxdWVzdBodLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVzcG9uc2USTgoLUGF1c2VDbGFpbXMSHi5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXNwb25zZRJRCgxSZXN1bWVDbGFpbXMSHy5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1Jlc3BvbnNlElkKDUdldFF1ZXVlU3RhdHMSIC5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiEuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACARJXCg5Sb2xsYmFja0FjdGlvbhIhLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlc3BvbnNlEk0KCUdldFBvbGljeRIcLmFjdGlvbnEudjEuR2V0UG9saWN5UmVxdWVzdBodLmFjdGlvbnEudjEuR2V0UG9saWN5UmVzcG9uc2UiA5ACARJRCgxSZWxvYWRQb2xpY3kSHy5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlc3BvbnNlYgZwcm90bzM", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiVhY3Rpb25xL3YxL2FjdGlvbl9xdWV1ZV9zZXJ2aWNlLnByb3RvEgphY3Rpb25xLnYxIt8EChRFbnF1ZXVlQWN0aW9uUmVxdWVzdBITCgthY3Rpb25fdHlwZRgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEhIKCnRhcmdldF9yZWYYAyABKAkSEwoLc291cmNlX3JlZnMYBCADKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJpb3JpdHkYBiABKAUSKQoKcmlza19sZXZlbBgHIAEoDjIVLmFjdGlvbnEudjEuUmlza0xldmVsEhcKCmNvbmZpZGVuY2UYCCABKAFIAIgBARIZChFhcHByb3ZhbF9yZXF1aXJlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEgwKBG5vZGUYDCABKAkSDwoHc2VydmljZRgNIAEoCRIRCglwYXJlbnRfaWQYDiABKAMSFAoMcm9sbGJhY2tfcmVmGA8gASgJEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCRItCglydW5fYWZ0ZXIYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgUIAEoBRIVCg1zdXBlcnNlZGVzX2lkGBEgASgDEjEKEHJvbGxiYWNrX3BheWxvYWQYEiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhcKD2NvbmN1cnJlbmN5X2tleRgVIAEoCRIZChFjb25jdXJyZW5jeV9saW1pdBgWIAEoBUINCgtfY29uZmlkZW5jZSJMChVFbnF1ZXVlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24SDwoHY3JlYXRlZBgCIAEoCCJLChVFbnF1ZXVlQWN0aW9uc1JlcXVlc3QSMgoIcmVxdWVzdHMYASADKAsyIC5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXF1ZXN0IkoKFkVucXVldWVBY3Rpb25zUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlc3VsdCJ4ChNFbnF1ZXVlQWN0aW9uUmVzdWx0Ei8KAm9rGAEgASgLMiEuYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uUmVzcG9uc2VIABImCgVlcnJvchgCIAEoCzIVLmFjdGlvbnEudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IqIBCglJdGVtRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg4KBnJlYXNvbhgDIAEoCRI1CghtZXRhZGF0YRgEIAMoCzIjLmFjdGlvbnEudjEuSXRlbUVycm9yLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIh4KEEdldEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMivgEKEUdldEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEiEKBmV2ZW50cxgCIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQSNQoQY29uY3VycmVuY3lfaG9sZBgDIAEoCzIbLmFjdGlvbnEudjEuQ29uY3VycmVuY3lIb2xkEisKC3dpbmRvd19ob2xkGAQgASgLMhYuYWN0aW9ucS52MS5XaW5kb3dIb2xkIlAKD0NvbmN1cnJlbmN5SG9sZBILCgNrZXkYASABKAkSDQoFbGltaXQYAiABKAUSEgoKaG9sZGVyX2lkcxgDIAMoAxINCgVhaGVhZBgEIAEoAyJRCgpXaW5kb3dIb2xkEhMKC3dpbmRvd19uYW1lGAEgASgJEi4KCnVudGlsX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs4BChJMaXN0QWN0aW9uc1JlcXVlc3QSKgoIc3RhdHVzZXMYASADKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSEgoKY3JlYXRlZF9ieRgEIAEoCRIRCglwYXJlbnRfaWQYBSABKAMSFgoOY29ycmVsYXRpb25faWQYBiABKAkSEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiUwoTTGlzdEFjdGlvbnNSZXNwb25zZRIjCgdhY3Rpb25zGAEgAygLMhIuYWN0aW9ucS52MS5BY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkIKFEFwcHJvdmVBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEhAKCGFwcHJvdmVyGAIgASgJEgwKBG5vdGUYAyABKAkiOwoVQXBwcm92ZUFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIlUKE1JlamVjdEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhMKC2NsYWltX3Rva2VuGAQgASgJIjoKFFJlamVjdEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkAKE0NhbmNlbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIjoKFENhbmNlbEFjdGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIn8KEkNsYWltQWN0aW9uUmVxdWVzdBIOCgZ3b3JrZXIYASABKAkSFAoMYWN0aW9uX3R5cGVzGAIgAygJEhAKCHByb2plY3RzGAMgAygJEjEKDmxlYXNlX2R1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjcKE0NsYWltQWN0aW9uUmVzcG9uc2USIAoFY2xhaW0YASABKAsyES5hY3Rpb25xLnYxLkNsYWltIr8BChNTdHJlYW1DbGFpbXNSZXF1ZXN0Eg4KBndvcmtlchgBIAEoCRIUCgxhY3Rpb25fdHlwZXMYAiADKAkSEAoIcHJvamVjdHMYAyADKAkSFQoNbWF4X2luX2ZsaWdodBgEIAEoBRIxCg5sZWFzZV9kdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgdob2xkaW5nGAYgAygLMhUuYWN0aW9ucS52MS5IZWxkQ2xhaW0iLAoJSGVsZENsYWltEgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIpIBChRTdHJlYW1DbGFpbXNSZXNwb25zZRIiCgVjbGFpbRgBIAEoCzIRLmFjdGlvbnEudjEuQ2xhaW1IABIqCgloZWFydGJlYXQYAiABKAsyFS5hY3Rpb25xLnYxLkhlYXJ0YmVhdEgAEiIKBWRyYWluGAMgASgLMhEuYWN0aW9ucS52MS5EcmFpbkgAQgYKBGtpbmQiPAoJSGVhcnRiZWF0Ei8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+CgVEcmFpbhIOCgZyZWFzb24YASABKAkSJQoFY2F1c2UYAiABKA4yFi5hY3Rpb25xLnYxLkRyYWluQ2F1c2UiMgoPQWNrQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJIjYKEEFja0NsYWltUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iaAoSRXh0ZW5kQ2xhaW1SZXF1ZXN0EgoKAmlkGAEgASgDEhMKC2NsYWltX3Rva2VuGAIgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIm0KE0V4dGVuZENsYWltUmVzcG9uc2USMgoOY2xhaW1fZGVhZGxpbmUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBmFjdGlvbhgCIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uIkwKFUNvbXBsZXRlQWN0aW9uUmVxdWVzdBIKCgJpZBgBIAEoAxITCgtjbGFpbV90b2tlbhgCIAEoCRISCgpyZXN1bHRfcmVmGAMgASgJIjwKFkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iTQoWQ29tcGxldGVBY3Rpb25zUmVxdWVzdBIzCghyZXF1ZXN0cxgBIAMoCzIhLmFjdGlvbnEudjEuQ29tcGxldGVBY3Rpb25SZXF1ZXN0IkwKF0NvbXBsZXRlQWN0aW9uc1Jlc3BvbnNlEjEKB3Jlc3VsdHMYASADKAsyIC5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzdWx0Im4KFENvbXBsZXRlQWN0aW9uUmVzdWx0EiQKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uSAASJgoFZXJyb3IYAiABKAsyFS5hY3Rpb25xLnYxLkl0ZW1FcnJvckgAQggKBnJlc3VsdCKHAQoRRmFpbEFjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSEwoLY2xhaW1fdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIuCgtyZXRyeV9kZWxheRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI4ChJGYWlsQWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iXAoSUmV0cnlBY3Rpb25SZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIbChNhZGRpdGlvbmFsX2F0dGVtcHRzGAQgASgFIjkKE1JldHJ5QWN0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iIwoSU3dlZXBDbGFpbXNSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJInAKE1N3ZWVwQ2xhaW1zUmVzcG9uc2USLAoQcmVxdWV1ZWRfYWN0aW9ucxgBIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uEisKD2V4cGlyZWRfYWN0aW9ucxgCIAMoCzISLmFjdGlvbnEudjEuQWN0aW9uImAKEUxpc3RFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxITCgtldmVudF90eXBlcxgDIAMoCRIRCglwYWdlX3NpemUYBCABKAUiTgoSTGlzdEV2ZW50c1Jlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmFjdGlvbnEudjEuRXZlbnQSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAyJgChJXYXRjaEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAMSEQoJYWN0aW9uX2lkGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJEhAKCGZyb21fbm93GAQgASgIIn0KE1dhdGNoRXZlbnRzUmVzcG9uc2USIgoFZXZlbnQYASABKAsyES5hY3Rpb25xLnYxLkV2ZW50SAASKgoJaGVhcnRiZWF0GAIgASgLMhUuYWN0aW9ucS52MS5IZWFydGJlYXRIABIOCgZjdXJzb3IYAyABKANCBgoEa2luZCKHAQoQRW1pdEV2ZW50UmVxdWVzdBISCgpldmVudF90eXBlGAEgASgJEg0KBWFjdG9yGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCWFjdGlvbl9pZBgEIAEoAxITCgtjbGFpbV90b2tlbhgFIAEoCSI1ChFFbWl0RXZlbnRSZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLmFjdGlvbnEudjEuRXZlbnQiQAoKUGF1c2VTY29wZRIjCgRraW5kGAEgASgOMhUuYWN0aW9ucS52MS5QYXVzZUtpbmQSDQoFdmFsdWUYAiABKAkiggEKBVBhdXNlEiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEhEKCXBhdXNlZF9ieRgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKElBhdXNlQ2xhaW1zUmVxdWVzdBIlCgVzY29wZRgBIAEoCzIWLmFjdGlvbnEudjEuUGF1c2VTY29wZRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkiSAoTUGF1c2VDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2USDwoHY3JlYXRlZBgCIAEoCCJbChNSZXN1bWVDbGFpbXNSZXF1ZXN0EiUKBXNjb3BlGAEgASgLMhYuYWN0aW9ucS52MS5QYXVzZVNjb3BlEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI4ChRSZXN1bWVDbGFpbXNSZXNwb25zZRIgCgVwYXVzZRgBIAEoCzIRLmFjdGlvbnEudjEuUGF1c2UiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3Qi3AIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRInCgZjb3VudHMYASADKAsyFy5hY3Rpb25xLnYxLlN0YXR1c0NvdW50EhEKCWNsYWltYWJsZRgCIAEoAxI3ChRvbGRlc3RfY2xhaW1hYmxlX2FnZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIhCgZwYXVzZXMYBCADKAsyES5hY3Rpb25xLnYxLlBhdXNlEhYKDnBvbGljeV92ZXJzaW9uGAUgASgJEjIKCWhlbGRfa2V5cxgGIAMoCzIfLmFjdGlvbnEudjEuQ29uY3VycmVuY3lLZXlTdGF0ZRIxCg5jaGFuZ2Vfd2luZG93cxgHIAEoCzIZLmFjdGlvbnEudjEuQ2hhbmdlV2luZG93cxIsCgh3ZWJob29rcxgIIAMoCzIaLmFjdGlvbnEudjEuV2ViaG9va0JhY2tsb2ciVgoTQ29uY3VycmVuY3lLZXlTdGF0ZRILCgNrZXkYASABKAkSDQoFbGltaXQYAiABKAUSEgoKaG9sZGVyX2lkcxgDIAMoAxIPCgd3YWl0aW5nGAQgASgDImAKDUNoYW5nZVdpbmRvd3MSHwoXZW5mb3JjZWRfcG9saWN5X3ZlcnNpb24YASABKAkSLgoHd2luZG93cxgCIAMoCzIdLmFjdGlvbnEudjEuQ2hhbmdlV2luZG93U3RhdGUimAEKEUNoYW5nZVdpbmRvd1N0YXRlEgwKBG5hbWUYASABKAkSDgoGZWZmZWN0GAIgASgJEg4KBmNsb3NlZBgDIAEoCBI0ChBuZXh0X2NoYW5nZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRoZWxkGAUgASgDEhEKCXRpbWVfem9uZRgGIAEoCSKcAQoOV2ViaG9va0JhY2tsb2cSEAoIZW5kcG9pbnQYASABKAkSDwoHcGVuZGluZxgCIAEoAxI1ChJvbGRlc3RfcGVuZGluZ19hZ2UYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYBCABKAUSEgoKbGFzdF9lcnJvchgFIAEoCSJbCgtTdGF0dXNDb3VudBIoCgZzdGF0dXMYASABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxITCgthY3Rpb25fdHlwZRgCIAEoCRINCgVjb3VudBgDIAEoAyJCChVSb2xsYmFja0FjdGlvblJlcXVlc3QSCgoCaWQYASABKAMSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KFlJvbGxiYWNrQWN0aW9uUmVzcG9uc2USJAoIcm9sbGJhY2sYASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhIPCgdjcmVhdGVkGAIgASgIIj4KEUJyZWFrR2xhc3NSZXF1ZXN0EgoKAmlkGAEgASgDEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCSI4ChJCcmVha0dsYXNzUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuYWN0aW9ucS52MS5BY3Rpb24iEgoQR2V0UG9saWN5UmVxdWVzdCJkChFHZXRQb2xpY3lSZXNwb25zZRIWCg5wb2xpY3lfdmVyc2lvbhgBIAEoCRIOCgZzb3VyY2UYAiABKAkSJwoGcG9saWN5GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIkChNSZWxvYWRQb2xpY3lSZXF1ZXN0Eg0KBWFjdG9yGAEgASgJIj8KFFJlbG9hZFBvbGljeVJlc3BvbnNlEhYKDnBvbGljeV92ZXJzaW9uGAEgASgJEg8KB2NoYW5nZWQYAiABKAgiEgoQR2V0Q2FsbGVyUmVxdWVzdCKIAQoRR2V0Q2FsbGVyUmVzcG9uc2USHgoWYXV0aGVudGljYXRpb25fZW5hYmxlZBgBIAEoCBIMCgRuYW1lGAIgASgJEg0KBXJvbGVzGAMgAygJEhAKCHByb2plY3RzGAQgAygJEhQKDGFjdGlvbl90eXBlcxgFIAMoCRIOCgZncm91cHMYBiADKAkqXAoKRHJhaW5DYXVzZRIbChdEUkFJTl9DQVVTRV9VTlNQRUNJRklFRBAAEhgKFERSQUlOX0NBVVNFX1NIVVRET1dOEAESFwoTRFJBSU5fQ0FVU0VfTUFYX0FHRRACKo0BCglQYXVzZUtpbmQSGgoWUEFVU0VfS0lORF9VTlNQRUNJRklFRBAAEhIKDlBBVVNFX0tJTkRfQUxMEAESGgoWUEFVU0VfS0lORF9BQ1RJT05fVFlQRRACEhYKElBBVVNFX0tJTkRfUFJPSkVDVBADEhwKGFBBVVNFX0tJTkRfQVVUT19BUFBST1ZBTBAEMsQRChJBY3Rpb25RdWV1ZVNlcnZpY2USVAoNRW5xdWV1ZUFjdGlvbhIgLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkVucXVldWVBY3Rpb25SZXNwb25zZRJXCg5FbnF1ZXVlQWN0aW9ucxIhLmFjdGlvbnEudjEuRW5xdWV1ZUFjdGlvbnNSZXF1ZXN0GiIuYWN0aW9ucS52MS5FbnF1ZXVlQWN0aW9uc1Jlc3BvbnNlEk0KCUdldEFjdGlvbhIcLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVxdWVzdBodLmFjdGlvbnEudjEuR2V0QWN0aW9uUmVzcG9uc2UiA5ACARJTCgtMaXN0QWN0aW9ucxIeLmFjdGlvbnEudjEuTGlzdEFjdGlvbnNSZXF1ZXN0Gh8uYWN0aW9ucS52MS5MaXN0QWN0aW9uc1Jlc3BvbnNlIgOQAgESVAoNQXBwcm92ZUFjdGlvbhIgLmFjdGlvbnEudjEuQXBwcm92ZUFjdGlvblJlcXVlc3QaIS5hY3Rpb25xLnYxLkFwcHJvdmVBY3Rpb25SZXNwb25zZRJRCgxSZWplY3RBY3Rpb24SHy5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlamVjdEFjdGlvblJlc3BvbnNlElEKDENhbmNlbEFjdGlvbhIfLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVxdWVzdBogLmFjdGlvbnEudjEuQ2FuY2VsQWN0aW9uUmVzcG9uc2USTgoLQ2xhaW1BY3Rpb24SHi5hY3Rpb25xLnYxLkNsYWltQWN0aW9uUmVxdWVzdBofLmFjdGlvbnEudjEuQ2xhaW1BY3Rpb25SZXNwb25zZRJTCgxTdHJlYW1DbGFpbXMSHy5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlN0cmVhbUNsYWltc1Jlc3BvbnNlMAESRQoIQWNrQ2xhaW0SGy5hY3Rpb25xLnYxLkFja0NsYWltUmVxdWVzdBocLmFjdGlvbnEudjEuQWNrQ2xhaW1SZXNwb25zZRJOCgtFeHRlbmRDbGFpbRIeLmFjdGlvbnEudjEuRXh0ZW5kQ2xhaW1SZXF1ZXN0Gh8uYWN0aW9ucS52MS5FeHRlbmRDbGFpbVJlc3BvbnNlElcKDkNvbXBsZXRlQWN0aW9uEiEuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvblJlcXVlc3QaIi5hY3Rpb25xLnYxLkNvbXBsZXRlQWN0aW9uUmVzcG9uc2USWgoPQ29tcGxldGVBY3Rpb25zEiIuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvbnNSZXF1ZXN0GiMuYWN0aW9ucS52MS5Db21wbGV0ZUFjdGlvbnNSZXNwb25zZRJLCgpGYWlsQWN0aW9uEh0uYWN0aW9ucS52MS5GYWlsQWN0aW9uUmVxdWVzdBoeLmFjdGlvbnEudjEuRmFpbEFjdGlvblJlc3BvbnNlEk4KC1JldHJ5QWN0aW9uEh4uYWN0aW9ucS52MS5SZXRyeUFjdGlvblJlcXVlc3QaHy5hY3Rpb25xLnYxLlJldHJ5QWN0aW9uUmVzcG9uc2USTgoLU3dlZXBDbGFpbXMSHi5hY3Rpb25xLnYxLlN3ZWVwQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuU3dlZXBDbGFpbXNSZXNwb25zZRJQCgpMaXN0RXZlbnRzEh0uYWN0aW9ucS52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmFjdGlvbnEudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgESUAoLV2F0Y2hFdmVudHMSHi5hY3Rpb25xLnYxLldhdGNoRXZlbnRzUmVxdWVzdBofLmFjdGlvbnEudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkgKCUVtaXRFdmVudBIcLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVxdWVzdBodLmFjdGlvbnEudjEuRW1pdEV2ZW50UmVzcG9uc2USTgoLUGF1c2VDbGFpbXMSHi5hY3Rpb25xLnYxLlBhdXNlQ2xhaW1zUmVxdWVzdBofLmFjdGlvbnEudjEuUGF1c2VDbGFpbXNSZXNwb25zZRJRCgxSZXN1bWVDbGFpbXMSHy5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1JlcXVlc3QaIC5hY3Rpb25xLnYxLlJlc3VtZUNsYWltc1Jlc3BvbnNlElkKDUdldFF1ZXVlU3RhdHMSIC5hY3Rpb25xLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiEuYWN0aW9ucS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACARJXCg5Sb2xsYmFja0FjdGlvbhIhLmFjdGlvbnEudjEuUm9sbGJhY2tBY3Rpb25SZXF1ZXN0GiIuYWN0aW9ucS52MS5Sb2xsYmFja0FjdGlvblJlc3BvbnNlEk0KCUdldFBvbGljeRIcLmFjdGlvbnEudjEuR2V0UG9saWN5UmVxdWVzdBodLmFjdGlvbnEudjEuR2V0UG9saWN5UmVzcG9uc2UiA5ACARJRCgxSZWxvYWRQb2xpY3kSHy5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlcXVlc3QaIC5hY3Rpb25xLnYxLlJlbG9hZFBvbGljeVJlc3BvbnNlEk0KCUdldENhbGxlchIcLmFjdGlvbnEudjEuR2V0Q2FsbGVyUmVxdWVzdBodLmFjdGlvbnEudjEuR2V0Q2FsbGVyUmVzcG9uc2UiA5ACARJLCgpCcmVha0dsYXNzEh0uYWN0aW9ucS52MS5CcmVha0dsYXNzUmVxdWVzdBoeLmFjdGlvbnEudjEuQnJlYWtHbGFzc1Jlc3BvbnNlYgZwcm90bzM", [file_actionq_v1_action, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message actionq.v1.EnqueueActionRequest
@@ -169,6 +169,26 @@ export type EnqueueActionRequest = Message<"actionq.v1.EnqueueActionRequest"> & 
    * @generated from field: google.protobuf.Struct rollback_payload = 18;
    */
   rollbackPayload?: JsonObject | undefined;
+
+  /**
+   * Actions with the same key are claimed at most `concurrency_limit` at a
+   * time, across every server, in priority-then-age order within the key.
+   * For action types the policy keys (its `concurrency` section) leave it
+   * empty: the policy derives the key from the action's fields, and a
+   * different one is refused. At most 256 characters.
+   *
+   * @generated from field: string concurrency_key = 21;
+   */
+  concurrencyKey: string;
+
+  /**
+   * How many actions with `concurrency_key` may be CLAIMED at once, from 1
+   * to 1000. Unset (0): 1, or the policy's limit for the type. Needs
+   * `concurrency_key`.
+   *
+   * @generated from field: int32 concurrency_limit = 22;
+   */
+  concurrencyLimit: number;
 };
 
 /**
@@ -345,6 +365,23 @@ export type GetActionResponse = Message<"actionq.v1.GetActionResponse"> & {
    * @generated from field: repeated actionq.v1.Event events = 2;
    */
   events: Event[];
+
+  /**
+   * Set when the action is APPROVED and due but waits for its concurrency
+   * key: the key's limit is reached, or earlier actions of the key go
+   * first.
+   *
+   * @generated from field: actionq.v1.ConcurrencyHold concurrency_hold = 3;
+   */
+  concurrencyHold?: ConcurrencyHold | undefined;
+
+  /**
+   * Set when the action is APPROVED but a closed `hold_claims` change
+   * window keeps it from being claimed: which window, and until when.
+   *
+   * @generated from field: actionq.v1.WindowHold window_hold = 4;
+   */
+  windowHold?: WindowHold | undefined;
 };
 
 /**
@@ -353,6 +390,75 @@ export type GetActionResponse = Message<"actionq.v1.GetActionResponse"> & {
  */
 export const GetActionResponseSchema: GenMessage<GetActionResponse> = /*@__PURE__*/
   messageDesc(file_actionq_v1_action_queue_service, 7);
+
+/**
+ * Why an approved action waits for its concurrency key.
+ *
+ * @generated from message actionq.v1.ConcurrencyHold
+ */
+export type ConcurrencyHold = Message<"actionq.v1.ConcurrencyHold"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * How many actions of the key may be CLAIMED at once.
+   *
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * The actions of the key CLAIMED now, oldest claim first.
+   *
+   * @generated from field: repeated int64 holder_ids = 3;
+   */
+  holderIds: bigint[];
+
+  /**
+   * Approved actions of the key that are claimed before this one.
+   *
+   * @generated from field: int64 ahead = 4;
+   */
+  ahead: bigint;
+};
+
+/**
+ * Describes the message actionq.v1.ConcurrencyHold.
+ * Use `create(ConcurrencyHoldSchema)` to create a new message.
+ */
+export const ConcurrencyHoldSchema: GenMessage<ConcurrencyHold> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 8);
+
+/**
+ * A closed change window holding an approved action back.
+ *
+ * @generated from message actionq.v1.WindowHold
+ */
+export type WindowHold = Message<"actionq.v1.WindowHold"> & {
+  /**
+   * The window's name in the policy.
+   *
+   * @generated from field: string window_name = 1;
+   */
+  windowName: string;
+
+  /**
+   * When the window's current closed interval ends: the action is
+   * claimable from then on (unless another window or a pause holds it).
+   *
+   * @generated from field: google.protobuf.Timestamp until_time = 2;
+   */
+  untilTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message actionq.v1.WindowHold.
+ * Use `create(WindowHoldSchema)` to create a new message.
+ */
+export const WindowHoldSchema: GenMessage<WindowHold> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 9);
 
 /**
  * @generated from message actionq.v1.ListActionsRequest
@@ -421,7 +527,7 @@ export type ListActionsRequest = Message<"actionq.v1.ListActionsRequest"> & {
  * Use `create(ListActionsRequestSchema)` to create a new message.
  */
 export const ListActionsRequestSchema: GenMessage<ListActionsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 8);
+  messageDesc(file_actionq_v1_action_queue_service, 10);
 
 /**
  * @generated from message actionq.v1.ListActionsResponse
@@ -445,7 +551,7 @@ export type ListActionsResponse = Message<"actionq.v1.ListActionsResponse"> & {
  * Use `create(ListActionsResponseSchema)` to create a new message.
  */
 export const ListActionsResponseSchema: GenMessage<ListActionsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 9);
+  messageDesc(file_actionq_v1_action_queue_service, 11);
 
 /**
  * @generated from message actionq.v1.ApproveActionRequest
@@ -480,7 +586,7 @@ export type ApproveActionRequest = Message<"actionq.v1.ApproveActionRequest"> & 
  * Use `create(ApproveActionRequestSchema)` to create a new message.
  */
 export const ApproveActionRequestSchema: GenMessage<ApproveActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 10);
+  messageDesc(file_actionq_v1_action_queue_service, 12);
 
 /**
  * @generated from message actionq.v1.ApproveActionResponse
@@ -497,7 +603,7 @@ export type ApproveActionResponse = Message<"actionq.v1.ApproveActionResponse"> 
  * Use `create(ApproveActionResponseSchema)` to create a new message.
  */
 export const ApproveActionResponseSchema: GenMessage<ApproveActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 11);
+  messageDesc(file_actionq_v1_action_queue_service, 13);
 
 /**
  * @generated from message actionq.v1.RejectActionRequest
@@ -540,7 +646,7 @@ export type RejectActionRequest = Message<"actionq.v1.RejectActionRequest"> & {
  * Use `create(RejectActionRequestSchema)` to create a new message.
  */
 export const RejectActionRequestSchema: GenMessage<RejectActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 12);
+  messageDesc(file_actionq_v1_action_queue_service, 14);
 
 /**
  * @generated from message actionq.v1.RejectActionResponse
@@ -557,7 +663,7 @@ export type RejectActionResponse = Message<"actionq.v1.RejectActionResponse"> & 
  * Use `create(RejectActionResponseSchema)` to create a new message.
  */
 export const RejectActionResponseSchema: GenMessage<RejectActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 13);
+  messageDesc(file_actionq_v1_action_queue_service, 15);
 
 /**
  * @generated from message actionq.v1.CancelActionRequest
@@ -592,7 +698,7 @@ export type CancelActionRequest = Message<"actionq.v1.CancelActionRequest"> & {
  * Use `create(CancelActionRequestSchema)` to create a new message.
  */
 export const CancelActionRequestSchema: GenMessage<CancelActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 14);
+  messageDesc(file_actionq_v1_action_queue_service, 16);
 
 /**
  * @generated from message actionq.v1.CancelActionResponse
@@ -609,7 +715,7 @@ export type CancelActionResponse = Message<"actionq.v1.CancelActionResponse"> & 
  * Use `create(CancelActionResponseSchema)` to create a new message.
  */
 export const CancelActionResponseSchema: GenMessage<CancelActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 15);
+  messageDesc(file_actionq_v1_action_queue_service, 17);
 
 /**
  * @generated from message actionq.v1.ClaimActionRequest
@@ -652,7 +758,7 @@ export type ClaimActionRequest = Message<"actionq.v1.ClaimActionRequest"> & {
  * Use `create(ClaimActionRequestSchema)` to create a new message.
  */
 export const ClaimActionRequestSchema: GenMessage<ClaimActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 16);
+  messageDesc(file_actionq_v1_action_queue_service, 18);
 
 /**
  * @generated from message actionq.v1.ClaimActionResponse
@@ -671,7 +777,7 @@ export type ClaimActionResponse = Message<"actionq.v1.ClaimActionResponse"> & {
  * Use `create(ClaimActionResponseSchema)` to create a new message.
  */
 export const ClaimActionResponseSchema: GenMessage<ClaimActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 17);
+  messageDesc(file_actionq_v1_action_queue_service, 19);
 
 /**
  * @generated from message actionq.v1.StreamClaimsRequest
@@ -733,7 +839,7 @@ export type StreamClaimsRequest = Message<"actionq.v1.StreamClaimsRequest"> & {
  * Use `create(StreamClaimsRequestSchema)` to create a new message.
  */
 export const StreamClaimsRequestSchema: GenMessage<StreamClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 18);
+  messageDesc(file_actionq_v1_action_queue_service, 20);
 
 /**
  * A claim a worker holds, named by the action and its token.
@@ -757,7 +863,7 @@ export type HeldClaim = Message<"actionq.v1.HeldClaim"> & {
  * Use `create(HeldClaimSchema)` to create a new message.
  */
 export const HeldClaimSchema: GenMessage<HeldClaim> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 19);
+  messageDesc(file_actionq_v1_action_queue_service, 21);
 
 /**
  * @generated from message actionq.v1.StreamClaimsResponse
@@ -799,7 +905,7 @@ export type StreamClaimsResponse = Message<"actionq.v1.StreamClaimsResponse"> & 
  * Use `create(StreamClaimsResponseSchema)` to create a new message.
  */
 export const StreamClaimsResponseSchema: GenMessage<StreamClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 20);
+  messageDesc(file_actionq_v1_action_queue_service, 22);
 
 /**
  * Proof of life on a quiet stream.
@@ -818,7 +924,7 @@ export type Heartbeat = Message<"actionq.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 21);
+  messageDesc(file_actionq_v1_action_queue_service, 23);
 
 /**
  * Sent before the server ends a claim stream on purpose. The worker's
@@ -843,7 +949,7 @@ export type Drain = Message<"actionq.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 22);
+  messageDesc(file_actionq_v1_action_queue_service, 24);
 
 /**
  * @generated from message actionq.v1.AckClaimRequest
@@ -869,7 +975,7 @@ export type AckClaimRequest = Message<"actionq.v1.AckClaimRequest"> & {
  * Use `create(AckClaimRequestSchema)` to create a new message.
  */
 export const AckClaimRequestSchema: GenMessage<AckClaimRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 23);
+  messageDesc(file_actionq_v1_action_queue_service, 25);
 
 /**
  * @generated from message actionq.v1.AckClaimResponse
@@ -886,7 +992,7 @@ export type AckClaimResponse = Message<"actionq.v1.AckClaimResponse"> & {
  * Use `create(AckClaimResponseSchema)` to create a new message.
  */
 export const AckClaimResponseSchema: GenMessage<AckClaimResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 24);
+  messageDesc(file_actionq_v1_action_queue_service, 26);
 
 /**
  * @generated from message actionq.v1.ExtendClaimRequest
@@ -920,7 +1026,7 @@ export type ExtendClaimRequest = Message<"actionq.v1.ExtendClaimRequest"> & {
  * Use `create(ExtendClaimRequestSchema)` to create a new message.
  */
 export const ExtendClaimRequestSchema: GenMessage<ExtendClaimRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 25);
+  messageDesc(file_actionq_v1_action_queue_service, 27);
 
 /**
  * @generated from message actionq.v1.ExtendClaimResponse
@@ -944,7 +1050,7 @@ export type ExtendClaimResponse = Message<"actionq.v1.ExtendClaimResponse"> & {
  * Use `create(ExtendClaimResponseSchema)` to create a new message.
  */
 export const ExtendClaimResponseSchema: GenMessage<ExtendClaimResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 26);
+  messageDesc(file_actionq_v1_action_queue_service, 28);
 
 /**
  * @generated from message actionq.v1.CompleteActionRequest
@@ -977,7 +1083,7 @@ export type CompleteActionRequest = Message<"actionq.v1.CompleteActionRequest"> 
  * Use `create(CompleteActionRequestSchema)` to create a new message.
  */
 export const CompleteActionRequestSchema: GenMessage<CompleteActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 27);
+  messageDesc(file_actionq_v1_action_queue_service, 29);
 
 /**
  * @generated from message actionq.v1.CompleteActionResponse
@@ -994,7 +1100,7 @@ export type CompleteActionResponse = Message<"actionq.v1.CompleteActionResponse"
  * Use `create(CompleteActionResponseSchema)` to create a new message.
  */
 export const CompleteActionResponseSchema: GenMessage<CompleteActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 28);
+  messageDesc(file_actionq_v1_action_queue_service, 30);
 
 /**
  * @generated from message actionq.v1.CompleteActionsRequest
@@ -1013,7 +1119,7 @@ export type CompleteActionsRequest = Message<"actionq.v1.CompleteActionsRequest"
  * Use `create(CompleteActionsRequestSchema)` to create a new message.
  */
 export const CompleteActionsRequestSchema: GenMessage<CompleteActionsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 29);
+  messageDesc(file_actionq_v1_action_queue_service, 31);
 
 /**
  * @generated from message actionq.v1.CompleteActionsResponse
@@ -1032,7 +1138,7 @@ export type CompleteActionsResponse = Message<"actionq.v1.CompleteActionsRespons
  * Use `create(CompleteActionsResponseSchema)` to create a new message.
  */
 export const CompleteActionsResponseSchema: GenMessage<CompleteActionsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 30);
+  messageDesc(file_actionq_v1_action_queue_service, 32);
 
 /**
  * @generated from message actionq.v1.CompleteActionResult
@@ -1061,7 +1167,7 @@ export type CompleteActionResult = Message<"actionq.v1.CompleteActionResult"> & 
  * Use `create(CompleteActionResultSchema)` to create a new message.
  */
 export const CompleteActionResultSchema: GenMessage<CompleteActionResult> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 31);
+  messageDesc(file_actionq_v1_action_queue_service, 33);
 
 /**
  * @generated from message actionq.v1.FailActionRequest
@@ -1110,7 +1216,7 @@ export type FailActionRequest = Message<"actionq.v1.FailActionRequest"> & {
  * Use `create(FailActionRequestSchema)` to create a new message.
  */
 export const FailActionRequestSchema: GenMessage<FailActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 32);
+  messageDesc(file_actionq_v1_action_queue_service, 34);
 
 /**
  * @generated from message actionq.v1.FailActionResponse
@@ -1129,7 +1235,7 @@ export type FailActionResponse = Message<"actionq.v1.FailActionResponse"> & {
  * Use `create(FailActionResponseSchema)` to create a new message.
  */
 export const FailActionResponseSchema: GenMessage<FailActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 33);
+  messageDesc(file_actionq_v1_action_queue_service, 35);
 
 /**
  * @generated from message actionq.v1.RetryActionRequest
@@ -1169,7 +1275,7 @@ export type RetryActionRequest = Message<"actionq.v1.RetryActionRequest"> & {
  * Use `create(RetryActionRequestSchema)` to create a new message.
  */
 export const RetryActionRequestSchema: GenMessage<RetryActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 34);
+  messageDesc(file_actionq_v1_action_queue_service, 36);
 
 /**
  * @generated from message actionq.v1.RetryActionResponse
@@ -1186,7 +1292,7 @@ export type RetryActionResponse = Message<"actionq.v1.RetryActionResponse"> & {
  * Use `create(RetryActionResponseSchema)` to create a new message.
  */
 export const RetryActionResponseSchema: GenMessage<RetryActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 35);
+  messageDesc(file_actionq_v1_action_queue_service, 37);
 
 /**
  * @generated from message actionq.v1.SweepClaimsRequest
@@ -1206,7 +1312,7 @@ export type SweepClaimsRequest = Message<"actionq.v1.SweepClaimsRequest"> & {
  * Use `create(SweepClaimsRequestSchema)` to create a new message.
  */
 export const SweepClaimsRequestSchema: GenMessage<SweepClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 36);
+  messageDesc(file_actionq_v1_action_queue_service, 38);
 
 /**
  * @generated from message actionq.v1.SweepClaimsResponse
@@ -1233,7 +1339,7 @@ export type SweepClaimsResponse = Message<"actionq.v1.SweepClaimsResponse"> & {
  * Use `create(SweepClaimsResponseSchema)` to create a new message.
  */
 export const SweepClaimsResponseSchema: GenMessage<SweepClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 37);
+  messageDesc(file_actionq_v1_action_queue_service, 39);
 
 /**
  * @generated from message actionq.v1.ListEventsRequest
@@ -1274,7 +1380,7 @@ export type ListEventsRequest = Message<"actionq.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 38);
+  messageDesc(file_actionq_v1_action_queue_service, 40);
 
 /**
  * @generated from message actionq.v1.ListEventsResponse
@@ -1301,7 +1407,7 @@ export type ListEventsResponse = Message<"actionq.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 39);
+  messageDesc(file_actionq_v1_action_queue_service, 41);
 
 /**
  * @generated from message actionq.v1.WatchEventsRequest
@@ -1328,6 +1434,17 @@ export type WatchEventsRequest = Message<"actionq.v1.WatchEventsRequest"> & {
    * @generated from field: repeated string event_types = 3;
    */
   eventTypes: string[];
+
+  /**
+   * Start at the end of the log instead of at `after_id` (which must then
+   * be 0): nothing already settled is replayed, only events that commit
+   * from now on. The first message is a heartbeat whose `cursor` is where
+   * the stream started; resume from the last cursor received to continue
+   * without a gap.
+   *
+   * @generated from field: bool from_now = 4;
+   */
+  fromNow: boolean;
 };
 
 /**
@@ -1335,7 +1452,7 @@ export type WatchEventsRequest = Message<"actionq.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 40);
+  messageDesc(file_actionq_v1_action_queue_service, 42);
 
 /**
  * @generated from message actionq.v1.WatchEventsResponse
@@ -1375,7 +1492,7 @@ export type WatchEventsResponse = Message<"actionq.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 41);
+  messageDesc(file_actionq_v1_action_queue_service, 43);
 
 /**
  * @generated from message actionq.v1.EmitEventRequest
@@ -1426,7 +1543,7 @@ export type EmitEventRequest = Message<"actionq.v1.EmitEventRequest"> & {
  * Use `create(EmitEventRequestSchema)` to create a new message.
  */
 export const EmitEventRequestSchema: GenMessage<EmitEventRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 42);
+  messageDesc(file_actionq_v1_action_queue_service, 44);
 
 /**
  * @generated from message actionq.v1.EmitEventResponse
@@ -1443,7 +1560,7 @@ export type EmitEventResponse = Message<"actionq.v1.EmitEventResponse"> & {
  * Use `create(EmitEventResponseSchema)` to create a new message.
  */
 export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 43);
+  messageDesc(file_actionq_v1_action_queue_service, 45);
 
 /**
  * What a pause applies to.
@@ -1469,7 +1586,7 @@ export type PauseScope = Message<"actionq.v1.PauseScope"> & {
  * Use `create(PauseScopeSchema)` to create a new message.
  */
 export const PauseScopeSchema: GenMessage<PauseScope> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 44);
+  messageDesc(file_actionq_v1_action_queue_service, 46);
 
 /**
  * A pause in force.
@@ -1503,7 +1620,7 @@ export type Pause = Message<"actionq.v1.Pause"> & {
  * Use `create(PauseSchema)` to create a new message.
  */
 export const PauseSchema: GenMessage<Pause> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 45);
+  messageDesc(file_actionq_v1_action_queue_service, 47);
 
 /**
  * @generated from message actionq.v1.PauseClaimsRequest
@@ -1538,7 +1655,7 @@ export type PauseClaimsRequest = Message<"actionq.v1.PauseClaimsRequest"> & {
  * Use `create(PauseClaimsRequestSchema)` to create a new message.
  */
 export const PauseClaimsRequestSchema: GenMessage<PauseClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 46);
+  messageDesc(file_actionq_v1_action_queue_service, 48);
 
 /**
  * @generated from message actionq.v1.PauseClaimsResponse
@@ -1562,7 +1679,7 @@ export type PauseClaimsResponse = Message<"actionq.v1.PauseClaimsResponse"> & {
  * Use `create(PauseClaimsResponseSchema)` to create a new message.
  */
 export const PauseClaimsResponseSchema: GenMessage<PauseClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 47);
+  messageDesc(file_actionq_v1_action_queue_service, 49);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsRequest
@@ -1597,7 +1714,7 @@ export type ResumeClaimsRequest = Message<"actionq.v1.ResumeClaimsRequest"> & {
  * Use `create(ResumeClaimsRequestSchema)` to create a new message.
  */
 export const ResumeClaimsRequestSchema: GenMessage<ResumeClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 48);
+  messageDesc(file_actionq_v1_action_queue_service, 50);
 
 /**
  * @generated from message actionq.v1.ResumeClaimsResponse
@@ -1616,7 +1733,7 @@ export type ResumeClaimsResponse = Message<"actionq.v1.ResumeClaimsResponse"> & 
  * Use `create(ResumeClaimsResponseSchema)` to create a new message.
  */
 export const ResumeClaimsResponseSchema: GenMessage<ResumeClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 49);
+  messageDesc(file_actionq_v1_action_queue_service, 51);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsRequest
@@ -1629,7 +1746,7 @@ export type GetQueueStatsRequest = Message<"actionq.v1.GetQueueStatsRequest"> & 
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 50);
+  messageDesc(file_actionq_v1_action_queue_service, 52);
 
 /**
  * @generated from message actionq.v1.GetQueueStatsResponse
@@ -1643,7 +1760,7 @@ export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> 
   counts: StatusCount[];
 
   /**
-   * Approved actions that no pause holds back.
+   * Approved actions that no pause and no closed change window holds back.
    *
    * @generated from field: int64 claimable = 2;
    */
@@ -1668,6 +1785,30 @@ export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> 
    * @generated from field: string policy_version = 5;
    */
   policyVersion: string;
+
+  /**
+   * Concurrency keys whose approved actions wait because the key's limit is
+   * reached, most waiting first (at most 100).
+   *
+   * @generated from field: repeated actionq.v1.ConcurrencyKeyState held_keys = 6;
+   */
+  heldKeys: ConcurrencyKeyState[];
+
+  /**
+   * The policy's change windows and the approved actions they hold.
+   *
+   * @generated from field: actionq.v1.ChangeWindows change_windows = 7;
+   */
+  changeWindows?: ChangeWindows | undefined;
+
+  /**
+   * The outgoing webhooks of the server that answered
+   * (ACTIONQ_WEBHOOKS_FILE), one entry per endpoint in its file; empty
+   * when it has none. How far each endpoint got is shared by every replica.
+   *
+   * @generated from field: repeated actionq.v1.WebhookBacklog webhooks = 8;
+   */
+  webhooks: WebhookBacklog[];
 };
 
 /**
@@ -1675,7 +1816,182 @@ export type GetQueueStatsResponse = Message<"actionq.v1.GetQueueStatsResponse"> 
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 51);
+  messageDesc(file_actionq_v1_action_queue_service, 53);
+
+/**
+ * A concurrency key with approved actions waiting for a free slot.
+ *
+ * @generated from message actionq.v1.ConcurrencyKeyState
+ */
+export type ConcurrencyKeyState = Message<"actionq.v1.ConcurrencyKeyState"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * Actions of the key CLAIMED now.
+   *
+   * @generated from field: repeated int64 holder_ids = 3;
+   */
+  holderIds: bigint[];
+
+  /**
+   * Approved, due actions of the key waiting for a slot.
+   *
+   * @generated from field: int64 waiting = 4;
+   */
+  waiting: bigint;
+};
+
+/**
+ * Describes the message actionq.v1.ConcurrencyKeyState.
+ * Use `create(ConcurrencyKeyStateSchema)` to create a new message.
+ */
+export const ConcurrencyKeyStateSchema: GenMessage<ConcurrencyKeyState> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 54);
+
+/**
+ * The change windows of the policy, as the server that answers sees them.
+ *
+ * @generated from message actionq.v1.ChangeWindows
+ */
+export type ChangeWindows = Message<"actionq.v1.ChangeWindows"> & {
+  /**
+   * The policy version whose `hold_claims` windows the claim statement
+   * enforces (every server reads the same set); it differs from
+   * `policy_version` only while the servers' policies differ.
+   *
+   * @generated from field: string enforced_policy_version = 1;
+   */
+  enforcedPolicyVersion: string;
+
+  /**
+   * @generated from field: repeated actionq.v1.ChangeWindowState windows = 2;
+   */
+  windows: ChangeWindowState[];
+};
+
+/**
+ * Describes the message actionq.v1.ChangeWindows.
+ * Use `create(ChangeWindowsSchema)` to create a new message.
+ */
+export const ChangeWindowsSchema: GenMessage<ChangeWindows> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 55);
+
+/**
+ * One change window now.
+ *
+ * @generated from message actionq.v1.ChangeWindowState
+ */
+export type ChangeWindowState = Message<"actionq.v1.ChangeWindowState"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * `hold_claims` or `stop_auto_approval`.
+   *
+   * @generated from field: string effect = 2;
+   */
+  effect: string;
+
+  /**
+   * Closed: changes it matches may not run (or are not auto-approved).
+   *
+   * @generated from field: bool closed = 3;
+   */
+  closed: boolean;
+
+  /**
+   * When it opens (closed) or next closes (open); unset when it does not
+   * close again within a year.
+   *
+   * @generated from field: google.protobuf.Timestamp next_change_time = 4;
+   */
+  nextChangeTime?: Timestamp | undefined;
+
+  /**
+   * Approved actions it holds back now (`hold_claims` only). An action
+   * held by two windows counts for both.
+   *
+   * @generated from field: int64 held = 5;
+   */
+  held: bigint;
+
+  /**
+   * The IANA time zone of its spans.
+   *
+   * @generated from field: string time_zone = 6;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message actionq.v1.ChangeWindowState.
+ * Use `create(ChangeWindowStateSchema)` to create a new message.
+ */
+export const ChangeWindowStateSchema: GenMessage<ChangeWindowState> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 56);
+
+/**
+ * Where one webhook endpoint stands: what it has not been sent yet, and
+ * whether it is failing. Notifications are retried until delivered.
+ *
+ * @generated from message actionq.v1.WebhookBacklog
+ */
+export type WebhookBacklog = Message<"actionq.v1.WebhookBacklog"> & {
+  /**
+   * The endpoint's name in the webhooks file.
+   *
+   * @generated from field: string endpoint = 1;
+   */
+  endpoint: string;
+
+  /**
+   * Notifications of the kinds it wants that it has not been sent yet
+   * (project and type filters are applied when sending, not here).
+   *
+   * @generated from field: int64 pending = 2;
+   */
+  pending: bigint;
+
+  /**
+   * How long the oldest of them has waited; unset when none.
+   *
+   * @generated from field: google.protobuf.Duration oldest_pending_age = 3;
+   */
+  oldestPendingAge?: Duration | undefined;
+
+  /**
+   * Failed attempts in a row at its next notification; 0 while it takes
+   * them.
+   *
+   * @generated from field: int32 consecutive_failures = 4;
+   */
+  consecutiveFailures: number;
+
+  /**
+   * Why the last attempt failed (such as "HTTP 500" or "no answer within
+   * 10000 ms"), while it is failing; empty otherwise.
+   *
+   * @generated from field: string last_error = 5;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message actionq.v1.WebhookBacklog.
+ * Use `create(WebhookBacklogSchema)` to create a new message.
+ */
+export const WebhookBacklogSchema: GenMessage<WebhookBacklog> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 57);
 
 /**
  * @generated from message actionq.v1.StatusCount
@@ -1702,7 +2018,7 @@ export type StatusCount = Message<"actionq.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 52);
+  messageDesc(file_actionq_v1_action_queue_service, 58);
 
 /**
  * @generated from message actionq.v1.RollbackActionRequest
@@ -1737,7 +2053,7 @@ export type RollbackActionRequest = Message<"actionq.v1.RollbackActionRequest"> 
  * Use `create(RollbackActionRequestSchema)` to create a new message.
  */
 export const RollbackActionRequestSchema: GenMessage<RollbackActionRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 53);
+  messageDesc(file_actionq_v1_action_queue_service, 59);
 
 /**
  * @generated from message actionq.v1.RollbackActionResponse
@@ -1763,7 +2079,59 @@ export type RollbackActionResponse = Message<"actionq.v1.RollbackActionResponse"
  * Use `create(RollbackActionResponseSchema)` to create a new message.
  */
 export const RollbackActionResponseSchema: GenMessage<RollbackActionResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 54);
+  messageDesc(file_actionq_v1_action_queue_service, 60);
+
+/**
+ * @generated from message actionq.v1.BreakGlassRequest
+ */
+export type BreakGlassRequest = Message<"actionq.v1.BreakGlassRequest"> & {
+  /**
+   * The action's id.
+   *
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Identity: required when the server runs without ACTIONQ_AUTH_FILE;
+   * with it, leave empty (the authenticated principal is used) or give
+   * the principal's own name. The operator breaking glass.
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * Required. Why it must run now; kept on the action and its event.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message actionq.v1.BreakGlassRequest.
+ * Use `create(BreakGlassRequestSchema)` to create a new message.
+ */
+export const BreakGlassRequestSchema: GenMessage<BreakGlassRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 61);
+
+/**
+ * @generated from message actionq.v1.BreakGlassResponse
+ */
+export type BreakGlassResponse = Message<"actionq.v1.BreakGlassResponse"> & {
+  /**
+   * @generated from field: actionq.v1.Action action = 1;
+   */
+  action?: Action | undefined;
+};
+
+/**
+ * Describes the message actionq.v1.BreakGlassResponse.
+ * Use `create(BreakGlassResponseSchema)` to create a new message.
+ */
+export const BreakGlassResponseSchema: GenMessage<BreakGlassResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 62);
 
 /**
  * @generated from message actionq.v1.GetPolicyRequest
@@ -1776,7 +2144,7 @@ export type GetPolicyRequest = Message<"actionq.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 55);
+  messageDesc(file_actionq_v1_action_queue_service, 63);
 
 /**
  * @generated from message actionq.v1.GetPolicyResponse
@@ -1807,7 +2175,7 @@ export type GetPolicyResponse = Message<"actionq.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 56);
+  messageDesc(file_actionq_v1_action_queue_service, 64);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyRequest
@@ -1828,7 +2196,7 @@ export type ReloadPolicyRequest = Message<"actionq.v1.ReloadPolicyRequest"> & {
  * Use `create(ReloadPolicyRequestSchema)` to create a new message.
  */
 export const ReloadPolicyRequestSchema: GenMessage<ReloadPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 57);
+  messageDesc(file_actionq_v1_action_queue_service, 65);
 
 /**
  * @generated from message actionq.v1.ReloadPolicyResponse
@@ -1852,7 +2220,79 @@ export type ReloadPolicyResponse = Message<"actionq.v1.ReloadPolicyResponse"> & 
  * Use `create(ReloadPolicyResponseSchema)` to create a new message.
  */
 export const ReloadPolicyResponseSchema: GenMessage<ReloadPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action_queue_service, 58);
+  messageDesc(file_actionq_v1_action_queue_service, 66);
+
+/**
+ * @generated from message actionq.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"actionq.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message actionq.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 67);
+
+/**
+ * @generated from message actionq.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"actionq.v1.GetCallerResponse"> & {
+  /**
+   * False when the server runs without ACTIONQ_AUTH_FILE: callers are not
+   * authenticated, name themselves in identity fields (`created_by`,
+   * `worker`, `approver`, `actor`) and may call every RPC. The other
+   * fields are then empty.
+   *
+   * @generated from field: bool authentication_enabled = 1;
+   */
+  authenticationEnabled: boolean;
+
+  /**
+   * The authenticated principal, for example `human:alice`.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Its roles: some of producer, worker, approver, operator, viewer and
+   * admin. An admin may call every RPC.
+   *
+   * @generated from field: repeated string roles = 3;
+   */
+  roles: string[];
+
+  /**
+   * The projects it may act on; every project when empty.
+   *
+   * @generated from field: repeated string projects = 4;
+   */
+  projects: string[];
+
+  /**
+   * The action types it may act on; every type when empty.
+   *
+   * @generated from field: repeated string action_types = 5;
+   */
+  actionTypes: string[];
+
+  /**
+   * The approver groups it belongs to, sorted: what a policy's approver
+   * group requirements count. Its approvals carry them.
+   *
+   * @generated from field: repeated string groups = 6;
+   */
+  groups: string[];
+};
+
+/**
+ * Describes the message actionq.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action_queue_service, 68);
 
 /**
  * Why a claim stream is being ended by the server. Neither cause touches
@@ -1976,7 +2416,8 @@ export const ActionQueueService: GenService<{
    * or `supersedes_id` does not exist; FAILED_PRECONDITION when the chain
    * would be too deep or the superseded action is past APPROVED;
    * RESOURCE_EXHAUSTED when an `agent:` or `script:` producer is over its
-   * hourly rate.
+   * hourly rate, with a `google.rpc.RetryInfo` detail (and the message)
+   * saying when one more action will fit.
    *
    * @generated from rpc actionq.v1.ActionQueueService.EnqueueAction
    */
@@ -2023,9 +2464,16 @@ export const ActionQueueService: GenService<{
   },
   /**
    * Records one approval of a PENDING action. When the action has as many
-   * distinct approvers as `approvals_required`, it moves to APPROVED (an
-   * `action_approved` event); before that each approval is an
-   * `approval_granted` event.
+   * distinct approvers as `approvals_required` and they include enough
+   * members of each group in `approval_requirements`, it moves to APPROVED
+   * (an `action_approved` event); before that each approval is an
+   * `approval_granted` event, and the returned action's
+   * `approvals_needed` says what is still open. An approval past the
+   * quorum is accepted while a group requirement is open, so a member of
+   * the group can always complete the action. The event's payload names
+   * the approver's `groups` (from its credential, never from the request)
+   * and what it `satisfies`, such as `group sre-leads (1 of 1)`, or null
+   * when it counts only toward the quorum.
    *
    * Errors: PERMISSION_DENIED when the approver is the producer
    * (`SELF_APPROVAL`); FAILED_PRECONDITION when this approver already
@@ -2247,7 +2695,9 @@ export const ActionQueueService: GenService<{
   },
   /**
    * Counts actions by status and type, and reports the oldest claimable
-   * action, the pauses in force and this server's policy version.
+   * action, the pauses in force, this server's policy version, and the
+   * change windows: open or closed, their next change, and the approved
+   * actions each holds.
    *
    * @generated from rpc actionq.v1.ActionQueueService.GetQueueStats
    */
@@ -2296,6 +2746,40 @@ export const ActionQueueService: GenService<{
     methodKind: "unary";
     input: typeof ReloadPolicyRequestSchema;
     output: typeof ReloadPolicyResponseSchema;
+  },
+  /**
+   * Says who the caller is, as this server sees it: with authentication
+   * on, the principal its credential names, with its roles and scope; with
+   * authentication off, that callers name themselves in identity fields
+   * and may call everything. Consoles and tools use it to offer only what
+   * the caller may do; the server still decides every call. Any principal
+   * may call it, whatever its roles.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
+  },
+  /**
+   * Breaks glass on one PENDING or APPROVED action: it may be claimed
+   * inside a closed `hold_claims` change window (once approved; breaking
+   * glass approves nothing, and pauses still hold it). Operators only, and
+   * only with a reason. Writes a `break_glass` event with the actor, the
+   * reason and the windows closed for the action at that moment, and wakes
+   * the claim streams at once. Breaking glass again is recorded again.
+   *
+   * Errors: INVALID_ARGUMENT naming `reason` when it is empty;
+   * FAILED_PRECONDITION with the current status when the action is not
+   * PENDING or APPROVED; NOT_FOUND.
+   *
+   * @generated from rpc actionq.v1.ActionQueueService.BreakGlass
+   */
+  breakGlass: {
+    methodKind: "unary";
+    input: typeof BreakGlassRequestSchema;
+    output: typeof BreakGlassResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_actionq_v1_action_queue_service, 0);

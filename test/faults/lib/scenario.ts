@@ -1,11 +1,13 @@
 // What every fault scenario shares: quick server timers, a fresh schema on
 // the run's PostgreSQL, in-process workers whose records land in one list,
 // and the teardown that leaves no process, schema or directory behind.
-import { randomBytes } from "node:crypto";
-import pg from "pg";
-import { inject, onTestFailed } from "vitest";
+import type pg from "pg";
+import { onTestFailed } from "vitest";
 import { type ExecutionRecord, Worker, type WorkerOptions } from "../worker.mjs";
-import { type ServerProcess, cleanupDirs, crashedServer, killAll } from "./processes.js";
+import { databaseUrl, dropSchema, freshSchema } from "../../support/database.js";
+import { type Report, pool, summary } from "./check.js";
+import { Producer, type ProducerOptions } from "./load.js";
+import { ServerProcess, cleanupDirs, crashedServer, killAll } from "./processes.js";
 
 /** Server settings for the scenarios: every timer short, so that a fault
  * shows its consequences within seconds. */
@@ -28,14 +30,6 @@ export function summaryOnFailure(scenario: string): void {
     const why = (task.result?.errors?.[0]?.message ?? "unknown").split("\n")[0];
     console.log(`FAULT ${scenario}: FAILED after ${((Date.now() - started) / 1000).toFixed(1)}s: ${why}`);
   });
-}
-
-export function databaseUrl(): string {
-  return inject("databaseUrl");
-}
-
-export function freshSchema(label: string): string {
-  return `f_${label}_${randomBytes(4).toString("hex")}`;
 }
 
 export function serverEnv(url: string, schema: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -94,19 +88,6 @@ export async function unlessCrashed<T>(work: Promise<T>, what: string): Promise<
   }
 }
 
-export async function dropSchema(url: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  client.on("error", () => {});
-  try {
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } catch {
-    // The database of this scenario may be gone already.
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
 /** Internal errors logged by these servers, and those that died on their
  * own: each is a problem for the scenario's report. */
 export function serverProblems(servers: ServerProcess[]): string[] {
@@ -124,4 +105,86 @@ export async function teardown(crew: Crew | undefined, extra: (() => Promise<unk
   await killAll();
   for (const step of extra) await step().catch(() => {});
   await cleanupDirs();
+}
+
+/** What every scenario sets up and tears down the same way: its summary
+ * line on failure, the clock, the in-process crew, the servers and
+ * producers it starts, and the steps that clean up after it whatever
+ * happened. A file calls `afterEach(endScenario)` and each test
+ * `beginScenario(...)`. */
+export class Scenario {
+  readonly started = Date.now();
+  readonly crew = new Crew();
+  readonly servers: ServerProcess[] = [];
+  readonly producers: Producer[] = [];
+  private readonly steps: (() => Promise<unknown>)[] = [];
+
+  constructor(readonly name: string) {
+    summaryOnFailure(name);
+  }
+
+  /** A fresh schema on `url` (the run's PostgreSQL unless given) and a pool
+   * on it, both gone at the end. */
+  database(label: string, url = databaseUrl()): { url: string; schema: string; db: pg.Pool } {
+    const schema = freshSchema(label);
+    const db = pool(url, schema);
+    this.atEnd(
+      () => db.end(),
+      () => dropSchema(url, schema),
+    );
+    return { url, schema, db };
+  }
+
+  /** Starts a server and keeps it for serverProblems() and the teardown. */
+  async server(name: string, env: Record<string, string>, timeoutMs?: number): Promise<ServerProcess> {
+    const server = await ServerProcess.start(name, env, timeoutMs);
+    this.servers.push(server);
+    return server;
+  }
+
+  /** Starts a producer, closed at the end. */
+  produce(options: ProducerOptions): Producer {
+    const producer = new Producer(options);
+    this.producers.push(producer);
+    return producer;
+  }
+
+  /** Steps for the teardown, run in order after the producers close. */
+  atEnd(...steps: (() => Promise<unknown>)[]): void {
+    this.steps.push(...steps);
+  }
+
+  /** Adds what the servers logged or how they died to the report, and
+   * prints the scenario's summary line. */
+  summarize(report: Report, extra = ""): void {
+    report.problems.push(...serverProblems(this.servers));
+    summary(this.name, report, Date.now() - this.started, extra);
+  }
+
+  async end(): Promise<void> {
+    await teardown(
+      this.crew,
+      [
+        async () => {
+          for (const producer of this.producers) producer.close();
+        },
+        ...this.steps,
+      ],
+      this.servers,
+    );
+  }
+}
+
+let current: Scenario | undefined;
+
+export function beginScenario(name: string): Scenario {
+  current = new Scenario(name);
+  return current;
+}
+
+/** For afterEach: tears down the scenario the test began, if any. */
+export async function endScenario(): Promise<void> {
+  const scenario = current;
+  current = undefined;
+  await scenario?.end();
 }

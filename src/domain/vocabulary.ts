@@ -1,0 +1,45 @@
+// The words of actionq's domain, in one place: the statuses an action moves
+// through, the risk levels, the event types of the log, and what a name
+// may look like. The store
+// re-exports them (src/store/rows.ts) and the web console imports them, so
+// a new event type is written once. No imports: the console's bundle takes
+// this file as it is.
+export const STATUSES = ["pending", "approved", "claimed", "completed", "failed", "rejected", "cancelled"] as const;
+export type Status = (typeof STATUSES)[number];
+
+export const RISK_LEVELS = ["safe", "guarded", "dangerous"] as const;
+export type RiskLevel = (typeof RISK_LEVELS)[number];
+
+export const EVENT_TYPES = [
+  "action_enqueued",
+  "approval_granted",
+  "action_approved",
+  "action_rejected",
+  "action_claimed",
+  "action_completed",
+  "action_failed",
+  "action_cancelled",
+  "claim_timed_out",
+  "claim_released",
+  "claim_extended",
+  "action_retry_scheduled",
+  "action_retried",
+  "action_progress",
+  "coordinator_cycle",
+  "coordinator_paused",
+  "coordinator_resumed",
+  "policy_reloaded",
+  "break_glass",
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+export const COORDINATOR_EVENT_TYPES: readonly EventType[] = ["coordinator_cycle", "coordinator_paused"];
+
+/** Action types, projects and event types: short, printable, no spaces. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
+/** Formats, not tunable: names and principals are identifiers. */
+export const NAME_LENGTH = 128;
+export const PRINCIPAL_LENGTH = 256;
+
+/** The defaults of the tunable caps (ACTIONQ_MAX_*), for clients that want
+ * to stay inside them without asking. */
+export const DEFAULT_LIMITS = { textLength: 4096, refLength: 1024 } as const;

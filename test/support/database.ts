@@ -1,0 +1,28 @@
+// The run's PostgreSQL (started once by global-setup.ts) and the schemas
+// that keep each test file, and each fault scenario, apart on it.
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { inject } from "vitest";
+
+export function databaseUrl(): string {
+  return inject("databaseUrl");
+}
+
+/** A schema name nobody else uses; `label` says whose it is when one is left behind. */
+export function freshSchema(label?: string): string {
+  return label ? `t_${label}_${randomBytes(4).toString("hex")}` : `t_${randomBytes(6).toString("hex")}`;
+}
+
+/** Drops a schema, quietly: the database it lived in may be gone already. */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } catch {
+    // The database of this scenario may be gone already.
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
