@@ -1,13 +1,12 @@
 // The console's frame: a header with the navigation, who is signed in and
 // whether the live event stream is connected; a banner while claims are
 // paused; and the page for the route.
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { useQueryClient } from "@tanstack/react-query";
 import { useEffect } from "react";
 import { Link, Redirect, Route, Switch, useLocation } from "wouter";
 import { PauseKind } from "../../gen/actionq/v1/action_queue_service_pb.js";
-import { api } from "./api.js";
 import { can, scoped, useMe } from "./identity.js";
-import { keys, liveEvents, refreshOnEvents, useLiveStatus } from "./live.js";
+import { liveEvents, refreshOnEvents, useLiveStatus, usePauses } from "./live.js";
 import { ActionPage } from "./pages/action.js";
 import { ActionsPage } from "./pages/actions.js";
 import { EventsPage } from "./pages/events.js";
@@ -110,8 +109,7 @@ function LiveIndicator() {
 
 /** Every page says so while claims, or auto-approval, are paused. */
 function PauseBanner() {
-  const stats = useQuery({ queryKey: keys.pauses, queryFn: () => api.getQueueStats({}), refetchInterval: 60_000 });
-  const pauses = stats.data?.pauses ?? [];
+  const pauses = usePauses().data ?? [];
   if (pauses.length === 0) return null;
   const all = pauses.find((p) => p.scope?.kind === PauseKind.ALL);
   return (

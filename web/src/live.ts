@@ -4,7 +4,7 @@
 // missed and nothing is delivered twice. The console keeps one such stream
 // for itself (`liveEvents`) to refresh what is on screen; the Events page
 // opens its own with the person's filters.
-import type { QueryClient } from "@tanstack/react-query";
+import { type QueryClient, useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import type { Event } from "../../gen/actionq/v1/action_pb.js";
 import { Code, api, errorCode, errorText } from "./api.js";
@@ -147,6 +147,18 @@ export const keys = {
   action: (id: bigint) => ["action", id.toString()] as const,
 };
 
+/** The pauses in force. The banner and the overview's table both read this
+ * one cached answer, so while a pause or a resume is being refetched they
+ * can never disagree (one saying "paused", the other "nothing is paused"). */
+export function usePauses() {
+  return useQuery({ queryKey: keys.pauses, queryFn: () => api.getQueueStats({}), select: (stats) => stats.pauses, refetchInterval: 60_000 });
+}
+
+/** After a pause or a resume made here: the pauses and the numbers. */
+export function refreshPauses(queryClient: QueryClient): Promise<void> {
+  return Promise.all([queryClient.invalidateQueries({ queryKey: keys.pauses }), queryClient.invalidateQueries({ queryKey: keys.stats })]).then(() => undefined);
+}
+
 /** Keeps cached answers current: each event marks stale what it changes.
  * Lists are refreshed at most every LIST_REFRESH_MS, so a burst of events
  * costs one refetch, not one per event. */
@@ -171,8 +183,7 @@ export function refreshOnEvents(queryClient: QueryClient): () => void {
     }
     // Pauses must show everywhere at once, not after the list delay.
     if (event.eventType === "coordinator_paused" || event.eventType === "coordinator_resumed") {
-      void queryClient.invalidateQueries({ queryKey: keys.stats });
-      void queryClient.invalidateQueries({ queryKey: keys.pauses });
+      void refreshPauses(queryClient);
     }
     if (event.eventType === "policy_reloaded") void queryClient.invalidateQueries({ queryKey: keys.policy });
   });

@@ -2,14 +2,14 @@
 // or one project) or stops the policy from approving by itself. A reason
 // is required, as the server requires it: it is what every other console
 // shows next to the pause. The pause is an event, so every open console
-// shows it within a second (keys.stats).
+// shows it within a second (refreshPauses).
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useId, useState } from "react";
 import { create } from "@bufbuild/protobuf";
 import { PauseKind, PauseScopeSchema } from "../../../gen/actionq/v1/action_queue_service_pb.js";
 import { api } from "../api.js";
 import { actorField, useMe } from "../identity.js";
-import { keys } from "../live.js";
+import { refreshPauses } from "../live.js";
 import { ErrorNotice } from "./badges.js";
 import { scopeText } from "./ops-pauses.js";
 
@@ -37,7 +37,7 @@ export function KillSwitch({ knownTypes }: { knownTypes: string[] }) {
     mutationFn: (request: { scope: typeof scope; reason: string }) => api.pauseClaims({ ...request, actor: actorField(me) }),
     onSuccess: () => {
       setReason("");
-      return queryClient.invalidateQueries({ queryKey: keys.stats });
+      return refreshPauses(queryClient);
     },
   });
 

@@ -6,7 +6,7 @@ import { type Pause, PauseKind, type PauseScope } from "../../../gen/actionq/v1/
 import { api } from "../api.js";
 import { PAUSE_KIND_NAMES } from "../format.js";
 import { actorField, can, useMe } from "../identity.js";
-import { keys } from "../live.js";
+import { refreshPauses } from "../live.js";
 import { ErrorNotice, When } from "./badges.js";
 
 /** "all claims", "action type redeploy_service", "project shop"… */
@@ -84,7 +84,7 @@ function ResumeControl({ pause }: { pause: Pause }) {
   const id = useId();
   const resume = useMutation({
     mutationFn: () => api.resumeClaims({ scope: pause.scope, actor: actorField(me), reason: reason.trim() }),
-    onSuccess: () => queryClient.invalidateQueries({ queryKey: keys.stats }),
+    onSuccess: () => refreshPauses(queryClient),
   });
   useEffect(() => {
     if (open) input.current?.focus();

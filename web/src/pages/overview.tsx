@@ -1,8 +1,9 @@
 // The queue at a glance for the person on call: how much waits and for how
 // long, what is paused and why, how actions spread over types and
 // statuses, the webhook endpoints that are behind, and for operators the
-// kill switch. GetQueueStats is refreshed
-// by events (keys.stats), so a pause made elsewhere shows here at once.
+// kill switch. GetQueueStats is refreshed by events (keys.stats); the
+// pauses come from the banner's answer (usePauses), so a pause made
+// elsewhere shows here at once and always agrees with the banner.
 import { useQuery } from "@tanstack/react-query";
 import type { ReactNode } from "react";
 import { Link } from "wouter";
@@ -14,13 +15,14 @@ import { KillSwitch } from "../components/ops-kill-switch.js";
 import { PausesTable } from "../components/ops-pauses.js";
 import { STATUSES, STATUS_NAMES, durationMs, span } from "../format.js";
 import { can, useMe } from "../identity.js";
-import { keys } from "../live.js";
+import { keys, usePauses } from "../live.js";
 import "../components/ops-shared.css";
 import "./overview.css";
 
 export function OverviewPage() {
   const me = useMe();
   const stats = useQuery({ queryKey: keys.stats, queryFn: () => api.getQueueStats({}) });
+  const pauses = usePauses();
   const data = stats.data;
   const knownTypes = [...new Set((data?.counts ?? []).map((c) => c.actionType))].sort();
   return (
@@ -32,7 +34,7 @@ export function OverviewPage() {
 
       <section aria-labelledby="pauses-heading">
         <h2 id="pauses-heading">Pauses in force</h2>
-        {data && <PausesTable pauses={data.pauses} />}
+        {pauses.data && <PausesTable pauses={pauses.data} />}
       </section>
 
       {data && data.heldKeys.length > 0 && (
