@@ -7,6 +7,10 @@ import type { ActionRow } from "../store/rows.js";
 
 export type StreamMessage = { kind: "claim"; action: ActionRow } | { kind: "heartbeat" } | { kind: "drain"; reason: string; cause: "shutdown" | "max_age" };
 
+/** What the stream sends: the outbox's messages, with consecutive claims
+ * merged into one batch for a worker that asked for batches. */
+export type SentMessage = StreamMessage | { kind: "claims"; actions: ActionRow[] };
+
 export interface SessionOptions {
   worker: string;
   filter: ClaimFilter;
@@ -14,6 +18,8 @@ export interface SessionOptions {
   leaseMs: number;
   /** Acknowledged claims the worker brings from an earlier stream. */
   holding: { id: string; token: string }[];
+  /** Send claims in batches of up to this many; 0 sends them one by one. */
+  maxBatch: number;
 }
 
 /** A claim a stream holds. The action's `attempt` identifies the claim:
@@ -57,14 +63,23 @@ export class ClaimSession {
     this.wake?.();
   }
 
-  async *messages(signal: AbortSignal): AsyncGenerator<StreamMessage> {
+  async *messages(signal: AbortSignal): AsyncGenerator<SentMessage> {
     const onAbort = () => this.wake?.();
     signal.addEventListener("abort", onAbort);
+    const { maxBatch } = this.options;
     try {
       for (;;) {
         const next = this.outbox.shift();
         if (next) {
           this.lastSent = Date.now();
+          if (next.kind === "claim" && maxBatch > 0) {
+            // The claims queued now, which one claim statement delivered
+            // together; nothing waits for a batch to fill.
+            const actions = [next.action];
+            while (actions.length < maxBatch && this.outbox[0]?.kind === "claim") actions.push((this.outbox.shift() as { action: ActionRow }).action);
+            yield { kind: "claims", actions };
+            continue;
+          }
           yield next;
           if (next.kind === "drain") return;
           continue;

@@ -9,10 +9,15 @@ import type { Committed } from "../store/commits.js";
 import type { ActionRow } from "../store/rows.js";
 import { ClaimSession, Group, type Held, type SessionOptions } from "./claim-session.js";
 
-export type { ClaimSession, SessionOptions, StreamMessage } from "./claim-session.js";
+export type { ClaimSession, SentMessage, SessionOptions, StreamMessage } from "./claim-session.js";
 
 /** Largest number of actions one claim statement asks for. */
 const MAX_BATCH = 500;
+
+/** Claim order: lowest priority first, then oldest (ids are int8 text). */
+function claimOrder(a: ActionRow, b: ActionRow): number {
+  return a.priority - b.priority || a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
 
 export class ClaimDispatcher {
   private readonly groups = new Map<string, Group>();
@@ -197,12 +202,17 @@ export class ClaimDispatcher {
     if (group.exhausted) return;
     if (![...group.sessions].some((session) => session.freeSlots > 0)) return;
     group.running = true;
-    const pump = this.pump(group).finally(() => {
-      group.running = false;
-      this.pumps.delete(pump);
-      if (group.sessions.size === 0) this.groups.delete(group.key);
-      else if (group.dirty && !group.exhausted) this.schedule(group);
-    });
+    // Start on the next microtask: a commit that ended several claims (a
+    // CompleteActions batch) reports them one by one, synchronously, and
+    // the statement should ask for all the slots they freed, not one.
+    const pump = Promise.resolve()
+      .then(() => this.pump(group))
+      .finally(() => {
+        group.running = false;
+        this.pumps.delete(pump);
+        if (group.sessions.size === 0) this.groups.delete(group.key);
+        else if (group.dirty && !group.exhausted) this.schedule(group);
+      });
     this.pumps.add(pump);
   }
 
@@ -238,6 +248,9 @@ export class ClaimDispatcher {
         this.log.warn({ err: (error as Error).message }, "claiming for streams failed; will retry on the next wakeup");
         return;
       }
+      // UPDATE … RETURNING keeps no order: deliver the most urgent first,
+      // so that a batch, or a stream's next few messages, read in order.
+      claimed.sort(claimOrder);
       const orphans: ActionRow[] = [];
       for (const action of claimed) {
         const session = this.sessions.get(action.claim_session!);

@@ -33,10 +33,11 @@ export function working(
       if (refused) throw refused;
       const maxInFlight = check.count("max_in_flight", req.maxInFlight, 1, config.maxInFlight, "ACTIONQ_MAX_IN_FLIGHT");
       const leaseMs = check.lease("lease_duration", req.leaseDuration, config.leaseMs, config.maxLeaseMs)!;
+      const maxBatch = check.count("max_batch", req.maxBatch, 0, config.maxInFlight, "ACTIONQ_MAX_IN_FLIGHT");
       const release = deps.openStreams.take("claim", access.caller.limitKey, config.limits.streamsPerPrincipal, "ACTIONQ_MAX_STREAMS_PER_PRINCIPAL");
       let session: ClaimSession;
       try {
-        session = dispatcher.open({ worker, filter, maxInFlight, leaseMs, holding });
+        session = dispatcher.open({ worker, filter, maxInFlight, leaseMs, holding, maxBatch });
       } catch (error) {
         release();
         throw error;
@@ -57,6 +58,9 @@ export function working(
           switch (message.kind) {
             case "claim":
               yield { kind: { case: "claim", value: claimToWire(message.action) } };
+              break;
+            case "claims":
+              yield { kind: { case: "claims", value: { claims: message.actions.map(claimToWire) } } };
               break;
             case "heartbeat":
               yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } } };
