@@ -23,6 +23,10 @@ export interface WorkerOptions {
    * "each" sends AckClaim then CompleteAction per claim, as a worker with a
    * long handler would. */
   finish?: "batch" | "each";
+  /** Ask StreamClaims for claims in batches (max_batch = max_in_flight);
+   * the default with finish "batch". BENCH_ACTIONQ_CLAIM_BATCHES=off turns
+   * it off, to measure one claim per message. */
+  batchClaims?: boolean;
   /** Called when a claim arrives, before anything is sent back. */
   onClaim?: (claim: Claim, receivedAt: number) => void;
 }
@@ -110,16 +114,25 @@ export class StreamWorker {
   private async run(): Promise<void> {
     while (!this.stop.signal.aborted) {
       try {
+        const { maxInFlight, finish = "batch", batchClaims = finish === "batch" && process.env.BENCH_ACTIONQ_CLAIM_BATCHES !== "off" } = this.options;
         const stream = this.client.streamClaims(
-          { worker: this.options.name, maxInFlight: this.options.maxInFlight, actionTypes: this.options.actionTypes ?? [], leaseDuration: { seconds: 60n } },
+          {
+            worker: this.options.name,
+            maxInFlight,
+            maxBatch: batchClaims ? maxInFlight : 0,
+            actionTypes: this.options.actionTypes ?? [],
+            leaseDuration: { seconds: 60n },
+          },
           { signal: this.stop.signal },
         );
         for await (const message of stream) {
-          if (message.kind.case !== "claim") continue;
-          const claim = message.kind.value;
-          this.options.onClaim?.(claim, performance.now());
-          if (this.options.finish === "each") this.track(this.handle(claim));
-          else this.queue(claim);
+          const claims = message.kind.case === "claim" ? [message.kind.value] : message.kind.case === "claims" ? message.kind.value.claims : [];
+          const receivedAt = performance.now();
+          for (const claim of claims) {
+            this.options.onClaim?.(claim, receivedAt);
+            if (finish === "each") this.track(this.handle(claim));
+            else this.queue(claim);
+          }
         }
       } catch (error) {
         if (this.stop.signal.aborted) return;

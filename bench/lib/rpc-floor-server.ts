@@ -31,10 +31,13 @@ import {
 
 const SERVICE = "/actionq.v1.ActionQueueService/";
 
-/** A claim stream: how many claims it may still take, and where to write. */
+/** A claim stream: how many claims it may still take, the claims handed
+ * to it in this dispatch, and where to write them (one message each, or
+ * in batches when the worker asked for `max_batch`). */
 interface Session {
   free: number;
-  write: (claim: Action) => void;
+  handed: Action[];
+  write: (claims: Action[]) => void;
 }
 
 const waiting: Action[] = [];
@@ -61,15 +64,18 @@ function actionOf(req: EnqueueActionRequest): Action {
 
 /** Hands waiting actions to streams with room, round robin. */
 function dispatch(): void {
+  const touched = new Set<Session>();
   while (waiting.length > 0) {
     const open = sessions.filter((s) => s.free > 0);
-    if (open.length === 0) return;
+    if (open.length === 0) break;
     const session = open[rotation++ % open.length]!;
     const action = waiting.shift()!;
     session.free--;
     holders.set(action.id, { session, action });
-    session.write(action);
+    session.handed.push(action);
+    touched.add(session);
   }
+  for (const session of touched) session.write(session.handed.splice(0));
 }
 
 function finish(id: bigint): Action {
@@ -145,11 +151,20 @@ function handle(stream: http2.ServerHttp2Stream, method: string, body: Buffer): 
     case "StreamClaims": {
       const req = decode(StreamClaimsRequestSchema, body);
       stream.respond({ ":status": 200, "content-type": "application/grpc" });
+      const claimOf = (action: Action) => create(ClaimSchema, { action, claimToken: `t${action.id}` });
       const session: Session = {
         free: req.maxInFlight > 0 ? req.maxInFlight : 1,
-        write: (action) => {
-          const claim = create(ClaimSchema, { action, claimToken: `t${action.id}` });
-          stream.write(frame(StreamClaimsResponseSchema, create(StreamClaimsResponseSchema, { kind: { case: "claim", value: claim } })));
+        handed: [],
+        write: (actions) => {
+          if (req.maxBatch <= 0) {
+            for (const action of actions)
+              stream.write(frame(StreamClaimsResponseSchema, create(StreamClaimsResponseSchema, { kind: { case: "claim", value: claimOf(action) } })));
+            return;
+          }
+          for (let start = 0; start < actions.length; start += req.maxBatch) {
+            const claims = actions.slice(start, start + req.maxBatch).map(claimOf);
+            stream.write(frame(StreamClaimsResponseSchema, create(StreamClaimsResponseSchema, { kind: { case: "claims", value: { claims } } })));
+          }
         },
       };
       sessions.push(session);
