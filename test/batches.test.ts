@@ -111,6 +111,41 @@ describe("CompleteActions", () => {
   });
 });
 
+describe("a stale claim token sharing a statement with the current one", () => {
+  // Concurrent callers share statements, and one statement changes an id
+  // once: the other items for that id are answered from the row it left.
+  // Such an item is a repeat only if it is the same call (its own token and
+  // result), never because another item of the statement succeeded.
+  it("is refused, while the current token completes", async () => {
+    await t.grpc.unary("EnqueueAction", { actionType: "batch_job", project: "b4", createdBy: "human:ann", maxAttempts: 2 });
+    const first = await claim("b4");
+    await t.grpc.unary("FailAction", { id: first.action.id, claimToken: first.claimToken, reason: "try again", retryable: true, retryDelay: { seconds: 0 } });
+    // The retry is due at once; the scheduler makes it claimable.
+    let current: WireClaim | undefined;
+    for (let i = 0; i < 50 && !current; i++) {
+      current = (await t.grpc.unary<{ claim?: WireClaim }>("ClaimAction", { worker: "worker:batch", projects: ["b4"] })).claim ?? undefined;
+      if (!current) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (!current) throw new Error("the retried action never came back");
+    expect(current.action.id).toBe(first.action.id);
+    expect(current.claimToken).not.toBe(first.claimToken);
+    const res = await t.grpc.unary<{ results: CompleteResult[] }>("CompleteActions", {
+      requests: [
+        { id: current.action.id, claimToken: current.claimToken, resultRef: "same" },
+        { id: first.action.id, claimToken: first.claimToken, resultRef: "same" },
+        { id: current.action.id, claimToken: current.claimToken, resultRef: "same" },
+      ],
+    });
+    expect(res.results.map((r) => r.result)).toEqual(["action", "error", "action"]);
+    expect((res.results[1] as Extract<CompleteResult, { result: "error" }>).error).toMatchObject({
+      code: 9,
+      reason: "INVALID_TRANSITION",
+      metadata: { current_status: "COMPLETED" },
+    });
+    expect(await eventCount("action_completed", [current.action.id])).toBe(1);
+  });
+});
+
 describe("group commit of single calls", () => {
   it("400 concurrent EnqueueAction and CompleteAction calls each get their own answer, once", async () => {
     const n = 400;

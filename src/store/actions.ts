@@ -144,9 +144,10 @@ export interface ListFilter {
 interface Explainer<T = { id: string }> {
   operation: string;
   allowed: Status[];
-  /** The status a successful call leaves behind, and whether the current
-   * row is what a repeat of this exact call would have produced. */
-  repeat?: (row: ActionRow) => boolean;
+  /** Whether the current row is what this exact call (this item, not any
+   * other item of the batch: concurrent callers share a statement) would
+   * have left behind, so that the call is answered as a repeat. */
+  repeat?: (row: ActionRow, item: T) => boolean;
   tokenChecked: boolean;
   /** A more precise reason for a row the statement's guard left alone. */
   explainRow?: (row: ActionRow, item: T) => ActionqError | undefined;
@@ -317,7 +318,7 @@ export class ActionStore {
         operation: "acknowledging a claim",
         allowed: ["claimed"],
         tokenChecked: true,
-        repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
+        repeat: (row, x) => row.status === "claimed" && x.token === row.claim_token,
       },
     );
   }
@@ -332,7 +333,7 @@ export class ActionStore {
         operation: "extending a claim",
         allowed: ["claimed"],
         tokenChecked: true,
-        repeat: (row) => row.status === "claimed" && items.some((x) => x.id === row.id && x.token === row.claim_token),
+        repeat: (row, x) => row.status === "claimed" && x.token === row.claim_token,
       },
     );
   }
@@ -347,7 +348,7 @@ export class ActionStore {
         operation: "completing",
         allowed: ["claimed"],
         tokenChecked: true,
-        repeat: (row) => row.status === "completed" && items.some((x) => x.id === row.id && x.token === row.claim_token && x.resultRef === row.result_ref),
+        repeat: (row, x) => row.status === "completed" && x.token === row.claim_token && x.resultRef === row.result_ref,
       },
     );
   }
@@ -374,13 +375,9 @@ export class ActionStore {
         tokenChecked: true,
         // The same failure again: it ended this claim, finally or with a
         // retry, whatever happened to the action since.
-        repeat: (row) =>
-          items.some(
-            (x) =>
-              x.id === row.id &&
-              ((row.status === "failed" && x.token === row.claim_token && x.reason === row.failure_reason) ||
-                (x.token === row.retried_token && x.reason === row.last_error)),
-          ),
+        repeat: (row, x) =>
+          (row.status === "failed" && x.token === row.claim_token && x.reason === row.failure_reason) ||
+          (x.token === row.retried_token && x.reason === row.last_error),
       },
     );
   }
@@ -418,7 +415,7 @@ export class ActionStore {
         operation: "rejecting a claimed action",
         allowed: ["claimed"],
         tokenChecked: true,
-        repeat: (row) => row.status === "rejected" && items.some((x) => x.id === row.id && x.token === row.claim_token && x.reason === row.failure_reason),
+        repeat: (row, x) => row.status === "rejected" && x.token === row.claim_token && x.reason === row.failure_reason,
       },
     );
   }
@@ -626,8 +623,8 @@ export class ActionStore {
   }
 }
 
-function repeatOf(row: ActionRow, item: { id: string; token?: string }, explain: Omit<Explainer, "explainRow">): Outcome {
-  if (explain.repeat?.(row)) return { ok: true, action: row, repeated: true };
+function repeatOf<T extends { id: string; token?: string }>(row: ActionRow, item: T, explain: Omit<Explainer<T>, "explainRow">): Outcome {
+  if (explain.repeat?.(row, item)) return { ok: true, action: row, repeated: true };
   if (explain.tokenChecked && row.status === "claimed" && row.claim_token !== item.token) {
     return { ok: false, error: claimTokenMismatch(row.id, row.status) };
   }
