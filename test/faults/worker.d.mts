@@ -2,7 +2,7 @@
 import type * as grpc from "@grpc/grpc-js";
 
 export interface ExecutionRecord {
-  ev: "start" | "done" | "failed" | "refused" | "ack_refused" | "held_unacked" | "drain" | "stream_silent";
+  ev: "claim" | "start" | "done" | "failed" | "refused" | "ack_refused" | "held_unacked" | "drain" | "stream_silent";
   worker: string;
   pid: number;
   t: number;

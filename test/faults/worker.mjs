@@ -182,6 +182,7 @@ export class Worker {
     const { action, claimToken: token } = claim;
     const id = action.id;
     this.stats.claims++;
+    this.record("claim", { id, attempt: action.attempt, token });
     if (this.acks >= this.options.ackLimit) {
       this.record("held_unacked", { id, attempt: action.attempt, token });
       return;

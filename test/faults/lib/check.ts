@@ -168,6 +168,22 @@ export interface Report {
   events: number;
   watcherEvents: number | undefined;
   problems: string[];
+  /** For each action with a problem of executions: the workers' records
+   * and the action's events, in order, so that a failure explains itself. */
+  traces: string[];
+}
+
+/** One line per record and event of an action, merged in time order where
+ * the records have times (events are in log order after them). */
+function traceOf(id: string, records: ExecutionRecord[], events: EventRow[]): string {
+  const token = (value: unknown) => (typeof value === "string" ? value.slice(0, 8) : "-");
+  const lines = [
+    ...records
+      .filter((record) => record.id === id)
+      .map((record) => `    t=${record.t} ${record.worker} ${record.ev} token=${token(record.token)} attempt=${String(record.attempt ?? "-")}`),
+    ...events.filter((event) => event.action_id === id).map((event) => `    event ${event.id} ${event.event_type} ${JSON.stringify(event.payload)}`),
+  ];
+  return `action ${id}:\n${lines.join("\n")}`;
 }
 
 export async function verify(db: pg.Pool, expect: Expectations): Promise<Report> {
@@ -298,6 +314,7 @@ export async function verify(db: pg.Pool, expect: Expectations): Promise<Report>
     events: events.length,
     watcherEvents: expect.watched?.length,
     problems,
+    traces: [...duplicated].slice(0, 5).map((id) => traceOf(id, expect.records, events)),
   };
 }
 
@@ -310,5 +327,6 @@ export function summary(scenario: string, report: Report, ms: number, extra = ""
     `problems=${report.problems.length} time=${(ms / 1000).toFixed(1)}s${extra ? ` ${extra}` : ""}`;
   console.log(line);
   for (const problem of report.problems.slice(0, 10)) console.log(`  problem: ${problem.slice(0, 1500)}`);
+  for (const trace of report.traces) console.log(`  trace of ${trace}`);
   return line;
 }
