@@ -243,7 +243,7 @@ const TABLE = {
     pageSize: setting("ACTIONQ_MAX_PAGE_SIZE", {
       schema: integer(1, 100_000),
       fallback: "1000",
-      doc: "Largest `page_size` of ListActions and ListEvents; a larger one is refused.",
+      doc: "Largest `page_size` of ListActions and ListEvents, and `max_batch` of WatchEvents; a larger one is refused.",
     }),
     batch: setting("ACTIONQ_MAX_BATCH", {
       schema: integer(1, 100_000),

@@ -626,6 +626,39 @@ describe("server streams", () => {
     expect(second.messages.slice(1)).toEqual(first.messages.slice(1));
   });
 
+  it("batched WatchEvents (max_batch) served directly and by connect-es (gzip) delivers the same batches, and caught-up direct watchers get the same bytes", async () => {
+    const { rows } = await t.db.query<{ max: string }>("SELECT coalesce(max(id), 0)::text AS max FROM events");
+    const afterId = BigInt(rows[0]!.max);
+    const batchesIn = (answer: Answer) =>
+      answer.messages
+        .map((bytes) => fromBinary(WatchEventsResponseSchema, bytes))
+        .filter((message) => message.kind.case !== "heartbeat")
+        // A bare event (or anything else) shows as its case, never as a batch.
+        .map((message) => (message.kind.case === "events" ? message.kind.value.events.map((event) => event.eventType) : [`${message.kind.case}`]));
+    // Live: two watchers at the end of the log, then three actions in one commit.
+    const live = Buffer.from(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { afterId, maxBatch: 10 })));
+    const watching = Promise.all([
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("batch-live-a")), envelope(0, live), 2),
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("batch-live-b")), envelope(0, live), 2),
+    ]);
+    await sleep(300);
+    await t.client.enqueueActions({ requests: [0, 1, 2].map((i) => ({ actionType: "stream_watch_batch", createdBy: "human:tester", targetRef: `b-${i}` })) });
+    const [liveA, liveB] = await watching;
+    expect(servedBy(liveA)).toBe("direct");
+    expect(batchesIn(liveA)).toEqual([Array(3).fill(APPROVED_ON_ENQUEUE).flat()]);
+    expect(liveB.messages[1]).toEqual(liveA.messages[1]);
+    // Replayed: batches of four, then two, on either path.
+    const replay = Buffer.from(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { afterId, maxBatch: 4 })));
+    const [direct, viaConnect] = await Promise.all([
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("batch-replay")), envelope(0, replay), 3),
+      rawStream(h2.session, WATCH, grpcHeaders(requestId("batch-replay-c"), { "grpc-encoding": "gzip" }), envelope(1, gzipSync(replay)), 3),
+    ]);
+    expect(servedBy(direct)).toBe("direct");
+    expect(servedBy(viaConnect)).toBe("connect-es");
+    expect(batchesIn(direct).map((batch) => batch.length)).toEqual([4, 2]);
+    expect(viaConnect.messages.slice(1)).toEqual(direct.messages.slice(1));
+  });
+
   it("a StreamClaims request that is not protobuf is refused as connect-es refuses it, and claims nothing", async () => {
     const before = await snapshot(t.db);
     const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]);

@@ -170,10 +170,55 @@ const watchResponses = new WeakMap<EventRow, WatchEventsResponse>();
 export function sharedWatchResponse(row: EventRow): WatchEventsResponse {
   let wire = watchResponses.get(row);
   if (!wire) {
-    wire = Object.freeze(create(WatchEventsResponseSchema, { kind: { case: "event", value: Object.freeze(eventToWire(row)) }, cursor: BigInt(row.id) }));
+    wire = Object.freeze(create(WatchEventsResponseSchema, { kind: { case: "event", value: sharedEvent(row) }, cursor: BigInt(row.id) }));
     watchResponses.set(row, wire);
   }
   return wire;
+}
+
+/** The one wire Event of a live row, whether it goes alone or in batches. */
+const wireEvents = new WeakMap<EventRow, Event>();
+
+function sharedEvent(row: EventRow): Event {
+  let event = wireEvents.get(row);
+  if (!event) {
+    event = Object.freeze(eventToWire(row));
+    wireEvents.set(row, event);
+  }
+  return event;
+}
+
+/** A batch of events read for one watcher alone (a replayed page). */
+export function watchBatchResponse(rows: EventRow[]): WatchEventsResponse {
+  return batchMessage(rows.map(eventToWire), rows);
+}
+
+/** Batches of the live tail, by their first row: watchers with the same
+ * filter and batch size that are caught up form the very same batch from
+ * the same rows, and then share one message (and one encoding). Only a few
+ * different batches per first row are kept, so that many unlike watchers
+ * cost no long search. */
+const batchResponses = new WeakMap<EventRow, { rows: EventRow[]; wire: WatchEventsResponse }[]>();
+const SHARED_BATCHES_PER_ROW = 8;
+
+export function sharedWatchBatchResponse(rows: EventRow[]): WatchEventsResponse {
+  const first = rows[0]!;
+  const made = batchResponses.get(first) ?? [];
+  const same = made.find((batch) => batch.rows.length === rows.length && batch.rows.every((row, index) => row === rows[index]));
+  if (same) return same.wire;
+  const wire = Object.freeze(batchMessage(rows.map(sharedEvent), rows));
+  if (made.length === 0) batchResponses.set(first, made);
+  if (made.length < SHARED_BATCHES_PER_ROW) made.push({ rows, wire });
+  return wire;
+}
+
+function batchMessage(events: Event[], rows: EventRow[]): WatchEventsResponse {
+  return {
+    $typeName: "actionq.v1.WatchEventsResponse",
+    kind: { case: "events", value: { $typeName: "actionq.v1.EventBatch", events } },
+    // The last event's id: resuming from it repeats nothing and skips nothing.
+    cursor: BigInt(rows[rows.length - 1]!.id),
+  };
 }
 
 export function eventToWire(row: EventRow): Event {

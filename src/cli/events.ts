@@ -78,11 +78,15 @@ export async function followEvents(actionq: ActionQueueClient, o: EventsOptions,
       let problem: string;
       try {
         const request = cursor === undefined ? { fromNow: true } : { afterId: cursor };
-        const stream = actionq.watchEvents({ ...request, actionId: o.action, eventTypes: o.type }, { signal: stop.signal });
+        // Batches: a follower that is behind (--after 0) catches up in
+        // fewer messages; it still prints one line per event.
+        const stream = actionq.watchEvents({ ...request, actionId: o.action, eventTypes: o.type, maxBatch: o.pageSize }, { signal: stop.signal });
         for await (const message of stream) {
           delayMs = minDelayMs;
-          if (message.kind.case === "event") {
-            await print(message.kind.value);
+          // A server older than max_batch ignores it and sends bare events.
+          const events = message.kind.case === "events" ? message.kind.value.events : message.kind.case === "event" ? [message.kind.value] : [];
+          for (const event of events) {
+            await print(event);
             if (o.limit !== undefined && ++printed >= o.limit) return EXIT.ok;
           }
           // A heartbeat's cursor may be past the last event the filters let through.

@@ -185,7 +185,12 @@ Text wherever it goes, unless -o json ({"action","events"}) or -o jsonl.`,
     .option("--action <id>", "only events about this action", parse.id)
     .option("--type <type>", "only events of this type (repeatable)", parse.collectText)
     .option("--limit <n>", "stop after this many events", parse.positive)
-    .option("--page-size <n>", "events per ListEvents call (at most ACTIONQ_MAX_PAGE_SIZE)", parse.positive, 100)
+    .option(
+      "--page-size <n>",
+      "events per ListEvents call, or at most per WatchEvents message with --follow (at most ACTIONQ_MAX_PAGE_SIZE)",
+      parse.positive,
+      100,
+    )
     .option(
       "-f, --follow",
       "keep printing events as they are committed, resuming from the last cursor when the server restarts or the network drops (a line on stderr each time); ends on SIGTERM (exit 0) or SIGINT (exit 130)",

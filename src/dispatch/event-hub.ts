@@ -17,7 +17,10 @@ const READ_BATCH = 1000;
 const MAX_QUEUED = 10_000;
 const REPLAY_PAGE = 500;
 
-export type WatchItem = { kind: "event"; event: EventRow } | { kind: "heartbeat"; cursor: bigint };
+/** `events` are consecutive matching events, at most the watcher's batch
+ * size. `live` ones are the very rows every watcher of the tail is handed;
+ * replayed ones were read for this watcher alone. */
+export type WatchItem = { kind: "events"; events: EventRow[]; live: boolean } | { kind: "heartbeat"; cursor: bigint };
 
 class Subscriber {
   readonly queue: EventRow[] = [];
@@ -182,8 +185,13 @@ export class EventHub {
 
   /** Events after `afterId` that match the filter: first those already in
    * the log, then live ones, without a gap or a repeat at the seam. Yields
-   * heartbeats when quiet. Ends when `abort` fires or the hub stops. */
-  async *watch(afterId: bigint, filter: EventFilter, abort: AbortSignal): AsyncGenerator<WatchItem> {
+   * heartbeats when quiet. Ends when `abort` fires or the hub stops.
+   *
+   * Each item carries up to `maxBatch` events, but only events already
+   * waiting (a replayed page, or what queued while the watcher was
+   * writing): a caught-up watcher gets each new event alone, at once. */
+  async *watch(afterId: bigint, filter: EventFilter, abort: AbortSignal, maxBatch = 1): AsyncGenerator<WatchItem> {
+    const replayPage = Math.max(REPLAY_PAGE, maxBatch);
     let cursor = afterId;
     let current: Subscriber | undefined;
     // A client gone while the server waits to write to it may never resume
@@ -198,19 +206,22 @@ export class EventHub {
           // Replay what the hub had passed before we joined. Everything up to
           // its position is settled, so the database answers it exactly.
           while (cursor < subscriber.startPosition && !abort.aborted) {
-            const page = await this.events.list(cursor, filter, REPLAY_PAGE, subscriber.startPosition);
-            for (const event of page.events) yield { kind: "event", event };
+            const page = await this.events.list(cursor, filter, replayPage, subscriber.startPosition);
+            for (let start = 0; start < page.events.length; start += maxBatch) {
+              yield { kind: "events", events: page.events.slice(start, start + maxBatch), live: false };
+            }
             cursor = page.next;
           }
           let quietSince = Date.now();
           while (!abort.aborted && !this.stopped) {
-            const event = subscriber.queue.shift();
-            if (event) {
+            if (subscriber.queue.length > 0) {
               // A cursor beyond the hub's start (a client ahead of us) skips
               // what it has seen.
-              if (BigInt(event.id) > cursor) {
-                cursor = BigInt(event.id);
-                yield { kind: "event", event };
+              const taken = subscriber.queue.splice(0, maxBatch);
+              const events = BigInt(taken[0]!.id) > cursor ? taken : taken.filter((event) => BigInt(event.id) > cursor);
+              if (events.length > 0) {
+                cursor = BigInt(events[events.length - 1]!.id);
+                yield { kind: "events", events, live: true };
                 quietSince = Date.now();
               }
               continue;

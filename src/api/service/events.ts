@@ -5,7 +5,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import type { Access } from "../../auth/access.js";
 import { COORDINATOR_EVENT_TYPES, EVENT_TYPES } from "../../domain/vocabulary.js";
 import { ActionqError, invalidField } from "../../errors.js";
-import { eventToWire, sharedWatchResponse } from "../convert.js";
+import { eventToWire, sharedWatchBatchResponse, sharedWatchResponse, watchBatchResponse } from "../convert.js";
 import * as check from "../validate.js";
 import type { Handlers, Kit } from "./kit.js";
 
@@ -46,6 +46,8 @@ export function events(kit: Kit): Handlers<"listEvents" | "watchEvents" | "emitE
       const access = accessOf(ctx);
       const filter = { actionId: check.optionalId("action_id", req.actionId), eventTypes: eventTypes("event_types", req.eventTypes) };
       if (req.fromNow && req.afterId !== 0n) throw invalidField("after_id", "must be 0 with from_now, which starts at the end of the log");
+      // 0: one event per message, as before batches existed.
+      const maxBatch = check.count("max_batch", req.maxBatch, 0, config.limits.pageSize, "ACTIONQ_MAX_PAGE_SIZE");
       await scopedEvents(access, filter.actionId);
       // From now: every event up to the horizon is settled, so starting
       // there replays nothing old and misses nothing that commits later.
@@ -54,11 +56,13 @@ export function events(kit: Kit): Handlers<"listEvents" | "watchEvents" | "emitE
       ctx.signal.addEventListener("abort", release, { once: true });
       try {
         yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: afterId };
-        for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown))) {
-          if (item.kind === "event") {
-            yield sharedWatchResponse(item.event);
-          } else {
+        for await (const item of hub.watch(afterId, filter, linkedSignal(ctx, deps.shutdown), Math.max(maxBatch, 1))) {
+          if (item.kind === "heartbeat") {
             yield { kind: { case: "heartbeat", value: { serverTime: timestampNow() } }, cursor: item.cursor };
+          } else if (maxBatch === 0) {
+            for (const event of item.events) yield sharedWatchResponse(event);
+          } else {
+            yield item.live ? sharedWatchBatchResponse(item.events) : watchBatchResponse(item.events);
           }
         }
       } finally {
