@@ -108,6 +108,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   };
 
   const dispatcher = new ClaimDispatcher(actions, config, log.child({ component: "dispatcher" }));
+  actions.handOffTo({ offer: (actionType, project) => dispatcher.offerHandoff(actionType, project) });
   const windowKeeper = new WindowKeeper(windows, policy, () => dispatcher.wakeAll(), config.pollIntervalMs, log.child({ component: "windows" }));
   const reloadPolicy = policyReloader(
     policy,

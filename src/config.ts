@@ -164,6 +164,11 @@ const TABLE = {
     fallback: "1000",
     doc: "Largest `max_in_flight` a claim stream may ask for.",
   }),
+  handoff: setting("ACTIONQ_HANDOFF", {
+    schema: onOff,
+    fallback: "on",
+    doc: "Hand an action to a claim stream of this server that waits for work in the enqueue's own statement (written already claimed, pushed after the commit), when nothing the stream accepts is ready before it. off: every claim comes from a claim statement after the enqueue's notification.",
+  }),
   heartbeatMs: setting("ACTIONQ_HEARTBEAT_SECONDS", {
     schema: seconds(0.05, 3600),
     fallback: "10",

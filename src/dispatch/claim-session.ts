@@ -46,8 +46,11 @@ export class ClaimSession {
     readonly group: Group,
   ) {}
 
+  /** Slots promised to a claim statement or a handoff still in flight. */
+  reserved = 0;
+
   get freeSlots(): number {
-    return this.closed || this.adopting ? 0 : Math.max(0, this.options.maxInFlight - this.held.size);
+    return this.closed || this.adopting ? 0 : Math.max(0, this.options.maxInFlight - this.held.size - this.reserved);
   }
 
   push(message: StreamMessage): void {

@@ -4,7 +4,7 @@
 // poll), and goes quiet when the queue has nothing for it. No stream holds a
 // database connection.
 import type { Logger } from "pino";
-import type { ActionStore } from "../store/actions.js";
+import type { ActionStore, HandoffSlot } from "../store/actions.js";
 import type { Committed } from "../store/commits.js";
 import type { ActionRow } from "../store/rows.js";
 import { ClaimSession, Group, type Held, type SessionOptions } from "./claim-session.js";
@@ -13,11 +13,6 @@ export type { ClaimSession, SentMessage, SessionOptions, StreamMessage } from ".
 
 /** Largest number of actions one claim statement asks for. */
 const MAX_BATCH = 500;
-
-/** Claim order: lowest priority first, then oldest (ids are int8 text). */
-function claimOrder(a: ActionRow, b: ActionRow): number {
-  return a.priority - b.priority || a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
 
 export class ClaimDispatcher {
   private readonly groups = new Map<string, Group>();
@@ -30,7 +25,7 @@ export class ClaimDispatcher {
 
   constructor(
     private readonly store: ActionStore,
-    private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number; maxStreamAgeMs: number },
+    private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number; maxStreamAgeMs: number; handoff: boolean },
     private readonly log: Logger,
   ) {}
 
@@ -127,6 +122,12 @@ export class ClaimDispatcher {
    * (onClaimEnded, onClaimable, wakeAll). */
   committed(change: Committed): void {
     switch (change.kind) {
+      case "claimed":
+        // A claim for a stream of this process, by a claim statement or a
+        // handoff at enqueue: push it. Others (ClaimAction, streams closed
+        // since) are not ours to deliver; their claimers release them.
+        this.onClaimed(change.action);
+        return;
       case "completed":
       case "failed":
       case "retry_scheduled":
@@ -151,6 +152,55 @@ export class ClaimDispatcher {
         if (change.action.status === "approved" && !change.action.deferred) this.onClaimable(change.action.action_type);
         return;
     }
+  }
+
+  private onClaimed(action: ActionRow): void {
+    if (action.claim_session === null) return;
+    const session = this.sessions.get(action.claim_session);
+    if (!session || session.closed) return;
+    const held = session.held.get(action.id);
+    if (held && held.attempt === action.attempt) return;
+    this.deliver(session, action);
+  }
+
+  /** A slot on a stream of this process that waits for work and accepts
+   * this action, for the enqueue to hand the action to (see HandoffSlot):
+   * the stream's group found the queue empty when it last looked. The
+   * slot is held until `settle`. */
+  offerHandoff(actionType: string, project: string): HandoffSlot | undefined {
+    if (this.shuttingDown || !this.settings.handoff) return undefined;
+    for (const group of this.groups.values()) {
+      if (!group.exhausted || !group.accepts(actionType)) continue;
+      if (group.filter.projects.length > 0 && !group.filter.projects.includes(project)) continue;
+      const sessions = [...group.sessions];
+      const start = group.rotation++ % Math.max(1, sessions.length);
+      const session = [...sessions.slice(start), ...sessions.slice(0, start)].find((candidate) => candidate.freeSlots > 0);
+      if (!session) continue;
+      session.reserved++;
+      let settled = false;
+      return {
+        session: session.id,
+        worker: session.options.worker,
+        leaseMs: session.options.leaseMs,
+        actionTypes: group.filter.actionTypes,
+        projects: group.filter.projects,
+        settle: (handed) => {
+          if (settled) return;
+          settled = true;
+          session.reserved--;
+          // The stream closed between the offer and the commit: what it was
+          // handed goes back to the queue at once.
+          if (handed && (session.closed || !this.sessions.has(session.id))) void this.releaseOrphans([handed]);
+          else if (!handed) {
+            // Not handed: work may be ready before it (a notification still
+            // on its way), so look.
+            group.exhausted = false;
+            this.schedule(group);
+          }
+        },
+      };
+    }
+    return undefined;
   }
 
   /** An action of this type became claimable somewhere. */
@@ -238,8 +288,12 @@ export class ClaimDispatcher {
       }
       if (slots.length === 0) return;
 
+      // The slots are promised to this statement until it ends, so that a
+      // handoff meanwhile cannot take one of them too.
+      for (const session of slots) session.reserved++;
       let claimed: ActionRow[];
       try {
+        // Each claim reaches its stream on the commit (committed()).
         claimed = await this.store.claim(
           group.filter,
           slots.map((session) => ({ session: session.id, worker: session.options.worker, leaseMs: session.options.leaseMs })),
@@ -247,19 +301,13 @@ export class ClaimDispatcher {
       } catch (error) {
         this.log.warn({ err: (error as Error).message }, "claiming for streams failed; will retry on the next wakeup");
         return;
+      } finally {
+        for (const session of slots) session.reserved--;
       }
-      // UPDATE … RETURNING keeps no order: deliver the most urgent first,
-      // so that a batch, or a stream's next few messages, read in order.
-      claimed.sort(claimOrder);
-      const orphans: ActionRow[] = [];
-      for (const action of claimed) {
+      const orphans = claimed.filter((action) => {
         const session = this.sessions.get(action.claim_session!);
-        if (!session || session.closed) {
-          orphans.push(action);
-          continue;
-        }
-        this.deliver(session, action);
-      }
+        return !session || session.closed;
+      });
       if (orphans.length > 0) await this.releaseOrphans(orphans);
       if (claimed.length < slots.length) {
         // Less work than room. Look again only if something was notified

@@ -12,6 +12,27 @@ import { CLEAR_CLAIM_SET, FINISH_CLAIM_SET, REQUEUE_LOST_SET, changeWithEvent } 
 // Each input carries two decisions: the policy's, and the one that holds
 // while auto-approval is paused. The statement picks between them itself,
 // so that a pause committed before it is always obeyed.
+/** The unkeyed actions ready to claim that a stream with the filter of
+ * `input` accepts and that come before it (priority, then age: every one
+ * already written is older). Two forms, so that each uses its index. */
+const READY_AHEAD = `
+  CASE WHEN cardinality(input.handoff_types) = 0 THEN EXISTS (
+    SELECT 1 FROM actions a
+    WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NULL AND a.priority <= input.priority
+      AND (cardinality(input.handoff_projects) = 0 OR a.project = ANY (input.handoff_projects)))
+  ELSE EXISTS (
+    SELECT 1 FROM actions a
+    WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NULL AND a.priority <= input.priority
+      AND a.action_type = ANY (input.handoff_types)
+      AND (cardinality(input.handoff_projects) = 0 OR a.project = ANY (input.handoff_projects)))
+  END`;
+
+/** Inserts a batch of actions with their events. An input may carry a
+ * waiting stream's slot (handoff_*): the action is then written already
+ * claimed for it, with its claim event, when it could be claimed at once
+ * (approved, due, unkeyed, not paused, not held by a change window) and
+ * nothing that stream accepts is ready before it. Otherwise it is written
+ * as usual and the stream's slot is freed. */
 export const ActionInsertMany = `
 WITH paused AS (SELECT EXISTS (SELECT 1 FROM pauses WHERE kind = 'auto_approval') AS auto_approval),
 input AS (
@@ -23,16 +44,33 @@ input AS (
     parent_id bigint, chain_depth int, rollback_ref text, rollback_payload jsonb, rollback_of bigint,
     supersedes_id bigint, idempotency_key text, request_digest text, autonomous_eligible bool, policy_version text,
     decision jsonb, paused_decision jsonb, note jsonb, max_attempts int, run_after timestamptz,
-    concurrency_key text, concurrency_limit int)
+    concurrency_key text, concurrency_limit int,
+    handoff_session uuid, handoff_worker text, handoff_lease_ms float8, handoff_types text[], handoff_projects text[])
   CROSS JOIN paused
+),
+decided AS (
+  SELECT input.*,
+    -- CASE: the checks cost index probes, spent only on a handoff.
+    CASE WHEN input.handoff_session IS NULL THEN false ELSE input.d->>'status' = 'approved'
+      AND (input.run_after IS NULL OR input.run_after <= now()) AND input.concurrency_key IS NULL
+      AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all' OR (p.kind = 'action_type' AND p.value = input.action_type)
+        OR (p.kind = 'project' AND p.value = input.project))
+      AND NOT EXISTS (SELECT 1 FROM change_window_intervals w WHERE ${windowHolds("w", "input")})
+      AND NOT ${READY_AHEAD}
+      -- Keyed work is claimed in its key's order, which a handoff would not see.
+      AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NOT NULL)
+    END AS handed
+  FROM input
 ),
 ins AS (
   INSERT INTO actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
     confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
     approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred,
-    concurrency_key, concurrency_limit, approval_requirements)
-  SELECT id, action_type, project, target_ref, source_refs, payload, priority, d->>'status', risk_level,
+    concurrency_key, concurrency_limit, approval_requirements,
+    claimed_by, claim_token, claim_session, claimed_at, claim_deadline, lease, ack_deadline, attempt)
+  SELECT id, action_type, project, target_ref, source_refs, payload, priority,
+    CASE WHEN handed THEN 'claimed' ELSE d->>'status' END, risk_level,
     confidence, d->>'status' = 'pending', created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, d->>'approved_by',
     CASE WHEN d->>'status' = 'approved' THEN now() END,
@@ -40,8 +78,16 @@ ins AS (
     policy_version, autonomous_eligible, max_attempts, run_after,
     d->>'status' = 'approved' AND run_after IS NOT NULL AND run_after > now(),
     concurrency_key, concurrency_limit,
-    coalesce(d->'approval_requirements', '[]'::jsonb)
-  FROM input ORDER BY ord
+    coalesce(d->'approval_requirements', '[]'::jsonb),
+    CASE WHEN handed THEN handoff_worker END,
+    CASE WHEN handed THEN gen_random_uuid() END,
+    CASE WHEN handed THEN handoff_session END,
+    CASE WHEN handed THEN now() END,
+    CASE WHEN handed THEN now() + handoff_lease_ms * interval '1 millisecond' END,
+    CASE WHEN handed THEN handoff_lease_ms * interval '1 millisecond' END,
+    CASE WHEN handed THEN now() + $2::float8 * interval '1 millisecond' END,
+    CASE WHEN handed THEN 1 ELSE 0 END
+  FROM decided ORDER BY ord
   ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING *
 ),
@@ -51,14 +97,16 @@ ev AS (
   FROM ins JOIN input USING (id)
   CROSS JOIN LATERAL (VALUES
     (1, 'action_enqueued', ins.created_by, jsonb_strip_nulls(jsonb_build_object(
-      'status', ins.status, 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
+      'status', input.d->>'status', 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
       'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
       'approvals_required', ins.approvals_required, 'approval_expires_at', rfc3339(ins.approval_expires_at),
       'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note,
       'max_attempts', ins.max_attempts, 'run_after', rfc3339(ins.run_after))) || jsonb_build_object('policy', input.d->'detail')),
-    (2, 'action_approved', ins.approved_by, input.d->'detail')
+    (2, 'action_approved', ins.approved_by, input.d->'detail'),
+    (3, 'action_claimed', ins.claimed_by, jsonb_build_object('claim_deadline', rfc3339(ins.claim_deadline), 'attempt', ins.attempt,
+      'lease_ms', (extract(epoch FROM ins.lease) * 1000)::float8, 'streamed', true, 'handed_off', true))
   ) AS v(seq, event_type, actor, payload)
-  WHERE v.seq = 1 OR ins.status = 'approved'
+  WHERE v.seq = 1 OR (v.seq = 2 AND input.d->>'status' = 'approved') OR (v.seq = 3 AND ins.status = 'claimed')
   ORDER BY ins.id, v.seq
 )
 SELECT input.ord, ${actionColumns("ins")} FROM input LEFT JOIN ins USING (id) ORDER BY input.ord`;

@@ -110,6 +110,27 @@ export interface StoreLimits {
   retryBackoffMaxMs: number;
 }
 
+/** A free slot on a claim stream of this process that waits for work,
+ * held for one action being enqueued (handoff at enqueue): the INSERT
+ * writes the action already claimed for that stream when the action could
+ * be claimed at once and nothing the stream accepts comes before it. */
+export interface HandoffSlot {
+  session: string;
+  worker: string;
+  leaseMs: number;
+  /** The stream's filter; empty means any. */
+  actionTypes: string[];
+  projects: string[];
+  /** Called once after the enqueue, with the action if the stream got it;
+   * frees the slot otherwise. */
+  settle(handed: ActionRow | undefined): void;
+}
+
+/** Where the store asks for handoff slots (the claim dispatcher). */
+export interface Handoffs {
+  offer(actionType: string, project: string): HandoffSlot | undefined;
+}
+
 /** What access checks need to know of an existing action. */
 export interface ActionScope {
   project: string;
@@ -168,6 +189,7 @@ const byWorker = (_item: unknown, row: ActionRow, fromWorker: string | undefined
 const byActor = (item: { actor: string }) => item.actor;
 
 export class ActionStore {
+  private handoffs: Handoffs | undefined;
   /** Single calls, group-committed: concurrent callers share statements. */
   readonly one: {
     enqueue: (input: NewAction) => Promise<Outcome>;
@@ -208,11 +230,51 @@ export class ActionStore {
       (input) => isRateLimitedProducer(input.createdBy) || input.idempotencyKey !== null || input.parentId !== null || input.supersedesId !== null,
     );
     const changes: ActionChange[] = [];
-    const outcomes = readsFirst
-      ? await inTransaction(this.pool, (client) => enqueueWith(client, inputs, changes, this.limits))
-      : await enqueueWith(this.pool, inputs, changes, this.limits);
-    this.commits.publish(changes);
-    return outcomes;
+    const slots = this.handoffSlots(inputs);
+    let outcomes: Outcome[] | undefined;
+    try {
+      outcomes = readsFirst
+        ? await inTransaction(this.pool, (client) => enqueueWith(client, inputs, changes, this.limits, slots))
+        : await enqueueWith(this.pool, inputs, changes, this.limits, slots);
+      // The dispatcher hears of a handed-off claim here, after the commit,
+      // and pushes it to its stream.
+      this.commits.publish(changes);
+      return outcomes;
+    } finally {
+      slots.forEach((slot, index) => {
+        const outcome = outcomes?.[index];
+        const handed = outcome?.ok && outcome.created === true && outcome.action.status === "claimed" && outcome.action.claim_session === slot?.session;
+        slot?.settle(handed ? (outcome as { action: ActionRow }).action : undefined);
+      });
+    }
+  }
+
+  /** Streams of this process that wait for work, to hand new actions to.
+   * Slots are asked for in claim order (priority, then the order given),
+   * and only while every action that could be claimed at once gets one:
+   * the INSERT cannot see the other rows of its batch, so an action left
+   * waiting must not be overtaken by a later one of the same batch. */
+  private handoffSlots(inputs: NewAction[]): (HandoffSlot | undefined)[] {
+    const slots: (HandoffSlot | undefined)[] = new Array(inputs.length);
+    if (!this.handoffs) return slots;
+    const now = Date.now();
+    const claimable = (input: NewAction) => input.decision.status === "approved" && (input.runAfter === null || input.runAfter.getTime() <= now);
+    // Keyed actions are claimed by their key's order, not handed off; one
+    // in the batch could precede the others.
+    if (inputs.some((input) => claimable(input) && input.concurrencyKey !== null)) return slots;
+    const order = inputs.map((input, index) => ({ input, index })).sort((a, b) => a.input.priority - b.input.priority || a.index - b.index);
+    for (const { input, index } of order) {
+      if (!claimable(input)) continue;
+      const slot = this.handoffs.offer(input.actionType, input.project);
+      if (!slot) break;
+      slots[index] = slot;
+    }
+    return slots;
+  }
+
+  /** Hands new actions to waiting streams (see HandoffSlot). */
+  handOffTo(handoffs: Handoffs): void {
+    this.handoffs = handoffs;
   }
 
   /** Enqueues the rollback of action `id`, built from the locked action by
@@ -304,6 +366,9 @@ export class ActionStore {
     if (filter.actionTypes.length > 0) params.push(filter.actionTypes);
     if (filter.projects.length > 0) params.push(filter.projects);
     const { rows } = await this.pool.query<ActionRow>(ActionClaimMany[kind], params);
+    // Claim order: streams are handed their claims (on the commit) most
+    // urgent first, and a batch of claims reads in that order.
+    rows.sort(claimOrder);
     this.commits.publish(moved("claimed", rows, "approved", (row) => row.claimed_by!));
     return rows;
   }
@@ -621,6 +686,11 @@ export class ActionStore {
       return precise ? { ok: false, error: precise } : repeatOf(now, item, explain);
     });
   }
+}
+
+/** Claim order: lowest priority first, then oldest (ids are int8 text). */
+function claimOrder(a: ActionRow, b: ActionRow): number {
+  return a.priority - b.priority || a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 function repeatOf<T extends { id: string; token?: string }>(row: ActionRow, item: T, explain: Omit<Explainer<T>, "explainRow">): Outcome {

@@ -13,7 +13,7 @@ import {
   ProducerCountRecent,
   ProducerLockMany,
 } from "./action-queries.js";
-import type { NewAction, Outcome, StoreLimits, StoredDecision } from "./actions.js";
+import type { HandoffSlot, NewAction, Outcome, StoreLimits, StoredDecision } from "./actions.js";
 import { type ActionChange, moved } from "./commits.js";
 import type { Queryable } from "./db.js";
 import type { ActionRow } from "./rows.js";
@@ -25,7 +25,13 @@ export function isRateLimitedProducer(createdBy: string): boolean {
 
 /** Enqueues inside a transaction the caller holds; `changes` gets what
  * it will have changed once that transaction commits. */
-export async function enqueueWith(client: Queryable, inputs: NewAction[], changes: ActionChange[], limits: StoreLimits): Promise<Outcome[]> {
+export async function enqueueWith(
+  client: Queryable,
+  inputs: NewAction[],
+  changes: ActionChange[],
+  limits: StoreLimits,
+  handoffs: readonly (HandoffSlot | undefined)[] = [],
+): Promise<Outcome[]> {
   const outcomes: (Outcome | undefined)[] = new Array(inputs.length);
 
   // Rate-limited producers enqueue one transaction at a time, so that
@@ -144,8 +150,9 @@ export async function enqueueWith(client: Queryable, inputs: NewAction[], change
   });
 
   if (toInsert.length > 0) {
-    const payload = toInsert.map(({ input, chainDepth }, ord) => ({
+    const payload = toInsert.map(({ index, input, chainDepth }, ord) => ({
       ord,
+      ...handoffColumns(handoffs[index]),
       action_type: input.actionType,
       project: input.project,
       target_ref: input.targetRef,
@@ -176,7 +183,7 @@ export async function enqueueWith(client: Queryable, inputs: NewAction[], change
       concurrency_key: input.concurrencyKey,
       concurrency_limit: input.concurrencyLimit,
     }));
-    const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload)]);
+    const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload), limits.ackTimeoutMs]);
     const lost: { index: number; input: NewAction }[] = [];
     for (const row of rows) {
       const { index, input } = toInsert[row.ord]!;
@@ -225,7 +232,13 @@ export async function enqueueWith(client: Queryable, inputs: NewAction[], change
       const outcome = outcomes[index];
       return outcome?.ok && outcome.created ? [outcome.action] : [];
     });
-    changes.unshift(...moved("enqueued", created, null, (row) => row.created_by));
+    // An action handed to a waiting stream was enqueued APPROVED and
+    // claimed in the same statement: two changes, in that order.
+    const handed = created.filter((row) => row.status === "claimed");
+    changes.unshift(
+      ...moved("enqueued", created.map(asEnqueued), null, (row) => row.created_by),
+      ...moved("claimed", handed, "approved", (row) => row.claimed_by!),
+    );
   }
   return outcomes.map((outcome) => outcome!);
 }
@@ -233,6 +246,22 @@ export async function enqueueWith(client: Queryable, inputs: NewAction[], change
 async function findByKeys(client: Queryable, keys: [string, string][]): Promise<Map<string, ActionRow>> {
   const { rows } = await client.query<ActionRow>(ActionGetByIdempotencyKeys, [keys.map((k) => k[0]), keys.map((k) => k[1])]);
   return new Map(rows.map((row) => [keyFor(row.created_by, row.idempotency_key!), row]));
+}
+
+function handoffColumns(slot: HandoffSlot | undefined) {
+  if (!slot) return { handoff_session: null };
+  return {
+    handoff_session: slot.session,
+    handoff_worker: slot.worker,
+    handoff_lease_ms: slot.leaseMs,
+    handoff_types: slot.actionTypes,
+    handoff_projects: slot.projects,
+  };
+}
+
+/** The row as it was enqueued, before the claim of the same statement. */
+function asEnqueued(row: ActionRow): ActionRow {
+  return row.status === "claimed" ? { ...row, status: "approved" } : row;
 }
 
 function decisionJson(decision: StoredDecision) {
