@@ -13,7 +13,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { SCENARIOS, type Scenario } from "./lib/protocol.js";
-import { type RunRecord, detailTable, primaryTable, ratios, summarize } from "./lib/report.js";
+import { type RunRecord, cpuRows, cpuTable, detailTable, primaryTable, ratios, summarize } from "./lib/report.js";
 
 const benchDir = path.resolve(import.meta.dirname, "..", "..", "bench");
 const rootDir = path.dirname(benchDir);
@@ -286,6 +286,7 @@ async function main(): Promise<void> {
     records,
     figures,
     ratios: ratios(figures, opts.scenarios),
+    cpuPerAction: cpuRows(figures, opts.scenarios, names),
   };
   await writeFile(jsonFile, JSON.stringify(result, null, 2));
   await db.end();
@@ -299,7 +300,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\n## actionq bench, ${opts.quick ? "quick" : "full"} run, ${host.date}\n\n` +
       `Median of ${opts.runs} interleaved run(s) (min–max in brackets). Ratios are actionq ÷ other on the medians: above 1 is better for rates, below 1 is better for ms, MB and connections.\n\n` +
-      `${primaryTable(records, figures, names, opts.scenarios)}\n\n### Details (medians)\n\n${detailTable(figures, opts.scenarios, names)}\n` +
+      `${primaryTable(records, figures, names, opts.scenarios)}\n\n` +
+      `### CPU per action (ms, medians)\n\n${cpuTable(figures, opts.scenarios, names)}\n\n` +
+      `### Details (medians)\n\n${detailTable(figures, opts.scenarios, names)}\n` +
       (skips.length > 0 ? `\n### Skipped or failed\n\n${[...new Set(skips)].join("\n")}\n` : "") +
       (notes.length > 0 ? `\n### Notes from the runners\n\n${notes.join("\n")}\n` : "") +
       `\nMachine: ${host.nproc} CPUs (${host.cpu}), ${host.memGiB} GiB, Node ${host.node} (actionq, raw SQL) and ${host.peerNode ?? "none"} (peers); ${host.postgres.split(",")[0]}; ` +

@@ -13,7 +13,15 @@ export const SUBJECT = "actionq";
 /** The figures each scenario is about, and which way is better. A figure
  * that is already a ratio of a system to itself (`perSystem`) is shown for
  * each system but not divided across systems. */
-export const PRIMARY: Record<Scenario, { metric: string; higherIsBetter: boolean; unit: string; perSystem?: boolean }[]> = {
+type Primary = { metric: string; higherIsBetter: boolean; unit: string; perSystem?: boolean }[];
+const SUSTAINED: Primary = [
+  { metric: "first_minute_rate", higherIsBetter: true, unit: "actions/s" },
+  { metric: "last_minute_rate", higherIsBetter: true, unit: "actions/s" },
+  { metric: "min_window_rate", higherIsBetter: true, unit: "actions/s" },
+  { metric: "sustained_ratio", higherIsBetter: true, unit: "last ÷ first minute, own", perSystem: true },
+  { metric: "min_window_ratio", higherIsBetter: true, unit: "worst window ÷ first minute, own", perSystem: true },
+];
+export const PRIMARY: Record<Scenario, Primary> = {
   drain: [{ metric: "rate", higherIsBetter: true, unit: "actions/s" }],
   steady: [{ metric: "rate", higherIsBetter: true, unit: "actions/s" }],
   latency: [
@@ -35,13 +43,7 @@ export const PRIMARY: Record<Scenario, { metric: string; higherIsBetter: boolean
     { metric: "lag_p99_ms_1", higherIsBetter: false, unit: "ms" },
     { metric: "lag_p99_ms_100", higherIsBetter: false, unit: "ms" },
   ],
-  sustained: [
-    { metric: "first_minute_rate", higherIsBetter: true, unit: "actions/s" },
-    { metric: "last_minute_rate", higherIsBetter: true, unit: "actions/s" },
-    { metric: "min_window_rate", higherIsBetter: true, unit: "actions/s" },
-    { metric: "sustained_ratio", higherIsBetter: true, unit: "last ÷ first minute, own", perSystem: true },
-    { metric: "min_window_ratio", higherIsBetter: true, unit: "worst window ÷ first minute, own", perSystem: true },
-  ],
+  sustained: SUSTAINED,
 };
 
 export interface RunRecord {
@@ -183,17 +185,86 @@ export function primaryTable(records: RunRecord[], figures: Figure[], systems: s
   return rows.join("\n");
 }
 
-/** The other metrics actionq and the raw-SQL runs report (CPU per action,
- * enqueue rates, ...), medians only. */
+/** The other metrics actionq and the raw-SQL runs report (enqueue rates,
+ * vacuum, ...; CPU per action has its own table), medians only. */
 export function detailTable(figures: Figure[], scenarios: Scenario[], systems: string[]): string {
   const shown = systems.filter((s) => s === SUBJECT || LIMITS.includes(s));
   const rows = [`| scenario | metric | ${shown.join(" | ")} |`, `|---|---|${shown.map(() => "--:").join("|")}|`];
   for (const scenario of scenarios) {
     const primary = new Set(PRIMARY[scenario].map((p) => p.metric));
-    const metrics = [...new Set(figures.filter((f) => f.scenario === scenario && shown.includes(f.system) && !primary.has(f.metric)).map((f) => f.metric))];
+    const metrics = [
+      ...new Set(
+        figures.filter((f) => f.scenario === scenario && shown.includes(f.system) && !primary.has(f.metric) && !CPU_METRIC.test(f.metric)).map((f) => f.metric),
+      ),
+    ];
     for (const metric of metrics) {
       rows.push(`| ${scenario} | ${metric} | ${shown.map((system) => cell(figureOf(figures, scenario, system, metric), undefined)).join(" | ")} |`);
     }
+  }
+  return rows.join("\n");
+}
+
+const CPU_METRIC = /_cpu_ms_per_action/;
+
+/** Where the CPU of a system goes per action (job, for the peers), in ms:
+ * the server process (actionq, the RPC floor), the peer's own process (the
+ * library, its workers and its in-process producers), the PostgreSQL
+ * backends serving them, and the clients (actionq and the floor: the
+ * runner's workers and producers, the load generator; raw SQL: its workers
+ * and producers, which are the queue). */
+export interface CpuRow {
+  scenario: Scenario;
+  /** "run" for the scenario's window, "bulk enqueue" for drain's enqueue phase. */
+  phase: "run" | "bulk enqueue";
+  system: string;
+  server: number | null;
+  worker: number | null;
+  pg: number | null;
+  clients: number | null;
+  /** The sum of the medians reported. */
+  total: number | null;
+}
+
+const CPU_COLUMNS = { server: "server", worker: "worker", pg: "pg", clients: "client" } as const;
+
+export function cpuRows(figures: Figure[], scenarios: Scenario[], systems: string[]): CpuRow[] {
+  const rows: CpuRow[] = [];
+  for (const scenario of scenarios) {
+    for (const [phase, prefix] of [
+      ["run", ""],
+      ["bulk enqueue", "enqueue_"],
+    ] as const) {
+      for (const system of systems) {
+        const value = (name: string) => figureOf(figures, scenario, system, `${prefix}${name}_cpu_ms_per_action`)?.median ?? null;
+        const row = {
+          scenario,
+          phase,
+          system,
+          server: value(CPU_COLUMNS.server),
+          worker: value(CPU_COLUMNS.worker),
+          pg: value(CPU_COLUMNS.pg),
+          clients: value(CPU_COLUMNS.clients),
+        };
+        const parts = [row.server, row.worker, row.pg, row.clients].filter((v): v is number => v !== null);
+        if (parts.length === 0) continue;
+        rows.push({ ...row, total: parts.reduce((a, b) => a + b, 0) });
+      }
+    }
+  }
+  return rows;
+}
+
+/** CPU ms per action: a few hundredths of a ms matter here. */
+function cpuNumber(value: number | null): string {
+  return value === null || value >= 10 ? formatNumber(value) : value.toFixed(3);
+}
+
+/** CPU per action by scenario and system, medians. */
+export function cpuTable(figures: Figure[], scenarios: Scenario[], systems: string[]): string {
+  const rows = ["| scenario | system | server | peer process | PostgreSQL | clients | total |", "|---|---|--:|--:|--:|--:|--:|"];
+  for (const row of cpuRows(figures, scenarios, systems)) {
+    const scenario = `${row.scenario}${row.phase === "run" ? "" : `, ${row.phase}`}`;
+    rows.push(`| ${scenario} | ${row.system} | ${[row.server, row.worker, row.pg, row.clients, row.total].map(cpuNumber).join(" | ")} |`);
   }
   return rows.join("\n");
 }
