@@ -1,7 +1,7 @@
 // Turns the runs into figures: per system, scenario and metric the median,
 // min and max over the runs, and actionq's medians as ratios to the best
 // peer and to the raw-SQL limits; printed as Markdown tables.
-import type { Scenario } from "./protocol.js";
+import { type BenchScenario, runnerScenario } from "./protocol.js";
 import { median } from "./stats.js";
 
 export const PEERS = ["graphile-worker", "pg-boss"];
@@ -21,7 +21,7 @@ const SUSTAINED: Primary = [
   { metric: "sustained_ratio", higherIsBetter: true, unit: "last ÷ first minute, own", perSystem: true },
   { metric: "min_window_ratio", higherIsBetter: true, unit: "worst window ÷ first minute, own", perSystem: true },
 ];
-export const PRIMARY: Record<Scenario, Primary> = {
+export const PRIMARY: Record<BenchScenario, Primary> = {
   drain: [{ metric: "rate", higherIsBetter: true, unit: "actions/s" }],
   steady: [{ metric: "rate", higherIsBetter: true, unit: "actions/s" }],
   latency: [
@@ -44,11 +44,12 @@ export const PRIMARY: Record<Scenario, Primary> = {
     { metric: "lag_p99_ms_100", higherIsBetter: false, unit: "ms" },
   ],
   sustained: SUSTAINED,
+  "sustained-autovacuum": SUSTAINED,
 };
 
 export interface RunRecord {
   system: string;
-  scenario: Scenario;
+  scenario: BenchScenario;
   run: number;
   schema: string;
   wallSeconds: number;
@@ -58,10 +59,12 @@ export interface RunRecord {
   notes?: string;
   skipped?: string;
   error?: string;
+  /** PostgreSQL's autovacuum setting when the run started. */
+  autovacuum?: string;
 }
 
 export interface Figure {
-  scenario: Scenario;
+  scenario: BenchScenario;
   metric: string;
   system: string;
   median: number | null;
@@ -71,7 +74,7 @@ export interface Figure {
 }
 
 export interface Ratio {
-  scenario: Scenario;
+  scenario: BenchScenario;
   metric: string;
   higherIsBetter: boolean;
   /** False for a system's ratio to itself: the divisions are then null. */
@@ -84,7 +87,7 @@ export interface Ratio {
 
 /** Median, min and max of every metric of every (system, scenario). */
 export function summarize(records: RunRecord[]): Figure[] {
-  const groups = new Map<string, { scenario: Scenario; system: string; metric: string; values: number[] }>();
+  const groups = new Map<string, { scenario: BenchScenario; system: string; metric: string; values: number[] }>();
   for (const record of records) {
     for (const [metric, value] of Object.entries(record.metrics ?? {})) {
       const key = `${record.scenario}\u0000${record.system}\u0000${metric}`;
@@ -107,11 +110,11 @@ export function summarize(records: RunRecord[]): Figure[] {
   }));
 }
 
-function figureOf(figures: Figure[], scenario: Scenario, system: string, metric: string): Figure | undefined {
+function figureOf(figures: Figure[], scenario: BenchScenario, system: string, metric: string): Figure | undefined {
   return figures.find((f) => f.scenario === scenario && f.system === system && f.metric === metric);
 }
 
-export function ratios(figures: Figure[], scenarios: Scenario[]): Ratio[] {
+export function ratios(figures: Figure[], scenarios: BenchScenario[]): Ratio[] {
   const out: Ratio[] = [];
   for (const scenario of scenarios) {
     for (const { metric, higherIsBetter, perSystem = false } of PRIMARY[scenario]) {
@@ -158,9 +161,17 @@ function ratioCell(ratio: number | null): string {
   return ratio === null ? "–" : `${ratio >= 10 ? ratio.toFixed(0) : ratio.toFixed(2)}×`;
 }
 
+/** A scenario as the tables name it: the sustained ones say which autovacuum
+ * setting their runs had. */
+export function scenarioLabel(records: RunRecord[], scenario: BenchScenario): string {
+  if (runnerScenario(scenario) !== "sustained") return scenario;
+  const settings = [...new Set(records.filter((r) => r.scenario === scenario && r.metrics && r.autovacuum).map((r) => r.autovacuum))];
+  return settings.length > 0 ? `${scenario} (autovacuum ${settings.join("/")})` : scenario;
+}
+
 /** The main table: one row per scenario figure, one column per system, then
  * actionq's ratios. */
-export function primaryTable(records: RunRecord[], figures: Figure[], systems: string[], scenarios: Scenario[]): string {
+export function primaryTable(records: RunRecord[], figures: Figure[], systems: string[], scenarios: BenchScenario[]): string {
   const rows: string[] = [];
   const header = ["scenario", "figure", ...systems, "actionq ÷ best peer", ...LIMITS.filter((s) => systems.includes(s)).map((s) => `actionq ÷ ${s}`)];
   rows.push(`| ${header.join(" | ")} |`);
@@ -173,7 +184,7 @@ export function primaryTable(records: RunRecord[], figures: Figure[], systems: s
       const label = `${metric}${unit ? ` (${unit}${higherIsBetter ? ", higher better" : ", lower better"})` : ""}`;
       const peer = ratio.bestPeer && ratio.compared ? `${ratioCell(ratio.vsBestPeer)} (${ratio.bestPeer.system})` : "–";
       const cells = [
-        scenario,
+        scenarioLabel(records, scenario),
         label,
         ...systems.map((system) => cell(figureOf(figures, scenario, system, metric), skippedFor(system))),
         peer,
@@ -187,7 +198,7 @@ export function primaryTable(records: RunRecord[], figures: Figure[], systems: s
 
 /** The other metrics actionq and the raw-SQL runs report (enqueue rates,
  * vacuum, ...; CPU per action has its own table), medians only. */
-export function detailTable(figures: Figure[], scenarios: Scenario[], systems: string[]): string {
+export function detailTable(records: RunRecord[], figures: Figure[], scenarios: BenchScenario[], systems: string[]): string {
   const shown = systems.filter((s) => s === SUBJECT || LIMITS.includes(s));
   const rows = [`| scenario | metric | ${shown.join(" | ")} |`, `|---|---|${shown.map(() => "--:").join("|")}|`];
   for (const scenario of scenarios) {
@@ -198,7 +209,9 @@ export function detailTable(figures: Figure[], scenarios: Scenario[], systems: s
       ),
     ];
     for (const metric of metrics) {
-      rows.push(`| ${scenario} | ${metric} | ${shown.map((system) => cell(figureOf(figures, scenario, system, metric), undefined)).join(" | ")} |`);
+      rows.push(
+        `| ${scenarioLabel(records, scenario)} | ${metric} | ${shown.map((system) => cell(figureOf(figures, scenario, system, metric), undefined)).join(" | ")} |`,
+      );
     }
   }
   return rows.join("\n");
@@ -213,7 +226,7 @@ const CPU_METRIC = /_cpu_ms_per_action/;
  * runner's workers and producers, the load generator; raw SQL: its workers
  * and producers, which are the queue). */
 export interface CpuRow {
-  scenario: Scenario;
+  scenario: BenchScenario;
   /** "run" for the scenario's window, "bulk enqueue" for drain's enqueue phase. */
   phase: "run" | "bulk enqueue";
   system: string;
@@ -227,7 +240,7 @@ export interface CpuRow {
 
 const CPU_COLUMNS = { server: "server", worker: "worker", pg: "pg", clients: "client" } as const;
 
-export function cpuRows(figures: Figure[], scenarios: Scenario[], systems: string[]): CpuRow[] {
+export function cpuRows(figures: Figure[], scenarios: BenchScenario[], systems: string[]): CpuRow[] {
   const rows: CpuRow[] = [];
   for (const scenario of scenarios) {
     for (const [phase, prefix] of [
@@ -260,10 +273,10 @@ function cpuNumber(value: number | null): string {
 }
 
 /** CPU per action by scenario and system, medians. */
-export function cpuTable(figures: Figure[], scenarios: Scenario[], systems: string[]): string {
+export function cpuTable(records: RunRecord[], figures: Figure[], scenarios: BenchScenario[], systems: string[]): string {
   const rows = ["| scenario | system | server | peer process | PostgreSQL | clients | total |", "|---|---|--:|--:|--:|--:|--:|"];
   for (const row of cpuRows(figures, scenarios, systems)) {
-    const scenario = `${row.scenario}${row.phase === "run" ? "" : `, ${row.phase}`}`;
+    const scenario = `${scenarioLabel(records, row.scenario)}${row.phase === "run" ? "" : `, ${row.phase}`}`;
     rows.push(`| ${scenario} | ${row.system} | ${[row.server, row.worker, row.pg, row.clients, row.total].map(cpuNumber).join(" | ")} |`);
   }
   return rows.join("\n");
