@@ -12,8 +12,9 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { SCENARIOS, type Scenario } from "./lib/protocol.js";
-import { type RunRecord, detailTable, primaryTable, ratios, summarize } from "./lib/report.js";
+import { type AutovacuumOverride, autovacuumOn, autovacuumSetting } from "./lib/autovacuum.js";
+import { BENCH_SCENARIOS, type BenchScenario, type Scenario, runnerScenario } from "./lib/protocol.js";
+import { type RunRecord, cpuRows, cpuTable, detailTable, primaryTable, ratios, summarize } from "./lib/report.js";
 
 const benchDir = path.resolve(import.meta.dirname, "..", "..", "bench");
 const rootDir = path.dirname(benchDir);
@@ -71,15 +72,16 @@ function options() {
     process.stdout.write(
       `npm run bench [-- --quick] [--runs N] [--scenarios drain,steady,...] [--systems actionq,raw-sql/1,...] [--url postgres://...]\n` +
         `  full run: 3 interleaved runs of every scenario; --quick: smaller sizes and 1 run\n` +
-        `  database: --url, else $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test\n`,
+        `  database: --url, else $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test\n` +
+        `  sustained-autovacuum turns PostgreSQL's autovacuum on (ALTER SYSTEM, superuser) for its runs and back afterwards\n`,
     );
     process.exit(0);
   }
   const quick = values.quick!;
   const runs = Number(values.runs ?? (quick ? 1 : 3));
   if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
-  const scenarios = (values.scenarios?.split(",") ?? [...SCENARIOS]) as Scenario[];
-  for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; one of ${SCENARIOS.join(", ")}`);
+  const scenarios = (values.scenarios?.split(",") ?? [...BENCH_SCENARIOS]) as BenchScenario[];
+  for (const s of scenarios) if (!BENCH_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; one of ${BENCH_SCENARIOS.join(", ")}`);
   return {
     quick,
     runs,
@@ -124,9 +126,9 @@ async function systems(only: string[] | undefined): Promise<SystemSpec[]> {
   return all.filter((s) => only.includes(s.name));
 }
 
-function freshSchema(system: string, scenario: Scenario, run: number): string {
+function freshSchema(system: string, scenario: BenchScenario, run: number): string {
   const slug = system.replace(/[^A-Za-z0-9]+/g, "_");
-  return `bench_${slug}_${scenario}_${run}_${randomBytes(3).toString("hex")}`;
+  return `bench_${slug}_${scenario.replace(/-/g, "_")}_${run}_${randomBytes(3).toString("hex")}`;
 }
 
 interface ChildOutcome {
@@ -242,7 +244,26 @@ async function main(): Promise<void> {
 
   const records: RunRecord[] = [];
   for (const scenario of opts.scenarios) {
-    const size = sizes[scenario];
+    const size = sizes[runnerScenario(scenario)];
+    let override: AutovacuumOverride | undefined;
+    if (scenario === "sustained-autovacuum") {
+      const outcome = await autovacuumOn(opts.url);
+      if ("skipped" in outcome) {
+        process.stderr.write(`bench: ${scenario} skipped: ${outcome.skipped}\n`);
+        for (const spec of specs) records.push({ system: spec.name, scenario, run: 1, schema: "", wallSeconds: 0, skipped: outcome.skipped });
+        continue;
+      }
+      override = outcome;
+      process.stderr.write(`bench: ${scenario}: autovacuum on (was ${outcome.previous}; set back afterwards)\n`);
+    }
+    try {
+      await runScenario(scenario, size);
+    } finally {
+      await override?.restore();
+    }
+  }
+
+  async function runScenario(scenario: BenchScenario, size: ScenarioSize): Promise<void> {
     for (let run = 1; run <= opts.runs; run++) {
       for (const spec of specs) {
         const base = { system: spec.name, scenario, run };
@@ -251,18 +272,19 @@ async function main(): Promise<void> {
           continue;
         }
         const schema = freshSchema(spec.name, scenario, run);
-        const args = ["--scenario", scenario, "--url", opts.url, "--schema", schema];
+        const args = ["--scenario", runnerScenario(scenario), "--url", opts.url, "--schema", schema];
         if (size.size !== undefined) args.push("--size", String(size.size));
         if (size.durationMs !== undefined) args.push("--duration-ms", String(size.durationMs));
         const prefix = `  [${scenario} ${run}/${opts.runs} ${spec.name}]`;
         await appendFile(logFile, `\n=== ${spec.name} ${scenario} run ${run} schema ${schema}\n`);
+        const autovacuum = await autovacuumSetting(db);
         const t0 = Date.now();
         const outcome = await runChild(spec.command, args, size.timeoutMs, prefix, logFile);
         const wallSeconds = (Date.now() - t0) / 1000;
         await db
           .query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
           .catch((error: Error) => process.stderr.write(`${prefix} could not drop ${schema}: ${error.message}\n`));
-        const record: RunRecord = { ...base, schema, wallSeconds, ...parseResult(outcome) };
+        const record: RunRecord = { ...base, schema, wallSeconds, autovacuum, ...parseResult(outcome) };
         records.push(record);
         const summary = record.metrics
           ? Object.entries(record.metrics)
@@ -286,6 +308,7 @@ async function main(): Promise<void> {
     records,
     figures,
     ratios: ratios(figures, opts.scenarios),
+    cpuPerAction: cpuRows(figures, opts.scenarios, names),
   };
   await writeFile(jsonFile, JSON.stringify(result, null, 2));
   await db.end();
@@ -299,7 +322,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\n## actionq bench, ${opts.quick ? "quick" : "full"} run, ${host.date}\n\n` +
       `Median of ${opts.runs} interleaved run(s) (min–max in brackets). Ratios are actionq ÷ other on the medians: above 1 is better for rates, below 1 is better for ms, MB and connections.\n\n` +
-      `${primaryTable(records, figures, names, opts.scenarios)}\n\n### Details (medians)\n\n${detailTable(figures, opts.scenarios, names)}\n` +
+      `${primaryTable(records, figures, names, opts.scenarios)}\n\n` +
+      `### CPU per action (ms, medians)\n\n${cpuTable(records, figures, opts.scenarios, names)}\n\n` +
+      `### Details (medians)\n\n${detailTable(records, figures, opts.scenarios, names)}\n` +
       (skips.length > 0 ? `\n### Skipped or failed\n\n${[...new Set(skips)].join("\n")}\n` : "") +
       (notes.length > 0 ? `\n### Notes from the runners\n\n${notes.join("\n")}\n` : "") +
       `\nMachine: ${host.nproc} CPUs (${host.cpu}), ${host.memGiB} GiB, Node ${host.node} (actionq, raw SQL) and ${host.peerNode ?? "none"} (peers); ${host.postgres.split(",")[0]}; ` +

@@ -5,6 +5,17 @@ import { parseArgs } from "node:util";
 export const SCENARIOS = ["drain", "steady", "latency", "streams", "backlog", "tail", "sustained"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
+/** Variants the harness runs as one of the runners' scenarios under another
+ * database setting; the runners never see these names. */
+export const VARIANTS = { "sustained-autovacuum": "sustained" } as const satisfies Record<string, Scenario>;
+export type BenchScenario = Scenario | keyof typeof VARIANTS;
+export const BENCH_SCENARIOS: readonly BenchScenario[] = [...SCENARIOS, ...(Object.keys(VARIANTS) as (keyof typeof VARIANTS)[])];
+
+/** The runners' scenario a harness scenario runs. */
+export function runnerScenario(scenario: BenchScenario): Scenario {
+  return scenario in VARIANTS ? VARIANTS[scenario as keyof typeof VARIANTS] : (scenario as Scenario);
+}
+
 export interface RunnerArgs {
   scenario: Scenario;
   url: string;

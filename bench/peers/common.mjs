@@ -6,6 +6,9 @@
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import pg from "pg";
+// The same /proc readings as the actionq and raw-SQL runners (compiled by
+// `npm run prebench` into dist/bench/).
+import { CpuMeter, backendsOf } from "../../dist/bench/lib/proc.js";
 
 export const WARMUP_MS = 1_000;
 /** Backlogs up to this size are drained whole. */
@@ -31,6 +34,11 @@ export const schema = args.schema;
 export const size = args.size ? Number(args.size) : undefined;
 export const durationMs = args["duration-ms"] ? Number(args["duration-ms"]) : 10_000;
 
+/** The measurement pool's application_name: its backends (counting rows,
+ * finding backends) are the bench's, not the library's, and are not metered. */
+const ADMIN_APPLICATION = "actionq-bench-peer-admin";
+let adminPool;
+
 /** Quotes an identifier. */
 export const q = (id) => `"${id.replaceAll('"', '""')}"`;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -44,10 +52,60 @@ export async function waitCount(count, target, timeoutMs = 600_000) {
   }
 }
 
+/** The PostgreSQL backends serving this process's connections, but for
+ * the measurement pool's. */
+async function libraryBackends() {
+  const backends = await backendsOf(adminPool, process.pid, url);
+  return backends.filter((b) => b.applicationName !== ADMIN_APPLICATION).map((b) => b.pid);
+}
+
+/**
+ * Starts metering a window, as bench/lib/meter.ts does for the other
+ * runners: the CPU time of this process (the library, its workers and, in
+ * steady and latency, its producers: an in-process library has no separate
+ * load generator) and of the PostgreSQL backends serving the library's
+ * connections (those opened during the window count from their birth).
+ * `stop()` returns { wallMs, workerCpuMs, pgCpuMs }.
+ */
+export async function startMeter() {
+  const startedAt = performance.now();
+  const cpu = process.cpuUsage();
+  const backends = new CpuMeter();
+  backends.track(await libraryBackends());
+  return {
+    async stop() {
+      backends.track(await libraryBackends(), true);
+      const used = process.cpuUsage(cpu);
+      return { wallMs: performance.now() - startedAt, workerCpuMs: (used.user + used.system) / 1000, pgCpuMs: backends.read() };
+    },
+  };
+}
+
+/** CPU ms per job of a metered window, named as the other runners name
+ * theirs (`<prefix>worker_cpu_ms_per_action<suffix>`, `..pg_cpu..`). */
+export function cpuPerJob(window, jobs, { prefix = "", suffix = "" } = {}) {
+  const per = (ms) => (jobs > 0 ? ms / jobs : null);
+  return {
+    [`${prefix}worker_cpu_ms_per_action${suffix}`]: per(window.workerCpuMs),
+    [`${prefix}pg_cpu_ms_per_action${suffix}`]: per(window.pgCpuMs),
+  };
+}
+
+/** The CPU figures of the configuration whose rate is reported, unsuffixed,
+ * from `metrics` holding each configuration's with suffix `_<config>`. */
+export function cpuOfBest(metrics, best) {
+  const out = {};
+  for (const [key, value] of Object.entries(metrics)) {
+    if (key.includes("_cpu_ms_per_action_") && key.endsWith(`_${best}`)) out[key.slice(0, -best.length - 1)] = value;
+  }
+  return out;
+}
+
 /**
  * Steady load: 4 producers each awaiting `addOne()` in a loop while the
  * library's workers run; `completed()` reads their count. Returns the
- * completion and enqueue rates of the window after the warm-up.
+ * completion and enqueue rates of the window after the warm-up, and its
+ * metered CPU (`window`, see startMeter) with the jobs completed in it.
  */
 export async function steadyWindow(addOne, completed) {
   let stop = false;
@@ -60,16 +118,18 @@ export async function steadyWindow(addOne, completed) {
   };
   const producers = Array.from({ length: 4 }, producer);
   await sleep(WARMUP_MS);
+  const meter = await startMeter();
   const c0 = completed();
   const e0 = enqueued;
   const t0 = performance.now();
   await sleep(durationMs);
   const secs = (performance.now() - t0) / 1000;
-  const rate = (completed() - c0) / secs;
+  const jobs = completed() - c0;
   const enqueueRate = (enqueued - e0) / secs;
+  const window = await meter.stop();
   stop = true;
   await Promise.all(producers);
-  return { rate, enqueueRate };
+  return { rate: jobs / secs, enqueueRate, window, jobs };
 }
 
 export function pct(sorted, p) {
@@ -98,7 +158,8 @@ export function runPeer(system, { scenarios, setup = async () => {}, teardown = 
       return emit({ skipped: "not implemented for the peers yet: needs a multi-million-job preload per library and a 5-minute drain per configuration" });
     if (!scenarios[scenario]) throw new Error(`unknown scenario: ${scenario}`);
     if (!url || !schema) throw new Error("--url and --schema are required");
-    const admin = new pg.Pool({ connectionString: url, max: 2 });
+    const admin = new pg.Pool({ connectionString: url, max: 2, application_name: ADMIN_APPLICATION });
+    adminPool = admin;
     try {
       await admin.query(`drop schema if exists ${q(schema)} cascade`);
       await setup(admin);

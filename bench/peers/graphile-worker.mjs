@@ -9,7 +9,25 @@
 // created by graphile-worker's migrations and dropped at the end.
 import { performance } from "node:perf_hooks";
 import { Logger, makeWorkerUtils, run, runMigrations } from "graphile-worker";
-import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, steadyWindow, url, waitCount } from "./common.mjs";
+import {
+  SMALL_BACKLOG,
+  WARMUP_MS,
+  cpuOfBest,
+  cpuPerJob,
+  durationMs,
+  pct,
+  peer,
+  q,
+  round,
+  runPeer,
+  schema,
+  size,
+  sleep,
+  startMeter,
+  steadyWindow,
+  url,
+  waitCount,
+} from "./common.mjs";
 
 const SYSTEM = "graphile-worker";
 const TASK = "bench";
@@ -86,10 +104,13 @@ async function bulkAddSql(n, chunk = 100_000) {
 
 async function drainOnce(configName, n) {
   const specs = Array.from({ length: n }, (_, i) => ({ identifier: TASK, payload: { i } }));
+  const enqueueMeter = await startMeter();
   const e0 = performance.now();
   await utils.addJobs(specs);
   const enqueueMs = performance.now() - e0;
+  const enqueueWindow = await enqueueMeter.stop();
   let done = 0;
+  const meter = await startMeter();
   const t0 = performance.now();
   const runner = await startWorkers(configName, async () => {
     done++;
@@ -97,7 +118,12 @@ async function drainOnce(configName, n) {
   try {
     await waitCount(() => done, n);
     const t1 = await waitEmpty();
-    return { rate: n / ((t1 - t0) / 1000), enqueueRate: n / (enqueueMs / 1000) };
+    const window = await meter.stop();
+    return {
+      rate: n / ((t1 - t0) / 1000),
+      enqueueRate: n / (enqueueMs / 1000),
+      cpu: { ...cpuPerJob(window, n, { suffix: `_${configName}` }), ...cpuPerJob(enqueueWindow, n, { prefix: "enqueue_", suffix: `_${configName}` }) },
+    };
   } finally {
     await runner.stop();
   }
@@ -112,15 +138,17 @@ async function drain() {
     progress(`drain ${name}: ${r.rate.toFixed(0)} jobs/s (bulk enqueue ${r.enqueueRate.toFixed(0)} jobs/s)`);
     metrics[`rate_${name}`] = round(r.rate);
     metrics[`enqueue_rate_${name}`] = round(r.enqueueRate);
+    Object.assign(metrics, r.cpu);
     if (!best || r.rate > metrics[`rate_${best}`]) best = name;
   }
   emit({
-    metrics: { rate: metrics[`rate_${best}`], ...metrics },
+    metrics: { rate: metrics[`rate_${best}`], ...cpuOfBest(metrics, best), ...metrics },
     notes:
       `${n} jobs added with one WorkerUtils.addJobs call (one add_jobs SQL call), then drained by one run() ` +
       `with concurrency ${WORKERS}; rate = jobs / (run() start -> table empty). Configs: default (no local queue, ` +
       `per-job complete_job); lq5_batch0 = localQueue.size ${WORKERS + 1}, completeJobBatchDelay 0, failJobBatchDelay 0; ` +
-      `lq500_batch0 = the docs' performance preset (localQueue.size 500, batch delays 0). rate = best (${best}).`,
+      `lq500_batch0 = the docs' performance preset (localQueue.size 500, batch delays 0). rate = best (${best}); ` +
+      `CPU per job (this process; the PostgreSQL backends of its connections) over the same window, and the best config's unsuffixed.`,
   });
 }
 
@@ -143,15 +171,17 @@ async function steady() {
     progress(`steady ${name}: ${r.rate.toFixed(0)} completed/s, ${r.enqueueRate.toFixed(0)} enqueued/s`);
     metrics[`rate_${name}`] = round(r.rate);
     metrics[`enqueue_rate_${name}`] = round(r.enqueueRate);
+    Object.assign(metrics, cpuPerJob(r.window, r.jobs, { suffix: `_${name}` }));
     if (!best || r.rate > metrics[`rate_${best}`]) best = name;
   }
   emit({
-    metrics: { rate: metrics[`rate_${best}`], ...metrics },
+    metrics: { rate: metrics[`rate_${best}`], ...cpuOfBest(metrics, best), ...metrics },
     notes:
       `4 producers each awaiting WorkerUtils.addJob in a loop while one run() (concurrency ${WORKERS}) completes jobs; ` +
       `${WARMUP_MS} ms warm-up, then ${durationMs} ms measured; rate = handler completions/s in the window. ` +
       `Configs: default and lq5_batch0 (localQueue.size ${WORKERS + 1}, completeJobBatchDelay 0); rate = best (${best}). ` +
-      `The docs' localQueue 500 preset is not used here: with a near-empty queue it only locks jobs ahead.`,
+      `The docs' localQueue 500 preset is not used here: with a near-empty queue it only locks jobs ahead. ` +
+      `CPU per job over the window: this process (workers and producers) and the PostgreSQL backends of its connections.`,
   });
 }
 
@@ -165,8 +195,10 @@ async function latency() {
   try {
     await sleep(500); // workers idle, LISTEN established
     const total = WARMUP_MS + durationMs;
+    const meter = await startMeter();
     const start = performance.now();
     let sent = 0;
+    let sentAll = 0;
     for (let i = 0; ; i++) {
       const due = start + i * 50; // ~20 jobs/s
       const now = performance.now();
@@ -175,10 +207,12 @@ async function latency() {
       measuring = performance.now() - start >= WARMUP_MS;
       const t = performance.now();
       await utils.addJob(TASK, { t, m: measuring });
+      sentAll++;
       if (measuring) sent++;
     }
     const deadline = performance.now() + 5_000;
     while (samples.length < sent && performance.now() < deadline) await sleep(10);
+    const window = await meter.stop();
     samples.sort((a, b) => a - b);
     emit({
       metrics: {
@@ -186,11 +220,13 @@ async function latency() {
         p99_ms: round(pct(samples, 0.99), 2),
         max_ms: round(samples[samples.length - 1], 2),
         samples: samples.length,
+        ...cpuPerJob(window, sentAll),
       },
       notes:
         `one WorkerUtils.addJob at a time every 50 ms into an idle run() (concurrency ${WORKERS}, default config: ` +
         `LISTEN/NOTIFY wake-ups, pollInterval 2000 ms as fallback); latency = addJob call start -> handler start, ` +
-        `same process clock; first ${WARMUP_MS} ms discarded; ${samples.length}/${sent} samples.`,
+        `same process clock; first ${WARMUP_MS} ms discarded; ${samples.length}/${sent} samples; ` +
+        `CPU per job over every job sent, warm-up included (at 20/s, mostly the cost of waiting).`,
     });
   } finally {
     await runner.stop();

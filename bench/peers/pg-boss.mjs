@@ -9,7 +9,25 @@
 // the schema on start(); the runner drops it at the end.
 import { performance } from "node:perf_hooks";
 import { PgBoss } from "pg-boss";
-import { SMALL_BACKLOG, WARMUP_MS, durationMs, pct, peer, q, round, runPeer, schema, size, sleep, steadyWindow, url, waitCount } from "./common.mjs";
+import {
+  SMALL_BACKLOG,
+  WARMUP_MS,
+  cpuOfBest,
+  cpuPerJob,
+  durationMs,
+  pct,
+  peer,
+  q,
+  round,
+  runPeer,
+  schema,
+  size,
+  sleep,
+  startMeter,
+  steadyWindow,
+  url,
+  waitCount,
+} from "./common.mjs";
 
 const SYSTEM = "pg-boss";
 const WORKERS = 4;
@@ -97,20 +115,25 @@ async function drain() {
   for (const name of ["b100_burst", "b500_burst", "b100_poll"]) {
     const queue = `drain_${name}`;
     await boss.createQueue(queue);
+    const enqueueMeter = await startMeter();
     const e0 = performance.now();
     await boss.insert(
       queue,
       Array.from({ length: n }, (_, i) => ({ data: { i } })),
     );
     const enqueueRate = n / ((performance.now() - e0) / 1000);
+    const enqueueWindow = await enqueueMeter.stop();
     let done = 0;
+    const meter = await startMeter();
     const t0 = performance.now();
     await boss.work(queue, WORK[name], async (jobs) => {
       done += jobs.length;
     });
     await waitCount(() => done, n);
     const t1 = await waitEmpty(queue);
+    const window = await meter.stop();
     await boss.offWork(queue, { wait: true });
+    Object.assign(metrics, cpuPerJob(window, n, { suffix: `_${name}` }), cpuPerJob(enqueueWindow, n, { prefix: "enqueue_", suffix: `_${name}` }));
     const rate = n / ((t1 - t0) / 1000);
     progress(`drain ${name}: ${rate.toFixed(0)} jobs/s (bulk insert ${enqueueRate.toFixed(0)} jobs/s)`);
     metrics[`rate_${name}`] = Math.round(rate);
@@ -119,13 +142,14 @@ async function drain() {
   }
   await stopBoss(boss);
   emit({
-    metrics: { rate: metrics[`rate_${best}`], ...metrics },
+    metrics: { rate: metrics[`rate_${best}`], ...cpuOfBest(metrics, best), ...metrics },
     notes:
       `${n} jobs added with one boss.insert(array) call, then drained by work() with localConcurrency ${WORKERS} ` +
       `and a batch handler (each batch completed with one statement); rate = jobs / (work() call -> no created/active job). ` +
       `Configs: b100_burst = batchSize 100 + burstWhenBatchFull; b500_burst = batchSize 500 + burstWhenBatchFull; ` +
       `b100_poll = batchSize 100 without burst (waits out pollingIntervalSeconds ${MIN_POLL_S}, the minimum, between fetches). ` +
-      `rate = best (${best}). schedule and supervise off.`,
+      `rate = best (${best}). schedule and supervise off. CPU per job (this process; the PostgreSQL backends of its ` +
+      `connections) over the same window, and the best config's unsuffixed.`,
   });
 }
 
@@ -143,20 +167,22 @@ async function steady() {
     await boss.work(queue, WORK.b100_burst, async (jobs) => {
       completed += jobs.length;
     });
-    const { rate, enqueueRate } = await steadyWindow(() => boss.send(queue, {}), () => completed);
+    const { rate, enqueueRate, window, jobs } = await steadyWindow(() => boss.send(queue, {}), () => completed);
     await stopBoss(boss);
     progress(`steady ${name}: ${rate.toFixed(0)} completed/s, ${enqueueRate.toFixed(0)} enqueued/s`);
     metrics[`rate_${name}`] = Math.round(rate);
     metrics[`enqueue_rate_${name}`] = Math.round(enqueueRate);
+    Object.assign(metrics, cpuPerJob(window, jobs, { suffix: `_${name}` }));
     if (!best || rate > metrics[`rate_${best}`]) best = name;
   }
   emit({
-    metrics: { rate: metrics[`rate_${best}`], ...metrics },
+    metrics: { rate: metrics[`rate_${best}`], ...cpuOfBest(metrics, best), ...metrics },
     notes:
       `4 producers each awaiting boss.send in a loop while work() (localConcurrency ${WORKERS}, batchSize 100, ` +
       `burstWhenBatchFull, pollingIntervalSeconds ${MIN_POLL_S}) completes jobs; ${WARMUP_MS} ms warm-up, then ` +
       `${durationMs} ms measured; rate = handler completions/s in the window. Configs: polling only, and with ` +
-      `useListenNotify + queue notify:true; rate = best (${best}).`,
+      `useListenNotify + queue notify:true; rate = best (${best}). CPU per job over the window: this process ` +
+      `(workers and producers) and the PostgreSQL backends of its connections.`,
   });
 }
 
@@ -172,8 +198,10 @@ async function latencyOnce(listen, work) {
   try {
     await sleep(1_000); // workers started and idle
     const total = WARMUP_MS + durationMs;
+    const meter = await startMeter();
     const start = performance.now();
     let sent = 0;
+    let sentAll = 0;
     for (let i = 0; ; i++) {
       const due = start + i * 50; // ~20 jobs/s
       if (due - start >= total) break;
@@ -182,12 +210,14 @@ async function latencyOnce(listen, work) {
       const m = performance.now() - start >= WARMUP_MS;
       const t = performance.now();
       await boss.send(queue, { t, m });
+      sentAll++;
       if (m) sent++;
     }
     const deadline = performance.now() + 5_000;
     while (samples.length < sent && performance.now() < deadline) await sleep(10);
+    const window = await meter.stop();
     samples.sort((a, b) => a - b);
-    return { samples, sent };
+    return { samples, sent, cpu: cpuPerJob(window, sentAll) };
   } finally {
     await stopBoss(boss);
   }
@@ -200,20 +230,28 @@ async function latency() {
     ["poll", false],
     ["notify", true],
   ]) {
-    const { samples, sent } = await latencyOnce(listen, WORK.b100_burst);
+    const { samples, sent, cpu } = await latencyOnce(listen, WORK.b100_burst);
     res[name] = {
       p50_ms: round(pct(samples, 0.5), 2),
       p99_ms: round(pct(samples, 0.99), 2),
       max_ms: round(samples[samples.length - 1], 2),
       samples: samples.length,
       sent,
+      ...cpu,
     };
     progress(`latency ${name}: ${JSON.stringify(res[name])}`);
     for (const [k, v] of Object.entries(res[name])) metrics[`${name}_${k}`] = v;
   }
   const best = res.notify.p50_ms <= res.poll.p50_ms ? "notify" : "poll";
   emit({
-    metrics: { p50_ms: res[best].p50_ms, p99_ms: res[best].p99_ms, max_ms: res[best].max_ms, ...metrics },
+    metrics: {
+      p50_ms: res[best].p50_ms,
+      p99_ms: res[best].p99_ms,
+      max_ms: res[best].max_ms,
+      worker_cpu_ms_per_action: res[best].worker_cpu_ms_per_action,
+      pg_cpu_ms_per_action: res[best].pg_cpu_ms_per_action,
+      ...metrics,
+    },
     notes:
       `one boss.send at a time every 50 ms into idle workers (work(): localConcurrency ${WORKERS}, batchSize 100, ` +
       `burstWhenBatchFull, so a poll takes every job waiting; with batchSize 1 four workers polling every 0.5 s ` +
@@ -221,7 +259,8 @@ async function latency() {
       `latency = send call start -> handler start, same process clock; first ${WARMUP_MS} ms discarded. ` +
       `poll = polling only at pollingIntervalSeconds ${MIN_POLL_S} (the lowest pg-boss accepts), so four workers polling ` +
       `independently; notify = useListenNotify + queue notify:true (LISTEN/NOTIFY wake-ups, pg-boss >= 12.x, polling kept ` +
-      `as a backstop). p50/p99/max = ${best} (lower p50).`,
+      `as a backstop). p50/p99/max = ${best} (lower p50), and its CPU per job over every job sent, warm-up ` +
+      `included (at 20/s, mostly the cost of waiting and polling).`,
   });
 }
 

@@ -141,6 +141,7 @@ async function latency(ctx: Context): Promise<Metrics> {
   // Let the stream open and go idle.
   await sleep(1000);
   progress(`actionq latency: ${count} actions at ${ratePerSecond}/s into an idle stream`);
+  const meter = await WindowMeter.start(ctx.db, ctx.args.url, ctx.server.pid);
   const t0 = performance.now();
   for (let seq = 0; seq < count; seq++) {
     const due = t0 + (seq * 1000) / ratePerSecond;
@@ -153,13 +154,21 @@ async function latency(ctx: Context): Promise<Metrics> {
   }
   await received.reach(count, 30_000);
   await completed.reach(count, 30_000);
+  const window = await meter.stop();
   await worker.close();
   const summary = latencySummary(samples);
   const enqueue = latencySummary(enqueueTimes);
   ctx.notes.push(
-    `${count - warmup} actions (after ${warmup} of warm-up), one at a time at ${ratePerSecond}/s; enqueue call start -> claim message received by the worker`,
+    `${count - warmup} actions (after ${warmup} of warm-up), one at a time at ${ratePerSecond}/s; enqueue call start -> claim message received by the worker; CPU per action over all ${count}`,
   );
-  return { p50_ms: summary.p50_ms, p99_ms: summary.p99_ms, max_ms: summary.max_ms, enqueue_rpc_p50_ms: enqueue.p50_ms, enqueue_rpc_p99_ms: enqueue.p99_ms };
+  return {
+    p50_ms: summary.p50_ms,
+    p99_ms: summary.p99_ms,
+    max_ms: summary.max_ms,
+    enqueue_rpc_p50_ms: enqueue.p50_ms,
+    enqueue_rpc_p99_ms: enqueue.p99_ms,
+    ...cpuPerAction(window, count),
+  };
 }
 
 async function serverConnections(ctx: Context): Promise<number> {

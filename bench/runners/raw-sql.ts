@@ -197,6 +197,7 @@ async function latency(ctx: Context): Promise<Metrics> {
   });
   const producer = await openClient(ctx.args.url, ctx.args.schema);
   await sleep(1000);
+  const meter = await WindowMeter.start(ctx.db, ctx.args.url, null);
   const t0 = performance.now();
   for (let seq = 0; seq < count; seq++) {
     const wait = t0 + (seq * 1000) / ratePerSecond - performance.now();
@@ -205,11 +206,14 @@ async function latency(ctx: Context): Promise<Metrics> {
     await enqueue(producer, [{ n: seq, seq }]);
   }
   await completed.reach(count, 30_000);
+  const window = await meter.stop();
   await worker.close();
   await producer.end();
-  ctx.notes.push(`${count - warmup} items (after ${warmup} of warm-up) at ${ratePerSecond}/s; the worker waits on LISTEN/NOTIFY when idle`);
+  ctx.notes.push(
+    `${count - warmup} items (after ${warmup} of warm-up) at ${ratePerSecond}/s; the worker waits on LISTEN/NOTIFY when idle; CPU per item over all ${count}`,
+  );
   const { p50_ms, p99_ms, max_ms } = latencySummary(samples);
-  return { p50_ms, p99_ms, max_ms };
+  return { p50_ms, p99_ms, max_ms, ...cpuPerAction(window, count) };
 }
 
 async function streams(ctx: Context): Promise<Metrics> {
