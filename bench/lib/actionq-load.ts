@@ -96,6 +96,7 @@ export class StreamWorker {
   private loop: Promise<void> | undefined;
   private pending: Claim[] = [];
   private flushing = false;
+  private closing = false;
   readonly client: ActionqClient;
 
   constructor(
@@ -130,6 +131,7 @@ export class StreamWorker {
           const receivedAt = performance.now();
           for (const claim of claims) {
             this.options.onClaim?.(claim, receivedAt);
+            if (this.closing) continue;
             if (finish === "each") this.track(this.handle(claim));
             else this.queue(claim);
           }
@@ -150,6 +152,8 @@ export class StreamWorker {
   /** Claims that arrive while a batch is on its way wait for the next one;
    * the first claim after a quiet spell goes out on the next tick. */
   private queue(claim: Claim): void {
+    // Closing: a claim not yet started goes back when the stream closes.
+    if (this.closing) return;
     this.pending.push(claim);
     if (!this.flushing) {
       this.flushing = true;
@@ -186,11 +190,15 @@ export class StreamWorker {
     }
   }
 
-  /** Closes the stream and waits for the claims in hand to finish. */
+  /** Finishes the claims in hand, then closes the stream. In that order:
+   * closing first would release the claims whose completion is on its
+   * way (they are not acknowledged yet), and those completions would then
+   * be refused, as a real worker's would. */
   async close(): Promise<void> {
+    this.closing = true;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     this.stop.abort();
     await this.loop;
-    await Promise.allSettled([...this.inFlight]);
   }
 }
 
