@@ -48,7 +48,9 @@ input AS (
     handoff_session uuid, handoff_worker text, handoff_lease_ms float8, handoff_types text[], handoff_projects text[])
   CROSS JOIN paused
 ),
-decided AS (
+-- MATERIALIZED: the INSERT reads handed nine times; inlined, the whole
+-- check would be planned nine times over.
+decided AS MATERIALIZED (
   SELECT input.*,
     -- CASE: the checks cost index probes, spent only on a handoff.
     CASE WHEN input.handoff_session IS NULL THEN false ELSE input.d->>'status' = 'approved'
