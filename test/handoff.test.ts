@@ -148,6 +148,81 @@ describe("handoff at enqueue", () => {
   });
 });
 
+describe("two servers on one schema", () => {
+  let a: TestServer;
+  let b: TestServer;
+  beforeAll(async () => {
+    a = await startTestServer({ ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_ACK_TIMEOUT_SECONDS: "30" });
+    b = await startTestServer({ ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_ACK_TIMEOUT_SECONDS: "30" }, a.schema);
+  });
+  afterAll(async () => {
+    // b first: a's close drops the shared schema.
+    await closeWithin(b);
+    await closeWithin(a);
+  });
+
+  it("handoffs race claim statements on both servers: every action is claimed once, in no stream beyond max_in_flight", { timeout: 60_000 }, async () => {
+    const total = 400;
+    const maxInFlight = 3;
+    const failures: string[] = [];
+    let completed = 0;
+    const workers = [
+      { t: a, name: "race-a0" },
+      { t: a, name: "race-a1" },
+      { t: b, name: "race-b0" },
+      { t: b, name: "race-b1" },
+    ];
+    const tokens = new Set<string>();
+    for (const { t: server, name } of workers) {
+      const opened = track(openClaimStream(server, { worker: name, actionTypes: ["race_job"], maxInFlight }));
+      let holding = 0;
+      opened.call.on("data", (message: ClaimStreamMessage) => {
+        if (message.kind !== "claim") return;
+        const { claim } = message;
+        if (tokens.has(claim.claimToken)) failures.push(`token of action ${claim.action.id} delivered twice`);
+        tokens.add(claim.claimToken);
+        if (++holding > maxInFlight) failures.push(`${name} held ${holding} claims`);
+        // Finish a little later, through either server, so that streams
+        // are sometimes full and sometimes waiting when actions arrive.
+        const via = Number(claim.action.id) % 2 === 0 ? a : b;
+        setTimeout(() => {
+          holding--;
+          via.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: name }).then(
+            () => completed++,
+            (error: Error) => failures.push(`${name} on action ${claim.action.id}: ${error.message}`),
+          );
+        }, Number(claim.action.id) % 7);
+      });
+      await opened.until("the first heartbeat", () => opened.received.length > 0);
+    }
+    await sleep(200);
+    // Producers on both servers, with mixed priorities, in small waves.
+    for (let wave = 0; wave < total / 16; wave++) {
+      await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          (i % 2 === 0 ? a : b).grpc.unary("EnqueueAction", { actionType: "race_job", priority: (wave * 16 + i) % 4, createdBy: "human:ann" }),
+        ),
+      );
+      await sleep(20);
+    }
+    const deadline = Date.now() + 30_000;
+    while (completed + failures.length < total && Date.now() < deadline) await sleep(50);
+    expect(failures).toEqual([]);
+    expect(completed).toBe(total);
+    const { rows } = await a.db.query<{ claims: number; handed: number; releases: number; completions: number; actions: number }>(`
+      SELECT count(DISTINCT e.action_id)::int AS actions,
+        count(*) FILTER (WHERE e.event_type = 'action_claimed')::int AS claims,
+        count(*) FILTER (WHERE e.event_type = 'action_claimed' AND e.payload->>'handed_off' = 'true')::int AS handed,
+        count(*) FILTER (WHERE e.event_type IN ('claim_released', 'claim_timed_out'))::int AS releases,
+        count(*) FILTER (WHERE e.event_type = 'action_completed')::int AS completions
+      FROM events e JOIN actions x ON x.id = e.action_id WHERE x.action_type = 'race_job'`);
+    expect(rows[0]).toMatchObject({ actions: total, claims: total, releases: 0, completions: total });
+    console.info(`handoff race: ${rows[0]!.handed} of ${total} actions handed off at enqueue, the rest claimed by claim statements`);
+    expect(rows[0]!.handed).toBeGreaterThan(0);
+    expect(rows[0]!.handed).toBeLessThan(total);
+  });
+});
+
 describe("handoff off (ACTIONQ_HANDOFF=off)", () => {
   let off: TestServer;
   beforeAll(async () => {
