@@ -152,7 +152,6 @@ export async function enqueueWith(
   if (toInsert.length > 0) {
     const payload = toInsert.map(({ index, input, chainDepth }, ord) => ({
       ord,
-      ...handoffColumns(handoffs[index]),
       action_type: input.actionType,
       project: input.project,
       target_ref: input.targetRef,
@@ -182,6 +181,13 @@ export async function enqueueWith(
       run_after: input.runAfter?.toISOString() ?? null,
       concurrency_key: input.concurrencyKey,
       concurrency_limit: input.concurrencyLimit,
+      // Listed, not spread in: a spread into a literal this size made
+      // building it a measurable part of an enqueue's CPU.
+      handoff_session: handoffs[index]?.session ?? null,
+      handoff_worker: handoffs[index]?.worker ?? null,
+      handoff_lease_ms: handoffs[index]?.leaseMs ?? null,
+      handoff_types: handoffs[index]?.actionTypes ?? null,
+      handoff_projects: handoffs[index]?.projects ?? null,
     }));
     const { rows } = await client.query<ActionRow & { ord: number }>(ActionInsertMany, [JSON.stringify(payload), limits.ackTimeoutMs]);
     const lost: { index: number; input: NewAction }[] = [];
@@ -246,17 +252,6 @@ export async function enqueueWith(
 async function findByKeys(client: Queryable, keys: [string, string][]): Promise<Map<string, ActionRow>> {
   const { rows } = await client.query<ActionRow>(ActionGetByIdempotencyKeys, [keys.map((k) => k[0]), keys.map((k) => k[1])]);
   return new Map(rows.map((row) => [keyFor(row.created_by, row.idempotency_key!), row]));
-}
-
-function handoffColumns(slot: HandoffSlot | undefined) {
-  if (!slot) return { handoff_session: null };
-  return {
-    handoff_session: slot.session,
-    handoff_worker: slot.worker,
-    handoff_lease_ms: slot.leaseMs,
-    handoff_types: slot.actionTypes,
-    handoff_projects: slot.projects,
-  };
 }
 
 /** The row as it was enqueued, before the claim of the same statement. */
