@@ -121,7 +121,11 @@ async function systems(only: string[] | undefined): Promise<SystemSpec[]> {
     { name: "raw-sql/100", command: [node, path.join(compiledDir, "runners", "raw-sql.js"), "--batch", "100"] },
     { name: "rpc-floor", command: [node, path.join(compiledDir, "runners", "actionq.js"), "--target", "floor"] },
   ];
+  // Only when named: actionq without handoff and claim batches, for a
+  // before-and-after in one run.
+  const baseline: SystemSpec = { name: "actionq/baseline", command: [node, path.join(compiledDir, "runners", "actionq.js"), "--target", "baseline"] };
   if (!only) return all;
+  all.push(baseline);
   for (const name of only) if (!all.some((s) => s.name === name)) throw new Error(`unknown system ${name}; one of ${all.map((s) => s.name).join(", ")}`);
   return all.filter((s) => only.includes(s.name));
 }

@@ -5,7 +5,7 @@
 import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { type ActionqClient, ActionqServerProcess, CLIENT, connect } from "../lib/actionq-server.js";
 import { Counter, IDLE_TYPE, Producers, StreamWorker, bulkEnqueue, enqueueRequest, rateFromFirst } from "../lib/actionq-load.js";
@@ -17,7 +17,8 @@ import { latencySummary } from "../lib/stats.js";
 import { measureSustained } from "../lib/sustained.js";
 
 /** `--target floor` runs the same load against the RPC floor
- * (bench/lib/rpc-floor-server.ts) instead of actionq. */
+ * (bench/lib/rpc-floor-server.ts) instead of actionq; `--target baseline`
+ * runs actionq with handoff and claim batches off. */
 const FLOOR_SCENARIOS = ["drain", "steady", "latency"];
 let SYSTEM = "actionq";
 /** Workers in the drain, steady, backlog and tail scenarios, and how many
@@ -341,15 +342,24 @@ async function tail(ctx: Context): Promise<Metrics> {
     metrics[`events_received_per_s_${key}`] = summary.count / (measuredMs / 1000);
   }
   ctx.notes.push(
-    `subscribers ${counts.join(" and ")}, each on its own connection, during steady load (${PRODUCERS} producers, ${WORKERS} workers); lag = receive time - event create_time (PostgreSQL now() of the writing transaction)`,
+    `subscribers ${counts.join(" and ")}, each on its own connection, ${watchBatch() > 0 ? `max_batch ${watchBatch()}` : "one event per message"}, during steady load (${PRODUCERS} producers, ${WORKERS} workers); lag = receive time - event create_time (PostgreSQL now() of the writing transaction)`,
   );
   return metrics;
 }
 
+/** Watchers ask for events in batches of up to this many (WatchEvents
+ * max_batch); BENCH_WATCH_BATCH=0 gets one event per message. */
+function watchBatch(): number {
+  const value = Number(process.env.BENCH_WATCH_BATCH ?? "500");
+  return Number.isInteger(value) && value >= 0 ? value : 500;
+}
+
 async function watch(client: ActionqClient, afterId: bigint, signal: AbortSignal, onLag: (ms: number) => void): Promise<void> {
+  const lagOf = (event: { createTime?: Timestamp }) => event.createTime && onLag(Date.now() - timestampMs(event.createTime));
   try {
-    for await (const message of client.watchEvents({ afterId }, { signal })) {
-      if (message.kind.case === "event" && message.kind.value.createTime) onLag(Date.now() - timestampMs(message.kind.value.createTime));
+    for await (const message of client.watchEvents({ afterId, maxBatch: watchBatch() }, { signal })) {
+      if (message.kind.case === "event") lagOf(message.kind.value);
+      else if (message.kind.case === "events") for (const event of message.kind.value.events) lagOf(event);
     }
   } catch (error) {
     if (!signal.aborted) throw error;
@@ -362,7 +372,15 @@ async function main(): Promise<void> {
   const args = parseRunnerArgs(process.argv.slice(2), ["target"]);
   const floor = args.extra.target === "floor";
   if (floor) SYSTEM = "rpc-floor";
-  else if (args.extra.target !== undefined) throw new Error(`--target must be floor, not ${args.extra.target}`);
+  else if (args.extra.target === "baseline") {
+    // actionq without what issue 18 added on the claim path: no handoff at
+    // enqueue, one claim per stream message. Run beside actionq, it gives
+    // before and after in the same run.
+    SYSTEM = "actionq/baseline";
+    process.env.BENCH_ACTIONQ_HANDOFF = "off";
+    process.env.BENCH_ACTIONQ_CLAIM_BATCHES = "off";
+    process.env.BENCH_WATCH_BATCH = "0";
+  } else if (args.extra.target !== undefined) throw new Error(`--target must be floor or baseline, not ${args.extra.target}`);
   if (args.server)
     return emit({ system: SYSTEM, scenario: args.scenario, skipped: "--server is not supported: the runner measures the server process it starts" });
   if (floor && !FLOOR_SCENARIOS.includes(args.scenario)) {
