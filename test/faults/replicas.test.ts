@@ -18,7 +18,10 @@ describe("scenario 5: three replicas over one database", () => {
     const { crew } = scenario;
     const { url, schema, db } = scenario.database("replicas");
 
-    const env = serverEnv(url, schema, { ACTIONQ_POLL_INTERVAL_SECONDS: "30", ACTIONQ_POOL_SIZE: "4" });
+    // Handoff off: with it, replica-0 hands most actions straight to its own
+    // waiting streams, and this scenario is about the NOTIFY wakeup reaching
+    // the others (handoff across replicas: test/handoff.test.ts, scenario 9).
+    const env = serverEnv(url, schema, { ACTIONQ_POLL_INTERVAL_SECONDS: "30", ACTIONQ_POOL_SIZE: "4", ACTIONQ_HANDOFF: "off" });
     const replicas = [await scenario.server("replica-0", env), await scenario.server("replica-1", env), await scenario.server("replica-2", env)];
     const addresses = replicas.map((r) => r.address);
 
