@@ -72,7 +72,7 @@ RETURNING ${scheduleColumns("schedules")}`;
 
 export const ScheduleList = `
 SELECT ${scheduleColumns("s")} FROM schedules s
-WHERE s.deleted_at IS NULL AND s.id > $1 AND ($2 = '' OR s.project = $2)
+WHERE s.deleted_at IS NULL AND s.id > $1 AND (cardinality($2::text[]) = 0 OR s.project = ANY ($2::text[]))
 ORDER BY s.id LIMIT $3`;
 
 /** One schedule with work to do, locked so that no other replica acts on
