@@ -81,7 +81,7 @@ ORDER BY s.id LIMIT $3`;
  * replica just failed on are passed over for a while. */
 export const ScheduleLockDue = `
 SELECT ${scheduleColumns("s")}, date_trunc('milliseconds', now()) AS now FROM schedules s
-WHERE s.deleted_at IS NULL AND NOT (s.key = ANY ($1::bigint[]))
+WHERE s.deleted_at IS NULL AND NOT s.paused AND NOT (s.key = ANY ($1::bigint[]))
   AND (s.next_tick_time <= now()
     OR (s.buffered_tick_time IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM actions a WHERE a.schedule_key = s.key AND a.status IN ('pending', 'approved', 'claimed'))))
