@@ -15,7 +15,7 @@ import { HealthState, registerHealthService } from "./api/health.js";
 import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
 import { registerReflection } from "./api/reflection.js";
 import { StreamCounter } from "./api/stream-counter.js";
-import { authInterceptor } from "./auth/access.js";
+import { authInterceptor, ownerMayEnqueue } from "./auth/access.js";
 import type { PrincipalsHolder } from "./auth/principals.js";
 import type { Config } from "./config.js";
 import { consoleHandler, isConsoleRequest } from "./console/serve.js";
@@ -39,6 +39,11 @@ import { createPool } from "./store/db.js";
 import { EventStore } from "./store/events.js";
 import { listMigrations } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
+import { ScheduleStore } from "./store/schedules.js";
+import { ScheduleRunner } from "./schedule/runner.js";
+import { TemplateActions } from "./schedule/template.js";
+import { Ticks } from "./schedule/ticks.js";
+import * as check from "./api/validate.js";
 import { WindowStore } from "./store/windows.js";
 import { Transport } from "./transport/transport.js";
 
@@ -87,6 +92,15 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   const events = new EventStore(pool);
   const pauses = new PauseStore(pool, commits);
   const windows = new WindowStore(pool);
+  const schedules = new ScheduleStore(pool);
+  const templates = new TemplateActions(check.bounded(config.limits), config.maxAttempts, policy, (owner, project, actionType) =>
+    ownerMayEnqueue(auth, owner, project, actionType),
+  );
+  const ticks = new Ticks(actions, templates, log.child({ component: "schedules" }), (tally) => metrics.onScheduleTicks(tally));
+  // At most a second between looks, so that a schedule created on another
+  // replica ticks on time here too.
+  const scheduleRunner = new ScheduleRunner(ticks, pool, Math.min(config.pollIntervalMs, 1000), log.child({ component: "schedules" }));
+  schedules.onChange(() => scheduleRunner.poke());
   const notifier = new Notifier(pool, webhooks, {
     url: databaseUrl,
     schema: config.schema,
@@ -134,7 +148,9 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
         windowKeeper.poke();
       },
       onNotifications: () => notifier.poke(),
+      onSchedulesChanged: () => scheduleRunner.poke(),
       onResync: () => {
+        scheduleRunner.poke();
         dispatcher.wakeAll();
         windowKeeper.poke();
         void dispatcher.resync();
@@ -144,7 +160,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     },
     log.child({ component: "listener" }),
   );
-  const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }), config.retentionMs);
+  const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }), config.retentionMs, schedules);
   const scheduler = new Scheduler(actions, config.pollIntervalMs, log.child({ component: "scheduler" }));
   const metrics = new Metrics({
     liveCounts: () => pauses.liveCounts(),
@@ -163,6 +179,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   commits.subscribe("metrics", (change) => metrics.committed(change));
   commits.subscribe("state log", (change) => stateLog.committed(change));
   commits.subscribe("webhooks", (change) => notifier.committed(change));
+  commits.subscribe("schedules", (change) => scheduleRunner.committed(change));
 
   const stopping = new AbortController();
   const forceStop = new AbortController();
@@ -182,6 +199,9 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
       pauses,
       windows,
       policy,
+      schedules,
+      templates,
+      ticks,
       reloadPolicy,
       webhookBacklog: () => notifier.backlog(),
       shutdown: stopping.signal,
@@ -279,6 +299,15 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
       "scheduler",
       () => scheduler.start(),
       () => scheduler.stop(),
+    ),
+    // Ticks are acted on only where ACTIONQ_SCHEDULER is on; any replica
+    // may, and row locks let one act on each tick.
+    component(
+      "schedules",
+      () => {
+        if (config.scheduler) scheduleRunner.start();
+      },
+      () => scheduleRunner.stop(),
     ),
     component(
       "sweeper",
