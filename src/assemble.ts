@@ -21,9 +21,9 @@ import type { Config } from "./config.js";
 import { consoleHandler, isConsoleRequest } from "./console/serve.js";
 import { ClaimDispatcher } from "./dispatch/claims.js";
 import { EventHub } from "./dispatch/event-hub.js";
-import { Listener } from "./dispatch/listener.js";
 import { Scheduler } from "./dispatch/scheduler.js";
 import { Sweeper } from "./dispatch/sweeper.js";
+import { Wakeups, listenTarget } from "./dispatch/wakeups.js";
 import { WindowKeeper } from "./dispatch/windows.js";
 import { ActionqError } from "./errors.js";
 import { type Component, component } from "./lifecycle.js";
@@ -72,7 +72,7 @@ export interface Parts {
   transport: Transport;
   dispatcher: ClaimDispatcher;
   hub: EventHub;
-  listener: Listener;
+  wakeups: Wakeups;
   /** The API port, once the transport started. */
   port(): number;
   /** The admin endpoint, once started, when ACTIONQ_METRICS_LISTEN is set. */
@@ -133,10 +133,12 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   const hub = new EventHub(events, config, log.child({ component: "events" }));
   // Commits made on other replicas arrive as NOTIFY: they reach the
   // dispatcher and the event hub, the two effects every replica needs.
-  const listener = new Listener(
-    databaseUrl,
+  // Without a LISTEN connection, a poll looks for what they would say.
+  const wakeups = new Wakeups(
+    listenTarget(config.listenUrl, databaseUrl),
     config.schema,
     Math.max(config.pollIntervalMs, 5000),
+    config.fallbackPollMs,
     {
       onClaimable: (actionType) => dispatcher.onClaimable(actionType),
       onClaimEnded: (_session, actionId, attempt) => dispatcher.onClaimEnded(actionId, attempt),
@@ -155,6 +157,14 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
         hub.poke();
         notifier.poke();
       },
+      // Schedules need nothing here: the runner looks every second anyway.
+      // Nor do change windows: the claim statement reads them, by the
+      // database's clock.
+      onPoll: () => {
+        dispatcher.poll();
+        hub.poke();
+        notifier.poke();
+      },
     },
     log.child({ component: "listener" }),
   );
@@ -166,7 +176,8 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     heldByWindow: () => windows.heldCounts(),
     claimStreams: () => dispatcher.openStreams,
     watchers: () => hub.watchers,
-    listening: () => listener.connected,
+    listening: () => wakeups.listening,
+    wakeupMode: () => wakeups.mode,
     webhookBacklog: () => notifier.backlog(),
     pool,
   });
@@ -275,8 +286,8 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     ),
     component(
       "listener",
-      () => listener.start(),
-      () => listener.stop(),
+      () => wakeups.start(),
+      () => wakeups.stop(),
     ),
     component(
       "dispatcher",
@@ -376,7 +387,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     transport,
     dispatcher,
     hub,
-    listener,
+    wakeups,
     port: () => {
       if (port === undefined) throw new Error("the transport has not started");
       return port;

@@ -362,15 +362,30 @@ export class ClaimDispatcher {
     }
   }
 
+  /** Without notifications (no LISTEN connection): look for work for every
+   * stream, and for claims that ended on another replica, which only a
+   * notification would have told us of. */
+  poll(): void {
+    this.wakeAll();
+    if (this.holders.size > 0) void this.resync();
+  }
+
+  private resyncing: Promise<void> | undefined;
+
   /** Drops local claims that are no longer CLAIMED in the database (ended
-   * while a notification was lost). */
-  async resync(): Promise<void> {
+   * while a notification was lost, or ended elsewhere with no LISTEN). One
+   * at a time: a poll that comes while one runs has nothing to add. */
+  resync(): Promise<void> {
+    this.resyncing ??= this.compareHeld().finally(() => (this.resyncing = undefined));
+    return this.resyncing;
+  }
+
+  private async compareHeld(): Promise<void> {
     const before = new Map<string, { session: ClaimSession; held: Held }>();
     for (const session of this.sessions.values()) for (const [id, held] of session.held) before.set(id, { session, held });
     if (before.size === 0) return;
     try {
-      const rows = await this.store.getMany([...before.keys()]);
-      const still = new Set(rows.filter((row) => row.status === "claimed" && row.claim_session === before.get(row.id)?.session.id).map((row) => row.id));
+      const still = await this.store.stillHeld([...before].map(([id, { session, held }]) => ({ id, session: session.id, attempt: held.attempt })));
       for (const [id, { session, held }] of before) {
         // Skip claims delivered again since the query: it saw an older state.
         if (!still.has(id) && session.held.get(id) === held) this.onClaimEnded(id, held.attempt);

@@ -18,6 +18,8 @@ export interface MetricSources {
   claimStreams(): number;
   watchers(): number;
   listening(): boolean;
+  /** How this server hears of other replicas' commits right now. */
+  wakeupMode(): "listen" | "poll";
   /** Per webhook endpoint: notifications not yet sent, the oldest one's
    * time, and the failed attempts at the one in front. */
   webhookBacklog(): Promise<WebhookBacklog[]>;
@@ -210,6 +212,17 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.listening() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "actionq_wakeup_mode",
+      help: "How this server hears of other replicas' commits: 1 at listen (its LISTEN connection is up) or at poll (no direct LISTEN connection, or it is lost: it polls every ACTIONQ_FALLBACK_POLL_SECONDS).",
+      labelNames: ["mode"],
+      registers,
+      collect() {
+        const mode = sources.wakeupMode();
+        this.set({ mode: "listen" }, mode === "listen" ? 1 : 0);
+        this.set({ mode: "poll" }, mode === "poll" ? 1 : 0);
       },
     });
   }
