@@ -36,6 +36,7 @@ import { type LoadedPolicy, PolicyError, type PolicyHolder, warnUnreachableGroup
 import { ActionStore } from "./store/actions.js";
 import { Commits } from "./store/commits.js";
 import { createPool } from "./store/db.js";
+import { timeCheckouts } from "./store/pool-waits.js";
 import { EventStore } from "./store/events.js";
 import { listMigrations } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
@@ -181,6 +182,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     webhookBacklog: () => notifier.backlog(),
     pool,
   });
+  timeCheckouts(pool, (seconds) => metrics.onPoolWait(seconds));
   // Commits made here reach every effect through the one seam.
   const stateLog = new StateLog(log.child({ component: "state" }));
   commits.subscribe("dispatcher", (change) => dispatcher.committed(change));

@@ -106,11 +106,14 @@ describe("two servers without a direct LISTEN connection (ACTIONQ_LISTEN_URL=non
     expect(a.server.stats).toMatchObject({ listening: false, wakeups: "poll" });
   });
 
-  it("shows the polling mode in the metrics", async () => {
+  it("shows the polling mode and the pool's saturation in the metrics", async () => {
     const body = await metrics(a.server.metricsPort!);
     expect(body).toContain('actionq_wakeup_mode{mode="listen"} 0');
     expect(body).toContain('actionq_wakeup_mode{mode="poll"} 1');
     expect(body).toContain("actionq_listen_connected 0");
+    expect(body).toMatch(/actionq_db_pool_max_connections 9\b/);
+    expect(body).toMatch(/actionq_db_pool_connections\{state="waiting"\} \d+/);
+    expect(body).toMatch(/actionq_db_pool_wait_seconds_count [1-9]\d*/);
   });
 
   it("an enqueue on one server reaches a waiting stream on the other within the fallback poll", async () => {

@@ -41,6 +41,7 @@ export class Metrics {
   private readonly claimToComplete: Histogram<"action_type">;
   private readonly streamsCut: Counter<"method">;
   private readonly webhookDeliveries: Counter<"endpoint" | "outcome">;
+  private readonly poolWait: Histogram;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -99,6 +100,21 @@ export class Metrics {
         this.set({ state: "idle" }, sources.pool.idleCount);
         this.set({ state: "waiting" }, sources.pool.waitingCount);
       },
+    });
+
+    new Gauge({
+      name: "actionq_db_pool_max_connections",
+      help: "The pool's size (ACTIONQ_POOL_SIZE): total at this value with callers waiting is a saturated pool.",
+      registers,
+      collect() {
+        this.set(sources.pool.options.max ?? 0);
+      },
+    });
+    this.poolWait = new Histogram({
+      name: "actionq_db_pool_wait_seconds",
+      help: "Time a statement waited for a pool connection (0 when one was idle).",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
     });
 
     // One scrape reads the database once for the queue gauges.
@@ -230,6 +246,11 @@ export class Metrics {
   rpcDone(method: string, code: string, seconds: number): void {
     this.rpcs.inc({ method, code });
     this.rpcSeconds.observe({ method, code }, seconds);
+  }
+
+  /** A statement got its pool connection after this long. */
+  onPoolWait(seconds: number): void {
+    this.poolWait.observe(seconds);
   }
 
   onWebhookDelivery(endpoint: string, outcome: string): void {
