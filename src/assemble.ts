@@ -191,6 +191,15 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   commits.subscribe("state log", (change) => stateLog.committed(change));
   commits.subscribe("webhooks", (change) => notifier.committed(change));
   commits.subscribe("schedules", (change) => scheduleRunner.committed(change));
+  // With LISTEN, this server's own commits wake its streams and watchers
+  // through NOTIFY like everyone else's. Polling, they need not wait for
+  // the poll: what the commit made claimable, and its events, are known
+  // here. (A concurrency key's room freed by a finish still waits for it.)
+  commits.subscribe("local wakeups", (change) => {
+    if (wakeups.mode !== "poll") return;
+    if ("action" in change && change.action.status === "approved" && !change.action.deferred) dispatcher.onClaimable(change.action.action_type);
+    hub.poke();
+  });
 
   const stopping = new AbortController();
   const forceStop = new AbortController();

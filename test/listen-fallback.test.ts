@@ -213,3 +213,31 @@ describe("a LISTEN URL other than ACTIONQ_URL", () => {
     expect((await nthClaim(stream, 2, BOUND_MS)).action.id).toBe(again.id);
   });
 });
+
+describe("a polling server's own commits", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    // A 5 s poll, and no handoff: only the commit itself can be prompt.
+    t = await startTestServer({
+      ACTIONQ_LISTEN_URL: "none",
+      ACTIONQ_FALLBACK_POLL_SECONDS: "5",
+      ACTIONQ_POLL_INTERVAL_SECONDS: "3600",
+      ACTIONQ_HANDOFF: "off",
+      ACTIONQ_HEARTBEAT_SECONDS: "0.5",
+    });
+  });
+  afterAll(async () => {
+    await closeWithin(t);
+  });
+
+  it("wake its own streams and watchers at once, without waiting for the poll", async () => {
+    const stream = await waitingStream(t, { worker: "worker:own", actionTypes: ["own_job"], maxInFlight: 2 });
+    const watch = track(openWatch(t, { afterId: "0" }));
+    await watch.until("the watcher is live", () => watch.received.some((message) => message.kind === "heartbeat"));
+    const started = Date.now();
+    const action = await enqueue(t, { actionType: "own_job", targetRef: "z/1" });
+    expect((await nthClaim(stream, 1, 2000)).action.id).toBe(action.id);
+    await watch.until("the enqueue's event", () => watch.received.some((message) => message.kind === "event" && message.event.actionId === action.id), 2000);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
