@@ -35,7 +35,7 @@ import { type Webhooks, WebhooksFileError, loadWebhooks } from "./notify/webhook
 import { type LoadedPolicy, PolicyError, type PolicyHolder, warnUnreachableGroups } from "./policy/policy.js";
 import { ActionStore } from "./store/actions.js";
 import { Commits } from "./store/commits.js";
-import { createPool } from "./store/db.js";
+import { type Database, createPool } from "./store/db.js";
 import { timeCheckouts } from "./store/pool-waits.js";
 import { EventStore } from "./store/events.js";
 import { listMigrations } from "./store/migrate.js";
@@ -57,7 +57,7 @@ export interface TlsFiles {
 export interface Inputs {
   config: Config;
   log: Logger;
-  databaseUrl: string;
+  database: Database;
   policy: PolicyHolder;
   auth: PrincipalsHolder | undefined;
   tlsFiles: TlsFiles | undefined;
@@ -86,8 +86,8 @@ export interface Parts {
   reloadWebhooks(): Promise<{ endpoints: number }>;
 }
 
-export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, webhooks }: Inputs): Parts {
-  const pool = createPool(databaseUrl, config.schema, config.poolSize, log.child({ component: "pool" }));
+export function assemble({ config, log, database, policy, auth, tlsFiles, webhooks }: Inputs): Parts {
+  const pool = createPool(database, config.poolSize, log.child({ component: "pool" }));
   const commits = new Commits((name, error) => log.error({ err: (error as Error).message, listener: name }, "an effect of a commit failed"));
   const actions = new ActionStore(pool, config, commits, { parallel: Math.max(1, Math.floor(config.poolSize / 2)), maxBatch: 500 });
   const events = new EventStore(pool);
@@ -103,8 +103,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   const scheduleRunner = new ScheduleRunner(ticks, pool, Math.min(config.pollIntervalMs, 1000), log.child({ component: "schedules" }));
   schedules.onChange(() => scheduleRunner.poke());
   const notifier = new Notifier(pool, webhooks, {
-    url: databaseUrl,
-    schema: config.schema,
+    database,
     pollIntervalMs: config.pollIntervalMs,
     log: log.child({ component: "webhooks" }),
     onOutcome: (endpoint, outcome) => metrics.onWebhookDelivery(endpoint, outcome),
@@ -138,8 +137,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   // dispatcher and the event hub, the two effects every replica needs.
   // Without a LISTEN connection, a poll looks for what they would say.
   const wakeups = new Wakeups(
-    listenTarget(config.listenUrl, databaseUrl),
-    config.schema,
+    listenTarget(config.listenUrl, database),
     Math.max(config.pollIntervalMs, 5000),
     config.fallbackPollMs,
     {
@@ -275,7 +273,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     notReady: async () => {
       if (stopping.signal.aborted) return "stopping";
       if (port === undefined) return "starting";
-      const { rows } = await pool.query<{ id: number | null }>("SELECT max(id) AS id FROM schema_migrations");
+      const { rows } = await pool.query<{ id: number | null }>("SELECT max(id) AS id FROM /*schema*/schema_migrations");
       const applied = rows[0]?.id ?? 0;
       return applied >= latest ? null : `schema is at migration ${applied}, this build needs ${latest}`;
     },

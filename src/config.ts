@@ -28,6 +28,11 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.e
 
 const onOff = oneOf(["on", "off"]).transform((value) => value === "on");
 
+/** What ACTIONQ_URL points at: PostgreSQL itself (or a session pooler), or
+ * a transaction pooler such as PgBouncer with pool_mode = transaction. */
+export const POOLERS = ["none", "transaction"] as const;
+export type Pooler = (typeof POOLERS)[number];
+
 const listenAddress = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "must look like HOST:PORT, for example 127.0.0.1:50051")
@@ -85,6 +90,11 @@ const TABLE = {
     schema: z.string().regex(SCHEMA_PATTERN, "must be letters, digits and underscores, not starting with a digit, at most 48 characters"),
     fallback: "actionq",
     doc: "Schema holding actionq's tables.",
+  }),
+  databasePooler: setting("ACTIONQ_DATABASE_POOLER", {
+    schema: oneOf(POOLERS),
+    fallback: "none",
+    doc: "transaction: ACTIONQ_URL is a transaction pooler's (PgBouncer pool_mode=transaction), so connections send no startup options (set jit = off on the role instead) and no named prepared statements. none: PostgreSQL itself, or a session pooler.",
   }),
   listen: setting("ACTIONQ_LISTEN", {
     schema: listenAddress,
@@ -199,7 +209,7 @@ const TABLE = {
       .regex(/^(postgres(ql)?:\/\/|none$)/, "must be a postgres:// or postgresql:// URL, or none")
       .optional()
       .transform((value) => (value === "none" ? ("none" as const) : value)),
-    doc: "PostgreSQL URL of the one LISTEN connection, which must reach PostgreSQL directly (not a transaction pooler). Unset: ACTIONQ_URL. none: no LISTEN; the server polls every ACTIONQ_FALLBACK_POLL_SECONDS instead.",
+    doc: "PostgreSQL URL of the one LISTEN connection, which must reach PostgreSQL directly (not a transaction pooler). Unset: ACTIONQ_URL, or polling with ACTIONQ_DATABASE_POOLER=transaction. none: no LISTEN; the server polls every ACTIONQ_FALLBACK_POLL_SECONDS instead.",
   }),
   fallbackPollMs: setting("ACTIONQ_FALLBACK_POLL_SECONDS", {
     schema: seconds(0.01, 60),

@@ -17,6 +17,7 @@ import { loadWebhooks } from "./notify/webhooks-file.js";
 import { PolicyHolder, warnUnreachableGroups } from "./policy/policy.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { migrate } from "./store/migrate.js";
+import { type Database, warnIfJitOn } from "./store/db.js";
 
 /** Where the database is, for a log line: host, port and database name,
  * never the password. */
@@ -175,6 +176,8 @@ export class ActionqServer {
     const lifecycle = new Lifecycle(log);
     let embedded: EmbeddedPostgres | undefined;
     let databaseUrl = config.databaseUrl ?? "";
+    // The pooler setting speaks of ACTIONQ_URL; an embedded PostgreSQL is direct.
+    const database = (): Database => ({ url: databaseUrl, schema: config.schema, pooler: embedded ? "none" : config.databasePooler });
     await lifecycle.start([
       component(
         "embedded PostgreSQL",
@@ -186,11 +189,12 @@ export class ActionqServer {
         () => embedded?.stop(),
       ),
       component("schema", async () => {
-        await migrate(databaseUrl, config.schema, log);
+        await migrate(database(), log);
       }),
     ]);
-    const parts = assemble({ config, log, databaseUrl, policy, auth, tlsFiles, webhooks });
+    const parts = assemble({ config, log, database: database(), policy, auth, tlsFiles, webhooks });
     await lifecycle.start(parts.components);
+    await warnIfJitOn(parts.pool, database(), log).catch((error: Error) => log.warn({ err: error.message }, "could not read the jit setting"));
     const server = new ActionqServer(config, log, databaseUrl, parts, lifecycle, auth, policy);
     log.info(
       {

@@ -4,10 +4,10 @@
 // server's connections turn JIT off; this checks it on the plan of a claim
 // over 200,000 waiting actions, made on a connection configured exactly as
 // the server's are. Asserted on what PostgreSQL reports, not on time.
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionClaimMany } from "../src/store/action-queries.js";
-import { clientConfig } from "../src/store/db.js";
+import { createClient } from "../src/store/db.js";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
 import { enqueue } from "./support/wire.js";
 
@@ -49,7 +49,7 @@ describe("the claim statement on a large backlog", () => {
       }
     };
 
-    const server = new pg.Client(clientConfig(t.databaseUrl, t.schema, "actionq-test-claim-cost"));
+    const server = createClient({ url: t.databaseUrl, schema: t.schema, pooler: "none" }, "actionq-test-claim-cost");
     await server.connect();
     try {
       expect((await server.query("SHOW jit")).rows[0].jit).toBe("off");

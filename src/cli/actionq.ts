@@ -170,7 +170,10 @@ program
     const log = createLogger(settings.logLevel);
     const embedded = settings.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: settings.dataDir, log });
     try {
-      const applied = await migrate(settings.databaseUrl ?? embedded!.url, settings.schema, log);
+      const database = embedded
+        ? { url: embedded.url, schema: settings.schema, pooler: "none" as const }
+        : { url: settings.databaseUrl!, schema: settings.schema, pooler: settings.databasePooler };
+      const applied = await migrate(database, log);
       process.stdout.write(`${JSON.stringify({ schema: settings.schema, applied: applied.map((m) => m.id) })}\n`);
     } catch (error) {
       const known = databaseStartupError(error, settings.databaseUrl);

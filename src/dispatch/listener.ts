@@ -3,9 +3,9 @@
 // notifier and the schedule runner, reconnects
 // with backoff when the connection drops, and says so, because anything
 // could have happened while it was away.
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "pino";
-import { channelName, clientConfig } from "../store/db.js";
+import { type Database, channelName, createClient } from "../store/db.js";
 
 export interface ListenerHandlers {
   /** An action of this type became claimable. */
@@ -38,8 +38,7 @@ export class Listener {
   connected = false;
 
   constructor(
-    private readonly url: string,
-    private readonly schema: string,
+    private readonly database: Database,
     private readonly pingIntervalMs: number,
     private readonly handlers: ListenerHandlers,
     private readonly log: Logger,
@@ -51,13 +50,13 @@ export class Listener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ ...clientConfig(this.url, this.schema, "actionq-listen"), keepAlive: true });
+    const client = createClient(this.database, "actionq-listen", { keepAlive: true });
     client.on("notification", (message) => this.dispatch(message.payload ?? ""));
     client.on("error", (error) => this.lost(client, error));
     client.on("end", () => this.lost(client, new Error("connection ended")));
     await client.connect();
     // channelName validates the schema; the name cannot carry a quote.
-    await client.query(`LISTEN "${channelName(this.schema)}"`);
+    await client.query(`LISTEN "${channelName(this.database.schema)}"`);
     if (this.stopped) {
       await client.end().catch(() => {});
       return;

@@ -1,23 +1,32 @@
 // How a server hears of commits made on the other replicas: over its one
 // LISTEN connection when it has a direct one (ACTIONQ_LISTEN_URL, which
-// defaults to ACTIONQ_URL), or else by polling every
-// ACTIONQ_FALLBACK_POLL_SECONDS. A transaction pooler cannot carry LISTEN
-// (the session that listens is not the one that waits), so behind one
-// without a direct URL the server polls, says so at start, and every
-// wakeup still comes, a poll interval late at most. The same poll runs
-// while a configured LISTEN connection is lost, until it is back.
+// defaults to ACTIONQ_URL unless that is a transaction pooler's), or else
+// by polling every ACTIONQ_FALLBACK_POLL_SECONDS. A transaction pooler
+// cannot carry LISTEN (the server connection that listens goes back to the
+// pool), so behind one without a direct URL the server polls, says so at
+// start, and every wakeup still comes, a poll interval late at most. The
+// same poll runs while a configured LISTEN connection is lost, until it is
+// back.
 import type { Logger } from "pino";
+import type { Database } from "../store/db.js";
 import { Listener, type ListenerHandlers } from "./listener.js";
 
 export type WakeupMode = "listen" | "poll";
 
 /** Where the LISTEN connection goes, or why there is none. */
-export type ListenTarget = { url: string } | { url: undefined; reason: string };
+export type ListenTarget = { database: Database } | { database: undefined; reason: string };
 
-/** ACTIONQ_LISTEN_URL: unset means the pool's URL; `none` means polling. */
-export function listenTarget(listenUrl: string | undefined, databaseUrl: string): ListenTarget {
-  if (listenUrl === "none") return { url: undefined, reason: "ACTIONQ_LISTEN_URL=none" };
-  return { url: listenUrl ?? databaseUrl };
+/** ACTIONQ_LISTEN_URL: a URL is a direct connection, whatever ACTIONQ_URL
+ * is; `none` means polling; unset means ACTIONQ_URL, unless that is a
+ * transaction pooler's, which would take the LISTEN and never deliver a
+ * notification: then polling too. */
+export function listenTarget(listenUrl: string | undefined, database: Database): ListenTarget {
+  if (listenUrl === "none") return { database: undefined, reason: "ACTIONQ_LISTEN_URL=none" };
+  if (listenUrl !== undefined) return { database: { url: listenUrl, schema: database.schema, pooler: "none" } };
+  if (database.pooler === "transaction") {
+    return { database: undefined, reason: "ACTIONQ_DATABASE_POOLER=transaction and no ACTIONQ_LISTEN_URL: LISTEN cannot go through a transaction pooler" };
+  }
+  return { database };
 }
 
 export interface WakeupHandlers extends ListenerHandlers {
@@ -32,13 +41,12 @@ export class Wakeups {
 
   constructor(
     private readonly target: ListenTarget,
-    schema: string,
     pingIntervalMs: number,
     private readonly fallbackPollMs: number,
     private readonly handlers: WakeupHandlers,
     private readonly log: Logger,
   ) {
-    this.listener = target.url === undefined ? undefined : new Listener(target.url, schema, pingIntervalMs, handlers, log);
+    this.listener = target.database === undefined ? undefined : new Listener(target.database, pingIntervalMs, handlers, log);
   }
 
   /** listen while the LISTEN connection is up; poll otherwise. */
@@ -62,7 +70,7 @@ export class Wakeups {
     if (this.listener) await this.listener.start();
     else {
       this.log.info(
-        { reason: this.target.url === undefined ? this.target.reason : "", interval_ms: this.fallbackPollMs },
+        { reason: this.target.database === undefined ? this.target.reason : "", interval_ms: this.fallbackPollMs },
         `no direct LISTEN connection: polling every ${this.fallbackPollMs} ms for work, ended claims, events and notifications from other replicas`,
       );
     }

@@ -1,19 +1,19 @@
 // Outgoing webhooks: one sender per configured endpoint, each sending the
 // outbox (migration 008) to its endpoint in event-id order, one request at a
 // time, retrying a failure with backoff for as long as it takes. With
-// several replicas, the one that holds the endpoint's advisory lock (on
-// this notifier's own connection, never the pool's) is its only sender;
-// if it dies, its connection closes, the lock goes, and another replica's
-// sender takes over from the cursor in the database.
+// several replicas, the one that holds the endpoint's lease (a row,
+// renewed every few seconds: see lease.ts) is its only sender; if it
+// dies, the lease runs out and another replica's sender takes over from
+// the cursor in the database. A clean stop gives the lease back at once.
 //
 // Nothing here is on a request's path: senders are woken by the commit seam
 // (this replica's commits), by NOTIFY 'n' through the listener (the
 // others'), and by a backstop poll. A dead or hanging endpoint only delays
 // its own notifications.
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "pino";
 import type { Committed } from "../store/commits.js";
-import { clientConfig } from "../store/db.js";
+import { type Database, createClient } from "../store/db.js";
 import { type Queryable, endpointBacklog, ensureEndpoints, markEndpointsSeen, pruneOutbox } from "../store/webhooks.js";
 import { KIND_NAMES, eventTypesOf } from "./kinds.js";
 import { Sender } from "./sender.js";
@@ -35,8 +35,7 @@ export interface WebhookBacklog {
 export type DeliveryOutcome = "delivered" | "http_error" | "timeout" | "network_error";
 
 export interface NotifierOptions {
-  url: string;
-  schema: string;
+  database: Database;
   pollIntervalMs: number;
   log: Logger;
   onOutcome(endpoint: string, outcome: DeliveryOutcome): void;
@@ -59,7 +58,8 @@ const NOTIFYING: ReadonlySet<Committed["kind"]> = new Set([
  * 10 s); one that does is on a connection that died without a word. */
 const STUCK_MS = 60_000;
 
-/** The senders share one connection; pg wants one query at a time on it. */
+/** The senders share one connection (it holds nothing: the leases are
+ * rows); pg wants one query at a time on it. */
 export class Serial implements Queryable {
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -118,7 +118,7 @@ export class Notifier {
   }
 
   /** Puts a new file in force: senders of removed endpoints stop (their
-   * locks go to whoever still has them), new ones start from now, the
+   * leases go to whoever still has them), new ones start from now, the
    * others carry on from their cursor with the new settings. */
   async reconfigure(next: Webhooks): Promise<void> {
     await ensureEndpoints(
@@ -159,11 +159,11 @@ export class Notifier {
     if (NOTIFYING.has(change.kind)) this.poke();
   }
 
-  /** The connection the senders hold their locks on; opened on demand. */
+  /** The senders' connection; opened on demand. */
   async connection(): Promise<Serial> {
     if (this.client) return this.client;
     this.connecting ??= (async () => {
-      const client = new pg.Client({ ...clientConfig(this.options.url, this.options.schema, "actionq-webhooks"), keepAlive: true });
+      const client = createClient(this.options.database, "actionq-webhooks", { keepAlive: true });
       client.on("error", (error) => this.lost(client, error));
       client.on("end", () => this.lost(client, new Error("connection ended")));
       await client.connect();
@@ -179,16 +179,10 @@ export class Notifier {
     return this.connecting;
   }
 
-  /** Whether `client` is still the live connection: a sender's lock is
-   * only held while it is. */
-  holds(client: Serial): boolean {
-    return this.client === client;
-  }
-
   private lost(client: pg.Client, error: Error): void {
     if (this.client?.client !== client) return;
     this.client = undefined;
-    if (!this.stopped) this.options.log.warn({ err: error.message }, "lost the webhooks connection; senders reconnect and take their endpoints again");
+    if (!this.stopped) this.options.log.warn({ err: error.message }, "lost the webhooks connection; senders reconnect and carry on while their leases last");
     client.removeAllListeners("end");
     client.on("error", () => {});
     client.end().catch(() => {});

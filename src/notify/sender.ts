@@ -1,25 +1,29 @@
-// One endpoint's sender: takes the endpoint's advisory lock on the
-// notifier's connection, reads the endpoint's state, and sends the outbox
+// One endpoint's sender: takes the endpoint's lease (one sender across all
+// replicas), reads the endpoint's state with it, and sends the outbox
 // to it in event-id order, one request at a time, passing what it does not
 // want and retrying a failure with capped exponential backoff for as long
 // as it takes. The state it writes (cursor, attempts, next attempt) is what
-// another replica resumes from if this one dies.
+// another replica resumes from if this one dies; every write of it
+// requires the lease, so a sender that lost it writes nothing.
 import type { Logger } from "pino";
-import { advanceEndpoint, endpointFailed, endpointState, ensureEndpoints, pendingNotifications, tryLockEndpoint, unlockEndpoint } from "../store/webhooks.js";
+import { type EndpointState, advanceEndpoint, endpointFailed, endpointState, ensureEndpoints, pendingNotifications } from "../store/webhooks.js";
 import { send } from "./delivery.js";
 import { kindOf } from "./kinds.js";
+import { EndpointLease } from "./lease.js";
 import type { Notifier, Serial } from "./notifier.js";
 import { type Endpoint, wants } from "./webhooks-file.js";
 
 const BATCH = 100;
 
+/** A guarded write found that another sender holds the lease. */
+class LeaseLost extends Error {}
+
 /** The loop that sends one endpoint's notifications. */
 export class Sender {
   private readonly abort = new AbortController();
   private running: Promise<void> | undefined;
-  /** The connection whose session holds this endpoint's lock. */
-  private lockedOn: Serial | undefined;
-  /** Whether the fields below were read from the database under the lock. */
+  private readonly lease: EndpointLease;
+  /** Whether the fields below were read from the database under the lease. */
   private loaded = false;
   private cursor = "0";
   private attempts = 0;
@@ -32,7 +36,13 @@ export class Sender {
     private readonly notifier: Notifier,
     public endpoint: Endpoint,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.lease = new EndpointLease(
+      endpoint.name,
+      () => notifier.connection(),
+      (why) => this.log.warn({ why }, "this server no longer sends webhooks for this endpoint"),
+    );
+  }
 
   start(): void {
     this.running = this.run();
@@ -65,24 +75,27 @@ export class Sender {
 
   private async run(): Promise<void> {
     const { pollIntervalMs } = this.notifier.options;
+    let db: Serial | undefined;
     while (!this.stopped) {
       try {
-        const db = await this.notifier.connection();
-        if (this.lockedOn !== db) {
-          this.lockedOn = undefined;
+        db = await this.notifier.connection();
+        if (!this.lease.held) {
           this.loaded = false;
-          if (!(await tryLockEndpoint(db, this.endpoint.name))) {
+          const state = await this.takeLease(db);
+          if (!state) {
             // Another replica sends for this endpoint; look again later, in
             // case it goes away.
             await this.sleep(pollIntervalMs, false);
             continue;
           }
-          this.lockedOn = db;
-        }
-        if (!this.loaded) {
-          await this.load(db);
+          this.load(state);
           this.loaded = true;
           this.log.info({ cursor: this.cursor }, "sending webhooks for this endpoint from this server");
+        } else if (!this.loaded) {
+          const state = await endpointState(db, this.endpoint.name);
+          if (!state) throw new Error("the endpoint's row is gone");
+          this.load(state);
+          this.loaded = true;
         }
         const wait = this.nextAttemptAt - Date.now();
         if (wait > 0) {
@@ -96,28 +109,33 @@ export class Sender {
         if (!full) await this.sleep(pollIntervalMs, true);
       } catch (error) {
         if (this.stopped) break;
+        if (error instanceof LeaseLost) {
+          this.lease.lose("another server took its lease");
+          continue;
+        }
         this.log.warn({ err: (error as Error).message }, "webhook sender failed; trying again in a second");
         // What is in memory may be ahead of what was written: read it again.
         this.loaded = false;
-        if (this.lockedOn && !this.notifier.holds(this.lockedOn)) this.lockedOn = undefined;
         await this.sleep(1000, false);
       }
     }
-    const db = this.lockedOn;
-    this.lockedOn = undefined;
-    if (db && this.notifier.holds(db)) await unlockEndpoint(db, this.endpoint.name).catch(() => {});
+    await this.lease.release(db).catch(() => {});
   }
 
-  private async load(db: Serial): Promise<void> {
-    let state = await endpointState(db, this.endpoint.name);
-    if (!state) {
-      await ensureEndpoints(db, [this.endpoint.name]);
-      state = await endpointState(db, this.endpoint.name);
-    }
-    this.cursor = state!.cursor;
-    this.attempts = state!.attempts;
-    this.nextAttemptAt = state!.next_attempt_at.getTime();
-    this.failingSince = state!.failing_since;
+  /** The lease and the endpoint's state, or undefined when another replica
+   * holds it. A new endpoint's row is written first. */
+  private async takeLease(db: Serial): Promise<EndpointState | undefined> {
+    const state = await this.lease.take(db);
+    if (state || (await endpointState(db, this.endpoint.name))) return state;
+    await ensureEndpoints(db, [this.endpoint.name]);
+    return this.lease.take(db);
+  }
+
+  private load(state: EndpointState): void {
+    this.cursor = state.cursor;
+    this.attempts = state.attempts;
+    this.nextAttemptAt = state.next_attempt_at.getTime();
+    this.failingSince = state.failing_since;
   }
 
   /** Sends what the endpoint wants of the batch, in order, and passes what
@@ -134,8 +152,13 @@ export class Sender {
         continue;
       }
       if (passed !== this.cursor) await this.advance(db, passed, false);
-      const outcome = await send(endpoint, { kind, event, action }, this.abort.signal);
+      // Nothing goes out without the lease, and a request still in flight
+      // when it is lost is cut, so that the next holder's sends never
+      // overtake one of this sender's.
+      if (!this.lease.held) throw new LeaseLost();
+      const outcome = await send(endpoint, { kind, event, action }, AbortSignal.any([this.abort.signal, this.lease.signal]));
       if (this.stopped && !outcome.ok) return false;
+      if (!outcome.ok && this.lease.signal.aborted) throw new LeaseLost();
       if (outcome.ok) {
         this.notifier.options.onOutcome(endpoint.name, "delivered");
         if (this.attempts > 0) this.log.info({ event: event.id, attempts: this.attempts + 1 }, "webhook endpoint recovered");
@@ -148,7 +171,8 @@ export class Sender {
       // Exponential, capped, with jitter down to half, so that replicas
       // and endpoints do not retry in step.
       const delay = Math.min(maxMs, initialMs * 2 ** Math.min(this.attempts, 30)) * (0.5 + Math.random() / 2);
-      const state = await endpointFailed(db, endpoint.name, delay, outcome.error);
+      const state = await endpointFailed(db, endpoint.name, this.lease.holder, delay, outcome.error);
+      if (!state) throw new LeaseLost();
       this.attempts = state.attempts;
       this.failingSince = state.failing_since;
       this.nextAttemptAt = Date.now() + delay;
@@ -172,7 +196,7 @@ export class Sender {
   }
 
   private async advance(db: Serial, cursor: string, delivered: boolean): Promise<void> {
-    await advanceEndpoint(db, this.endpoint.name, cursor, delivered);
+    if (!(await advanceEndpoint(db, this.endpoint.name, this.lease.holder, cursor, delivered))) throw new LeaseLost();
     this.cursor = cursor;
     this.attempts = 0;
     this.failingSince = null;

@@ -17,11 +17,11 @@ import { CLEAR_CLAIM_SET, FINISH_CLAIM_SET, REQUEUE_LOST_SET, changeWithEvent } 
  * already written is older). Two forms, so that each uses its index. */
 const READY_AHEAD = `
   CASE WHEN cardinality(input.handoff_types) = 0 THEN EXISTS (
-    SELECT 1 FROM actions a
+    SELECT 1 FROM /*schema*/actions a
     WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NULL AND a.priority <= input.priority
       AND (cardinality(input.handoff_projects) = 0 OR a.project = ANY (input.handoff_projects)))
   ELSE EXISTS (
-    SELECT 1 FROM actions a
+    SELECT 1 FROM /*schema*/actions a
     WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NULL AND a.priority <= input.priority
       AND a.action_type = ANY (input.handoff_types)
       AND (cardinality(input.handoff_projects) = 0 OR a.project = ANY (input.handoff_projects)))
@@ -34,9 +34,9 @@ const READY_AHEAD = `
  * nothing that stream accepts is ready before it. Otherwise it is written
  * as usual and the stream's slot is freed. */
 export const ActionInsertMany = `
-WITH paused AS (SELECT EXISTS (SELECT 1 FROM pauses WHERE kind = 'auto_approval') AS auto_approval),
+WITH paused AS (SELECT EXISTS (SELECT 1 FROM /*schema*/pauses WHERE kind = 'auto_approval') AS auto_approval),
 input AS (
-  SELECT r.*, nextval('actions_id_seq') AS id,
+  SELECT r.*, nextval('/*schema*/actions_id_seq') AS id,
     CASE WHEN paused.auto_approval THEN r.paused_decision ELSE r.decision END AS d
   FROM jsonb_to_recordset($1::jsonb) AS r(
     ord int, action_type text, project text, target_ref text, source_refs text[], payload jsonb, priority int,
@@ -55,17 +55,17 @@ decided AS MATERIALIZED (
     -- CASE: the checks cost index probes, spent only on a handoff.
     CASE WHEN input.handoff_session IS NULL THEN false ELSE input.d->>'status' = 'approved'
       AND (input.run_after IS NULL OR input.run_after <= now()) AND input.concurrency_key IS NULL
-      AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all' OR (p.kind = 'action_type' AND p.value = input.action_type)
+      AND NOT EXISTS (SELECT 1 FROM /*schema*/pauses p WHERE p.kind = 'all' OR (p.kind = 'action_type' AND p.value = input.action_type)
         OR (p.kind = 'project' AND p.value = input.project))
-      AND NOT EXISTS (SELECT 1 FROM change_window_intervals w WHERE ${windowHolds("w", "input")})
+      AND NOT EXISTS (SELECT 1 FROM /*schema*/change_window_intervals w WHERE ${windowHolds("w", "input")})
       AND NOT ${READY_AHEAD}
       -- Keyed work is claimed in its key's order, which a handoff would not see.
-      AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM /*schema*/actions a WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NOT NULL)
     END AS handed
   FROM input
 ),
 ins AS (
-  INSERT INTO actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
+  INSERT INTO /*schema*/actions (id, action_type, project, target_ref, source_refs, payload, priority, status, risk_level,
     confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
     approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred,
@@ -94,19 +94,19 @@ ins AS (
   RETURNING *
 ),
 ev AS (
-  INSERT INTO events (action_id, event_type, actor, payload)
+  INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
   SELECT ins.id, v.event_type, v.actor, v.payload
   FROM ins JOIN input USING (id)
   CROSS JOIN LATERAL (VALUES
     (1, 'action_enqueued', ins.created_by, jsonb_strip_nulls(jsonb_build_object(
       'status', input.d->>'status', 'risk_level', ins.risk_level, 'approval_required', ins.approval_required,
       'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
-      'approvals_required', ins.approvals_required, 'approval_expires_at', rfc3339(ins.approval_expires_at),
+      'approvals_required', ins.approvals_required, 'approval_expires_at', /*schema*/rfc3339(ins.approval_expires_at),
       'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note,
-      'max_attempts', ins.max_attempts, 'run_after', rfc3339(ins.run_after),
-      'schedule_id', ins.schedule_id, 'schedule_tick_time', rfc3339(ins.schedule_tick_time))) || jsonb_build_object('policy', input.d->'detail')),
+      'max_attempts', ins.max_attempts, 'run_after', /*schema*/rfc3339(ins.run_after),
+      'schedule_id', ins.schedule_id, 'schedule_tick_time', /*schema*/rfc3339(ins.schedule_tick_time))) || jsonb_build_object('policy', input.d->'detail')),
     (2, 'action_approved', ins.approved_by, input.d->'detail'),
-    (3, 'action_claimed', ins.claimed_by, jsonb_build_object('claim_deadline', rfc3339(ins.claim_deadline), 'attempt', ins.attempt,
+    (3, 'action_claimed', ins.claimed_by, jsonb_build_object('claim_deadline', /*schema*/rfc3339(ins.claim_deadline), 'attempt', ins.attempt,
       'lease_ms', (extract(epoch FROM ins.lease) * 1000)::float8, 'streamed', true, 'handed_off', true))
   ) AS v(seq, event_type, actor, payload)
   WHERE v.seq = 1 OR (v.seq = 2 AND input.d->>'status' = 'approved') OR (v.seq = 3 AND ins.status = 'claimed')
@@ -116,12 +116,12 @@ SELECT input.ord, ${actionColumns("ins")} FROM input LEFT JOIN ins USING (id) OR
 
 /** Locks the actions named by `supersedes_id`, so that none moves on while
  * its replacement is written. */
-export const ActionLockForSupersede = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = ANY($1::bigint[]) ORDER BY a.id FOR UPDATE`;
+export const ActionLockForSupersede = `SELECT ${actionColumns("a")} FROM /*schema*/actions a WHERE a.id = ANY($1::bigint[]) ORDER BY a.id FOR UPDATE`;
 
 export const ActionSupersedeMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS i(id, new_id, actor)",
   lock: `
-    SELECT a.id, a.status AS old_status FROM actions a JOIN i USING (id)
+    SELECT a.id, a.status AS old_status FROM /*schema*/actions a JOIN i USING (id)
     WHERE a.status IN ('pending', 'approved')
     FOR UPDATE OF a`,
   set: "status = 'cancelled', failure_reason = 'superseded by action ' || i.new_id, finished_at = now(), deferred = false",
@@ -137,40 +137,40 @@ export const ActionSupersedeMany = changeWithEvent({
  * also keeps the claim from ending until the event is written. */
 export const ActionProgress = `
 WITH a AS (
-  UPDATE actions SET acked_at = coalesce(acked_at, now()), ack_deadline = NULL
+  UPDATE /*schema*/actions SET acked_at = coalesce(acked_at, now()), ack_deadline = NULL
   WHERE id = $1 AND status = 'claimed' AND claim_token = $2::uuid
   RETURNING id, attempt
 )
-INSERT INTO events (action_id, event_type, actor, payload)
+INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
 SELECT a.id, 'action_progress', $3, $4::jsonb || jsonb_build_object('attempt', a.attempt) FROM a
 RETURNING ${eventColumns("events")}`;
 
 /** The action to roll back, locked so that two RollbackAction calls take
  * turns. */
-export const ActionLockForRollback = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = $1 FOR UPDATE`;
+export const ActionLockForRollback = `SELECT ${actionColumns("a")} FROM /*schema*/actions a WHERE a.id = $1 FOR UPDATE`;
 
 /** Its live rollback, read in a statement of its own, after the lock: a
  * snapshot taken before the lock was granted would miss the rollback the
  * previous holder just committed. */
 export const ActionLiveRollback = `
-SELECT ${actionColumns("r")} FROM actions r
+SELECT ${actionColumns("r")} FROM /*schema*/actions r
 WHERE r.rollback_of = $1 AND r.status IN ('pending', 'approved', 'claimed', 'completed')`;
 
 /** A key names its action also after the action was archived. */
 export const ActionGetByIdempotencyKeys = `
 SELECT ${actionColumns("a")} FROM (
-  SELECT * FROM actions WHERE idempotency_key IS NOT NULL
+  SELECT * FROM /*schema*/actions WHERE idempotency_key IS NOT NULL
   UNION ALL
-  SELECT * FROM actions_archive WHERE idempotency_key IS NOT NULL
+  SELECT * FROM /*schema*/actions_archive WHERE idempotency_key IS NOT NULL
 ) a
 JOIN unnest($1::text[], $2::text[]) AS k(created_by, idempotency_key)
   ON a.created_by = k.created_by AND a.idempotency_key = k.idempotency_key`;
 
 /** Parents may be live or archived. */
 export const ActionGetDepths = `
-SELECT id, chain_depth FROM actions WHERE id = ANY($1::bigint[])
+SELECT id, chain_depth FROM /*schema*/actions WHERE id = ANY($1::bigint[])
 UNION ALL
-SELECT id, chain_depth FROM actions_archive WHERE id = ANY($1::bigint[])`;
+SELECT id, chain_depth FROM /*schema*/actions_archive WHERE id = ANY($1::bigint[])`;
 
 // Serializes enqueues per rate-limited producer, so that concurrent calls
 // cannot both pass the count. 1633907827 keeps these apart from other locks.
@@ -185,7 +185,7 @@ SELECT created_by, count(*)::int AS n,
   CASE WHEN count(*) >= $2::int THEN
     ceil(extract(epoch FROM (array_agg(created_at ORDER BY created_at))[count(*)::int - $2::int + 1] + interval '1 hour' - now()) * 1000)::bigint
   END AS free_in_ms
-FROM actions
+FROM /*schema*/actions
 WHERE created_by = ANY($1::text[]) AND created_at > now() - interval '1 hour'
   AND (created_by LIKE 'agent:%' OR created_by LIKE 'script:%')
 GROUP BY created_by`;
@@ -196,25 +196,25 @@ SELECT ${actionColumns("a")},
     SELECT jsonb_agg(jsonb_build_object(
       'id', e.id::text, 'action_id', e.action_id::text, 'event_type', e.event_type, 'actor', e.actor,
       'payload', e.payload, 'created_at', e.created_at) ORDER BY e.id)
-    FROM events e WHERE e.action_id = a.id
+    FROM /*schema*/events e WHERE e.action_id = a.id
   ), '[]'::jsonb) AS events
-FROM (SELECT * FROM actions WHERE id = $1 UNION ALL SELECT * FROM actions_archive WHERE id = $1) a`;
+FROM (SELECT * FROM /*schema*/actions WHERE id = $1 UNION ALL SELECT * FROM /*schema*/actions_archive WHERE id = $1) a`;
 
 /** Finished actions past the retention age move to actions_archive, oldest
  * first; SKIP LOCKED lets every replica run it. */
 export const ActionArchiveFinished = `
 WITH moved AS (
-  DELETE FROM actions a WHERE a.id IN (
-    SELECT id FROM actions WHERE finished_at < now() - $1::float8 * interval '1 millisecond'
+  DELETE FROM /*schema*/actions a WHERE a.id IN (
+    SELECT id FROM /*schema*/actions WHERE finished_at < now() - $1::float8 * interval '1 millisecond'
     ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)
   RETURNING a.*
 )
-INSERT INTO actions_archive SELECT * FROM moved`;
+INSERT INTO /*schema*/actions_archive SELECT * FROM moved`;
 
-export const ActionGetMany = `SELECT ${actionColumns("a")} FROM actions a WHERE a.id = ANY($1::bigint[])`;
+export const ActionGetMany = `SELECT ${actionColumns("a")} FROM /*schema*/actions a WHERE a.id = ANY($1::bigint[])`;
 
 export const ActionList = `
-SELECT ${actionColumns("a")} FROM actions a
+SELECT ${actionColumns("a")} FROM /*schema*/actions a
 WHERE ($1::text[] IS NULL OR a.status = ANY($1))
   AND ($2::text[] IS NULL OR a.action_type = ANY($2))
   AND ($3::text[] IS NULL OR a.project = ANY($3))
@@ -250,9 +250,9 @@ function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
   return changeWithEvent({
     lock: `
       WITH heads AS MATERIALIZED (
-        SELECT h.id, h.priority, h.concurrency_key FROM concurrency_keys k
+        SELECT h.id, h.priority, h.concurrency_key FROM /*schema*/concurrency_keys k
         CROSS JOIN LATERAL (
-          SELECT a.* FROM actions a
+          SELECT a.* FROM /*schema*/actions a
           WHERE a.concurrency_key = k.key AND a.status = 'approved' AND NOT a.deferred
           ORDER BY a.priority, a.id LIMIT greatest(k.claim_limit - k.claimed, 0)
         ) h
@@ -260,12 +260,12 @@ function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
         ORDER BY h.priority, h.id LIMIT $4
       ),
       keys AS MATERIALIZED (
-        SELECT k.key, k.claim_limit - k.claimed AS free FROM concurrency_keys k
+        SELECT k.key, k.claim_limit - k.claimed AS free FROM /*schema*/concurrency_keys k
         WHERE k.key IN (SELECT concurrency_key FROM heads) AND k.claimed < k.claim_limit
         FOR UPDATE SKIP LOCKED
       ),
       keyed AS MATERIALIZED (
-        SELECT a.id, a.priority FROM actions a
+        SELECT a.id, a.priority FROM /*schema*/actions a
         WHERE a.id IN (
           SELECT x.id FROM (
             SELECT hd.id, keys.free, row_number() OVER (PARTITION BY hd.concurrency_key ORDER BY hd.priority, hd.id) AS rank
@@ -275,7 +275,7 @@ function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
         FOR UPDATE SKIP LOCKED
       ),
       plain AS MATERIALIZED (
-        SELECT actions.id, actions.priority FROM actions
+        SELECT actions.id, actions.priority FROM /*schema*/actions
         WHERE ${filters("actions")} AND actions.concurrency_key IS NULL
         ORDER BY actions.priority, actions.id
         LIMIT $4
@@ -295,7 +295,7 @@ function claimQuery(filter: "any" | "types" | "projects" | "both"): string {
     event: {
       type: "'action_claimed'",
       actor: "c.claimed_by",
-      payload: `jsonb_build_object('claim_deadline', rfc3339(c.claim_deadline), 'attempt', c.attempt,
+      payload: `jsonb_build_object('claim_deadline', /*schema*/rfc3339(c.claim_deadline), 'attempt', c.attempt,
         'lease_ms', (extract(epoch FROM c.lease) * 1000)::float8, 'streamed', c.claim_session IS NOT NULL)`,
     },
   });
@@ -310,11 +310,11 @@ export const ActionClaimMany = {
 
 /** Lock clause for a transition guarded by status and, for claims, token. */
 const lockByIdAndToken = (statuses: Status[], also?: string) => `
-  SELECT a.id, a.status AS old_status, a.claimed_at AS old_claimed_at FROM actions a JOIN i USING (id)
+  SELECT a.id, a.status AS old_status, a.claimed_at AS old_claimed_at FROM /*schema*/actions a JOIN i USING (id)
   WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")}) AND a.claim_token = i.token${also ? ` AND ${also}` : ""}
   FOR UPDATE OF a`;
 const lockById = (statuses: Status[]) => `
-  SELECT a.id, a.status AS old_status, a.claimed_by AS old_worker FROM actions a JOIN i USING (id)
+  SELECT a.id, a.status AS old_status, a.claimed_by AS old_worker FROM /*schema*/actions a JOIN i USING (id)
   WHERE a.status IN (${statuses.map((s) => `'${s}'`).join(", ")})
   FOR UPDATE OF a`;
 
@@ -336,7 +336,7 @@ export const ActionExtendMany = changeWithEvent({
   event: {
     type: "'claim_extended'",
     actor: "c.claimed_by",
-    payload: "jsonb_build_object('claim_deadline', rfc3339(c.claim_deadline), 'attempt', c.attempt)",
+    payload: "jsonb_build_object('claim_deadline', /*schema*/rfc3339(c.claim_deadline), 'attempt', c.attempt)",
   },
 });
 
@@ -362,7 +362,7 @@ export const ActionFailMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $6::bool[], $7::float8[]) AS i(id, token, reason, retryable, delay_ms)",
   lock: `
     SELECT a.id, a.claimed_by AS old_worker, a.claim_token AS old_token, (i.retryable AND a.failures + 1 < a.max_attempts) AS retry
-    FROM actions a JOIN i USING (id)
+    FROM /*schema*/actions a JOIN i USING (id)
     WHERE a.status = 'claimed' AND a.claim_token = i.token
     FOR UPDATE OF a`,
   set: `status = ${retry("'approved'", "'failed'")},
@@ -381,7 +381,7 @@ export const ActionFailMany = changeWithEvent({
     type: `CASE WHEN o.retry THEN 'action_retry_scheduled' ELSE 'action_failed' END`,
     actor: "o.old_worker",
     payload: `jsonb_strip_nulls(jsonb_build_object('reason', i.reason, 'attempt', c.attempt, 'failures', c.failures,
-      'max_attempts', c.max_attempts, 'retryable', i.retryable, 'run_after', CASE WHEN o.retry THEN rfc3339(c.run_after) END))`,
+      'max_attempts', c.max_attempts, 'retryable', i.retryable, 'run_after', CASE WHEN o.retry THEN /*schema*/rfc3339(c.run_after) END))`,
   },
   // A retry clears claimed_by; what follows the commit names the worker.
   returning: "o.old_worker AS from_worker",
@@ -390,7 +390,7 @@ export const ActionFailMany = changeWithEvent({
 /** An operator sends a FAILED action back to the queue with more attempts. */
 export const ActionRetryMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[]) AS i(id, actor, reason, extra)",
-  lock: `SELECT a.id, a.failure_reason AS old_reason FROM actions a JOIN i USING (id) WHERE a.status = 'failed' FOR UPDATE OF a`,
+  lock: `SELECT a.id, a.failure_reason AS old_reason FROM /*schema*/actions a JOIN i USING (id) WHERE a.status = 'failed' FOR UPDATE OF a`,
   set: `status = 'approved', failure_reason = NULL, finished_at = NULL, run_after = NULL, deferred = false,
     max_attempts = least(1000, a.failures + i.extra), ${CLEAR_CLAIM_SET}`,
   event: {
@@ -403,15 +403,15 @@ export const ActionRetryMany = changeWithEvent({
 /** Deferred actions whose time has come join the ready index (and the
  * trigger wakes every server). */
 export const ActionPromoteDue = `
-UPDATE actions a SET deferred = false, updated_at = now()
+UPDATE /*schema*/actions a SET deferred = false, updated_at = now()
 FROM (
-  SELECT id FROM actions WHERE status = 'approved' AND deferred AND run_after <= now()
+  SELECT id FROM /*schema*/actions WHERE status = 'approved' AND deferred AND run_after <= now()
   ORDER BY run_after LIMIT $1 FOR UPDATE SKIP LOCKED
 ) due
 WHERE a.id = due.id
 RETURNING a.id, a.action_type`;
 
-export const ActionNextDue = `SELECT min(run_after) AS next FROM actions WHERE status = 'approved' AND deferred`;
+export const ActionNextDue = `SELECT min(run_after) AS next FROM /*schema*/actions WHERE status = 'approved' AND deferred`;
 
 export const ActionRejectClaimedMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[]) AS i(id, token, actor, reason)",
@@ -443,7 +443,7 @@ export const ActionRejectPendingMany = changeWithEvent({
 // when the quorum and every group requirement are met (approvals_complete,
 // migration 010, which the table's constraint also checks).
 const groupsAfter = "a.approver_groups || jsonb_build_object(i.approver, i.groups)";
-const approvalsComplete = `approvals_complete(a.approvals_required, cardinality(a.approvers) + 1, a.approval_requirements, ${groupsAfter})`;
+const approvalsComplete = `/*schema*/approvals_complete(a.approvals_required, cardinality(a.approvers) + 1, a.approval_requirements, ${groupsAfter})`;
 
 /** Which requirements this approval counted toward, such as "group
  * sre-leads (1 of 1)": those of its groups that it was still needed for.
@@ -460,7 +460,7 @@ const satisfies = `(
 export const ActionApproveMany = changeWithEvent({
   inputs: "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, approver, note, groups)",
   lock: `
-    SELECT a.id FROM actions a JOIN i USING (id)
+    SELECT a.id FROM /*schema*/actions a JOIN i USING (id)
     WHERE a.status = 'pending' AND a.created_by <> i.approver AND NOT (i.approver = ANY (a.approvers))
       AND (a.approval_expires_at IS NULL OR a.approval_expires_at > now())
     FOR UPDATE OF a`,
@@ -481,7 +481,7 @@ export const ActionApproveMany = changeWithEvent({
 /** PENDING actions whose approval window closed: rejected, never run. */
 export const ActionExpireApprovals = changeWithEvent({
   lock: `
-    SELECT id, approval_expires_at AS old_expiry FROM actions
+    SELECT id, approval_expires_at AS old_expiry FROM /*schema*/actions
     WHERE status = 'pending' AND approval_expires_at < now()
     ORDER BY approval_expires_at
     LIMIT $2
@@ -490,7 +490,7 @@ export const ActionExpireApprovals = changeWithEvent({
   event: {
     type: "'action_rejected'",
     actor: "$1::text",
-    payload: `jsonb_build_object('reason', 'approval_expired', 'from_status', 'pending', 'approval_expired_at', rfc3339(o.old_expiry),
+    payload: `jsonb_build_object('reason', 'approval_expired', 'from_status', 'pending', 'approval_expired_at', /*schema*/rfc3339(o.old_expiry),
       'approvers', to_jsonb(c.approvers), 'approvals_required', c.approvals_required)`,
   },
 });
@@ -519,7 +519,7 @@ export const ActionCancelForSchedule = changeWithEvent({
     type: "'action_cancelled'",
     actor: "i.actor",
     payload: `jsonb_build_object('reason', i.reason, 'from_status', o.old_status, 'worker', o.old_worker,
-      'schedule_id', i.schedule_id, 'schedule_tick_time', rfc3339(i.tick_time))`,
+      'schedule_id', i.schedule_id, 'schedule_tick_time', /*schema*/rfc3339(i.tick_time))`,
   },
   returning: "o.old_status AS from_status",
 });
@@ -535,7 +535,7 @@ export const ActionBreakGlassMany = changeWithEvent({
     type: "'break_glass'",
     actor: "i.actor",
     payload: `jsonb_build_object('reason', i.reason, 'status', o.old_status,
-      'closed_windows', coalesce((SELECT jsonb_agg(DISTINCT w.window_name) FROM change_window_intervals w WHERE ${windowHolds("w", "c")}), '[]'::jsonb))`,
+      'closed_windows', coalesce((SELECT jsonb_agg(DISTINCT w.window_name) FROM /*schema*/change_window_intervals w WHERE ${windowHolds("w", "c")}), '[]'::jsonb))`,
   },
   returning: "o.old_status AS from_status",
 });
@@ -543,7 +543,7 @@ export const ActionBreakGlassMany = changeWithEvent({
 /** Acknowledged claims a worker brings to a new stream: they move to it.
  * Only the worker holding the claim, with its token. */
 export const ActionAdoptClaims = `
-UPDATE actions a SET claim_session = $1::uuid
+UPDATE /*schema*/actions a SET claim_session = $1::uuid
 FROM unnest($3::bigint[], $4::uuid[]) AS i(id, token)
 WHERE a.id = i.id AND a.status = 'claimed' AND a.claim_token = i.token AND a.claimed_by = $2 AND a.acked_at IS NOT NULL
 RETURNING a.id, a.attempt`;
@@ -552,7 +552,7 @@ RETURNING a.id, a.attempt`;
  * them, or the listed ones), back to the queue. */
 export const ActionReleaseUnacked = changeWithEvent({
   lock: `
-    SELECT id, claimed_by AS old_worker FROM actions
+    SELECT id, claimed_by AS old_worker FROM /*schema*/actions
     WHERE status = 'claimed' AND claim_session = $1::uuid AND acked_at IS NULL
       AND ($2::bigint[] IS NULL OR (id, attempt) IN (SELECT * FROM unnest($2::bigint[], $5::int[])))
     ORDER BY id
@@ -567,7 +567,7 @@ export const ActionReleaseUnacked = changeWithEvent({
 
 export const ActionRequeueExpiredLeases = changeWithEvent({
   lock: `
-    SELECT id, claimed_by AS old_worker, claim_deadline AS old_deadline FROM actions
+    SELECT id, claimed_by AS old_worker, claim_deadline AS old_deadline FROM /*schema*/actions
     WHERE status = 'claimed' AND claim_deadline < now()
     ORDER BY claim_deadline
     LIMIT $2
@@ -576,13 +576,13 @@ export const ActionRequeueExpiredLeases = changeWithEvent({
   event: {
     type: "'claim_timed_out'",
     actor: "$1::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'claim_deadline', rfc3339(o.old_deadline), 'attempt', c.attempt)",
+    payload: "jsonb_build_object('worker', o.old_worker, 'claim_deadline', /*schema*/rfc3339(o.old_deadline), 'attempt', c.attempt)",
   },
 });
 
 export const ActionReleaseExpiredDeliveries = changeWithEvent({
   lock: `
-    SELECT id, claimed_by AS old_worker, ack_deadline AS old_deadline FROM actions
+    SELECT id, claimed_by AS old_worker, ack_deadline AS old_deadline FROM /*schema*/actions
     WHERE status = 'claimed' AND acked_at IS NULL AND ack_deadline < now()
     ORDER BY ack_deadline
     LIMIT $2
@@ -591,28 +591,28 @@ export const ActionReleaseExpiredDeliveries = changeWithEvent({
   event: {
     type: "'claim_released'",
     actor: "$1::text",
-    payload: "jsonb_build_object('worker', o.old_worker, 'reason', 'ack_timeout', 'ack_deadline', rfc3339(o.old_deadline), 'attempt', c.attempt)",
+    payload: "jsonb_build_object('worker', o.old_worker, 'reason', 'ack_timeout', 'ack_deadline', /*schema*/rfc3339(o.old_deadline), 'attempt', c.attempt)",
   },
 });
 
 /** What access checks look at: an action's project, type and producer,
  * which never change once proposed, live or archived. */
 export const ActionScopes = `
-SELECT id::text, project, action_type, created_by FROM actions WHERE id = ANY($1::bigint[])
+SELECT id::text, project, action_type, created_by FROM /*schema*/actions WHERE id = ANY($1::bigint[])
 UNION ALL
-SELECT id::text, project, action_type, created_by FROM actions_archive WHERE id = ANY($1::bigint[])`;
+SELECT id::text, project, action_type, created_by FROM /*schema*/actions_archive WHERE id = ANY($1::bigint[])`;
 
 /** Who holds each claim named by (id, token). A claim token is drawn anew
  * for every claim, so the holder read here is the holder for as long as
  * the token is current. */
 export const ClaimHolders = `
-SELECT a.id::text, a.claimed_by FROM actions a
+SELECT a.id::text, a.claimed_by FROM /*schema*/actions a
 JOIN unnest($1::bigint[], $2::uuid[]) AS k(id, token) ON a.id = k.id AND a.claim_token = k.token`;
 
 /** Of the claims named by (id, session, attempt), those still CLAIMED by
  * that stream: what a stream holds that ended elsewhere is the rest. Reads
  * ids only, since the poll without LISTEN runs it several times a second. */
 export const ClaimsStillHeld = `
-SELECT a.id::text FROM actions a
+SELECT a.id::text FROM /*schema*/actions a
 JOIN unnest($1::bigint[], $2::uuid[], $3::int[]) AS h(id, session, attempt) ON a.id = h.id
 WHERE a.status = 'claimed' AND a.claim_session = h.session AND a.attempt = h.attempt`;

@@ -7,27 +7,28 @@ import type pg from "pg";
  * per key (a loose index scan), however long each key's queue is. */
 export const READY_KEYS = `
   WITH RECURSIVE r(k) AS (
-    (SELECT concurrency_key FROM actions
+    (SELECT concurrency_key FROM /*schema*/actions
      WHERE status = 'approved' AND NOT deferred AND concurrency_key IS NOT NULL
      ORDER BY concurrency_key LIMIT 1)
     UNION ALL
-    SELECT (SELECT a.concurrency_key FROM actions a
+    SELECT (SELECT a.concurrency_key FROM /*schema*/actions a
             WHERE a.status = 'approved' AND NOT a.deferred AND a.concurrency_key IS NOT NULL AND a.concurrency_key > r.k
             ORDER BY a.concurrency_key LIMIT 1)
     FROM r WHERE r.k IS NOT NULL
   )
   SELECT k FROM r WHERE k IS NOT NULL`;
 
-const holders = (key: string) => `ARRAY(SELECT c.id FROM actions c WHERE c.concurrency_key = ${key} AND c.status = 'claimed' ORDER BY c.claimed_at, c.id)`;
+const holders = (key: string) =>
+  `ARRAY(SELECT c.id FROM /*schema*/actions c WHERE c.concurrency_key = ${key} AND c.status = 'claimed' ORDER BY c.claimed_at, c.id)`;
 
 // `ahead` walks the key's queue up to the action: a GetAction question,
 // answered from the key's index.
 const ConcurrencyHoldOf = `
 SELECT k.key, k.claim_limit, ${holders("k.key")} AS holder_ids, ahead.n::text AS ahead
-FROM actions a
-JOIN concurrency_keys k ON k.key = a.concurrency_key
+FROM /*schema*/actions a
+JOIN /*schema*/concurrency_keys k ON k.key = a.concurrency_key
 CROSS JOIN LATERAL (
-  SELECT count(*) AS n FROM actions b
+  SELECT count(*) AS n FROM /*schema*/actions b
   WHERE b.concurrency_key = a.concurrency_key AND b.status = 'approved' AND NOT b.deferred AND (b.priority, b.id) < (a.priority, a.id)
 ) ahead
 WHERE a.id = $1 AND a.status = 'approved' AND NOT a.deferred
@@ -35,9 +36,9 @@ WHERE a.id = $1 AND a.status = 'approved' AND NOT a.deferred
 
 const HeldKeys = `
 SELECT k.key, k.claim_limit, ${holders("k.key")} AS holder_ids, (w.n - (k.claim_limit - least(k.claimed, k.claim_limit)))::text AS waiting
-FROM concurrency_keys k
+FROM /*schema*/concurrency_keys k
 CROSS JOIN LATERAL (
-  SELECT count(*) AS n FROM actions a WHERE a.concurrency_key = k.key AND a.status = 'approved' AND NOT a.deferred
+  SELECT count(*) AS n FROM /*schema*/actions a WHERE a.concurrency_key = k.key AND a.status = 'approved' AND NOT a.deferred
 ) w
 WHERE k.key = ANY (ARRAY(${READY_KEYS})) AND w.n > k.claim_limit - least(k.claimed, k.claim_limit)
 ORDER BY w.n DESC, k.key

@@ -7,10 +7,10 @@ import type pg from "pg";
 import { actionNotFound } from "../errors.js";
 import { type EventRow, eventColumns } from "./rows.js";
 
-const EventHorizon = "SELECT event_horizon()::text AS horizon";
+const EventHorizon = "SELECT /*schema*/event_horizon()::text AS horizon";
 
 const EventListAfter = `
-SELECT ${eventColumns("e")} FROM events e
+SELECT ${eventColumns("e")} FROM /*schema*/events e
 WHERE e.id > $1 AND e.id <= $2
   AND ($3::bigint IS NULL OR e.action_id = $3)
   AND ($4::text[] IS NULL OR e.event_type = ANY($4))
@@ -18,12 +18,12 @@ ORDER BY e.id
 LIMIT $5`;
 
 /** Unbounded by the horizon: for the live tail, which checks for gaps itself. */
-const EventReadAfter = `SELECT ${eventColumns("e")} FROM events e WHERE e.id > $1 ORDER BY e.id LIMIT $2`;
+const EventReadAfter = `SELECT ${eventColumns("e")} FROM /*schema*/events e WHERE e.id > $1 ORDER BY e.id LIMIT $2`;
 
 const EventInsertOne = `
-INSERT INTO events (action_id, event_type, actor, payload)
+INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
 SELECT $1::bigint, $2, $3, $4::jsonb
-WHERE $1::bigint IS NULL OR EXISTS (SELECT 1 FROM actions WHERE id = $1)
+WHERE $1::bigint IS NULL OR EXISTS (SELECT 1 FROM /*schema*/actions WHERE id = $1)
 RETURNING ${eventColumns("events")}`;
 
 export interface EventFilter {

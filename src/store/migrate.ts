@@ -1,13 +1,12 @@
 // Schema migrations: numbered plain .sql files in migrations/, each applied in
-// its own transaction. Concurrent servers serialize on an advisory lock, and
-// the bookkeeping row is written first so that a racing migrator would fail
-// on the primary key rather than apply a file twice.
+// its own transaction. Concurrent servers serialize on a transaction-scoped
+// advisory lock, and the bookkeeping row is written first so that a racing
+// migrator would fail on the primary key rather than apply a file twice.
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import pg from "pg";
 import type { Logger } from "pino";
 import { migrationsDir } from "../paths.js";
-import { clientConfig, quoteIdent } from "./db.js";
+import { type Database, createClient, quoteIdent } from "./db.js";
 
 export interface Migration {
   id: number;
@@ -31,28 +30,50 @@ export function listMigrations(dir = migrationsDir): Migration[] {
   return migrations;
 }
 
-const MIGRATION_LOCK = "SELECT pg_advisory_lock(1633907826, hashtext($1) & 2147483647)";
-const MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(1633907826, hashtext($1) & 2147483647)";
+// Transaction-scoped, so that it works through a transaction pooler too:
+// every transaction of a migrator takes it first and reads the bookkeeping
+// again under it. 1633907826: actionq's second advisory-lock class.
+const MigrationLock = "SELECT pg_advisory_xact_lock(1633907826, hashtext($1) & 2147483647)";
+const MigrationApplied = "SELECT EXISTS (SELECT 1 FROM /*schema*/schema_migrations WHERE id = $1) AS applied";
+const MigrationRecord = "INSERT INTO /*schema*/schema_migrations (id, name) VALUES ($1, $2)";
 
-/** Brings the schema up to date. Returns the migrations it applied. */
-export async function migrate(url: string, schema: string, log?: Logger): Promise<Migration[]> {
+/** Brings the schema up to date. Returns the migrations it applied. Works
+ * on a direct connection and through a transaction pooler alike: nothing
+ * outlives a transaction (the lock, the search path each file runs with),
+ * and each migration is one transaction that takes the lock and checks
+ * the bookkeeping table before it applies its file. */
+export async function migrate(db: Database, log?: Logger): Promise<Migration[]> {
+  const { schema } = db;
   const ident = quoteIdent(schema);
   const migrations = listMigrations();
-  const client = new pg.Client(clientConfig(url, schema, "actionq-migrate"));
+  const client = createClient(db, "actionq-migrate");
   await client.connect();
   const applied: Migration[] = [];
+  const inLockedTransaction = async <T>(fn: () => Promise<T>): Promise<T> => {
+    await client.query("BEGIN");
+    try {
+      await client.query(MigrationLock, [schema]);
+      const result = await fn();
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  };
   try {
-    await client.query(MIGRATION_LOCK, [schema]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${ident}.schema_migrations (
-         id integer PRIMARY KEY,
-         name text NOT NULL,
-         applied_at timestamptz NOT NULL DEFAULT now()
-       )`,
-    );
-    const { rows } = await client.query<{ id: number }>(`SELECT id FROM ${ident}.schema_migrations ORDER BY id`);
-    const done = new Set(rows.map((row) => row.id));
+    const done = await inLockedTransaction(async () => {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS /*schema*/schema_migrations (
+           id integer PRIMARY KEY,
+           name text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now()
+         )`,
+      );
+      const { rows } = await client.query<{ id: number }>("SELECT id FROM /*schema*/schema_migrations ORDER BY id");
+      return new Set(rows.map((row) => row.id));
+    });
     const unknown = [...done].filter((id) => !migrations.some((m) => m.id === id));
     if (unknown.length > 0) {
       log?.warn({ unknown }, "the database has migrations this server does not know: it is older than the schema");
@@ -60,21 +81,24 @@ export async function migrate(url: string, schema: string, log?: Logger): Promis
     for (const migration of migrations) {
       if (done.has(migration.id)) continue;
       const sql = readFileSync(migration.file, "utf8");
-      await client.query("BEGIN");
-      try {
+      const ran = await inLockedTransaction(async () => {
+        // Another migrator may have applied it while this one waited.
+        const { rows } = await client.query<{ applied: boolean }>(MigrationApplied, [migration.id]);
+        if (rows[0]!.applied) return false;
+        // The files use unqualified names: they run with the schema as
+        // their search path, for this transaction only.
         await client.query(`SET LOCAL search_path TO ${ident}`);
-        await client.query(`INSERT INTO ${ident}.schema_migrations (id, name) VALUES ($1, $2)`, [migration.id, migration.name]);
+        await client.query(MigrationRecord, [migration.id, migration.name]);
         await client.query(sql);
-        await client.query("COMMIT");
-      } catch (error) {
-        await client.query("ROLLBACK");
-        throw new Error(`migration ${path.basename(migration.file)} failed: ${(error as Error).message}`, { cause: error });
-      }
+        return true;
+      }).catch((error: Error) => {
+        throw new Error(`migration ${path.basename(migration.file)} failed: ${error.message}`, { cause: error });
+      });
+      if (!ran) continue;
       log?.info({ migration: path.basename(migration.file), schema }, "applied migration");
       applied.push(migration);
     }
   } finally {
-    await client.query(MIGRATION_UNLOCK, [schema]).catch(() => {});
     await client.end();
   }
   return applied;

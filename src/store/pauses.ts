@@ -42,10 +42,10 @@ export function claimableWhere(alias: string): string[] {
   return [
     `${alias}.status = 'approved'`,
     `NOT ${alias}.deferred`,
-    "NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'all')",
-    `NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'action_type' AND p.value = ${alias}.action_type)`,
-    `NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = 'project' AND p.value = ${alias}.project)`,
-    `(${alias}.break_glass_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM change_window_intervals w WHERE ${windowHolds("w", alias)}))`,
+    "NOT EXISTS (SELECT 1 FROM /*schema*/pauses p WHERE p.kind = 'all')",
+    `NOT EXISTS (SELECT 1 FROM /*schema*/pauses p WHERE p.kind = 'action_type' AND p.value = ${alias}.action_type)`,
+    `NOT EXISTS (SELECT 1 FROM /*schema*/pauses p WHERE p.kind = 'project' AND p.value = ${alias}.project)`,
+    `(${alias}.break_glass_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM /*schema*/change_window_intervals w WHERE ${windowHolds("w", alias)}))`,
   ];
 }
 
@@ -62,43 +62,43 @@ const scopeJson = "jsonb_build_object('kind', kind, 'value', value)";
 
 const PauseInsert = `
 WITH ins AS (
-  INSERT INTO pauses (kind, value, paused_by, reason) VALUES ($1, $2, $3, $4)
+  INSERT INTO /*schema*/pauses (kind, value, paused_by, reason) VALUES ($1, $2, $3, $4)
   ON CONFLICT (kind, value) DO NOTHING
   RETURNING *
 ),
 ev AS (
-  INSERT INTO events (action_id, event_type, actor, payload)
+  INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
   SELECT NULL, 'coordinator_paused', paused_by, jsonb_build_object('scope', ${scopeJson}, 'reason', reason) FROM ins
 )
 SELECT *, true AS created FROM ins
 UNION ALL
-SELECT *, false AS created FROM pauses WHERE kind = $1 AND value = $2 AND NOT EXISTS (SELECT 1 FROM ins)`;
+SELECT *, false AS created FROM /*schema*/pauses WHERE kind = $1 AND value = $2 AND NOT EXISTS (SELECT 1 FROM ins)`;
 
 const PauseDelete = `
 WITH del AS (
-  DELETE FROM pauses WHERE kind = $1 AND value = $2 RETURNING *
+  DELETE FROM /*schema*/pauses WHERE kind = $1 AND value = $2 RETURNING *
 ),
 ev AS (
-  INSERT INTO events (action_id, event_type, actor, payload)
+  INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
   SELECT NULL, 'coordinator_resumed', $3::text, jsonb_build_object(
-    'scope', ${scopeJson}, 'reason', $4::text, 'paused_by', paused_by, 'pause_reason', reason, 'paused_at', rfc3339(created_at))
+    'scope', ${scopeJson}, 'reason', $4::text, 'paused_by', paused_by, 'pause_reason', reason, 'paused_at', /*schema*/rfc3339(created_at))
   FROM del
 )
 SELECT * FROM del`;
 
-const PauseList = "SELECT * FROM pauses ORDER BY created_at, kind, value";
+const PauseList = "SELECT * FROM /*schema*/pauses ORDER BY created_at, kind, value";
 
 // Finished actions are counted too, so this reads the whole table: an
 // operator's question, not a hot path.
 const CountByStatusAndType = `
-SELECT status, action_type, count(*)::text AS n FROM actions GROUP BY status, action_type ORDER BY status, action_type`;
+SELECT status, action_type, count(*)::text AS n FROM /*schema*/actions GROUP BY status, action_type ORDER BY status, action_type`;
 
 const Claimable = `
-SELECT count(*)::text AS n, min(approved_at) AS oldest FROM actions a
+SELECT count(*)::text AS n, min(approved_at) AS oldest FROM /*schema*/actions a
 WHERE ${claimableWhere("a").join(" AND ")}`;
 
 const LiveCounts = `
-SELECT status, action_type, count(*)::text AS n FROM actions
+SELECT status, action_type, count(*)::text AS n FROM /*schema*/actions
 WHERE status IN ('pending', 'approved', 'claimed')
 GROUP BY status, action_type`;
 

@@ -30,7 +30,7 @@ export function changeWithEvent(spec: ChangeSpec): string {
   ctes.push(`o AS (${spec.lock})`);
   ctes.push(
     `c AS (
-      UPDATE actions a SET ${spec.set}, updated_at = now()
+      UPDATE /*schema*/actions a SET ${spec.set}, updated_at = now()
       FROM o${spec.inputs ? " JOIN i USING (id)" : ""}${spec.from ?? ""}
       WHERE a.id = o.id${spec.where ? ` AND ${spec.where}` : ""}
       RETURNING a.*
@@ -39,7 +39,7 @@ export function changeWithEvent(spec: ChangeSpec): string {
   if (spec.event) {
     ctes.push(
       `e AS (
-        INSERT INTO events (action_id, event_type, actor, payload)
+        INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
         SELECT c.id, ${spec.event.type}, ${spec.event.actor}, ${spec.event.payload}
         FROM c JOIN o USING (id)${spec.inputs ? " JOIN i USING (id)" : ""}
         ORDER BY c.id

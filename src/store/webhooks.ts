@@ -1,34 +1,44 @@
 // Named queries on the webhook outbox and each endpoint's delivery state
-// (migration 008). The sender of an endpoint runs them on its own
-// connection, which holds the endpoint's advisory lock: a state write can
-// only come from the session that holds the lock. Retention and the
-// metrics' backlog run on the pool.
+// (migration 008). An endpoint's sender holds a lease on its row
+// (migration 012), and every write of the delivery state names the holder:
+// a write from a sender that lost the lease changes nothing. Retention and
+// the metrics' backlog run on the pool.
 import type pg from "pg";
 import { type ActionRow, type EventRow, actionColumns, eventColumns } from "./rows.js";
 
-// 1633907827: actionq's third advisory-lock class (after the event ids and
-// the migrations); one lock per schema and endpoint name.
-const EndpointTryLock = "SELECT pg_try_advisory_lock(1633907827, hashtext(current_schema() || ':' || $1) & 2147483647) AS locked";
-const EndpointUnlock = "SELECT pg_advisory_unlock(1633907827, hashtext(current_schema() || ':' || $1) & 2147483647)";
+// Taken when free, run out, or already ours; the state comes back with it.
+const EndpointLeaseTake = `
+UPDATE /*schema*/webhook_endpoints
+SET lease_holder = $2, lease_expires_at = now() + $3::float8 * interval '1 millisecond'
+WHERE name = $1 AND (lease_holder IS NULL OR lease_holder = $2 OR lease_expires_at < now())
+RETURNING name, cursor::text AS cursor, attempts, next_attempt_at, failing_since, last_error`;
+
+const EndpointLeaseRenew = `
+UPDATE /*schema*/webhook_endpoints SET lease_expires_at = now() + $3::float8 * interval '1 millisecond'
+WHERE name = $1 AND lease_holder = $2`;
+
+const EndpointLeaseRelease = `
+UPDATE /*schema*/webhook_endpoints SET lease_holder = NULL, lease_expires_at = NULL
+WHERE name = $1 AND lease_holder = $2`;
 
 // A new endpoint starts at the horizon: notifications committed before it
 // was first seen are not replayed. A known one is only marked as seen.
 const EndpointEnsureMany = `
-INSERT INTO webhook_endpoints (name, cursor)
-SELECT n, h.horizon FROM unnest($1::text[]) AS n CROSS JOIN (SELECT event_horizon() AS horizon) h
+INSERT INTO /*schema*/webhook_endpoints (name, cursor)
+SELECT n, h.horizon FROM unnest($1::text[]) AS n CROSS JOIN (SELECT /*schema*/event_horizon() AS horizon) h
 ON CONFLICT (name) DO UPDATE SET seen_at = now()`;
 
 const EndpointGet = `
 SELECT name, cursor::text AS cursor, attempts, next_attempt_at, failing_since, last_error
-FROM webhook_endpoints WHERE name = $1`;
+FROM /*schema*/webhook_endpoints WHERE name = $1`;
 
 // The horizon first, then the rows: every notification up to it has
 // committed (or never will), so nothing below the last row read can still
 // appear.
-const OutboxPendingHorizon = "SELECT event_horizon()::text AS horizon";
+const OutboxPendingHorizon = "SELECT /*schema*/event_horizon()::text AS horizon";
 const OutboxPendingAfter = `
 SELECT ${eventColumns("e")}
-FROM webhook_outbox o JOIN events e ON e.id = o.event_id
+FROM /*schema*/webhook_outbox o JOIN /*schema*/events e ON e.id = o.event_id
 WHERE o.event_id > $1 AND o.event_id <= $2
 ORDER BY o.event_id
 LIMIT $3`;
@@ -36,38 +46,38 @@ LIMIT $3`;
 /** The action as the event left it, read back into an actions row. */
 const OutboxActions = `
 SELECT o.event_id::text AS event_id, ${actionColumns("a")}
-FROM webhook_outbox o CROSS JOIN LATERAL jsonb_populate_record(NULL::actions, o.action) a
+FROM /*schema*/webhook_outbox o CROSS JOIN LATERAL jsonb_populate_record(NULL::/*schema*/actions, o.action) a
 WHERE o.event_id = ANY($1::bigint[]) AND o.action IS NOT NULL`;
 
 const EndpointAdvance = `
-UPDATE webhook_endpoints
+UPDATE /*schema*/webhook_endpoints
 SET cursor = greatest(cursor, $2), attempts = 0, next_attempt_at = now(), failing_since = NULL,
   last_delivered_at = CASE WHEN $3::boolean THEN now() ELSE last_delivered_at END
-WHERE name = $1`;
+WHERE name = $1 AND lease_holder = $4`;
 
 const EndpointFailed = `
-UPDATE webhook_endpoints
+UPDATE /*schema*/webhook_endpoints
 SET attempts = attempts + 1, next_attempt_at = now() + $2::float8 * interval '1 millisecond',
   failing_since = coalesce(failing_since, now()), last_error = $3
-WHERE name = $1
+WHERE name = $1 AND lease_holder = $4
 RETURNING attempts, failing_since`;
 
-const EndpointSeen = "UPDATE webhook_endpoints SET seen_at = now() WHERE name = ANY($1::text[])";
+const EndpointSeen = "UPDATE /*schema*/webhook_endpoints SET seen_at = now() WHERE name = ANY($1::text[])";
 
 // Rows every endpoint seen in the last week has passed may go; an endpoint
 // no server has had in its file for a week is forgotten (added again, it
 // starts from the horizon like a new one).
 const OutboxPrune = `
-WITH forgotten AS (DELETE FROM webhook_endpoints WHERE seen_at < now() - interval '7 days'),
-bound AS (SELECT coalesce((SELECT min(cursor) FROM webhook_endpoints WHERE seen_at >= now() - interval '7 days'), event_horizon()) AS upto)
-DELETE FROM webhook_outbox o USING bound WHERE o.event_id <= bound.upto`;
+WITH forgotten AS (DELETE FROM /*schema*/webhook_endpoints WHERE seen_at < now() - interval '7 days'),
+bound AS (SELECT coalesce((SELECT min(cursor) FROM /*schema*/webhook_endpoints WHERE seen_at >= now() - interval '7 days'), /*schema*/event_horizon()) AS upto)
+DELETE FROM /*schema*/webhook_outbox o USING bound WHERE o.event_id <= bound.upto`;
 
 /** For the metrics: notifications of these event types after the cursor. */
 const EndpointBacklog = `
 SELECT w.attempts, w.last_error, count(o.event_id)::int AS n, min(o.created_at) AS oldest
-FROM webhook_endpoints w
-LEFT JOIN webhook_outbox o ON o.event_id > w.cursor
-  AND EXISTS (SELECT 1 FROM events e WHERE e.id = o.event_id AND e.event_type = ANY($2::text[]))
+FROM /*schema*/webhook_endpoints w
+LEFT JOIN /*schema*/webhook_outbox o ON o.event_id > w.cursor
+  AND EXISTS (SELECT 1 FROM /*schema*/events e WHERE e.id = o.event_id AND e.event_type = ANY($2::text[]))
 WHERE w.name = $1
 GROUP BY w.attempts, w.last_error`;
 
@@ -85,13 +95,21 @@ export interface Queryable {
   query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
-export async function tryLockEndpoint(db: Queryable, name: string): Promise<boolean> {
-  const { rows } = await db.query<{ locked: boolean }>(EndpointTryLock, [name]);
-  return rows[0]!.locked;
+/** The endpoint's state if `holder` now holds its lease for `ms` more
+ * milliseconds; undefined if another holder has it (or the row is gone). */
+export async function takeEndpointLease(db: Queryable, name: string, holder: string, ms: number): Promise<EndpointState | undefined> {
+  const { rows } = await db.query<EndpointState>(EndpointLeaseTake, [name, holder, ms]);
+  return rows[0];
 }
 
-export async function unlockEndpoint(db: Queryable, name: string): Promise<void> {
-  await db.query(EndpointUnlock, [name]);
+/** False when `holder` no longer holds the lease. */
+export async function renewEndpointLease(db: Queryable, name: string, holder: string, ms: number): Promise<boolean> {
+  const result = await db.query(EndpointLeaseRenew, [name, holder, ms]);
+  return result.rowCount === 1;
+}
+
+export async function releaseEndpointLease(db: Queryable, name: string, holder: string): Promise<void> {
+  await db.query(EndpointLeaseRelease, [name, holder]);
 }
 
 export async function ensureEndpoints(db: Queryable, names: string[]): Promise<void> {
@@ -116,14 +134,24 @@ export async function pendingNotifications(db: Queryable, cursor: string, limit:
   return events.map((event) => ({ event, action: byEvent.get(event.id) ?? null }));
 }
 
-/** Moves the cursor (never backwards) and clears the failure state. */
-export async function advanceEndpoint(db: Queryable, name: string, cursor: string, delivered: boolean): Promise<void> {
-  await db.query(EndpointAdvance, [name, cursor, delivered]);
+/** Moves the cursor (never backwards) and clears the failure state. False
+ * when `holder` no longer holds the lease: nothing was written. */
+export async function advanceEndpoint(db: Queryable, name: string, holder: string, cursor: string, delivered: boolean): Promise<boolean> {
+  const result = await db.query(EndpointAdvance, [name, cursor, delivered, holder]);
+  return result.rowCount === 1;
 }
 
-export async function endpointFailed(db: Queryable, name: string, delayMs: number, error: string): Promise<{ attempts: number; failing_since: Date }> {
-  const { rows } = await db.query<{ attempts: number; failing_since: Date }>(EndpointFailed, [name, delayMs, error.slice(0, 1000)]);
-  return rows[0] ?? { attempts: 0, failing_since: new Date() };
+/** Counts a failed attempt; undefined when `holder` no longer holds the
+ * lease: nothing was written. */
+export async function endpointFailed(
+  db: Queryable,
+  name: string,
+  holder: string,
+  delayMs: number,
+  error: string,
+): Promise<{ attempts: number; failing_since: Date } | undefined> {
+  const { rows } = await db.query<{ attempts: number; failing_since: Date }>(EndpointFailed, [name, delayMs, error.slice(0, 1000), holder]);
+  return rows[0];
 }
 
 export async function markEndpointsSeen(db: Queryable, names: string[]): Promise<void> {

@@ -17,17 +17,17 @@ export interface WindowInterval {
   riskLevels: string[] | null;
 }
 
-const SourceEnsure = "INSERT INTO change_window_source (policy_version, horizon_end) VALUES ('', 'epoch') ON CONFLICT (singleton) DO NOTHING";
+const SourceEnsure = "INSERT INTO /*schema*/change_window_source (policy_version, horizon_end) VALUES ('', 'epoch') ON CONFLICT (singleton) DO NOTHING";
 // Taken FOR UPDATE: two servers writing at once take turns, and the second
 // sees what the first wrote.
-const SourceLock = "SELECT policy_version, horizon_end FROM change_window_source FOR UPDATE";
-const SourceGet = "SELECT policy_version, horizon_end FROM change_window_source";
-const IntervalsDelete = "DELETE FROM change_window_intervals";
+const SourceLock = "SELECT policy_version, horizon_end FROM /*schema*/change_window_source FOR UPDATE";
+const SourceGet = "SELECT policy_version, horizon_end FROM /*schema*/change_window_source";
+const IntervalsDelete = "DELETE FROM /*schema*/change_window_intervals";
 const IntervalsInsert = `
-INSERT INTO change_window_intervals (window_name, starts_at, ends_at, action_types, projects, risk_levels)
+INSERT INTO /*schema*/change_window_intervals (window_name, starts_at, ends_at, action_types, projects, risk_levels)
 SELECT r.window_name, r.starts_at, r.ends_at, r.action_types, r.projects, r.risk_levels
 FROM jsonb_to_recordset($1::jsonb) AS r(window_name text, starts_at timestamptz, ends_at timestamptz, action_types text[], projects text[], risk_levels text[])`;
-const SourceSet = "UPDATE change_window_source SET policy_version = $1, horizon_end = $2, written_at = now()";
+const SourceSet = "UPDATE /*schema*/change_window_source SET policy_version = $1, horizon_end = $2, written_at = now()";
 // Other replicas' claim streams look again ('r' is what a resume sends):
 // a reload may have opened a window.
 const NotifyChanged = "SELECT pg_notify('actionq_' || current_schema(), 'r')";
@@ -35,19 +35,19 @@ const NotifyChanged = "SELECT pg_notify('actionq_' || current_schema(), 'r')";
 /** Milliseconds from the database's now() to the next end of a closed
  * interval: when held actions may become claimable. */
 const NextOpening = `
-SELECT (extract(epoch FROM min(ends_at) - now()) * 1000)::float8 AS in_ms FROM change_window_intervals WHERE ends_at > now()`;
+SELECT (extract(epoch FROM min(ends_at) - now()) * 1000)::float8 AS in_ms FROM /*schema*/change_window_intervals WHERE ends_at > now()`;
 
 /** Approved, due actions that a closed window holds, per window. An action
  * held by two windows counts for both. */
 const HeldCounts = `
 SELECT w.window_name, count(*)::text AS n
-FROM change_window_intervals w JOIN actions a ON ${windowHolds("w", "a")}
+FROM /*schema*/change_window_intervals w JOIN /*schema*/actions a ON ${windowHolds("w", "a")}
 WHERE a.status = 'approved' AND NOT a.deferred AND a.break_glass_at IS NULL
 GROUP BY w.window_name`;
 
 /** The window holding one approved action now, the one closed longest. */
 const HoldOf = `
-SELECT w.window_name, w.ends_at FROM actions a JOIN change_window_intervals w ON ${windowHolds("w", "a")}
+SELECT w.window_name, w.ends_at FROM /*schema*/actions a JOIN /*schema*/change_window_intervals w ON ${windowHolds("w", "a")}
 WHERE a.id = $1 AND a.status = 'approved' AND a.break_glass_at IS NULL
 ORDER BY w.ends_at DESC LIMIT 1`;
 

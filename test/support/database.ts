@@ -8,6 +8,13 @@ export function databaseUrl(): string {
   return inject("databaseUrl");
 }
 
+/** A connection for checking what the server wrote, with the schema as its
+ * search path so that tests can use plain table names. The server's own
+ * connections set no search path. */
+export function inspectionConfig(url: string, schema: string, applicationName = "actionq-test"): pg.ClientConfig {
+  return { connectionString: url, application_name: applicationName, options: `-c search_path="${schema}"` };
+}
+
 /** A schema name nobody else uses; `label` says whose it is when one is left behind. */
 export function freshSchema(label?: string): string {
   return label ? `t_${label}_${randomBytes(4).toString("hex")}` : `t_${randomBytes(6).toString("hex")}`;

@@ -13,8 +13,7 @@ import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb
 import { type Config, loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/log.js";
 import { ActionqServer } from "../../src/server.js";
-import { clientConfig } from "../../src/store/db.js";
-import { databaseUrl, freshSchema } from "./database.js";
+import { databaseUrl, freshSchema, inspectionConfig } from "./database.js";
 
 export const protoDir = path.resolve(import.meta.dirname, "..", "..", "proto");
 
@@ -54,7 +53,7 @@ export async function startTestServer(env: ServerEnv = {}, schema = freshSchema(
   const address = `127.0.0.1:${server.port}`;
   const client = createClient(ActionQueueService, createGrpcTransport({ baseUrl: `http://${address}` }));
   const grpcClient = new GrpcClient(address);
-  const db = new pg.Pool({ ...clientConfig(databaseUrl(), schema, "actionq-test"), max: 4 });
+  const db = new pg.Pool({ ...inspectionConfig(databaseUrl(), schema), max: 4 });
   db.on("error", () => {});
   let closed = false;
   return {
