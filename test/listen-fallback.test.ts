@@ -241,3 +241,20 @@ describe("a polling server's own commits", () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 });
+
+describe("behind a transaction pooler with no ACTIONQ_LISTEN_URL", () => {
+  it("polls, saying why, since a LISTEN through the pooler would never hear anything", async () => {
+    const { log, lines } = capturingLogger();
+    // The pooler setting only drops startup options and named statements,
+    // so PostgreSQL itself stands in for the pooler here.
+    const t = await startTestServer({ ACTIONQ_DATABASE_POOLER: "transaction" }, undefined, log);
+    try {
+      expect(t.server.stats).toMatchObject({ listening: false, wakeups: "poll" });
+      const line = lines.find((entry) => String(entry.msg).startsWith("no direct LISTEN connection"));
+      expect(String(line?.reason)).toContain("ACTIONQ_DATABASE_POOLER=transaction and no ACTIONQ_LISTEN_URL");
+      expect(line?.interval_ms).toBe(250);
+    } finally {
+      await closeWithin(t);
+    }
+  });
+});

@@ -29,6 +29,19 @@ export function listenTarget(listenUrl: string | undefined, database: Database):
   return { database };
 }
 
+/** The first LISTEN connection failed: the server does not start, and says
+ * that it is ACTIONQ_LISTEN_URL's connection (or ACTIONQ_URL's, when that
+ * is the one LISTEN uses). */
+export class ListenStartError extends Error {
+  constructor(
+    readonly url: string,
+    override readonly cause: unknown,
+  ) {
+    super(`the LISTEN connection failed: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = "ListenStartError";
+  }
+}
+
 export interface WakeupHandlers extends ListenerHandlers {
   /** No notification can arrive: look for everything one would have said. */
   onPoll(): void;
@@ -67,8 +80,13 @@ export class Wakeups {
   /** With a LISTEN URL, rejects if its first connection fails: a server
    * told to listen somewhere should not quietly poll from the start. */
   async start(): Promise<void> {
-    if (this.listener) await this.listener.start();
-    else {
+    if (this.listener) {
+      try {
+        await this.listener.start();
+      } catch (error) {
+        throw new ListenStartError(this.target.database?.url ?? "", error);
+      }
+    } else {
       this.log.info(
         { reason: this.target.database === undefined ? this.target.reason : "", interval_ms: this.fallbackPollMs },
         `no direct LISTEN connection: polling every ${this.fallbackPollMs} ms for work, ended claims, events and notifications from other replicas`,
