@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS } from "../src/config.js";
 import { databaseUrl, freshSchema } from "./support/database.js";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
+import { requireBuiltCli, runToEnd } from "./support/processes.js";
 import { PGBOUNCER_MISSING, type PgBouncer, startPgBouncer } from "./support/pgbouncer.js";
 import { actionsPerTick, createSchedule, deleteSchedule, seconds } from "./support/schedules.js";
 import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, nthClaim, openClaimStream, openWatch } from "./support/streams.js";
@@ -98,6 +99,22 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("three replicas through PgBounc
       expect(rows[0].n).toBeGreaterThanOrEqual(12);
     } finally {
       await plain.end();
+    }
+  });
+
+  it("actionq migrate through the pooler: without the setting it says which to set, with it the schema is brought up to date", async () => {
+    requireBuiltCli();
+    const other = freshSchema("pgbouncer_migrate");
+    const env = { ACTIONQ_URL: bouncer.url, ACTIONQ_SCHEMA: other };
+    const refused = await runToEnd(["migrate"], env);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/unsupported startup parameter: options.*Set ACTIONQ_DATABASE_POOLER=transaction/);
+    try {
+      const migrated = await runToEnd(["migrate"], { ...env, ACTIONQ_DATABASE_POOLER: "transaction" });
+      expect(migrated.code, migrated.stderr).toBe(0);
+      expect(JSON.parse(migrated.stdout.trim().split("\n").at(-1)!)).toMatchObject({ schema: other, applied: expect.arrayContaining([1, 12]) });
+    } finally {
+      await a().db.query(`DROP SCHEMA IF EXISTS "${other}" CASCADE`);
     }
   });
 

@@ -6,8 +6,9 @@
 // the migrations.
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SCHEMA_MARKER, withSchema } from "../src/store/db.js";
+import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
 
 const root = path.resolve(import.meta.dirname, "..");
 
@@ -56,5 +57,24 @@ describe("the schema marker", () => {
       });
     }
     expect(found).toEqual([]);
+  });
+});
+
+describe("the schema's functions", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer();
+  });
+  afterAll(() => closeWithin(t));
+
+  it("run with the schema as their search path, except the SQL ones that only call built-ins and must stay inlinable", async () => {
+    const { rows } = await t.db.query<{ name: string; language: string; config: string[] | null }>(
+      `SELECT p.proname AS name, l.lanname AS language, p.proconfig AS config
+       FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = $1::regnamespace ORDER BY p.proname`,
+      [t.schema],
+    );
+    const unpinned = rows.filter((row) => !(row.config ?? []).includes(`search_path=${t.schema}`)).map((row) => `${row.name} (${row.language})`);
+    expect(unpinned).toEqual(["approvals_complete (sql)", "rfc3339 (sql)", "webhook_notifiable (sql)"]);
   });
 });

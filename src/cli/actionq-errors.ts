@@ -91,6 +91,12 @@ export function databaseStartupError(
         EXIT.database,
       );
     default:
+      if (/unsupported startup parameter/i.test(text)) {
+        return new StartupError(
+          `${at} refused a startup parameter (${text}): it looks like a transaction pooler such as PgBouncer. Set ACTIONQ_DATABASE_POOLER=transaction, and jit = off on the role (see docs/operations.md).`,
+          EXIT.database,
+        );
+      }
       if (/self[- ]signed certificate|unable to verify the first certificate|The server does not support SSL connections/i.test(text)) {
         return new StartupError(`cannot open a TLS connection to ${at}: ${text}. Check sslmode and the certificates in ${setting}.`, EXIT.database);
       }
