@@ -5,8 +5,10 @@
 // started again on the same port: every pool connection of every replica
 // drops at once. Then the LISTEN connections are cut and refused for a
 // while: the replicas poll every ACTIONQ_FALLBACK_POLL_SECONDS until they
-// listen again. Nothing may be lost or completed twice, and every
-// replica's streams must deliver again within seconds of each fault.
+// listen again, and probes enqueued through one replica for a worker of
+// another can only cross by that poll. Nothing may be lost or completed
+// twice, and every replica's streams must deliver again within seconds of
+// each fault.
 import { afterEach, describe, expect, it } from "vitest";
 import { databaseUrl } from "../support/database.js";
 import { PGBOUNCER_MISSING, type PgBouncer, startPgBouncer } from "../support/pgbouncer.js";
@@ -64,6 +66,10 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("scenario 11: PgBouncer restart
         });
       }
     }
+    // Only the third replica's probe worker takes probe_job, enqueued through
+    // the first while LISTEN is cut: it can only arrive by the fallback poll.
+    homeOf.set("probe-r2", 2);
+    crew.add({ name: "probe-r2", addresses: [addresses[2]!], actionTypes: ["probe_job"], maxInFlight: 2, leaseSeconds: 60, workMs: 10 });
     const watcher = new Watcher([addresses[2]!, addresses[0]!, addresses[1]!]);
     const count = 420;
     // Enqueued through the first two; the third's workers only get work
@@ -111,6 +117,7 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("scenario 11: PgBouncer restart
     for (const proxy of proxies) proxy.refuse(true);
     const cutAt = Date.now();
     const cut = proxies.reduce((n, proxy) => n + proxy.cut(), 0);
+    const probes = scenario.produce({ addresses: [addresses[0]!], prefix: "probe", count: 10, actionType: "probe_job", spreadMs: 2000 });
     const duringCut = await recovery(cutAt, "the LISTEN cut");
     await sleep(Math.max(0, cutAt + 3000 - Date.now()));
     for (const proxy of proxies) proxy.refuse(false);
@@ -119,7 +126,8 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("scenario 11: PgBouncer restart
     const relisten = Date.now() - allowedAt;
 
     await unlessCrashed(producer.done, "the producer");
-    await waitForAll(db, count, 90_000);
+    await unlessCrashed(probes.done, "the probes");
+    await waitForAll(db, count + probes.options.count, 90_000);
     await crew.stop();
     const { rows } = await db.query<{ id: string }>("SELECT max(id)::text AS id FROM events");
     await watcher.finish(rows[0]!.id);
@@ -135,18 +143,29 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("scenario 11: PgBouncer restart
          WHERE c.event_type = 'action_claimed' AND (c.payload->>'attempt')::int = 1) x GROUP BY phase ORDER BY phase`,
       [killedAt, cutAt, allowedAt, restartedAt],
     );
-    const report = await verify(db, { keys: producer.keys, records: crew.records, watched: watcher.events });
+    // The probes crossed replicas while polling: enqueue -> claim.
+    const { rows: probed } = await db.query<{ p50: number; max: number }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, max(ms) AS max FROM (
+         SELECT (extract(epoch FROM c.created_at - e.created_at) * 1000)::float8 AS ms
+         FROM events c JOIN events e ON e.action_id = c.action_id AND e.event_type = 'action_enqueued'
+         JOIN actions a ON a.id = c.action_id AND a.action_type = 'probe_job'
+         WHERE c.event_type = 'action_claimed' AND (c.payload->>'attempt')::int = 1) x`,
+    );
+    const report = await verify(db, { keys: [...producer.keys, ...probes.keys], records: crew.records, watched: watcher.events });
     const polled = replicas.map((replica) => replica.logged("lost the LISTEN connection; reconnecting").length);
     const ms = (values: number[]) => values.map((value) => `${Math.round(value)}ms`).join("/");
     scenario.summarize(
       report,
       `pgbouncer_down=${((restartedAt - killedAt) / 1000).toFixed(1)}s streams_back_after_restart=${ms(afterRestart)} ` +
         `listen_cut=${cut} streams_during_cut=${ms(duringCut)} relisten=${relisten}ms listen_losses=${polled.join("/")} ` +
+        `probes_across_while_polling=p50:${Math.round(probed[0]!.p50)}ms,max:${Math.round(probed[0]!.max)}ms ` +
         `claim_latency=${phases.map((p) => `${p.phase}:p50=${Math.round(p.p50)}ms,p99=${Math.round(p.p99)}ms,n=${p.n}`).join(" ")} ` +
         `producer_retries=${producer.stats.retries} watcher_reconnects=${watcher.reconnects}`,
     );
     expect(report.problems).toEqual([]);
-    expect(report.completed).toBe(count);
+    expect(report.completed).toBe(count + probes.options.count);
+    // Polling at 0.25 s: a claim across replicas within about one interval.
+    expect(probed[0]!.max).toBeLessThan(2000);
     expect(report.duplicates).toBe(0);
     // Within seconds: every replica's streams delivered again.
     for (const value of [...afterRestart, ...duringCut]) expect(value).toBeLessThan(10_000);
