@@ -8,6 +8,7 @@ import type { ActionStore, HandoffSlot } from "../store/actions.js";
 import type { Committed } from "../store/commits.js";
 import type { ActionRow } from "../store/rows.js";
 import { ClaimSession, Group, type Held, type SessionOptions } from "./claim-session.js";
+import { RepeatedWarning } from "./repeated-warning.js";
 
 export type { ClaimSession, SentMessage, SessionOptions, StreamMessage } from "./claim-session.js";
 
@@ -22,12 +23,17 @@ export class ClaimDispatcher {
   private readonly pumps = new Set<Promise<void>>();
   private timers: NodeJS.Timeout[] = [];
   private shuttingDown = false;
+  private readonly claimFailed: RepeatedWarning;
+  private readonly resyncFailed: RepeatedWarning;
 
   constructor(
     private readonly store: ActionStore,
     private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number; maxStreamAgeMs: number; handoff: boolean },
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.claimFailed = new RepeatedWarning(log, "claiming for streams failed; will retry on the next wakeup");
+    this.resyncFailed = new RepeatedWarning(log, "could not resync claim streams");
+  }
 
   /** Heartbeats, the backstop poll for a NOTIFY that never came, and the
    * resync for a claim whose end was never heard of. */
@@ -299,7 +305,7 @@ export class ClaimDispatcher {
           slots.map((session) => ({ session: session.id, worker: session.options.worker, leaseMs: session.options.leaseMs })),
         );
       } catch (error) {
-        this.log.warn({ err: (error as Error).message }, "claiming for streams failed; will retry on the next wakeup");
+        this.claimFailed.warn({ err: (error as Error).message });
         return;
       } finally {
         for (const session of slots) session.reserved--;
@@ -391,7 +397,7 @@ export class ClaimDispatcher {
         if (!still.has(id) && session.held.get(id) === held) this.onClaimEnded(id, held.attempt);
       }
     } catch (error) {
-      this.log.warn({ err: (error as Error).message }, "could not resync claim streams");
+      this.resyncFailed.warn({ err: (error as Error).message });
     }
   }
 
