@@ -50,7 +50,6 @@ export interface WakeupHandlers extends ListenerHandlers {
 export class Wakeups {
   readonly listener: Listener | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
-  private polls = 0;
 
   constructor(
     private readonly target: ListenTarget,
@@ -72,11 +71,6 @@ export class Wakeups {
     return this.listener?.connected ?? false;
   }
 
-  /** Fallback polls made so far (for tests and the log). */
-  get pollCount(): number {
-    return this.polls;
-  }
-
   /** With a LISTEN URL, rejects if its first connection fails: a server
    * told to listen somewhere should not quietly poll from the start. */
   async start(): Promise<void> {
@@ -93,9 +87,7 @@ export class Wakeups {
       );
     }
     this.pollTimer = setInterval(() => {
-      if (this.mode !== "poll") return;
-      this.polls++;
-      this.handlers.onPoll();
+      if (this.mode === "poll") this.handlers.onPoll();
     }, this.fallbackPollMs);
     this.pollTimer.unref();
   }
