@@ -119,7 +119,7 @@ export class Metrics {
     });
     this.poolWait = new Histogram({
       name: "actionq_db_pool_wait_seconds",
-      help: "Time a statement waited for a pool connection (0 when one was idle).",
+      help: "Time a statement waited for a pool connection: about 0 when one was idle; opening a new one when the pool grows counts too.",
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
