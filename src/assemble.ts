@@ -21,9 +21,9 @@ import type { Config } from "./config.js";
 import { consoleHandler, isConsoleRequest } from "./console/serve.js";
 import { ClaimDispatcher } from "./dispatch/claims.js";
 import { EventHub } from "./dispatch/event-hub.js";
-import { Listener } from "./dispatch/listener.js";
 import { Scheduler } from "./dispatch/scheduler.js";
 import { Sweeper } from "./dispatch/sweeper.js";
+import { Wakeups, listenTarget } from "./dispatch/wakeups.js";
 import { WindowKeeper } from "./dispatch/windows.js";
 import { ActionqError } from "./errors.js";
 import { type Component, component } from "./lifecycle.js";
@@ -36,6 +36,7 @@ import { type LoadedPolicy, PolicyError, type PolicyHolder, warnUnreachableGroup
 import { ActionStore } from "./store/actions.js";
 import { Commits } from "./store/commits.js";
 import { type Database, createPool } from "./store/db.js";
+import { timeCheckouts } from "./store/pool-waits.js";
 import { EventStore } from "./store/events.js";
 import { listMigrations } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
@@ -72,7 +73,7 @@ export interface Parts {
   transport: Transport;
   dispatcher: ClaimDispatcher;
   hub: EventHub;
-  listener: Listener;
+  wakeups: Wakeups;
   /** The API port, once the transport started. */
   port(): number;
   /** The admin endpoint, once started, when ACTIONQ_METRICS_LISTEN is set. */
@@ -134,9 +135,11 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
   const hub = new EventHub(events, config, log.child({ component: "events" }));
   // Commits made on other replicas arrive as NOTIFY: they reach the
   // dispatcher and the event hub, the two effects every replica needs.
-  const listener = new Listener(
-    database,
+  // Without a LISTEN connection, a poll looks for what they would say.
+  const wakeups = new Wakeups(
+    listenTarget(config.listenUrl, database),
     Math.max(config.pollIntervalMs, 5000),
+    config.fallbackPollMs,
     {
       onClaimable: (actionType) => dispatcher.onClaimable(actionType),
       onClaimEnded: (_session, actionId, attempt) => dispatcher.onClaimEnded(actionId, attempt),
@@ -155,6 +158,14 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
         hub.poke();
         notifier.poke();
       },
+      // Schedules need nothing here: the runner looks every second anyway.
+      // Nor do change windows: the claim statement reads them, by the
+      // database's clock.
+      onPoll: () => {
+        dispatcher.poll();
+        hub.poke();
+        notifier.poke();
+      },
     },
     log.child({ component: "listener" }),
   );
@@ -166,10 +177,12 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
     heldByWindow: () => windows.heldCounts(),
     claimStreams: () => dispatcher.openStreams,
     watchers: () => hub.watchers,
-    listening: () => listener.connected,
+    listening: () => wakeups.listening,
+    wakeupMode: () => wakeups.mode,
     webhookBacklog: () => notifier.backlog(),
     pool,
   });
+  timeCheckouts(pool, (seconds) => metrics.onPoolWait(seconds));
   // Commits made here reach every effect through the one seam.
   const stateLog = new StateLog(log.child({ component: "state" }));
   commits.subscribe("dispatcher", (change) => dispatcher.committed(change));
@@ -178,6 +191,15 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
   commits.subscribe("state log", (change) => stateLog.committed(change));
   commits.subscribe("webhooks", (change) => notifier.committed(change));
   commits.subscribe("schedules", (change) => scheduleRunner.committed(change));
+  // With LISTEN, this server's own commits wake its streams and watchers
+  // through NOTIFY like everyone else's. Polling, they need not wait for
+  // the poll: what the commit made claimable, and its events, are known
+  // here. (A concurrency key's room freed by a finish still waits for it.)
+  commits.subscribe("local wakeups", (change) => {
+    if (wakeups.mode !== "poll") return;
+    if ("action" in change && change.action.status === "approved" && !change.action.deferred) dispatcher.onClaimable(change.action.action_type);
+    hub.poke();
+  });
 
   const stopping = new AbortController();
   const forceStop = new AbortController();
@@ -275,8 +297,8 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
     ),
     component(
       "listener",
-      () => listener.start(),
-      () => listener.stop(),
+      () => wakeups.start(),
+      () => wakeups.stop(),
     ),
     component(
       "dispatcher",
@@ -376,7 +398,7 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
     transport,
     dispatcher,
     hub,
-    listener,
+    wakeups,
     port: () => {
       if (port === undefined) throw new Error("the transport has not started");
       return port;

@@ -203,6 +203,19 @@ const TABLE = {
     fallback: "5",
     doc: "Backstop poll for new work and events, in case a notification was missed.",
   }),
+  listenUrl: setting("ACTIONQ_LISTEN_URL", {
+    schema: z
+      .string()
+      .regex(/^(postgres(ql)?:\/\/|none$)/, "must be a postgres:// or postgresql:// URL, or none")
+      .optional()
+      .transform((value) => (value === "none" ? ("none" as const) : value)),
+    doc: "PostgreSQL URL of the one LISTEN connection, which must reach PostgreSQL directly (not a transaction pooler). Unset: ACTIONQ_URL, or polling with ACTIONQ_DATABASE_POOLER=transaction. none: no LISTEN; the server polls every ACTIONQ_FALLBACK_POLL_SECONDS instead.",
+  }),
+  fallbackPollMs: setting("ACTIONQ_FALLBACK_POLL_SECONDS", {
+    schema: seconds(0.01, 60),
+    fallback: "0.25",
+    doc: "Without a LISTEN connection (ACTIONQ_LISTEN_URL=none, or while it is lost), how often the server looks for what a notification would have told it: new work, claims ended elsewhere, events, resumes, webhook notifications.",
+  }),
   poolSize: setting("ACTIONQ_POOL_SIZE", {
     schema: integer(2, 1000),
     fallback: "9",

@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import { type Parts, type TlsFiles, assemble } from "./assemble.js";
 import { PrincipalsHolder } from "./auth/principals.js";
 import type { Config } from "./config.js";
+import type { WakeupMode } from "./dispatch/wakeups.js";
 import { Lifecycle, component } from "./lifecycle.js";
 import { loadWebhooks } from "./notify/webhooks-file.js";
 import { PolicyHolder, warnUnreachableGroups } from "./policy/policy.js";
@@ -137,8 +138,13 @@ export class ActionqServer {
   }
 
   /** What this server holds open right now. */
-  get stats(): { claimStreams: number; watchers: number; listening: boolean } {
-    return { claimStreams: this.parts.dispatcher.openStreams, watchers: this.parts.hub.watchers, listening: this.parts.listener.connected };
+  get stats(): { claimStreams: number; watchers: number; listening: boolean; wakeups: WakeupMode } {
+    return {
+      claimStreams: this.parts.dispatcher.openStreams,
+      watchers: this.parts.hub.watchers,
+      listening: this.parts.wakeups.listening,
+      wakeups: this.parts.wakeups.mode,
+    };
   }
 
   /** The admin endpoint's port, when ACTIONQ_METRICS_LISTEN is set. */
@@ -198,6 +204,9 @@ export class ActionqServer {
         console: parts.consoleServed ? `${tlsFiles ? "https" : "http"}://${server.address}/` : "off",
         schema: config.schema,
         database: embedded ? `embedded (${embedded.dataDir})` : describeDatabase(databaseUrl),
+        wakeups: parts.wakeups.listener
+          ? `LISTEN on ${config.listenUrl ? describeDatabase(config.listenUrl) : "the same database"}`
+          : `polling every ${config.fallbackPollMs} ms`,
       },
       "actionq is serving",
     );

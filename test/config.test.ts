@@ -29,6 +29,17 @@ describe("configuration", () => {
     expect(loadConfig({ ACTIONQ_SCHEMA: "Queue_2" }).schema).toBe("Queue_2");
   });
 
+  it("takes a postgres URL or none for the LISTEN connection, and a sub-second fallback poll by default", () => {
+    expect(loadConfig({}).listenUrl).toBeUndefined();
+    expect(loadConfig({}).fallbackPollMs).toBe(250);
+    expect(loadConfig({ ACTIONQ_LISTEN_URL: "none" }).listenUrl).toBe("none");
+    expect(loadConfig({ ACTIONQ_LISTEN_URL: "postgresql://pg-primary:5432/q" }).listenUrl).toBe("postgresql://pg-primary:5432/q");
+    expect(() => loadConfig({ ACTIONQ_LISTEN_URL: "pgbouncer:6432" })).toThrow(
+      /ACTIONQ_LISTEN_URL="pgbouncer:6432": must be a postgres:\/\/ or postgresql:\/\/ URL, or none/,
+    );
+    expect(() => loadConfig({ ACTIONQ_FALLBACK_POLL_SECONDS: "0" })).toThrow(/ACTIONQ_FALLBACK_POLL_SECONDS="0": must be a number of seconds from 0.01 to 60/);
+  });
+
   it("names every bad variable at once", () => {
     let error: unknown;
     try {

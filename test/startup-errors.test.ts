@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort, killRunning, requireBuiltCli, runToEnd } from "./support/processes.js";
-import { databaseUrl, freshSchema } from "./support/database.js";
+import { databaseUrl, dropSchema, freshSchema } from "./support/database.js";
 
 const dirs: string[] = [];
 beforeAll(() => requireBuiltCli());
@@ -81,6 +81,23 @@ describe("the database cannot be reached", () => {
     expect(run.code).toBe(3);
     expectOneLine(run.stderr);
     expect(run.stderr).toContain("connection refused");
+  });
+
+  it("serve with an ACTIONQ_LISTEN_URL where nothing listens: exit 3, naming that address and that variable", async () => {
+    const port = await freePort();
+    const schema = freshSchema("listenurl");
+    const run = await runToEnd(["serve"], {
+      ACTIONQ_URL: databaseUrl(),
+      ACTIONQ_SCHEMA: schema,
+      ACTIONQ_LISTEN_URL: otherUrl((url) => (url.port = String(port))),
+      ACTIONQ_LISTEN: `127.0.0.1:${await freePort()}`,
+      ACTIONQ_LOG_LEVEL: "silent",
+    });
+    await dropSchema(databaseUrl(), schema);
+    expect(run.code).toBe(3);
+    expectOneLine(run.stderr);
+    expect(run.stderr).toContain(`cannot reach PostgreSQL at 127.0.0.1:${port}: connection refused`);
+    expect(run.stderr).toContain("Check ACTIONQ_LISTEN_URL.");
   });
 });
 

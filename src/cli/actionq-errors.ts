@@ -54,36 +54,40 @@ function databaseName(url: string | undefined): string {
 
 /** A database error a person can fix, as a StartupError; undefined for
  * anything else. */
-export function databaseStartupError(error: unknown, url: string | undefined): StartupError | undefined {
+export function databaseStartupError(
+  error: unknown,
+  url: string | undefined,
+  setting: "ACTIONQ_URL" | "ACTIONQ_LISTEN_URL" = "ACTIONQ_URL",
+): StartupError | undefined {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   const at = where(url);
   const text = typeof message === "string" ? message : String(error);
   switch (code) {
     case "ECONNREFUSED":
       return new StartupError(
-        `cannot reach ${at}: connection refused. Is PostgreSQL running there? Check ACTIONQ_URL, or unset it to use the embedded PostgreSQL.`,
+        `cannot reach ${at}: connection refused. Is PostgreSQL running there? Check ${setting}${setting === "ACTIONQ_URL" ? ", or unset it to use the embedded PostgreSQL" : ""}.`,
         EXIT.database,
       );
     case "ENOTFOUND":
     case "EAI_AGAIN":
-      return new StartupError(`cannot reach ${at}: the host name does not resolve. Check the host in ACTIONQ_URL.`, EXIT.database);
+      return new StartupError(`cannot reach ${at}: the host name does not resolve. Check the host in ${setting}.`, EXIT.database);
     case "ETIMEDOUT":
-      return new StartupError(`cannot reach ${at}: the connection timed out. Check the host and port in ACTIONQ_URL, and any firewall between.`, EXIT.database);
+      return new StartupError(`cannot reach ${at}: the connection timed out. Check the host and port in ${setting}, and any firewall between.`, EXIT.database);
     case "ENOENT":
-      return new StartupError(`cannot reach ${at}: its Unix socket is not there. Is PostgreSQL running? Check ACTIONQ_URL.`, EXIT.database);
+      return new StartupError(`cannot reach ${at}: its Unix socket is not there. Is PostgreSQL running? Check ${setting}.`, EXIT.database);
     case "3D000":
       return new StartupError(
-        `${at} has no database "${databaseName(url)}": create it (createdb ${databaseName(url)}) or name another in ACTIONQ_URL.`,
+        `${at} has no database "${databaseName(url)}": create it (createdb ${databaseName(url)}) or name another in ${setting}.`,
         EXIT.database,
       );
     case "28P01":
     case "28000":
-      return new StartupError(`${at} refused the login: ${text}. Check the user and password in ACTIONQ_URL.`, EXIT.database);
+      return new StartupError(`${at} refused the login: ${text}. Check the user and password in ${setting}.`, EXIT.database);
     case "57P03":
       return new StartupError(`${at} is starting up or shutting down: ${text}. Try again in a moment.`, EXIT.database);
     case "42501":
       return new StartupError(
-        `${at} denied a permission actionq needs: ${text}. The user in ACTIONQ_URL must be able to create the schema and its tables.`,
+        `${at} denied a permission actionq needs: ${text}. The user in ${setting} must be able to create the schema and its tables.`,
         EXIT.database,
       );
     default:
@@ -94,7 +98,7 @@ export function databaseStartupError(error: unknown, url: string | undefined): S
         );
       }
       if (/self[- ]signed certificate|unable to verify the first certificate|The server does not support SSL connections/i.test(text)) {
-        return new StartupError(`cannot open a TLS connection to ${at}: ${text}. Check sslmode and the certificates in ACTIONQ_URL.`, EXIT.database);
+        return new StartupError(`cannot open a TLS connection to ${at}: ${text}. Check sslmode and the certificates in ${setting}.`, EXIT.database);
       }
       return undefined;
   }

@@ -15,6 +15,7 @@ import { NAME_PATTERN } from "../domain/vocabulary.js";
 import { EXIT, EXIT_CODES_HELP, StartupError, checkCanListen, databaseStartupError, listenStartupError } from "./actionq-errors.js";
 import { exitQuietlyOnClosedPipe } from "./output.js";
 import { packageVersion } from "./version.js";
+import { ListenStartError } from "../dispatch/wakeups.js";
 import { ActionqServer, StartRefused } from "../server.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
 import { migrate } from "../store/migrate.js";
@@ -58,7 +59,10 @@ program
       server = await ActionqServer.start(settings, log, { insecure: options.insecure });
     } catch (error) {
       if (error instanceof StartupError) exitWith(error);
-      const known = listenStartupError(error, settings.listen.host, settings.listen.port) ?? databaseStartupError(error, settings.databaseUrl);
+      const known =
+        error instanceof ListenStartError
+          ? databaseStartupError(error.cause, error.url, settings.listenUrl ? "ACTIONQ_LISTEN_URL" : "ACTIONQ_URL")
+          : (listenStartupError(error, settings.listen.host, settings.listen.port) ?? databaseStartupError(error, settings.databaseUrl));
       if (known) exitWith(known);
       if (error instanceof PolicyError) {
         process.stderr.write(`actionq: ACTIONQ_POLICY ${error.message}\n`);

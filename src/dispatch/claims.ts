@@ -8,6 +8,7 @@ import type { ActionStore, HandoffSlot } from "../store/actions.js";
 import type { Committed } from "../store/commits.js";
 import type { ActionRow } from "../store/rows.js";
 import { ClaimSession, Group, type Held, type SessionOptions } from "./claim-session.js";
+import { RepeatedWarning } from "./repeated-warning.js";
 
 export type { ClaimSession, SentMessage, SessionOptions, StreamMessage } from "./claim-session.js";
 
@@ -22,12 +23,17 @@ export class ClaimDispatcher {
   private readonly pumps = new Set<Promise<void>>();
   private timers: NodeJS.Timeout[] = [];
   private shuttingDown = false;
+  private readonly claimFailed: RepeatedWarning;
+  private readonly resyncFailed: RepeatedWarning;
 
   constructor(
     private readonly store: ActionStore,
     private readonly settings: { ackTimeoutMs: number; heartbeatMs: number; pollIntervalMs: number; maxStreamAgeMs: number; handoff: boolean },
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.claimFailed = new RepeatedWarning(log, "claiming for streams failed; will retry on the next wakeup");
+    this.resyncFailed = new RepeatedWarning(log, "could not resync claim streams");
+  }
 
   /** Heartbeats, the backstop poll for a NOTIFY that never came, and the
    * resync for a claim whose end was never heard of. */
@@ -299,7 +305,7 @@ export class ClaimDispatcher {
           slots.map((session) => ({ session: session.id, worker: session.options.worker, leaseMs: session.options.leaseMs })),
         );
       } catch (error) {
-        this.log.warn({ err: (error as Error).message }, "claiming for streams failed; will retry on the next wakeup");
+        this.claimFailed.warn({ err: (error as Error).message });
         return;
       } finally {
         for (const session of slots) session.reserved--;
@@ -362,21 +368,36 @@ export class ClaimDispatcher {
     }
   }
 
+  /** Without notifications (no LISTEN connection): look for work for every
+   * stream, and for claims that ended on another replica, which only a
+   * notification would have told us of. */
+  poll(): void {
+    this.wakeAll();
+    if (this.holders.size > 0) void this.resync();
+  }
+
+  private resyncing: Promise<void> | undefined;
+
   /** Drops local claims that are no longer CLAIMED in the database (ended
-   * while a notification was lost). */
-  async resync(): Promise<void> {
+   * while a notification was lost, or ended elsewhere with no LISTEN). One
+   * at a time: a poll that comes while one runs has nothing to add. */
+  resync(): Promise<void> {
+    this.resyncing ??= this.compareHeld().finally(() => (this.resyncing = undefined));
+    return this.resyncing;
+  }
+
+  private async compareHeld(): Promise<void> {
     const before = new Map<string, { session: ClaimSession; held: Held }>();
     for (const session of this.sessions.values()) for (const [id, held] of session.held) before.set(id, { session, held });
     if (before.size === 0) return;
     try {
-      const rows = await this.store.getMany([...before.keys()]);
-      const still = new Set(rows.filter((row) => row.status === "claimed" && row.claim_session === before.get(row.id)?.session.id).map((row) => row.id));
+      const still = await this.store.stillHeld([...before].map(([id, { session, held }]) => ({ id, session: session.id, attempt: held.attempt })));
       for (const [id, { session, held }] of before) {
         // Skip claims delivered again since the query: it saw an older state.
         if (!still.has(id) && session.held.get(id) === held) this.onClaimEnded(id, held.attempt);
       }
     } catch (error) {
-      this.log.warn({ err: (error as Error).message }, "could not resync claim streams");
+      this.resyncFailed.warn({ err: (error as Error).message });
     }
   }
 

@@ -10,6 +10,7 @@
 import type { Logger } from "pino";
 import type { EventFilter, EventStore } from "../store/events.js";
 import type { EventRow } from "../store/rows.js";
+import { RepeatedWarning } from "./repeated-warning.js";
 
 const READ_BATCH = 1000;
 /** Events a watcher may have queued before it must catch up from the
@@ -86,12 +87,15 @@ export class EventHub {
   private dirty = false;
   private stopped = false;
   private pollTimer: NodeJS.Timeout | undefined;
+  private readonly readFailed: RepeatedWarning;
 
   constructor(
     private readonly events: EventStore,
     private readonly settings: { heartbeatMs: number; pollIntervalMs: number },
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.readFailed = new RepeatedWarning(log, "reading the event log failed; will retry on the next wakeup");
+  }
 
   /** The backstop poll, for a NOTIFY that never came. */
   start(): void {
@@ -112,7 +116,7 @@ export class EventHub {
     }
     this.running = true;
     this.read()
-      .catch((error: Error) => this.log.warn({ err: error.message }, "reading the event log failed; will retry on the next wakeup"))
+      .catch((error: Error) => this.readFailed.warn({ err: error.message }))
       .finally(() => {
         this.running = false;
         if (this.dirty) {

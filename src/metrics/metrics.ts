@@ -18,6 +18,8 @@ export interface MetricSources {
   claimStreams(): number;
   watchers(): number;
   listening(): boolean;
+  /** How this server hears of other replicas' commits right now. */
+  wakeupMode(): "listen" | "poll";
   /** Per webhook endpoint: notifications not yet sent, the oldest one's
    * time, and the failed attempts at the one in front. */
   webhookBacklog(): Promise<WebhookBacklog[]>;
@@ -39,6 +41,7 @@ export class Metrics {
   private readonly claimToComplete: Histogram<"action_type">;
   private readonly streamsCut: Counter<"method">;
   private readonly webhookDeliveries: Counter<"endpoint" | "outcome">;
+  private readonly poolWait: Histogram;
   private readonly scheduleTicks: Counter<"outcome">;
 
   constructor(sources: MetricSources) {
@@ -104,6 +107,21 @@ export class Metrics {
         this.set({ state: "idle" }, sources.pool.idleCount);
         this.set({ state: "waiting" }, sources.pool.waitingCount);
       },
+    });
+
+    new Gauge({
+      name: "actionq_db_pool_max_connections",
+      help: "The pool's size (ACTIONQ_POOL_SIZE): total at this value with callers waiting is a saturated pool.",
+      registers,
+      collect() {
+        this.set(sources.pool.options.max ?? 0);
+      },
+    });
+    this.poolWait = new Histogram({
+      name: "actionq_db_pool_wait_seconds",
+      help: "Time a statement waited for a pool connection: about 0 when one was idle; opening a new one when the pool grows counts too.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
     });
 
     // One scrape reads the database once for the queue gauges.
@@ -219,11 +237,27 @@ export class Metrics {
         this.set(sources.listening() ? 1 : 0);
       },
     });
+    new Gauge({
+      name: "actionq_wakeup_mode",
+      help: "How this server hears of other replicas' commits: 1 at listen (its LISTEN connection is up) or at poll (no direct LISTEN connection, or it is lost: it polls every ACTIONQ_FALLBACK_POLL_SECONDS).",
+      labelNames: ["mode"],
+      registers,
+      collect() {
+        const mode = sources.wakeupMode();
+        this.set({ mode: "listen" }, mode === "listen" ? 1 : 0);
+        this.set({ mode: "poll" }, mode === "poll" ? 1 : 0);
+      },
+    });
   }
 
   rpcDone(method: string, code: string, seconds: number): void {
     this.rpcs.inc({ method, code });
     this.rpcSeconds.observe({ method, code }, seconds);
+  }
+
+  /** A statement got its pool connection after this long. */
+  onPoolWait(seconds: number): void {
+    this.poolWait.observe(seconds);
   }
 
   onWebhookDelivery(endpoint: string, outcome: string): void {

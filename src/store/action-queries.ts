@@ -608,3 +608,11 @@ SELECT id::text, project, action_type, created_by FROM /*schema*/actions_archive
 export const ClaimHolders = `
 SELECT a.id::text, a.claimed_by FROM /*schema*/actions a
 JOIN unnest($1::bigint[], $2::uuid[]) AS k(id, token) ON a.id = k.id AND a.claim_token = k.token`;
+
+/** Of the claims named by (id, session, attempt), those still CLAIMED by
+ * that stream: what a stream holds that ended elsewhere is the rest. Reads
+ * ids only, since the poll without LISTEN runs it several times a second. */
+export const ClaimsStillHeld = `
+SELECT a.id::text FROM /*schema*/actions a
+JOIN unnest($1::bigint[], $2::uuid[], $3::int[]) AS h(id, session, attempt) ON a.id = h.id
+WHERE a.status = 'claimed' AND a.claim_session = h.session AND a.attempt = h.attempt`;

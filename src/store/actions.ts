@@ -38,6 +38,7 @@ import {
   ActionRetryMany,
   ActionScopes,
   ClaimHolders,
+  ClaimsStillHeld,
 } from "./action-queries.js";
 import { approvalsNeeded } from "../policy/requirements.js";
 import { Coalescer } from "./coalescer.js";
@@ -387,6 +388,16 @@ export class ActionStore {
   async holders(claims: { id: string; token: string }[]): Promise<Map<string, string>> {
     const { rows } = await this.pool.query<{ id: string; claimed_by: string | null }>(ClaimHolders, [claims.map((c) => c.id), claims.map((c) => c.token)]);
     return new Map(rows.filter((row) => row.claimed_by !== null).map((row) => [row.id, row.claimed_by!]));
+  }
+
+  /** Which of these claims their streams still hold in the database. */
+  async stillHeld(claims: { id: string; session: string; attempt: number }[]): Promise<Set<string>> {
+    const { rows } = await this.pool.query<{ id: string }>(ClaimsStillHeld, [
+      claims.map((c) => c.id),
+      claims.map((c) => c.session),
+      claims.map((c) => c.attempt),
+    ]);
+    return new Set(rows.map((row) => row.id));
   }
 
   async getMany(ids: string[]): Promise<ActionRow[]> {

@@ -8,6 +8,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
+import type { Logger } from "pino";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { type Config, loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/log.js";
@@ -45,9 +46,10 @@ export function testConfig(schema: string, env: ServerEnv = {}): Config {
   });
 }
 
-export async function startTestServer(env: ServerEnv = {}, schema = freshSchema()): Promise<TestServer> {
+/** `log`: a logger of the test's own, to read what the server says. */
+export async function startTestServer(env: ServerEnv = {}, schema = freshSchema(), log?: Logger): Promise<TestServer> {
   const config = testConfig(schema, env);
-  const server = await ActionqServer.start(config, createLogger(config.logLevel));
+  const server = await ActionqServer.start(config, log ?? createLogger(config.logLevel));
   const address = `127.0.0.1:${server.port}`;
   const client = createClient(ActionQueueService, createGrpcTransport({ baseUrl: `http://${address}` }));
   const grpcClient = new GrpcClient(address);

@@ -21,6 +21,11 @@ export interface PgBouncer {
   /** Everything PgBouncer logged, for a failing test's message. */
   log(): string;
   stop(): Promise<void>;
+  /** Kills it with SIGKILL (a crash: every client connection drops at
+   * once), for the fault scenarios. */
+  kill(): Promise<void>;
+  /** Its port, to start another on the same one. */
+  port: number;
 }
 
 /** libpq connection-string value: quoted, with quotes and backslashes escaped. */
@@ -29,7 +34,7 @@ const quoted = (value: string) => `'${value.replace(/['\\]/g, (c) => `\\${c}`)}'
 /** Starts PgBouncer (pool_mode = transaction) in front of `upstream`, a
  * postgres:// URL; resolves once it accepts connections. `connectQuery`
  * runs on each new server connection. */
-export async function startPgBouncer(upstream: string, options: { connectQuery?: string } = {}): Promise<PgBouncer> {
+export async function startPgBouncer(upstream: string, options: { connectQuery?: string; port?: number } = {}): Promise<PgBouncer> {
   if (!BINARY) throw new Error(PGBOUNCER_MISSING);
   const target = new URL(upstream);
   const user = decodeURIComponent(target.username || "postgres");
@@ -37,7 +42,7 @@ export async function startPgBouncer(upstream: string, options: { connectQuery?:
   const database = decodeURIComponent(target.pathname.slice(1)) || user;
   // A Unix socket directory (the embedded PostgreSQL's) comes percent-encoded.
   const host = decodeURIComponent(target.hostname).replace(/^\[(.*)\]$/, "$1") || "127.0.0.1";
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = await mkdtemp(path.join(tmpdir(), "actionq-pgbouncer-"));
   // Run as root, PgBouncer must be told a user to become, who reads these files.
   const asRoot = process.getuid?.() === 0;
@@ -95,7 +100,14 @@ export async function startPgBouncer(upstream: string, options: { connectQuery?:
   const url = new URL(upstream);
   url.hostname = "127.0.0.1";
   url.port = String(port);
-  return { url: url.toString(), log: () => output, stop };
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { url: url.toString(), log: () => output, stop, kill, port };
 }
 
 async function acceptsConnections(port: number, died: () => boolean, timeoutMs: number): Promise<void> {

@@ -67,6 +67,32 @@ export class TcpProxy {
     this.targetPort = port;
   }
 
+  /** Closes every open connection at once (both sockets destroyed, as a
+   * restarted middlebox would); new ones are still accepted unless
+   * refuse() says otherwise. Returns how many were cut. */
+  cut(): number {
+    const count = this.pairs.size;
+    for (const pair of this.pairs) {
+      pair.client.destroy();
+      pair.upstream.destroy();
+    }
+    this.pairs.clear();
+    return count;
+  }
+
+  /** The local ports of the connections to the target, as the target
+   * sees them (pg_stat_activity.client_port). */
+  upstreamPorts(): number[] {
+    return [...this.pairs].flatMap((pair) => (pair.upstream.localPort === undefined ? [] : [pair.upstream.localPort]));
+  }
+
+  /** While on, a new connection is closed as soon as it is accepted. */
+  refuse(on: boolean): void {
+    this.refusing = on;
+  }
+
+  private refusing = false;
+
   /** Every open connection stops forwarding, silently; sockets stay open. */
   blackhole(): number {
     let count = 0;
@@ -81,6 +107,10 @@ export class TcpProxy {
   }
 
   private accept(client: net.Socket): void {
+    if (this.refusing) {
+      client.destroy();
+      return;
+    }
     this.stats.accepted++;
     const upstream = net.connect(this.targetPort, "127.0.0.1");
     const pair: Pair = { client, upstream, lastActivity: Date.now(), silent: false };
