@@ -14,6 +14,7 @@ import type { Config } from "./config.js";
 import { Lifecycle, component } from "./lifecycle.js";
 import { loadWebhooks } from "./notify/webhooks-file.js";
 import { PolicyHolder, warnUnreachableGroups } from "./policy/policy.js";
+import { packageVersion } from "./cli/version.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { migrate } from "./store/migrate.js";
 
@@ -183,7 +184,9 @@ export class ActionqServer {
         await migrate(databaseUrl, config.schema, log);
       }),
     ]);
-    const parts = assemble({ config, log, databaseUrl, policy, auth, tlsFiles, webhooks });
+    // Off, the SDK is never imported.
+    const tracing = config.tracing ? (await import("./tracing/tracing.js")).startTracing(log, packageVersion()) : undefined;
+    const parts = assemble({ config, log, databaseUrl, policy, auth, tlsFiles, webhooks, tracing });
     await lifecycle.start(parts.components);
     const server = new ActionqServer(config, log, databaseUrl, parts, lifecycle, auth, policy);
     log.info(
