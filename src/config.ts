@@ -412,5 +412,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** The variables as a table, for `actionq serve --help`. */
 export function describeSettings(): string {
   const rows = SETTINGS.map((row) => `  ${row.env.padEnd(31)} ${(row.fallback ?? "(unset)").padEnd(16)} ${row.doc}`);
-  return ["Environment variables (name, default, meaning):", ...rows].join("\n");
+  return [
+    "Environment variables (name, default, meaning):",
+    ...rows,
+    "",
+    "Traces: exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "is set or OTEL_TRACES_EXPORTER=otlp; the other standard OTEL_* variables apply (docs/operations.md#tracing).",
+  ].join("\n");
 }
