@@ -12,6 +12,8 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
 import zlib from "node:zlib";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
@@ -19,6 +21,7 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { parseTraceContext } from "../src/api/trace-context.js";
 import { loadConfig, tracingWanted } from "../src/config.js";
 import { databaseUrl, dropSchema, freshSchema } from "./support/database.js";
@@ -380,6 +383,17 @@ describe("OpenTelemetry traces", () => {
     expect(action.traceContext).toEqual({ traceparent, tracestate: "congo=t61rcWkgMzE" });
     const got = await server.client.unary<{ action: WireAction }>("GetAction", { id: action.id });
     expect(got.action.traceContext).toEqual({ traceparent, tracestate: "congo=t61rcWkgMzE" });
+
+    // Connect and gRPC-Web carry it as the same header.
+    for (const [protocol, transport] of [
+      ["Connect", createConnectTransport({ baseUrl: `http://${server.address}`, httpVersion: "1.1" })],
+      ["gRPC-Web", createGrpcWebTransport({ baseUrl: `http://${server.address}`, httpVersion: "1.1" })],
+    ] as const) {
+      const connectClient = createClient(ActionQueueService, transport);
+      const other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+      const { action: sent } = await connectClient.enqueueAction({ actionType: "other", createdBy: "agent:triage" }, { headers: { traceparent: other } });
+      expect(sent?.traceContext, protocol).toMatchObject({ traceparent: other, tracestate: "" });
+    }
 
     // A malformed traceparent is ignored, never refused.
     const bad = new grpc.Metadata();
