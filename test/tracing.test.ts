@@ -6,7 +6,8 @@
 // continues the trace from its claim. One action is one connected trace;
 // each test prints it as a tree. With the variables unset, nothing reaches
 // the receiver and the trace context is still kept and handed out.
-import { rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -274,7 +275,12 @@ describe("OpenTelemetry traces", () => {
   /** Enqueue (with the producer's span) -> approve -> a worker claims over
    * a stream, continues the trace and completes; the servers' spans are
    * exported when it stops. Returns the trace, printed. */
-  async function oneAction(actionType: string, startWorker: (address: string) => ExampleProcess, finished: (worker: ExampleProcess, id: string) => boolean) {
+  async function oneAction<W extends { stop(): Promise<unknown>; output(): string }>(
+    actionType: string,
+    startWorker: (address: string) => W,
+    finished: (worker: W, id: string, client: GrpcClient) => boolean | Promise<boolean>,
+    fields: Record<string, unknown> = {},
+  ) {
     const server = await startServer(tracingEnv());
     schemas.push(server.schema);
     clients.push(server.client);
@@ -282,7 +288,7 @@ describe("OpenTelemetry traces", () => {
     const produce = tracer.startSpan(`propose ${actionType}`, { kind: SpanKind.PRODUCER });
     const { action } = await server.client.unary<{ action: WireAction }>(
       "EnqueueAction",
-      { actionType, createdBy: "agent:triage", targetRef: "svc/web", approvalRequired: true },
+      { actionType, createdBy: "agent:triage", targetRef: "svc/web", approvalRequired: true, ...fields },
       metadataOf(produce, "vendor=opaque"),
     );
     produce.end();
@@ -295,7 +301,7 @@ describe("OpenTelemetry traces", () => {
 
     await server.client.unary("ApproveAction", { id: action.id, approver: "human:bob" });
     const worker = startWorker(server.address);
-    await eventually(() => finished(worker, action.id), "the worker to finish the action", 30_000).catch((error: Error) => {
+    await eventually(() => finished(worker, action.id, server.client), "the worker to finish the action", 30_000).catch((error: Error) => {
       throw new Error(`${error.message}\n${worker.output()}`);
     });
     await eventually(() => receiver.trace(traceId).some((span) => span.name === "action.completed"), "the action.completed span", 10_000);
@@ -354,6 +360,22 @@ describe("OpenTelemetry traces", () => {
       (worker, id) => worker.lines.some((line) => line.startsWith(`completed action #${id}:`)),
     );
     expectConnected(spans, produceSpanId, "actionq-example-worker", action);
+  }, 90_000);
+
+  it("the executor's span continues the same trace, and its calls are its children", async () => {
+    const stateDir = await mkdtemp(path.join(tmpdir(), "actionq-tracing-executor-"));
+    onTestFinished(() => rm(stateDir, { recursive: true, force: true }));
+    const { spans, produceSpanId, action } = await oneAction(
+      "collect_diagnostics",
+      (address) =>
+        new ActionqProcess(["executor", "--server", address, "--worker", "executor:sim", "--state-dir", stateDir], {
+          XDG_STATE_HOME: stateDir,
+          ...tracingEnv(),
+        }),
+      async (_executor, id, client) => (await client.unary<{ action: WireAction }>("GetAction", { id })).action.status === "ACTION_STATUS_COMPLETED",
+      { node: "node-1" },
+    );
+    expectConnected(spans, produceSpanId, "actionq-executor", action);
   }, 90_000);
 
   describe.skipIf(pythonSkip !== undefined)(pythonSkip ? `with the Python worker (skipped: ${pythonSkip})` : "with the Python worker", () => {
