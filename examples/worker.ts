@@ -23,10 +23,18 @@
 //
 // Exit status: 0 after SIGINT or SIGTERM, 2 when the settings are wrong,
 // 3 when the server refuses the credential.
+//
+// Tracing: each action's work is a span, the child of the trace context
+// the claim carries (Action.trace_context), so it continues the producer's
+// trace; the calls made for it carry the span as `traceparent`. It uses
+// only @opentelemetry/api, which does nothing (and costs nothing) unless
+// the process sets up an OpenTelemetry SDK; examples/tracing.ts is one:
+//   node --import ./dist/examples/tracing.js dist/examples/worker.js
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, type Interceptor, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from "@opentelemetry/api";
 import type { Claim } from "../gen/actionq/v1/action_pb.js";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
@@ -64,10 +72,15 @@ function transport() {
     req.header.set("authorization", `Bearer ${token}`);
     return next(req);
   };
+  // The active span, if any, as traceparent / tracestate metadata.
+  const traceparent: Interceptor = (next) => (req) => {
+    propagation.inject(context.active(), req.header, { set: (header, key, value) => header.set(key, value) });
+    return next(req);
+  };
   return {
     baseUrl,
     credential: Boolean(token || cert),
-    transport: createGrpcTransport({ baseUrl, interceptors: token ? [bearer] : [], nodeOptions: tls ? { ca, cert, key } : undefined }),
+    transport: createGrpcTransport({ baseUrl, interceptors: token ? [traceparent, bearer] : [traceparent], nodeOptions: tls ? { ca, cert, key } : undefined }),
   };
 }
 
@@ -129,7 +142,25 @@ async function retrying<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-async function handle(claim: Claim): Promise<void> {
+const tracer = trace.getTracer("actionq-example-worker");
+
+/** Does the claim inside a span that continues the action's trace. */
+function handleTraced(claim: Claim): Promise<void> {
+  const action = claim.action!;
+  const carrier = { traceparent: action.traceContext?.traceparent ?? "", tracestate: action.traceContext?.tracestate ?? "" };
+  const parent = propagation.extract(ROOT_CONTEXT, carrier);
+  const attributes = { "actionq.action.id": String(action.id), "actionq.action.type": action.actionType, "actionq.action.attempt": action.attempt };
+  return tracer.startActiveSpan(`work ${action.actionType}`, { kind: SpanKind.CONSUMER, attributes }, parent, async (span) => {
+    try {
+      const outcome = await handle(claim);
+      if (outcome !== "completed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function handle(claim: Claim): Promise<"completed" | "failed" | "gave up"> {
   const id = claim.action!.id;
   const token = claim.claimToken;
   // Extend the lease every 20 s while the work runs.
@@ -144,16 +175,18 @@ async function handle(claim: Claim): Promise<void> {
     } catch (error) {
       await retrying(() => client.failAction({ id, claimToken: token, reason: String(error) }));
       console.log(`failed action #${id}`);
-      return;
+      return "failed";
     }
     await retrying(() => client.completeAction({ id, claimToken: token, resultRef }));
     console.log(`completed action #${id}: ${resultRef}`);
+    return "completed";
   } catch (error) {
     const failure = ConnectError.from(error);
     exitIfRefused(failure);
     // FAILED_PRECONDITION: the claim is gone (lease lost, action cancelled).
     // Otherwise the lease runs out and the action is claimed again.
     console.warn(`gave up action #${id}: ${failure.message}`);
+    return "gave up";
   } finally {
     clearInterval(heartbeat);
   }
@@ -181,7 +214,7 @@ while (!stop.signal.aborted) {
     const stream = client.streamClaims({ worker, maxInFlight: 4, leaseDuration: { seconds: 60n } }, { signal: stop.signal });
     for await (const message of stream) {
       backoffMs = MIN_BACKOFF_MS;
-      if (message.kind.case === "claim") void handle(message.kind.value);
+      if (message.kind.case === "claim") void handleTraced(message.kind.value);
       if (message.kind.case === "drain") console.log(`server draining: ${message.kind.value.reason}`);
     }
   } catch (error) {

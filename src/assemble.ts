@@ -46,6 +46,7 @@ import { TemplateActions } from "./schedule/template.js";
 import { Ticks } from "./schedule/ticks.js";
 import * as check from "./api/validate.js";
 import { WindowStore } from "./store/windows.js";
+import type { Tracing } from "./tracing/tracing.js";
 import { Transport } from "./transport/transport.js";
 
 export interface TlsFiles {
@@ -63,6 +64,8 @@ export interface Inputs {
   tlsFiles: TlsFiles | undefined;
   /** The webhooks file as read at start. */
   webhooks: Webhooks;
+  /** Loaded only when config.tracing is on. */
+  tracing?: Tracing;
 }
 
 /** What the server holds on to once its parts run. */
@@ -86,8 +89,9 @@ export interface Parts {
   reloadWebhooks(): Promise<{ endpoints: number }>;
 }
 
-export function assemble({ config, log, database, policy, auth, tlsFiles, webhooks }: Inputs): Parts {
+export function assemble({ config, log, database, policy, auth, tlsFiles, webhooks, tracing }: Inputs): Parts {
   const pool = createPool(database, config.poolSize, log.child({ component: "pool" }));
+  tracing?.traceQueries(pool);
   const commits = new Commits((name, error) => log.error({ err: (error as Error).message, listener: name }, "an effect of a commit failed"));
   const actions = new ActionStore(pool, config, commits, { parallel: Math.max(1, Math.floor(config.poolSize / 2)), maxBatch: 500 });
   const events = new EventStore(pool);
@@ -200,6 +204,7 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
     if ("action" in change && change.action.status === "approved" && !change.action.deferred) dispatcher.onClaimable(change.action.action_type);
     hub.poke();
   });
+  if (tracing) commits.subscribe("traces", (change) => tracing.committed(change));
 
   const stopping = new AbortController();
   const forceStop = new AbortController();
@@ -241,7 +246,12 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
     tls: tlsFiles,
     rpc: {
       routes,
-      interceptors: [loggingInterceptor(log.child({ component: "rpc" }), metrics), errorInterceptor(log), authInterceptor(auth)],
+      interceptors: [
+        ...(tracing ? [tracing.interceptor] : []),
+        loggingInterceptor(log.child({ component: "rpc" }), metrics),
+        errorInterceptor(log),
+        authInterceptor(auth),
+      ],
       readMaxBytes: config.limits.messageBytes,
       shutdownSignal: forceStop.signal,
       // An unknown field or enum name in JSON is an error, not something
@@ -290,6 +300,12 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
   // which then finds nothing left: it is there for a start that fails
   // before the transport listens.
   const components: Component[] = [
+    // Stopped last, so that the spans of the shutdown itself are exported.
+    component(
+      "traces",
+      () => {},
+      () => tracing?.shutdown(),
+    ),
     component(
       "pool",
       () => {},

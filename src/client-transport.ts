@@ -43,7 +43,7 @@ export function hasCredential(env: ClientEnvironment): boolean {
 
 /** A gRPC transport to `address` with the environment's token and TLS
  * settings. */
-export function clientTransport(address: string, env: ClientEnvironment, options: { pingIntervalMs?: number } = {}): Transport {
+export function clientTransport(address: string, env: ClientEnvironment, options: { pingIntervalMs?: number; interceptors?: Interceptor[] } = {}): Transport {
   const url = baseUrl(address);
   const token = env.ACTIONQ_TOKEN?.trim();
   const ca = read("ACTIONQ_TLS_CA", env.ACTIONQ_TLS_CA);
@@ -52,14 +52,13 @@ export function clientTransport(address: string, env: ClientEnvironment, options
   if (Boolean(cert) !== Boolean(key)) throw new ClientSetupError("ACTIONQ_TLS_CLIENT_CERT and ACTIONQ_TLS_CLIENT_KEY: set both or neither");
   const tls = url.startsWith("https:");
   if (!tls && (ca || cert)) throw new ClientSetupError(`ACTIONQ_TLS_* is set but ACTIONQ_ADDR (${address}) is not an https:// URL`);
-  const interceptors: Interceptor[] = token
-    ? [
-        (next) => (req) => {
-          req.header.set("authorization", `Bearer ${token}`);
-          return next(req);
-        },
-      ]
-    : [];
+  const interceptors: Interceptor[] = [...(options.interceptors ?? [])];
+  if (token) {
+    interceptors.push((next) => (req) => {
+      req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    });
+  }
   return createGrpcTransport({
     baseUrl: url,
     interceptors,

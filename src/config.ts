@@ -341,7 +341,28 @@ const configSchema = (objectOf(TABLE) as unknown as z.ZodType<Values<typeof TABL
   return { ...values, tls: tls.cert && tls.key ? { cert: tls.cert, key: tls.key, clientCa: tls.clientCa } : undefined };
 });
 
-export type Config = z.output<typeof configSchema>;
+export type Config = z.output<typeof configSchema> & {
+  /** Export OpenTelemetry traces (see tracingWanted). */
+  tracing: boolean;
+};
+
+/** Whether the server loads the OpenTelemetry SDK and exports traces over
+ * OTLP/HTTP. The SDK reads its own standard OTEL_* variables (endpoint,
+ * headers, service name, sampler, batch delays); actionq only decides
+ * whether to load it at all: on when OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set or OTEL_TRACES_EXPORTER=otlp,
+ * off otherwise, and off whatever else is set when OTEL_SDK_DISABLED=true
+ * or OTEL_TRACES_EXPORTER=none. Off, nothing of the SDK is loaded. */
+export function tracingWanted(env: NodeJS.ProcessEnv): boolean {
+  const value = (name: string) => env[name]?.trim() ?? "";
+  if (value("OTEL_SDK_DISABLED").toLowerCase() === "true") return false;
+  const exporters = value("OTEL_TRACES_EXPORTER")
+    .toLowerCase()
+    .split(",")
+    .map((name) => name.trim());
+  if (exporters.includes("none")) return false;
+  return value("OTEL_EXPORTER_OTLP_ENDPOINT") !== "" || value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") !== "" || exporters.includes("otlp");
+}
 
 /** Caps on what one request or one principal may ask for. */
 export type Limits = Config["limits"];
@@ -408,11 +429,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!result.success) throw new ConfigError(problems(result.error.issues, env));
   const conflicts = disagreements(result.data, env);
   if (conflicts.length > 0) throw new ConfigError(conflicts);
-  return result.data;
+  return { ...result.data, tracing: tracingWanted(env) };
 }
 
 /** The variables as a table, for `actionq serve --help`. */
 export function describeSettings(): string {
   const rows = SETTINGS.map((row) => `  ${row.env.padEnd(31)} ${(row.fallback ?? "(unset)").padEnd(16)} ${row.doc}`);
-  return ["Environment variables (name, default, meaning):", ...rows].join("\n");
+  return [
+    "Environment variables (name, default, meaning):",
+    ...rows,
+    "",
+    "Traces: exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "is set or OTEL_TRACES_EXPORTER=otlp; the other standard OTEL_* variables apply (docs/operations.md#tracing).",
+  ].join("\n");
 }

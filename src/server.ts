@@ -15,6 +15,7 @@ import type { WakeupMode } from "./dispatch/wakeups.js";
 import { Lifecycle, component } from "./lifecycle.js";
 import { loadWebhooks } from "./notify/webhooks-file.js";
 import { PolicyHolder, warnUnreachableGroups } from "./policy/policy.js";
+import { packageVersion } from "./cli/version.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { migrate } from "./store/migrate.js";
 import { type Database, warnIfJitOn } from "./store/db.js";
@@ -192,7 +193,9 @@ export class ActionqServer {
         await migrate(database(), log);
       }),
     ]);
-    const parts = assemble({ config, log, database: database(), policy, auth, tlsFiles, webhooks });
+    // Off, the SDK is never imported.
+    const tracing = config.tracing ? (await import("./tracing/tracing.js")).startTracing(log, packageVersion()) : undefined;
+    const parts = assemble({ config, log, database: database(), policy, auth, tlsFiles, webhooks, tracing });
     await lifecycle.start(parts.components);
     await warnIfJitOn(parts.pool, database(), log).catch((error: Error) => log.warn({ err: error.message }, "could not read the jit setting"));
     const server = new ActionqServer(config, log, databaseUrl, parts, lifecycle, auth, policy);

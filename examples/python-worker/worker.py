@@ -45,6 +45,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf import duration_pb2, json_format
 
+import tracing
 from actionq_client import REFUSED, Endpoint, RpcFailure, SetupError, action_pb2, api, connect, describe, refusal_hint
 
 log = logging.getLogger("worker")
@@ -205,6 +206,16 @@ class ClaimRun:
         self.deadline = time.monotonic() + self.lease_seconds
         self.lost = threading.Event()
         self.finished = threading.Event()
+        # The work's span continues the producer's trace (Action.trace_context);
+        # the calls below carry it, so the server's spans are its children.
+        context = self.action.trace_context
+        self.span = tracing.start_span(
+            f"work {self.action.action_type}",
+            context.traceparent,
+            context.tracestate,
+            {"actionq.action.id": str(self.action.id), "actionq.action.type": self.action.action_type, "actionq.action.attempt": self.action.attempt},
+        )
+        self.metadata = self.span.metadata() if self.span else ()
 
     def run(self) -> None:
         outcome = ""
@@ -234,6 +245,9 @@ class ClaimRun:
         except Exception:  # a bug here must not kill the worker silently
             log.exception("action %d: unexpected error", self.action.id)
         finally:
+            if self.span:
+                self.span.error = None if outcome == "completed" else (outcome or "gave up")
+                self.span.end()
             self.worker.claim_ended(self.action, outcome)
 
     def call(self, method: Callable[..., Response], request: object) -> Response:
@@ -243,7 +257,7 @@ class ClaimRun:
         retries = 0
         while True:
             try:
-                return method(request, timeout=CALL_TIMEOUT_SECONDS, wait_for_ready=True)
+                return method(request, timeout=CALL_TIMEOUT_SECONDS, wait_for_ready=True, metadata=self.metadata)
             except grpc.RpcError as error:
                 failure = describe(error)
                 if failure.code == grpc.StatusCode.FAILED_PRECONDITION:

@@ -151,6 +151,9 @@ export function actionToWire(row: ActionRow): Action {
     breakGlassTime: time(row.break_glass_at ?? null),
     scheduleId: row.schedule_id ?? "",
     scheduleTickTime: time(row.schedule_tick_time ?? null),
+    traceContext: row.trace_context
+      ? { $typeName: "actionq.v1.TraceContext", traceparent: row.trace_context.traceparent, tracestate: row.trace_context.tracestate }
+      : undefined,
   };
 }
 

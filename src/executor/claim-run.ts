@@ -3,6 +3,7 @@
 // claim token. The journal entry moves "acked" -> "applied" -> gone, so a
 // restart at any point neither loses the claim nor repeats what is done.
 import type { JsonObject } from "@bufbuild/protobuf";
+import { ROOT_CONTEXT, SpanKind, propagation, trace } from "@opentelemetry/api";
 import type { Action, Claim } from "../../gen/actionq/v1/action_pb.js";
 import { DEFAULT_LIMITS } from "../domain/vocabulary.js";
 import type { Logger } from "../log.js";
@@ -94,7 +95,23 @@ export async function reclaimEntry(deps: ClaimDeps, entry: JournalEntry, signal:
   }
 }
 
-export async function runClaim(deps: ClaimDeps, action: Action, entry: JournalEntry, resumed: boolean): Promise<void> {
+const tracer = trace.getTracer("actionq-executor");
+
+/** Runs the claim inside a span that continues the action's trace (its
+ * trace_context): a no-op unless the OpenTelemetry SDK was started. */
+export function runClaim(deps: ClaimDeps, action: Action, entry: JournalEntry, resumed: boolean): Promise<void> {
+  const parent = propagation.extract(ROOT_CONTEXT, { traceparent: action.traceContext?.traceparent, tracestate: action.traceContext?.tracestate });
+  const attributes = { "actionq.action.id": action.id.toString(), "actionq.action.type": action.actionType, "actionq.action.attempt": entry.attempt };
+  return tracer.startActiveSpan(`execute ${action.actionType}`, { kind: SpanKind.CONSUMER, attributes }, parent, async (span) => {
+    try {
+      await runClaimUntraced(deps, action, entry, resumed);
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function runClaimUntraced(deps: ClaimDeps, action: Action, entry: JournalEntry, resumed: boolean): Promise<void> {
   const log = claimLog(deps, action);
   const lost = new AbortController();
   const stopLease = keepLease(deps, entry, log, (reason) => lost.abort(new ClaimLost(reason)));

@@ -1,6 +1,8 @@
 // `actionq executor`: wires the flags, the handlers, the journal and the
 // client together, and turns signals into a graceful stop.
 import { ClientSetupError } from "../client-transport.js";
+import { packageVersion } from "../cli/version.js";
+import { tracingWanted } from "../config.js";
 import { createLogger } from "../log.js";
 import type { ClaimDeps } from "./claim-run.js";
 import { Executor, ExecutorFatalError } from "./executor.js";
@@ -14,11 +16,14 @@ import { type QueueClient, connect } from "./rpc.js";
 export async function runExecutor(raw: RawOptions): Promise<number> {
   let options: ExecutorOptions;
   let handlers: Map<string, Handler>;
+  let tracing: { shutdown(): Promise<void> } | undefined;
   try {
     // The only place the executor reads the environment.
     const { ACTIONQ_ADDR, ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT, ACTIONQ_TLS_CLIENT_KEY, XDG_STATE_HOME } = process.env;
     options = resolveOptions(raw, { ACTIONQ_ADDR, ACTIONQ_TOKEN, ACTIONQ_TLS_CA, ACTIONQ_TLS_CLIENT_CERT, ACTIONQ_TLS_CLIENT_KEY, XDG_STATE_HOME });
     handlers = await prepareHandlers(options);
+    // The standard OTEL_* variables, as for the server; off, no SDK is loaded.
+    if (tracingWanted(process.env)) tracing = (await import("../tracing/process-sdk.js")).startProcessTracing("actionq-executor", packageVersion());
   } catch (error) {
     if (!(error instanceof UsageError) && !(error instanceof HandlerLoadError)) throw error;
     process.stderr.write(`actionq executor: ${error.message}\n`);
@@ -91,6 +96,7 @@ export async function runExecutor(raw: RawOptions): Promise<number> {
     return 1;
   } finally {
     await journal.close();
+    await tracing?.shutdown();
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
   }

@@ -2,7 +2,8 @@
 // gRPC, which failures are worth another try, and how long to wait between
 // tries.
 import { setTimeout as sleep } from "node:timers/promises";
-import { type CallOptions, type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type CallOptions, type Client, Code, ConnectError, type Interceptor, createClient } from "@connectrpc/connect";
+import { context, propagation } from "@opentelemetry/api";
 import { type ClientEnvironment, clientTransport } from "../client-transport.js";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Logger } from "../log.js";
@@ -14,8 +15,16 @@ export type QueueClient = Client<typeof ActionQueueService>;
 export function connect(address: string, env: ClientEnvironment): QueueClient {
   // HTTP/2 pings notice a dead connection under a quiet claim stream, which
   // would otherwise wait forever for a message that cannot come.
-  return createClient(ActionQueueService, clientTransport(address, env, { pingIntervalMs: 10_000 }));
+  return createClient(ActionQueueService, clientTransport(address, env, { pingIntervalMs: 10_000, interceptors: [traceparent] }));
 }
+
+/** Sends the active span (a claim's, see claim-run.ts) as traceparent, so
+ * that the server's spans of the call are its children. Nothing is sent
+ * unless the OpenTelemetry SDK was started (src/tracing/process-sdk.ts). */
+const traceparent: Interceptor = (next) => (req) => {
+  propagation.inject(context.active(), req.header, { set: (header, key, value) => header.set(key, value) });
+  return next(req);
+};
 
 /** One unary call that takes this long means the server is stuck; give up
  * on that try and make another. */

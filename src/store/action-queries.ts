@@ -45,7 +45,7 @@ input AS (
     supersedes_id bigint, idempotency_key text, request_digest text, autonomous_eligible bool, policy_version text,
     decision jsonb, paused_decision jsonb, note jsonb, max_attempts int, run_after timestamptz,
     concurrency_key text, concurrency_limit int, schedule_key bigint, schedule_id text, schedule_tick_time timestamptz,
-    handoff_session uuid, handoff_worker text, handoff_lease_ms float8, handoff_types text[], handoff_projects text[])
+    trace_context jsonb, handoff_session uuid, handoff_worker text, handoff_lease_ms float8, handoff_types text[], handoff_projects text[])
   CROSS JOIN paused
 ),
 -- MATERIALIZED: the INSERT reads handed nine times; inlined, the whole
@@ -70,7 +70,7 @@ ins AS (
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
     approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred,
     concurrency_key, concurrency_limit, approval_requirements, schedule_key, schedule_id, schedule_tick_time,
-    claimed_by, claim_token, claim_session, claimed_at, claim_deadline, lease, ack_deadline, attempt)
+    trace_context, claimed_by, claim_token, claim_session, claimed_at, claim_deadline, lease, ack_deadline, attempt)
   SELECT id, action_type, project, target_ref, source_refs, payload, priority,
     CASE WHEN handed THEN 'claimed' ELSE d->>'status' END, risk_level,
     confidence, d->>'status' = 'pending', created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
@@ -81,7 +81,7 @@ ins AS (
     d->>'status' = 'approved' AND run_after IS NOT NULL AND run_after > now(),
     concurrency_key, concurrency_limit,
     coalesce(d->'approval_requirements', '[]'::jsonb), schedule_key, schedule_id, schedule_tick_time,
-    CASE WHEN handed THEN handoff_worker END,
+    trace_context, CASE WHEN handed THEN handoff_worker END,
     CASE WHEN handed THEN gen_random_uuid() END,
     CASE WHEN handed THEN handoff_session END,
     CASE WHEN handed THEN now() END,

@@ -46,7 +46,7 @@ import { enqueueWith, isRateLimitedProducer } from "./enqueue.js";
 import { type ActionChange, type ActionChangeKind, type Commits, moved } from "./commits.js";
 import { type ConcurrencyHold, concurrencyHold } from "./concurrency.js";
 import { inTransaction } from "./db.js";
-import type { ActionRow, EventRow, RiskLevel, Status } from "./rows.js";
+import type { ActionRow, EventRow, RiskLevel, Status, TraceContext } from "./rows.js";
 
 /** A policy decision as the insert statement reads it. */
 export interface StoredDecision {
@@ -104,6 +104,8 @@ export interface NewAction {
   /** Set by the scheduler: the schedule (internal key and id) and the
    * nominal tick this action is for; at most one action per tick. */
   schedule?: { key: string; id: string; tickTime: Date } | null;
+  /** The caller's W3C trace context, handed to workers with each claim. */
+  traceContext?: TraceContext | null;
 }
 
 export interface StoreLimits {

@@ -184,6 +184,7 @@ export async function enqueueWith(
       schedule_key: input.schedule?.key ?? null,
       schedule_id: input.schedule?.id ?? null,
       schedule_tick_time: input.schedule?.tickTime.toISOString() ?? null,
+      trace_context: input.traceContext ?? null,
       // Listed, not spread in: a spread into a literal this size made
       // building it a measurable part of an enqueue's CPU.
       handoff_session: handoffs[index]?.session ?? null,

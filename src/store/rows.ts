@@ -5,6 +5,13 @@ import type { JsonObject } from "@bufbuild/protobuf";
 export { COORDINATOR_EVENT_TYPES, EVENT_TYPES, type EventType, RISK_LEVELS, type RiskLevel, STATUSES, type Status } from "../domain/vocabulary.js";
 import type { RiskLevel, Status } from "../domain/vocabulary.js";
 
+/** A W3C trace context as kept with an action: the traceparent and
+ * tracestate headers of the call that enqueued it. */
+export interface TraceContext {
+  traceparent: string;
+  tracestate: string;
+}
+
 /** An action as the store returns it. bigint columns stay strings (exact). */
 export interface ActionRow {
   id: string;
@@ -73,6 +80,8 @@ export interface ActionRow {
   schedule_key: string | null;
   schedule_id: string | null;
   schedule_tick_time: Date | null;
+  /** The producer's W3C trace context (migration 013); null when none. */
+  trace_context: TraceContext | null;
   /** Only from a completion: when the claim that completed began. */
   claimed_since?: Date | null;
 }
@@ -147,6 +156,7 @@ const ACTION_FIELDS = [
   "schedule_key",
   "schedule_id",
   "schedule_tick_time",
+  "trace_context",
 ];
 
 /** The SELECT list producing an ActionRow from a relation aliased `alias`. */

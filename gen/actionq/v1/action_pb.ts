@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file actionq/v1/action.proto.
  */
 export const file_actionq_v1_action: GenFile = /*@__PURE__*/
-  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSLGDAoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoAxItCglydW5fYWZ0ZXIYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgpIAEoBRIQCghmYWlsdXJlcxgqIAEoBRIXCg9sb3N0X2RlbGl2ZXJpZXMYKyABKAUSEgoKbGFzdF9lcnJvchgsIAEoCRIXCg9jb25jdXJyZW5jeV9rZXkYLSABKAkSGQoRY29uY3VycmVuY3lfbGltaXQYLiABKAUSPgoVYXBwcm92YWxfcmVxdWlyZW1lbnRzGDcgAygLMh8uYWN0aW9ucS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhgKEGFwcHJvdmFsc19uZWVkZWQYOCABKAkSFgoOYnJlYWtfZ2xhc3NfYnkYMiABKAkSGgoSYnJlYWtfZ2xhc3NfcmVhc29uGDMgASgJEjQKEGJyZWFrX2dsYXNzX3RpbWUYNCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3NjaGVkdWxlX2lkGDkgASgJEjYKEnNjaGVkdWxlX3RpY2tfdGltZRg6IAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDQoLX2NvbmZpZGVuY2UiWQoTQXBwcm92YWxSZXF1aXJlbWVudBINCgVncm91cBgBIAEoCRINCgVjb3VudBgCIAEoBRIUCgxzYXRpc2ZpZWRfYnkYAyADKAkSDgoGc291cmNlGAQgASgJInIKBUNsYWltEiIKBmFjdGlvbhgBIAEoCzISLmFjdGlvbnEudjEuQWN0aW9uEhMKC2NsYWltX3Rva2VuGAIgASgJEjAKDGFja19kZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipAEKBUV2ZW50EgoKAmlkGAEgASgDEhEKCWFjdGlvbl9pZBgCIAEoAxISCgpldmVudF90eXBlGAMgASgJEg0KBWFjdG9yGAQgASgJEigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrvAQoMQWN0aW9uU3RhdHVzEh0KGUFDVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVBQ1RJT05fU1RBVFVTX1BFTkRJTkcQARIaChZBQ1RJT05fU1RBVFVTX0FQUFJPVkVEEAISGQoVQUNUSU9OX1NUQVRVU19DTEFJTUVEEAMSGwoXQUNUSU9OX1NUQVRVU19DT01QTEVURUQQBBIYChRBQ1RJT05fU1RBVFVTX0ZBSUxFRBAFEhoKFkFDVElPTl9TVEFUVVNfUkVKRUNURUQQBhIbChdBQ1RJT05fU1RBVFVTX0NBTkNFTExFRBAHKm4KCVJpc2tMZXZlbBIaChZSSVNLX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPUklTS19MRVZFTF9TQUZFEAESFgoSUklTS19MRVZFTF9HVUFSREVEEAISGAoUUklTS19MRVZFTF9EQU5HRVJPVVMQA2IGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdhY3Rpb25xL3YxL2FjdGlvbi5wcm90bxIKYWN0aW9ucS52MSL3DAoGQWN0aW9uEgoKAmlkGAEgASgDEhMKC2FjdGlvbl90eXBlGAIgASgJEg8KB3Byb2plY3QYAyABKAkSEgoKdGFyZ2V0X3JlZhgEIAEoCRITCgtzb3VyY2VfcmVmcxgFIAMoCRIoCgdwYXlsb2FkGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwcmlvcml0eRgHIAEoBRIoCgZzdGF0dXMYCCABKA4yGC5hY3Rpb25xLnYxLkFjdGlvblN0YXR1cxIpCgpyaXNrX2xldmVsGAkgASgOMhUuYWN0aW9ucS52MS5SaXNrTGV2ZWwSFwoKY29uZmlkZW5jZRgKIAEoAUgAiAEBEhkKEWFwcHJvdmFsX3JlcXVpcmVkGAsgASgIEhIKCmNyZWF0ZWRfYnkYDCABKAkSFgoOY29ycmVsYXRpb25faWQYDSABKAkSDAoEbm9kZRgOIAEoCRIPCgdzZXJ2aWNlGA8gASgJEhEKCXBhcmVudF9pZBgQIAEoAxITCgtjaGFpbl9kZXB0aBgRIAEoBRISCgpjbGFpbWVkX2J5GBIgASgJEjIKDmNsYWltX2RlYWRsaW5lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GBQgASgFEhIKCnJlc3VsdF9yZWYYFSABKAkSFgoOZmFpbHVyZV9yZWFzb24YFiABKAkSFAoMcm9sbGJhY2tfcmVmGBcgASgJEi8KC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgZIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FwcHJvdmVkX2J5GBsgASgJEjAKDGFwcHJvdmVfdGltZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GB0gASgJEi4KCmNsYWltX3RpbWUYHiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NsYWltX2Fja2VkGB8gASgIEhsKE2F1dG9ub21vdXNfZWxpZ2libGUYICABKAgSGgoSYXBwcm92YWxzX3JlcXVpcmVkGCEgASgFEhEKCWFwcHJvdmVycxgiIAMoCRI4ChRhcHByb3ZhbF9leHBpcmVfdGltZRgjIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOcG9saWN5X3ZlcnNpb24YJCABKAkSFQoNc3VwZXJzZWRlc19pZBglIAEoAxIxChByb2xsYmFja19wYXlsb2FkGCYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCg5yb2xsYmFja19vZl9pZBgnIAEoAxItCglydW5fYWZ0ZXIYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgpIAEoBRIQCghmYWlsdXJlcxgqIAEoBRIXCg9sb3N0X2RlbGl2ZXJpZXMYKyABKAUSEgoKbGFzdF9lcnJvchgsIAEoCRIXCg9jb25jdXJyZW5jeV9rZXkYLSABKAkSGQoRY29uY3VycmVuY3lfbGltaXQYLiABKAUSPgoVYXBwcm92YWxfcmVxdWlyZW1lbnRzGDcgAygLMh8uYWN0aW9ucS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhgKEGFwcHJvdmFsc19uZWVkZWQYOCABKAkSFgoOYnJlYWtfZ2xhc3NfYnkYMiABKAkSGgoSYnJlYWtfZ2xhc3NfcmVhc29uGDMgASgJEjQKEGJyZWFrX2dsYXNzX3RpbWUYNCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3NjaGVkdWxlX2lkGDkgASgJEjYKEnNjaGVkdWxlX3RpY2tfdGltZRg6IAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoNdHJhY2VfY29udGV4dBg7IAEoCzIYLmFjdGlvbnEudjEuVHJhY2VDb250ZXh0Qg0KC19jb25maWRlbmNlIjcKDFRyYWNlQ29udGV4dBITCgt0cmFjZXBhcmVudBgBIAEoCRISCgp0cmFjZXN0YXRlGAIgASgJIlkKE0FwcHJvdmFsUmVxdWlyZW1lbnQSDQoFZ3JvdXAYASABKAkSDQoFY291bnQYAiABKAUSFAoMc2F0aXNmaWVkX2J5GAMgAygJEg4KBnNvdXJjZRgEIAEoCSJyCgVDbGFpbRIiCgZhY3Rpb24YASABKAsyEi5hY3Rpb25xLnYxLkFjdGlvbhITCgtjbGFpbV90b2tlbhgCIAEoCRIwCgxhY2tfZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgVFdmVudBIKCgJpZBgBIAEoAxIRCglhY3Rpb25faWQYAiABKAMSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVhY3RvchgEIAEoCRIoCgdwYXlsb2FkGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq7wEKDEFjdGlvblN0YXR1cxIdChlBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESGgoWQUNUSU9OX1NUQVRVU19BUFBST1ZFRBACEhkKFUFDVElPTl9TVEFUVVNfQ0xBSU1FRBADEhsKF0FDVElPTl9TVEFUVVNfQ09NUExFVEVEEAQSGAoUQUNUSU9OX1NUQVRVU19GQUlMRUQQBRIaChZBQ1RJT05fU1RBVFVTX1JFSkVDVEVEEAYSGwoXQUNUSU9OX1NUQVRVU19DQU5DRUxMRUQQBypuCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD1JJU0tfTEVWRUxfU0FGRRABEhYKElJJU0tfTEVWRUxfR1VBUkRFRBACEhgKFFJJU0tfTEVWRUxfREFOR0VST1VTEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A typed unit of operational work and its current state. The history of
@@ -409,6 +409,19 @@ export type Action = Message<"actionq.v1.Action"> & {
    * @generated from field: google.protobuf.Timestamp schedule_tick_time = 58;
    */
   scheduleTickTime?: Timestamp | undefined;
+
+  /**
+   * The W3C trace context (https://www.w3.org/TR/trace-context/) the work
+   * of this action belongs to. A worker starts its span as a child of
+   * this, so that the span continues the producer's trace. The producer
+   * gives it as `traceparent` and `tracestate` metadata on EnqueueAction
+   * or EnqueueActions; when the server exports traces, `traceparent` names
+   * the server's span of that call (itself a child of the producer's).
+   * Unset when the producer sent none and the server does not trace.
+   *
+   * @generated from field: actionq.v1.TraceContext trace_context = 59;
+   */
+  traceContext?: TraceContext | undefined;
 };
 
 /**
@@ -417,6 +430,37 @@ export type Action = Message<"actionq.v1.Action"> & {
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
   messageDesc(file_actionq_v1_action, 0);
+
+/**
+ * A W3C trace context, as the `traceparent` and `tracestate` HTTP headers
+ * carry it. Any OpenTelemetry SDK reads it with its W3C propagator: give it
+ * a carrier holding these two keys and start the span in the context it
+ * returns.
+ *
+ * @generated from message actionq.v1.TraceContext
+ */
+export type TraceContext = Message<"actionq.v1.TraceContext"> & {
+  /**
+   * `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`.
+   *
+   * @generated from field: string traceparent = 1;
+   */
+  traceparent: string;
+
+  /**
+   * Vendor entries, passed through as the producer sent them; may be empty.
+   *
+   * @generated from field: string tracestate = 2;
+   */
+  tracestate: string;
+};
+
+/**
+ * Describes the message actionq.v1.TraceContext.
+ * Use `create(TraceContextSchema)` to create a new message.
+ */
+export const TraceContextSchema: GenMessage<TraceContext> = /*@__PURE__*/
+  messageDesc(file_actionq_v1_action, 1);
 
 /**
  * One approver group requirement of an action: at least `count` of its
@@ -460,7 +504,7 @@ export type ApprovalRequirement = Message<"actionq.v1.ApprovalRequirement"> & {
  * Use `create(ApprovalRequirementSchema)` to create a new message.
  */
 export const ApprovalRequirementSchema: GenMessage<ApprovalRequirement> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action, 1);
+  messageDesc(file_actionq_v1_action, 2);
 
 /**
  * An action handed to a worker, with the secret that proves the worker
@@ -498,7 +542,7 @@ export type Claim = Message<"actionq.v1.Claim"> & {
  * Use `create(ClaimSchema)` to create a new message.
  */
 export const ClaimSchema: GenMessage<Claim> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action, 2);
+  messageDesc(file_actionq_v1_action, 3);
 
 /**
  * One entry in the append-only event log. Events are never changed or
@@ -567,7 +611,7 @@ export type Event = Message<"actionq.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_actionq_v1_action, 3);
+  messageDesc(file_actionq_v1_action, 4);
 
 /**
  * Where an action is in its lifecycle.

@@ -6,8 +6,10 @@ import type { Access } from "../../auth/access.js";
 import { ActionqError, invalidField } from "../../errors.js";
 import { type ProposedFields, proposeAction, proposeRollback } from "../../policy/proposals.js";
 import type { NewAction } from "../../store/actions.js";
+import type { TraceContext } from "../../store/rows.js";
 import { attempt, must, perItem, withItemField } from "../batch-results.js";
 import { actionToWire, riskFromWire } from "../convert.js";
+import { callTraceContext } from "../trace-context.js";
 import * as check from "../validate.js";
 import type { Handlers, Kit } from "./kit.js";
 
@@ -46,11 +48,13 @@ export function enqueueFields(bound: Kit["bound"], maxAttemptsDefault: number, r
 
 /** Checks an enqueue request and asks the policy: the action to insert,
  * or an ActionqError naming what is wrong. */
-function prepareEnqueue({ deps, bound }: Kit, req: EnqueueActionRequest, access: Access): NewAction {
+function prepareEnqueue({ deps, bound }: Kit, req: EnqueueActionRequest, access: Access, traceContext: TraceContext | null): NewAction {
   const fields = enqueueFields(bound, deps.config.maxAttempts, req, access.identity("created_by", req.createdBy));
   access.allowNew(fields.project, fields.actionType);
   const idempotencyKey = req.idempotencyKey === "" ? null : bound.ref("idempotency_key", req.idempotencyKey);
-  return proposeAction(deps.policy.current, fields, idempotencyKey, req.maxAttempts);
+  // Not part of the request digest: a retry from another span is the same
+  // request.
+  return { ...proposeAction(deps.policy.current, fields, idempotencyKey, req.maxAttempts), traceContext };
 }
 
 export function producing(kit: Kit): Handlers<"enqueueAction" | "enqueueActions" | "rollbackAction"> {
@@ -59,7 +63,7 @@ export function producing(kit: Kit): Handlers<"enqueueAction" | "enqueueActions"
   return {
     async enqueueAction(req, ctx) {
       const access = accessOf(ctx);
-      const input = prepareEnqueue(kit, req, access);
+      const input = prepareEnqueue(kit, req, access, callTraceContext(ctx));
       if (input.supersedesId !== null) {
         const [refused] = await access.supersedeErrors([input.supersedesId]);
         if (refused) throw refused;
@@ -69,7 +73,10 @@ export function producing(kit: Kit): Handlers<"enqueueAction" | "enqueueActions"
     },
     async enqueueActions(req, ctx) {
       const access = accessOf(ctx);
-      const inputs = bound.batch("requests", req.requests).map((one, index) => attempt(`requests[${index}]`, () => prepareEnqueue(kit, one, access)));
+      const traceContext = callTraceContext(ctx);
+      const inputs = bound
+        .batch("requests", req.requests)
+        .map((one, index) => attempt(`requests[${index}]`, () => prepareEnqueue(kit, one, access, traceContext)));
       const superseding = inputs.flatMap((input, index) =>
         input instanceof ActionqError || input.supersedesId === null ? [] : [{ index, id: input.supersedesId }],
       );
@@ -97,7 +104,7 @@ export function producing(kit: Kit): Handlers<"enqueueAction" | "enqueueActions"
       const loaded = deps.policy.current;
       const outcome = await actions.rollback(id, (original) => {
         access.allowNew(original.project, original.rollback_ref);
-        return proposeRollback(loaded, original, actor, reason);
+        return { ...proposeRollback(loaded, original, actor, reason), traceContext: callTraceContext(ctx) };
       });
       if (!outcome.ok) throw outcome.error;
       return { rollback: actionToWire(outcome.action), created: outcome.created ?? true };

@@ -1,3 +1,7 @@
+-- Working through a transaction pooler (PgBouncer): functions that do not
+-- depend on the caller's search path, and webhook senders that hold a
+-- lease row instead of a session's advisory lock.
+--
 -- Nothing may depend on the caller's search path: through a transaction
 -- pooler a connection's search path is whatever the pooled server
 -- connection has (the startup option that set it is refused), and the
