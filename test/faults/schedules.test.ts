@@ -87,7 +87,8 @@ describe("scenario 10: a schedule on three replicas, all killed with -9", () => 
     const actions = async (): Promise<ActionRow[]> =>
       (
         await db.query<ActionRow>(
-          "SELECT id::text, (extract(epoch FROM schedule_tick_time) * 1000)::float8 AS tick_ms FROM actions WHERE schedule_id = $1 ORDER BY id",
+          // By the bigint: the text id would sort "10" before "9".
+          "SELECT a.id::text, (extract(epoch FROM a.schedule_tick_time) * 1000)::float8 AS tick_ms FROM actions a WHERE a.schedule_id = $1 ORDER BY a.id",
           [SCHEDULE],
         )
       ).rows;
