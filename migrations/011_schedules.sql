@@ -79,3 +79,19 @@ ALTER TABLE actions_archive
   ADD COLUMN schedule_key       bigint,
   ADD COLUMN schedule_id        text,
   ADD COLUMN schedule_tick_time timestamptz;
+
+-- A schedule created, changed, paused, resumed or deleted (its revision
+-- moves; the scheduler's own advance of next_tick_time does not) wakes the
+-- schedulers of every server, as `s`, rather than at their next poll.
+CREATE FUNCTION notify_schedule_changed() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  PERFORM pg_notify('actionq_' || TG_TABLE_SCHEMA, 's');
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER schedules_changed_insert AFTER INSERT ON schedules
+  FOR EACH ROW EXECUTE FUNCTION notify_schedule_changed();
+CREATE TRIGGER schedules_changed_update AFTER UPDATE ON schedules
+  FOR EACH ROW WHEN (OLD.revision IS DISTINCT FROM NEW.revision) EXECUTE FUNCTION notify_schedule_changed();

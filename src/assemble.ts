@@ -146,7 +146,9 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
         windowKeeper.poke();
       },
       onNotifications: () => notifier.poke(),
+      onSchedulesChanged: () => scheduleRunner.poke(),
       onResync: () => {
+        scheduleRunner.poke();
         dispatcher.wakeAll();
         windowKeeper.poke();
         void dispatcher.resync();

@@ -143,7 +143,7 @@ describe("schedules on one server", () => {
       "SELECT id::text, created_at, schedule_tick_time AS tick FROM actions WHERE schedule_id = 'every-second' ORDER BY id",
     );
     // Enqueued well within a second of its tick.
-    for (const row of rows) expect(row.created_at.getTime() - row.tick.getTime()).toBeLessThan(500);
+    for (const row of rows) expect(row.created_at.getTime() - row.tick.getTime()).toBeLessThan(750);
     const { action, events } = await getAction(t, rows[0]!.id);
     expect(action).toMatchObject({ scheduleId: "every-second", createdBy: "human:owner" });
     expect(millis((action as unknown as { scheduleTickTime: never }).scheduleTickTime)).toBe(rows[0]!.tick.getTime());
@@ -154,6 +154,28 @@ describe("schedules on one server", () => {
     const got = await getSchedule(t, "every-second");
     expect(got.recentTicks[0]).toMatchObject({ outcome: "SCHEDULE_TICK_OUTCOME_ENQUEUED" });
     expect(got.schedule.lastTick?.outcome).toBe("SCHEDULE_TICK_OUTCOME_ENQUEUED");
+  });
+
+  it("jitter delays each action's run_after by up to the jitter, leaving the tick time nominal", async () => {
+    await createSchedule(t, {
+      id: "jittered",
+      template: template("noop.jitter"),
+      interval: seconds(1),
+      jitter: seconds(0.9),
+      overlapPolicy: "SCHEDULE_POLICY_OVERLAP_ALLOW_ALL",
+    });
+    await sleep(2500);
+    await pauseSchedule(t, "jittered");
+    const { rows } = await t.db.query<{ tick: Date; run_after: Date | null }>(
+      "SELECT schedule_tick_time AS tick, run_after FROM actions WHERE schedule_id = 'jittered' ORDER BY id",
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    for (const row of rows) {
+      expect(row.tick.getTime() % 1000, "ticks stay on the clock").toBe(rows[0]!.tick.getTime() % 1000);
+      const delay = row.run_after === null ? 0 : row.run_after.getTime() - row.tick.getTime();
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThanOrEqual(900);
+    }
   });
 
   it("a paused schedule enqueues nothing and resumes on its next tick", async () => {

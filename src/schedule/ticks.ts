@@ -29,8 +29,10 @@ import type { TemplateActions } from "./template.js";
 export const ON_TIME_GRACE_MS = 5000;
 /** Skipped ticks of one outage recorded one by one; the event counts all. */
 export const SKIPPED_ROWS_CAP = 100;
-/** Counting skipped cron ticks stops here (the event then says "at least"). */
-export const SKIPPED_COUNT_CAP = 100_000;
+/** Counting skipped cron ticks stops here (the event then says "at
+ * least"): each costs the cron library a step, under the schedule's lock.
+ * Interval ticks are counted exactly, by arithmetic. */
+export const SKIPPED_COUNT_CAP = 1000;
 /** Ticks acted on per schedule per transaction; the rest follow at once. */
 export const TICKS_PER_PASS = 100;
 

@@ -72,7 +72,7 @@ RETURNING ${scheduleColumns("schedules")}`;
 
 export const ScheduleList = `
 SELECT ${scheduleColumns("s")} FROM schedules s
-WHERE s.deleted_at IS NULL AND s.id > $1 AND ($2 = '' OR s.project = $2)
+WHERE s.deleted_at IS NULL AND s.id > $1 AND (cardinality($2::text[]) = 0 OR s.project = ANY ($2::text[]))
 ORDER BY s.id LIMIT $3`;
 
 /** One schedule with work to do, locked so that no other replica acts on
@@ -81,7 +81,7 @@ ORDER BY s.id LIMIT $3`;
  * replica just failed on are passed over for a while. */
 export const ScheduleLockDue = `
 SELECT ${scheduleColumns("s")}, date_trunc('milliseconds', now()) AS now FROM schedules s
-WHERE s.deleted_at IS NULL AND NOT (s.key = ANY ($1::bigint[]))
+WHERE s.deleted_at IS NULL AND NOT s.paused AND NOT (s.key = ANY ($1::bigint[]))
   AND (s.next_tick_time <= now()
     OR (s.buffered_tick_time IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM actions a WHERE a.schedule_key = s.key AND a.status IN ('pending', 'approved', 'claimed'))))

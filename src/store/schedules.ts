@@ -278,10 +278,10 @@ export class ScheduleStore {
     return { schedule, ticks: rows };
   }
 
-  /** A page of live schedules by id, after `afterId`, each with its latest
-   * tick. */
-  async list(project: string, afterId: string, limit: number): Promise<{ schedule: ScheduleRow; last: TickRow | undefined }[]> {
-    const { rows } = await this.pool.query<ScheduleRow>(ScheduleList, [afterId, project, limit]);
+  /** A page of live schedules by id, after `afterId`, in `projects` (all
+   * when empty), each with its latest tick. */
+  async list(projects: string[], afterId: string, limit: number): Promise<{ schedule: ScheduleRow; last: TickRow | undefined }[]> {
+    const { rows } = await this.pool.query<ScheduleRow>(ScheduleList, [afterId, projects, limit]);
     if (rows.length === 0) return [];
     const { rows: ticks } = await this.pool.query<TickRow & { schedule_key: string }>(TicksLatest, [rows.map((row) => row.key)]);
     const byKey = new Map(ticks.map((tick) => [tick.schedule_key, tick]));

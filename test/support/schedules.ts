@@ -79,3 +79,17 @@ export async function ticksOf(t: TestServer, id: string): Promise<{ tick_time: D
 }
 
 export type ScheduledAction = WireAction & { scheduleId: string; scheduleTickTime: WireTimestamp | null };
+
+/** Retries `fn` until it does not throw (an expect() that holds), for at
+ * most `timeoutMs`; then throws its last error. */
+export async function retrying<T>(fn: () => Promise<T>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${(error as Error).message}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

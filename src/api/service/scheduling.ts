@@ -5,6 +5,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { invalidField } from "../../errors.js";
 import { clockOf } from "../../store/schedules.js";
 import { overlapFromWire, scheduleId, scheduleSpecFromWire, scheduleToWire, tickToWire, timeFromWire } from "../schedule-convert.js";
+import * as check from "../validate.js";
 import type { Handlers, Kit } from "./kit.js";
 
 /** How many of a schedule's ticks GetSchedule shows. */
@@ -79,9 +80,11 @@ export function scheduling(
       const schedule = await schedules.delete(id, reason, actor, (row) => access.allowScheduleChange(id, row.owner, true));
       return { schedule: scheduleToWire(schedule, await schedules.lastTick(schedule.key)) };
     },
-    async getSchedule(req) {
+    async getSchedule(req, ctx) {
       const id = scheduleId("id", req.id);
       const { schedule, ticks: recent } = await schedules.get(id, RECENT_TICKS);
+      // A scoped principal sees the schedules whose actions it could see.
+      accessOf(ctx).allowNew(schedule.project, String(schedule.template.actionType ?? ""));
       return {
         schedule: scheduleToWire(schedule, recent[0]),
         recentTicks: recent.map(tickToWire),
@@ -90,14 +93,18 @@ export function scheduling(
           .map((tick) => timestampFromDate(tick)),
       };
     },
-    async listSchedules(req) {
-      const project = req.project === "" ? "" : req.project;
+    async listSchedules(req, ctx) {
+      const project = req.project === "" ? "" : check.name("project", req.project);
+      const scope = accessOf(ctx).narrow({ actionTypes: [], projects: project === "" ? [] : [project] });
       const limit = bound.pageSize("page_size", req.pageSize, 50);
       const after = afterFromToken(req.pageToken, project);
-      const rows = await schedules.list(project, after, limit + 1);
+      const rows = await schedules.list(scope.projects, after, limit + 1);
       const page = rows.slice(0, limit);
       return {
-        schedules: page.map(({ schedule, last }) => scheduleToWire(schedule, last)),
+        // A principal scoped by action type sees only those types' schedules.
+        schedules: page
+          .filter(({ schedule }) => scope.actionTypes.length === 0 || scope.actionTypes.includes(String(schedule.template.actionType ?? "")))
+          .map(({ schedule, last }) => scheduleToWire(schedule, last)),
         nextPageToken: rows.length > limit ? pageToken(page.at(-1)!.schedule.id, project) : "",
       };
     },
