@@ -37,18 +37,20 @@ interface ActionRow {
   tick_ms: number;
 }
 
-/** This process's count of actions of the schedule's type it created
- * (actionq_actions_enqueued_total, over every status), from /metrics. */
-async function enqueuedBy(server: ServerProcess): Promise<number> {
+/** The ticks this server acted on, by outcome (actionq_schedule_ticks_total,
+ * counted after each commit), from its /metrics. */
+async function ticksActedOn(server: ServerProcess): Promise<Record<string, number>> {
   const admin = server.notable.find((line) => line.msg === "admin endpoint serving /metrics, /healthz, /readyz");
   if (!admin) throw new Error(`${server.name} has no admin endpoint`);
   const text = await (await fetch(`http://${String(admin.address)}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("actionq_actions_enqueued_total{") && line.includes(`action_type="${ACTION_TYPE}"`)) total += Number(line.split(" ").at(-1));
-  }
-  return total;
+  const tally: Record<string, number> = {};
+  for (const [, outcome, n] of text.matchAll(/^actionq_schedule_ticks_total\{outcome="(\w+)"\} (\d+)$/gm)) tally[outcome!] = Number(n);
+  return tally;
 }
+
+const total = (tally: Record<string, number>) => Object.values(tally).reduce((a, b) => a + b, 0);
+const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(p * values.length))] ?? 0;
+const midSecond = () => sleep(((1500 - (Date.now() % 1000)) % 1000) + 1);
 
 describe("scenario 10: a schedule on three replicas, all killed with -9", () => {
   it("each tick enqueued exactly once under contention; after the outage, the catch-up window is enqueued once, oldest first, the rest skipped", async () => {
@@ -95,7 +97,8 @@ describe("scenario 10: a schedule on three replicas, all killed with -9", () => 
 
     // 60 s of ticks on three schedulers; the kill falls between two ticks.
     await unlessCrashed(sleep(startMs + RUN_SECONDS * 1000 + 500 - Date.now()), "60 s of ticks");
-    const perReplica = await Promise.all(replicas.map(enqueuedBy));
+    const tallies = await Promise.all(replicas.map(ticksActedOn));
+    const perReplica = tallies.map(total);
     for (const replica of replicas) replica.kill9();
     const killedMs = Date.now();
     for (const replica of replicas) expect((await replica.exitWithin(5000)).signal).toBe("SIGKILL");
@@ -119,21 +122,25 @@ describe("scenario 10: a schedule on three replicas, all killed with -9", () => 
     expectEnqueued(startMs, lastBeforeMs, before, beforeActions, "before the kill");
     const ticksBefore = (lastBeforeMs - startMs) / 1000 + 1;
     expect(ticksBefore, "about a minute of ticks before the kill").toBeGreaterThanOrEqual(RUN_SECONDS - 2);
-    // The replicas' own counts add up to the ticks (one may have committed
-    // between the scrape and the kill).
+    // The replicas' own tallies add up to the ticks, all enqueued (one may
+    // have committed between the scrape and the kill).
     const perReplicaSum = perReplica.reduce((a, b) => a + b, 0);
     if (perReplicaSum < ticksBefore - 1 || perReplicaSum > ticksBefore)
-      problems.push(`the replicas counted ${perReplicaSum} enqueues for ${ticksBefore} ticks`);
+      problems.push(`the replicas counted ${perReplicaSum} ticks acted on for ${ticksBefore} ticks: ${JSON.stringify(tallies)}`);
+    if (tallies.some((tally) => total(tally) !== (tally.enqueued ?? 0)))
+      problems.push(`a replica acted on a tick without enqueuing: ${JSON.stringify(tallies)}`);
+    const lagsBefore = before.map((t) => t.recorded_ms - t.tick_ms);
 
     // Nobody runs the scheduler for 20 s; then one server comes back.
     await sleep(killedMs + DOWN_SECONDS * 1000 - Date.now());
     const restarted = await scenario.server("replica-0-restarted", env);
     const restartedMs = Date.now();
     await until("the restarted scheduler to tick on time", async () => (await ticks()).some((t) => t.tick_ms > restartedMs + 4000), 20_000);
-    await unlessCrashed(sleep(1500), "the last ticks");
+    await unlessCrashed(midSecond(), "the last ticks");
 
     const after = await ticks();
     const afterActions = await actions();
+    const restartedTally = await ticksActedOn(restarted);
     const resumed = after.filter((t) => t.tick_ms > lastBeforeMs);
     const resumedMs = Math.min(...resumed.map((t) => t.recorded_ms));
     // Missed: every tick due before the restarted scheduler first acted.
@@ -182,7 +189,7 @@ describe("scenario 10: a schedule on three replicas, all killed with -9", () => 
 
     // Across the whole run: one action per tick, one action_enqueued per action.
     const { rows: duplicated } = await db.query<{ tick: string; n: number }>(
-      "SELECT schedule_tick_time::text AS tick, count(*)::int AS n FROM actions WHERE schedule_id = $1 GROUP BY 1 HAVING count(*) > 1",
+      "SELECT schedule_tick_time::text AS tick, count(*)::int AS n FROM actions WHERE schedule_id = $1 GROUP BY schedule_key, 1 HAVING count(*) > 1",
       [SCHEDULE],
     );
     for (const d of duplicated) problems.push(`tick ${d.tick} has ${d.n} actions`);
@@ -198,6 +205,16 @@ describe("scenario 10: a schedule on three replicas, all killed with -9", () => 
     if (inversions > 0) problems.push(`${inversions} actions were created before the action of an earlier tick`);
     const lags = live.map((t) => t.recorded_ms - t.tick_ms);
     if (lags.some((lag) => lag > 1500)) problems.push(`live ticks after the restart acted on late: ${lags.map(Math.round).join(", ")} ms`);
+    // The restarted server's own tally says the same as the database.
+    const tallyEnqueued = restartedTally.enqueued ?? 0;
+    if (
+      tallyEnqueued < caughtUp.length + live.length ||
+      tallyEnqueued > caughtUp.length + live.length + 1 ||
+      restartedTally.skipped_catch_up !== skipped.length
+    )
+      problems.push(
+        `the restarted server counted ${JSON.stringify(restartedTally)}; the database has ${caughtUp.length + live.length} enqueued, ${skipped.length} skipped`,
+      );
     problems.push(...serverProblems(scenario.servers));
 
     const enqueued = afterActions.length;
@@ -205,7 +222,8 @@ describe("scenario 10: a schedule on three replicas, all killed with -9", () => 
     console.log(
       `FAULT 10 schedules: ticks=${after.length} enqueued=${enqueued} before_kill=${ticksBefore} per_replica=${perReplica.join("/")} ` +
         `replicas_enqueued=${replicasEnqueued}/3 missed=${missed.length} caught_up=${caughtUp.length} skipped_catch_up=${skipped.length} ` +
-        `live_after=${live.length} live_lag_max=${Math.round(Math.max(...lags))}ms duplicates=${duplicated.length} problems=${problems.length} ` +
+        `live_after=${live.length} lag_p50=${Math.round(percentile(lagsBefore, 0.5))}ms lag_max=${Math.round(Math.max(...lagsBefore))}ms ` +
+        `live_lag_max=${Math.round(Math.max(...lags))}ms duplicates=${duplicated.length} problems=${problems.length} ` +
         `time=${((Date.now() - scenario.started) / 1000).toFixed(1)}s`,
     );
     for (const problem of problems.slice(0, 10)) console.log(`  problem: ${problem}`);
