@@ -30,6 +30,7 @@ import { EXIT, EXIT_TABLE } from "./errors.js";
 import { addInspectCommands } from "./inspect-commands.js";
 import { OUTPUT_MODES, exitQuietlyOnClosedPipe, messageJson, print } from "./output.js";
 import * as parse from "./parse.js";
+import { addScheduleCommands } from "./schedule-commands.js";
 import { table } from "./table.js";
 import { type TemplateOptions, templateFields, templateOptions } from "./template.js";
 import { packageVersion } from "./version.js";
@@ -332,6 +333,7 @@ withScopeOptions(
     }),
   );
 addInspectCommands(program);
+addScheduleCommands(program);
 
 exitQuietlyOnClosedPipe();
 await program.parseAsync();
