@@ -1,0 +1,187 @@
+// Schedules in real browsers with authentication on: the list shows a
+// schedule created over the API with its clock in words; its page shows
+// ticks linking to the actions they enqueued, and an action made by a tick
+// links back; an operator pauses (with a reason) and resumes, an admin
+// backfills and an operator deletes from the page, each checked over the
+// API; a viewer sees no controls; every page passes axe.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ConsoleKit, axeViolations, noChromium, screenshot, startConsole } from "./harness.js";
+
+const HOUR_MS = 3_600_000;
+
+interface WireTick {
+  tickTime: { seconds: string };
+  outcome: string;
+  actionId: string;
+  backfill: boolean;
+}
+interface WireSchedule {
+  id: string;
+  paused: boolean;
+  pauseReason: string;
+  owner: string;
+}
+
+const seconds = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: 0 });
+
+describe.skipIf(noChromium)("console: schedules", () => {
+  let kit: ConsoleKit;
+
+  beforeAll(async () => {
+    kit = await startConsole({ auth: true });
+  });
+  afterAll(async () => {
+    await kit?.close();
+  });
+
+  /** An hourly schedule owned by the producer, made over the API. */
+  const create = (id: string, extra: Record<string, unknown> = {}) =>
+    kit.server.grpc.unary<{ schedule: WireSchedule }>(
+      "CreateSchedule",
+      { schedule: { id, template: { actionType: "collect_diagnostics", targetRef: `node/${id}` }, cron: "0 * * * *", ...extra }, owner: "" },
+      kit.as("producer"),
+    );
+  const get = (id: string) => kit.server.grpc.unary<{ schedule: WireSchedule; recentTicks: WireTick[] }>("GetSchedule", { id }, kit.as("viewer"));
+  const backfill = (id: string, hours: number) =>
+    kit.server.grpc.unary<{ ticks: WireTick[] }>(
+      "BackfillSchedule",
+      { id, startTime: seconds(Date.now() - hours * HOUR_MS - 60_000), endTime: seconds(Date.now()), actor: "" },
+      kit.as("producer"),
+    );
+
+  it("the list shows a schedule created over the API: clock in words and time zone, next tick, state and owner", async () => {
+    await create("nightly-berlin", { cron: "0 3 * * *", timeZone: "Europe/Berlin", description: "diagnostics before the morning" });
+    const { page } = await kit.signedIn("viewer", "/overview");
+    await page.getByRole("navigation", { name: "Console" }).getByRole("link", { name: "Schedules" }).click();
+    await page.waitForURL(/\/schedules$/);
+    const row = page.getByRole("table", { name: "Schedules, by id" }).getByRole("row", { name: /nightly-berlin/ });
+    await row.waitFor();
+    const text = (await row.textContent()) ?? "";
+    expect(text).toContain("every day at 03:00");
+    expect(text).toContain("(Europe/Berlin)");
+    expect(text).toContain("agent:triage");
+    expect(text).toContain("active");
+    expect(text).toContain("no tick yet");
+    expect(text).toMatch(/in \d+/);
+    expect(await page.title()).toBe("Schedules · actionq");
+    expect(await axeViolations(page)).toEqual([]);
+    await screenshot(page, "console-schedules");
+
+    await row.getByRole("link", { name: "nightly-berlin" }).click();
+    await page.waitForURL(/\/schedules\/nightly-berlin$/);
+    await page.getByRole("heading", { level: 1, name: "nightly-berlin" }).waitFor();
+    expect(await page.title()).toBe("Schedule nightly-berlin · actionq");
+    // A viewer reads, and is offered nothing to change.
+    expect(await page.getByRole("button", { name: /Pause|Resume|Delete|Backfill/ }).count()).toBe(0);
+    await page.getByText("need its owner or the operator role").waitFor();
+    expect(await axeViolations(page)).toEqual([]);
+  });
+
+  it("a schedule's page shows its recent ticks linking to their actions, and each action links back to the schedule", async () => {
+    await create("hourly-ticks", { overlapPolicy: "SCHEDULE_POLICY_OVERLAP_ALLOW_ALL" });
+    const { ticks } = await backfill("hourly-ticks", 2);
+    expect(ticks.map((tick) => tick.outcome)).toEqual(["SCHEDULE_TICK_OUTCOME_ENQUEUED", "SCHEDULE_TICK_OUTCOME_ENQUEUED"]);
+    const { page } = await kit.signedIn("viewer", "/schedules/hourly-ticks");
+    const table = page.getByRole("table", { name: /Recent ticks/ });
+    for (const tick of ticks) await table.getByRole("link", { name: `#${tick.actionId}` }).waitFor();
+    expect(await table.getByRole("row").count()).toBe(3);
+    expect(await table.textContent()).toContain("backfill");
+    expect(await page.getByRole("heading", { name: "Next ticks" }).count()).toBe(1);
+    expect(await page.getByText("allow all").count()).toBeGreaterThan(0);
+    await page.getByRole("heading", { name: "Events" }).waitFor();
+    await page
+      .getByText(/schedule created/i)
+      .first()
+      .waitFor();
+    expect(await axeViolations(page)).toEqual([]);
+    await screenshot(page, "console-schedule");
+
+    const newest = ticks[ticks.length - 1]!;
+    await table.getByRole("link", { name: `#${newest.actionId}` }).click();
+    await page.waitForURL(new RegExp(`/actions/${newest.actionId}$`));
+    const note = page.locator(".scheduled-by");
+    await note.waitFor();
+    expect(await note.textContent()).toBe(
+      `Scheduled by hourly-ticks at tick ${new Date(Number(newest.tickTime.seconds) * 1000).toISOString().replace(/\.000Z$/, "Z")}`,
+    );
+    expect(await axeViolations(page)).toEqual([]);
+    await note.getByRole("link", { name: "hourly-ticks" }).click();
+    await page.waitForURL(/\/schedules\/hourly-ticks$/);
+    await page.getByRole("heading", { level: 1, name: "hourly-ticks" }).waitFor();
+  });
+
+  it("an operator pauses with a required reason and resumes from the page; the server's schedule follows", async () => {
+    await create("pause-from-ui");
+    const { page } = await kit.signedIn("operator", "/schedules/pause-from-ui");
+    await page.getByRole("button", { name: "Pause schedule" }).click();
+    await page.getByRole("alert").filter({ hasText: "Give a reason" }).waitFor();
+    expect(await page.getByLabel("Why pause? (required)").getAttribute("aria-invalid")).toBe("true");
+    expect((await get("pause-from-ui")).schedule.paused).toBe(false);
+
+    await page.getByLabel("Why pause? (required)").fill("INC-77: node rebuilt");
+    await page.getByRole("button", { name: "Pause schedule" }).click();
+    await page.getByRole("status").filter({ hasText: "Paused: INC-77: node rebuilt" }).waitFor();
+    expect((await get("pause-from-ui")).schedule).toMatchObject({ paused: true, pauseReason: "INC-77: node rebuilt" });
+    expect(await axeViolations(page)).toEqual([]);
+
+    await page.getByLabel("Why resume? (optional)").fill("node is back");
+    await page.getByRole("button", { name: "Resume schedule" }).click();
+    await page.getByRole("button", { name: "Pause schedule" }).waitFor();
+    expect((await get("pause-from-ui")).schedule.paused).toBe(false);
+    // The list says so too.
+    await page.goto(`${kit.url}/schedules`);
+    const row = page.getByRole("row", { name: /pause-from-ui/ });
+    await row.waitFor();
+    expect(await row.textContent()).toContain("active");
+  });
+
+  it("an admin backfills an interval from the page: each past tick gets one action, shown on the page", async () => {
+    await create("backfill-from-ui");
+    const { page } = await kit.signedIn("admin", "/schedules/backfill-from-ui");
+    await page.getByText("No tick acted on yet.").waitFor();
+    await page.getByLabel("From (included)").fill("yesterday");
+    await page.getByRole("button", { name: "Backfill interval" }).click();
+    await page.getByRole("alert").filter({ hasText: "RFC 3339" }).waitFor();
+
+    const from = new Date(Date.now() - 3 * HOUR_MS - 60_000).toISOString().replace(/\.\d{3}Z$/, "Z");
+    await page.getByLabel("From (included)").fill(from);
+    await page.getByRole("button", { name: "Backfill interval" }).click();
+    await page.getByRole("status").filter({ hasText: "Backfilled 3 ticks: 3 with an action, 0 without." }).waitFor();
+
+    const { recentTicks } = await get("backfill-from-ui");
+    expect(recentTicks).toHaveLength(3);
+    expect(recentTicks.every((tick) => tick.backfill && tick.outcome === "SCHEDULE_TICK_OUTCOME_ENQUEUED" && tick.actionId !== "0")).toBe(true);
+    const table = page.getByRole("table", { name: /Recent ticks/ });
+    for (const tick of recentTicks) await table.getByRole("link", { name: `#${tick.actionId}` }).waitFor();
+    const actions = await kit.server.grpc.unary<{ actions: { id: string; scheduleId: string; createdBy: string }[] }>(
+      "ListActions",
+      { createdBy: "agent:triage", actionTypes: ["collect_diagnostics"], pageSize: 100 },
+      kit.as("viewer"),
+    );
+    const made = actions.actions.filter((action) => action.scheduleId === "backfill-from-ui");
+    expect(made.map((action) => action.id).sort()).toEqual(recentTicks.map((tick) => tick.actionId).sort());
+    expect(await axeViolations(page)).toEqual([]);
+  });
+
+  it("an operator deletes a schedule after a second step; it is gone from the server and the list", async () => {
+    await create("delete-from-ui");
+    const { page } = await kit.signedIn("operator", "/schedules/delete-from-ui");
+    await page.getByRole("button", { name: "Delete schedule…" }).click();
+    await page.getByRole("button", { name: "Keep it" }).click();
+    expect((await get("delete-from-ui")).schedule.id).toBe("delete-from-ui");
+
+    await page.getByRole("button", { name: "Delete schedule…" }).click();
+    expect(await axeViolations(page)).toEqual([]);
+    await page.getByLabel("Why delete? (optional)").fill("replaced by nightly-berlin");
+    await page.getByRole("button", { name: "Delete delete-from-ui" }).click();
+    await page.waitForURL(/\/schedules$/);
+    await page.getByRole("heading", { level: 1, name: "Schedules" }).waitFor();
+    await page.getByRole("table", { name: "Schedules, by id" }).waitFor();
+    expect(await page.getByRole("row", { name: /delete-from-ui/ }).count()).toBe(0);
+    const error = await kit.server.grpc.unary("GetSchedule", { id: "delete-from-ui" }, kit.as("viewer")).then(
+      () => undefined,
+      (e: { code: number }) => e,
+    );
+    expect(error?.code).toBe(5); // NOT_FOUND
+  });
+});
