@@ -184,4 +184,46 @@ describe.skipIf(noChromium)("console: schedules", () => {
     );
     expect(error?.code).toBe(5); // NOT_FOUND
   });
+
+  it("a producer creates a schedule from the list page; a bad id is caught before sending, a bad cron is the server's refusal", async () => {
+    const { page } = await kit.signedIn("producer", "/schedules");
+    await page.getByRole("button", { name: "New schedule…" }).click();
+    const form = page.getByRole("form", { name: "New schedule" });
+    await form.getByLabel("Id").fill("bad id with spaces");
+    await form.getByLabel("Action type").fill("collect_diagnostics");
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await form.getByRole("alert").filter({ hasText: "An id is letters" }).waitFor();
+    expect(await form.getByLabel("Id").getAttribute("aria-invalid")).toBe("true");
+
+    await form.getByLabel("Id").fill("made-in-the-console");
+    await form.getByLabel("Target (optional)").fill("node/9");
+    await form.getByLabel(/^Cron/).fill("61 * * * *");
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await form.getByRole("alert").filter({ hasText: "Not created" }).waitFor();
+
+    await form.getByLabel(/^Cron/).fill("15 4 * * MON-FRI");
+    await form.getByText("at 04:15 on Monday to Friday").waitFor();
+    await form.getByLabel("Time zone").fill("Europe/Paris");
+    await form.getByLabel("Payload (a JSON object, optional)").fill('{"depth": 3}');
+    await form.getByLabel("While the previous action is unfinished").selectOption({ label: "buffer one" });
+    expect(await axeViolations(page)).toEqual([]);
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await page.waitForURL(/\/schedules\/made-in-the-console$/);
+    await page.getByRole("heading", { level: 1, name: "made-in-the-console" }).waitFor();
+
+    const made = await kit.server.grpc.unary<{
+      schedule: WireSchedule & { cron: string; timeZone: string; overlapPolicy: string; template: { targetRef: string; payload: { fields: object } } };
+    }>("GetSchedule", { id: "made-in-the-console" }, kit.as("viewer"));
+    expect(made.schedule).toMatchObject({
+      owner: "agent:triage",
+      cron: "15 4 * * MON-FRI",
+      timeZone: "Europe/Paris",
+      overlapPolicy: "SCHEDULE_POLICY_OVERLAP_BUFFER_ONE",
+      template: { targetRef: "node/9" },
+    });
+    // A viewer is not offered the form.
+    const { page: vera } = await kit.signedIn("viewer", "/schedules");
+    await vera.getByText("Creating one needs the producer role").waitFor();
+    expect(await vera.getByRole("button", { name: "New schedule…" }).count()).toBe(0);
+  });
 });

@@ -1,13 +1,16 @@
 // Schedules: every recurring action, by id, with what an operator scans
 // for: its clock in words, when it ticks next, what its last tick did,
 // whether it is paused and whose name its actions carry. Pages refresh
-// with events (keys.schedules). Creating one is left to actionctl.
+// with events (keys.schedules). Producers may create one here with the
+// common template fields; actionctl takes them all.
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link } from "wouter";
 import { type Schedule, type ScheduleTick, ScheduleTickOutcome } from "../../../gen/actionq/v1/action_queue_service_pb.js";
 import { api } from "../api.js";
 import { ActionLink, ErrorNotice, When } from "../components/badges.js";
+import { NewScheduleForm } from "../components/schedule-form.js";
+import { can, useMe } from "../identity.js";
 import { keys } from "../live.js";
 import { OUTCOME_WORDS, clockInWords } from "../schedule-words.js";
 import "../components/ops-shared.css";
@@ -16,6 +19,7 @@ import "./schedules.css";
 const PAGE_SIZE = 50;
 
 export function SchedulesPage() {
+  const me = useMe();
   // Tokens of the pages before this one, for Previous.
   const [tokens, setTokens] = useState<string[]>([""]);
   const token = tokens[tokens.length - 1] ?? "";
@@ -30,9 +34,18 @@ export function SchedulesPage() {
     <div className="ops-schedules">
       <h1>Schedules</h1>
       <p className="muted">
-        Each schedule enqueues one action per tick of its clock, in its owner's name; the policy, pauses and change windows apply as to any other action. Create
-        one with <code>actionctl schedule create</code>.
+        Each schedule enqueues one action per tick of its clock, in its owner's name; the policy, pauses and change windows apply as to any other action.{" "}
+        {can(me, "producer") ? (
+          <>
+            Create one here, or with <code>actionctl schedule create</code> for every template field.
+          </>
+        ) : (
+          <>
+            Creating one needs the producer role (or <code>actionctl schedule create</code> with a producer's token).
+          </>
+        )}
       </p>
+      {can(me, "producer") && <NewScheduleForm />}
       <ErrorNotice error={page.error} prefix="The schedules could not be loaded" />
       {page.isPending && <p aria-busy="true">Loading schedules…</p>}
       {page.data && schedules.length === 0 && tokens.length === 1 && <p className="muted">No schedules yet.</p>}
