@@ -89,10 +89,7 @@ describe.skipIf(noChromium)("console: schedules", () => {
     expect(await page.getByRole("heading", { name: "Next ticks" }).count()).toBe(1);
     expect(await page.getByText("allow all").count()).toBeGreaterThan(0);
     await page.getByRole("heading", { name: "Events" }).waitFor();
-    await page
-      .getByText(/schedule created/i)
-      .first()
-      .waitFor();
+    await page.getByText("Schedule created").first().waitFor();
     expect(await axeViolations(page)).toEqual([]);
     await screenshot(page, "console-schedule");
 
@@ -120,9 +117,14 @@ describe.skipIf(noChromium)("console: schedules", () => {
 
     await page.getByLabel("Why pause? (required)").fill("INC-77: node rebuilt");
     await page.getByRole("button", { name: "Pause schedule" }).click();
-    await page.getByRole("status").filter({ hasText: "Paused: INC-77: node rebuilt" }).waitFor();
+    // Who paused, from the schedule's event; why, from the schedule.
+    await page
+      .getByRole("status")
+      .filter({ hasText: /^Paused by human:olga .+ ago: INC-77: node rebuilt\./ })
+      .waitFor();
     expect((await get("pause-from-ui")).schedule).toMatchObject({ paused: true, pauseReason: "INC-77: node rebuilt" });
     expect(await axeViolations(page)).toEqual([]);
+    await screenshot(page, "console-schedule-paused");
 
     await page.getByLabel("Why resume? (optional)").fill("node is back");
     await page.getByRole("button", { name: "Resume schedule" }).click();

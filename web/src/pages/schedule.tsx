@@ -8,10 +8,10 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { useQuery } from "@tanstack/react-query";
 import type { ReactNode } from "react";
 import { Link } from "wouter";
-import { RiskLevel } from "../../../gen/actionq/v1/action_pb.js";
+import { type Event, RiskLevel } from "../../../gen/actionq/v1/action_pb.js";
 import { type EnqueueActionRequest, type Schedule, SchedulePolicyOverlap, type ScheduleTick } from "../../../gen/actionq/v1/action_queue_service_pb.js";
 import { Code, api, errorCode } from "../api.js";
-import { ActionLink, ErrorNotice, StatusBadge } from "../components/badges.js";
+import { ActionLink, ErrorNotice, StatusBadge, When } from "../components/badges.js";
 import { ScheduleControls } from "../components/schedule-controls.js";
 import { Instant, Timeline } from "../components/timeline.js";
 import { RISK_NAMES, durationMs, prettyJson, span } from "../format.js";
@@ -71,11 +71,7 @@ export function SchedulePage({ id }: { id: string }) {
         </p>
         {schedule.description && <p>{schedule.description}</p>}
       </header>
-      {schedule.paused && (
-        <p className="notice schedule-paused-notice" role="status">
-          Paused{schedule.pauseReason ? `: ${schedule.pauseReason}` : ""}. Its ticks pass without an action, and are not caught up on resume.
-        </p>
-      )}
+      {schedule.paused && <PausedNotice schedule={schedule} />}
       <ScheduleControls schedule={schedule} />
       <div className="grid">
         <section aria-labelledby="clock-heading">
@@ -244,16 +240,16 @@ function TicksTable({ ticks }: { ticks: ScheduleTick[] }) {
   );
 }
 
-/** How many schedule events are read at most, newest kept. */
+/** How many pages of schedule events are read at most. */
 const EVENT_PAGES = 5;
 
 /** The schedule's own events. They carry no action id, so they are read by
  * type and picked by the schedule id in their payload. */
-function ScheduleEvents({ id }: { id: string }) {
-  const events = useQuery({
+function useScheduleEvents(id: string) {
+  return useQuery({
     queryKey: [...keys.schedule(id), "events"],
     queryFn: async () => {
-      const found = [];
+      const found: Event[] = [];
       let afterId = 0n;
       for (let page = 0; page < EVENT_PAGES; page++) {
         const response = await api.listEvents({ afterId, eventTypes: [...SCHEDULE_EVENT_TYPES], pageSize: 1000 });
@@ -264,7 +260,30 @@ function ScheduleEvents({ id }: { id: string }) {
       return found;
     },
   });
+}
+
+function ScheduleEvents({ id }: { id: string }) {
+  const events = useScheduleEvents(id);
   if (events.isError) return <ErrorNotice error={events.error} prefix="The schedule's events could not be read" />;
   if (events.isPending) return <p className="muted">Loading…</p>;
   return <Timeline events={events.data} />;
+}
+
+/** "Paused by human:olga 3m ago: INC-77": who paused comes from the
+ * schedule_paused event, since the schedule keeps only the reason. */
+function PausedNotice({ schedule }: { schedule: Schedule }) {
+  const events = useScheduleEvents(schedule.id);
+  const paused = events.data?.findLast((event) => event.eventType === "schedule_paused");
+  return (
+    <p className="notice schedule-paused-notice" role="status">
+      Paused
+      {paused && (
+        <>
+          {" "}
+          by <span className="mono">{paused.actor}</span> <When at={paused.createTime} />
+        </>
+      )}
+      {schedule.pauseReason ? `: ${schedule.pauseReason}` : ""}. Its ticks pass without an action, and are not caught up on resume.
+    </p>
+  );
 }
