@@ -5,6 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Json, actionctlAt, hasScript, killChildren, runInTerminal } from "./support/actionctl.js";
 import { type TestServer, startTestServer } from "./support/harness.js";
+import { eventually, sleep } from "./support/wait.js";
 
 const HOUR_MS = 3_600_000;
 
@@ -208,5 +209,39 @@ describe("actionctl schedule", () => {
     const sentence = await actionctl(["-o", "table", ...base, "--cron", "0 3 * * *", "--time-zone", "Mars/Olympus_Mons"]);
     expect(sentence.code).toBe(1);
     expect(sentence.stderr).toMatch(/^actionctl: .*fix --time-zone \(field schedule\.time_zone\)\n$/);
+  });
+
+  it("an every-second schedule enqueues by itself, each action naming its schedule and tick; paused, it stops", async () => {
+    await ok([
+      "schedule",
+      "create",
+      "every-second",
+      "--type",
+      "ping",
+      "--project",
+      "cli-clock",
+      "--every",
+      "1s",
+      "--overlap",
+      "allow-all",
+      "--owner",
+      "agent:clock",
+    ]);
+    const ticked = (await eventually(async () => {
+      const got = await ok(["schedule", "get", "every-second"]);
+      return got.recent_ticks.filter((tick: Json) => tick.outcome === "SCHEDULE_TICK_OUTCOME_ENQUEUED").length >= 2 ? got : undefined;
+    }, "two ticks of the clock")) as Json;
+    for (const tick of ticked.recent_ticks as Json[]) {
+      expect(tick.backfill ?? false).toBe(false);
+      const { action } = await ok(["show", tick.action_id]);
+      expect(action).toMatchObject({ schedule_id: "every-second", schedule_tick_time: tick.tick_time, created_by: "agent:clock", action_type: "ping" });
+    }
+    await ok(["schedule", "pause", "every-second", "--reason", "enough", "--actor", "agent:clock"]);
+    const count = async () => (await ok(["ls", "--project", "cli-clock", "--limit", "1000"])).actions.length;
+    const atPause = await count();
+    await sleep(2_500);
+    // At most a tick already being acted on when the pause committed.
+    expect(await count()).toBeLessThanOrEqual(atPause + 1);
+    await ok(["schedule", "delete", "every-second", "--actor", "agent:clock"]);
   });
 });

@@ -102,6 +102,7 @@ describe.skipIf(noChromium)("console: schedules", () => {
       `Scheduled by hourly-ticks at tick ${new Date(Number(newest.tickTime.seconds) * 1000).toISOString().replace(/\.000Z$/, "Z")}`,
     );
     expect(await axeViolations(page)).toEqual([]);
+    await screenshot(page, "console-action-scheduled");
     await note.getByRole("link", { name: "hourly-ticks" }).click();
     await page.waitForURL(/\/schedules\/hourly-ticks$/);
     await page.getByRole("heading", { level: 1, name: "hourly-ticks" }).waitFor();
@@ -227,5 +228,32 @@ describe.skipIf(noChromium)("console: schedules", () => {
     const { page: vera } = await kit.signedIn("viewer", "/schedules");
     await vera.getByText("Creating one needs the producer role").waitFor();
     expect(await vera.getByRole("button", { name: "New schedule…" }).count()).toBe(0);
+  });
+
+  it("the list follows the clock live: a new schedule appears and its ticks show without a reload", async () => {
+    const { page } = await kit.signedIn("viewer", "/schedules");
+    await page.getByRole("heading", { level: 1, name: "Schedules" }).waitFor();
+    await kit.server.grpc.unary(
+      "CreateSchedule",
+      {
+        schedule: {
+          id: "every-second",
+          template: { actionType: "ping" },
+          interval: { seconds: "1", nanos: 0 },
+          overlapPolicy: "SCHEDULE_POLICY_OVERLAP_ALLOW_ALL",
+        },
+        owner: "",
+      },
+      kit.as("producer"),
+    );
+    try {
+      const row = page.getByRole("row", { name: /every-second/ });
+      await row.waitFor({ timeout: 5_000 });
+      expect(await row.textContent()).toContain("every 1s");
+      await row.getByText("enqueued").waitFor({ timeout: 10_000 });
+      await row.getByRole("link", { name: /^#\d+$/ }).waitFor();
+    } finally {
+      await kit.server.grpc.unary("DeleteSchedule", { id: "every-second", actor: "" }, kit.as("producer"));
+    }
   });
 });
