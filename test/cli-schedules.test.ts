@@ -83,6 +83,9 @@ describe("actionctl schedule", () => {
       expect(at.getUTCMinutes()).toBe(30);
     }
 
+    const taken = await refused(["schedule", "create", "nightly-diag", "--type", "other", "--every", "1h", "--owner", "agent:nightly"]);
+    expect(taken).toMatchObject({ code: "already_exists", reason: "SCHEDULE_EXISTS" });
+
     const listed = await ok(["schedule", "list", "--project", "cli-sched"]);
     expect(listed.schedules.map((s: Json) => s.id)).toEqual(["nightly-diag"]);
     expect(listed.next_page_token).toBe("");

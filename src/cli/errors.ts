@@ -188,6 +188,11 @@ function serverAdvice(error: ConnectError, target: Target): [number, string] {
       if (metadata.schedule_id) return [EXIT.refused, "`actionctl schedule list` lists the schedules"];
       return [EXIT.refused, metadata.action_id ? "`actionctl ls` lists the actions" : "check the ids given"];
     case Code.FailedPrecondition:
+      if (reason === "SCHEDULE_REVISION_MISMATCH")
+        return [
+          EXIT.refused,
+          `someone changed the schedule meanwhile: \`actionctl schedule get ${metadata.schedule_id ?? "ID"}\` shows it; run the update again`,
+        ];
       return [EXIT.refused, metadata.action_id ? `\`actionctl show ${metadata.action_id}\` shows where it stands` : ""];
     case Code.InvalidArgument:
       return [EXIT.refused, metadata.field ? `fix ${flagOf(metadata.field)}` : "fix the request"];
