@@ -39,6 +39,11 @@ import { createPool } from "./store/db.js";
 import { EventStore } from "./store/events.js";
 import { listMigrations } from "./store/migrate.js";
 import { PauseStore } from "./store/pauses.js";
+import { ScheduleStore } from "./store/schedules.js";
+import { ScheduleRunner } from "./schedule/runner.js";
+import { TemplateActions } from "./schedule/template.js";
+import { Ticks } from "./schedule/ticks.js";
+import * as check from "./api/validate.js";
 import { WindowStore } from "./store/windows.js";
 import { Transport } from "./transport/transport.js";
 
@@ -87,6 +92,13 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   const events = new EventStore(pool);
   const pauses = new PauseStore(pool, commits);
   const windows = new WindowStore(pool);
+  const schedules = new ScheduleStore(pool);
+  const templates = new TemplateActions(check.bounded(config.limits), config.maxAttempts, policy);
+  const ticks = new Ticks(actions, templates, log.child({ component: "schedules" }));
+  // At most a second between looks, so that a schedule created on another
+  // replica ticks on time here too.
+  const scheduleRunner = new ScheduleRunner(ticks, pool, Math.min(config.pollIntervalMs, 1000), log.child({ component: "schedules" }));
+  schedules.onChange(() => scheduleRunner.poke());
   const notifier = new Notifier(pool, webhooks, {
     url: databaseUrl,
     schema: config.schema,
@@ -134,7 +146,9 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
         windowKeeper.poke();
       },
       onNotifications: () => notifier.poke(),
+      onSchedulesChanged: () => scheduleRunner.poke(),
       onResync: () => {
+        scheduleRunner.poke();
         dispatcher.wakeAll();
         windowKeeper.poke();
         void dispatcher.resync();
@@ -163,6 +177,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   commits.subscribe("metrics", (change) => metrics.committed(change));
   commits.subscribe("state log", (change) => stateLog.committed(change));
   commits.subscribe("webhooks", (change) => notifier.committed(change));
+  commits.subscribe("schedules", (change) => scheduleRunner.committed(change));
 
   const stopping = new AbortController();
   const forceStop = new AbortController();
@@ -182,6 +197,9 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
       pauses,
       windows,
       policy,
+      schedules,
+      templates,
+      ticks,
       reloadPolicy,
       webhookBacklog: () => notifier.backlog(),
       shutdown: stopping.signal,
@@ -279,6 +297,15 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
       "scheduler",
       () => scheduler.start(),
       () => scheduler.stop(),
+    ),
+    // Ticks are acted on only where ACTIONQ_SCHEDULER is on; any replica
+    // may, and row locks let one act on each tick.
+    component(
+      "schedules",
+      () => {
+        if (config.scheduler) scheduleRunner.start();
+      },
+      () => scheduleRunner.stop(),
     ),
     component(
       "sweeper",

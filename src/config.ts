@@ -183,6 +183,11 @@ const TABLE = {
     schema: seconds(60, 100 * 365 * 86_400).optional(),
     doc: "Finished actions older than this move from the hot table to actions_archive (GetAction still finds them; ListActions and GetQueueStats no longer count them). Events are never moved or deleted. Unset: finished actions stay.",
   }),
+  scheduler: setting("ACTIONQ_SCHEDULER", {
+    schema: onOff,
+    fallback: "on",
+    doc: "Run the scheduler, which enqueues the actions of schedules at their ticks. Any number of servers may run it (each tick is enqueued once); off: this server leaves ticks to the others.",
+  }),
   pollIntervalMs: setting("ACTIONQ_POLL_INTERVAL_SECONDS", {
     schema: seconds(0.05, 3600),
     fallback: "5",

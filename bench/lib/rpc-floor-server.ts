@@ -108,6 +108,8 @@ function actionLiteral(
     breakGlassBy: "",
     breakGlassReason: "",
     breakGlassTime: undefined,
+    scheduleId: "",
+    scheduleTickTime: undefined,
   } satisfies Action;
 }
 

@@ -12,6 +12,7 @@ import { operating } from "./service/operating.js";
 import { producing } from "./service/producing.js";
 import { reading } from "./service/reading.js";
 import { reviewing } from "./service/reviewing.js";
+import { scheduling } from "./service/scheduling.js";
 import { working } from "./service/working.js";
 
 export type { ServiceDeps } from "./service/kit.js";
@@ -25,6 +26,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
     ...working(handlers),
     ...events(handlers),
     ...operating(handlers),
+    ...scheduling(handlers),
   };
 }
 

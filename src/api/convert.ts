@@ -149,6 +149,8 @@ export function actionToWire(row: ActionRow): Action {
     breakGlassBy: row.break_glass_by ?? "",
     breakGlassReason: row.break_glass_reason ?? "",
     breakGlassTime: time(row.break_glass_at ?? null),
+    scheduleId: row.schedule_id ?? "",
+    scheduleTickTime: time(row.schedule_tick_time ?? null),
   };
 }
 

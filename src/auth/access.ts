@@ -51,6 +51,17 @@ const METHOD_ROLES: Record<Method, readonly Role[] | ((message: Record<string, u
   watchEvents: ["viewer"],
   getQueueStats: ["viewer"],
   getPolicy: ["viewer"],
+  // Schedules enqueue in their owner's name: changing what and when they
+  // enqueue is the owner's (checked in the handler); stopping one is also
+  // an operator's.
+  createSchedule: ["producer"],
+  updateSchedule: ["producer"],
+  backfillSchedule: ["producer"],
+  pauseSchedule: ["producer", "operator"],
+  resumeSchedule: ["producer", "operator"],
+  deleteSchedule: ["producer", "operator"],
+  getSchedule: ["viewer"],
+  listSchedules: ["viewer"],
   // Who am I: every principal may ask, whatever its roles.
   getCaller: ["producer", "worker", "approver", "operator", "viewer"],
 };
@@ -287,6 +298,21 @@ export class Access {
         },
       );
     });
+  }
+
+  /** A schedule enqueues in its owner's name: only the owner (or an
+   * admin) may change what it enqueues; `operatorMay` lets an operator
+   * stop or start it too. Without authentication anyone may. */
+  allowScheduleChange(scheduleId: string, owner: string, operatorMay: boolean): void {
+    const principal = this.caller.principal;
+    if (!principal || principal.name === owner || principal.roles.has("admin")) return;
+    if (operatorMay && principal.roles.has("operator")) return;
+    throw new ActionqError(
+      "permission_denied",
+      "NOT_SCHEDULE_OWNER",
+      `schedule ${scheduleId} belongs to ${owner}; only its owner${operatorMay ? ", an operator" : ""} or an admin may do this`,
+      { schedule_id: scheduleId, owner, principal: principal.name },
+    );
   }
 
   async requireHolder(id: string, token: string): Promise<void> {

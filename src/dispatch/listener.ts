@@ -1,6 +1,6 @@
 // The one LISTEN connection of a server process. It turns PostgreSQL
-// notifications into calls on the dispatcher, the event hub and the
-// webhook notifier, reconnects
+// notifications into calls on the dispatcher, the event hub, the webhook
+// notifier and the schedule runner, reconnects
 // with backoff when the connection drops, and says so, because anything
 // could have happened while it was away.
 import pg from "pg";
@@ -20,6 +20,9 @@ export interface ListenerHandlers {
   onResumed(): void;
   /** Webhook notifications were committed (migration 008). */
   onNotifications(): void;
+  /** A schedule was created or changed (migration 011): its next tick may
+   * be sooner than the scheduler thought. */
+  onSchedulesChanged(): void;
   /** The connection came back after a loss: notifications may have been
    * missed, so everything should be rechecked. */
   onResync(): void;
@@ -74,6 +77,8 @@ export class Listener {
       this.handlers.onResumed();
     } else if (payload === "n") {
       this.handlers.onNotifications();
+    } else if (payload === "s") {
+      this.handlers.onSchedulesChanged();
     } else if (payload.startsWith("c:") || payload.startsWith("f:")) {
       // c: a statement's ended claims, comma-separated; f: one (sent by
       // servers before migration 005).

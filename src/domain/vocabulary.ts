@@ -30,9 +30,27 @@ export const EVENT_TYPES = [
   "coordinator_resumed",
   "policy_reloaded",
   "break_glass",
+  "schedule_created",
+  "schedule_updated",
+  "schedule_paused",
+  "schedule_resumed",
+  "schedule_deleted",
+  "schedule_tick_skipped",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 export const COORDINATOR_EVENT_TYPES: readonly EventType[] = ["coordinator_cycle", "coordinator_paused"];
+
+/** What a schedule's tick does while an earlier tick's action is
+ * unfinished (Temporal's names). */
+export const OVERLAP_POLICIES = ["skip", "buffer_one", "allow_all", "cancel_other"] as const;
+export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
+
+/** What became of a schedule's tick. */
+export const TICK_OUTCOMES = ["enqueued", "skipped_overlap", "skipped_catch_up", "buffered", "failed"] as const;
+export type TickOutcome = (typeof TICK_OUTCOMES)[number];
+
+/** Schedule ids: like names, without the slash. */
+export const SCHEDULE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
 /** Action types, projects and event types: short, printable, no spaces. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;

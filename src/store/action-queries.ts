@@ -44,7 +44,7 @@ input AS (
     parent_id bigint, chain_depth int, rollback_ref text, rollback_payload jsonb, rollback_of bigint,
     supersedes_id bigint, idempotency_key text, request_digest text, autonomous_eligible bool, policy_version text,
     decision jsonb, paused_decision jsonb, note jsonb, max_attempts int, run_after timestamptz,
-    concurrency_key text, concurrency_limit int,
+    concurrency_key text, concurrency_limit int, schedule_key bigint, schedule_id text, schedule_tick_time timestamptz,
     handoff_session uuid, handoff_worker text, handoff_lease_ms float8, handoff_types text[], handoff_projects text[])
   CROSS JOIN paused
 ),
@@ -69,7 +69,7 @@ ins AS (
     confidence, approval_required, created_by, correlation_id, node, service, parent_id, chain_depth, rollback_ref,
     rollback_payload, rollback_of, supersedes_id, idempotency_key, request_digest, approved_by, approved_at,
     approvals_required, approval_expires_at, policy_version, autonomous_eligible, max_attempts, run_after, deferred,
-    concurrency_key, concurrency_limit, approval_requirements,
+    concurrency_key, concurrency_limit, approval_requirements, schedule_key, schedule_id, schedule_tick_time,
     claimed_by, claim_token, claim_session, claimed_at, claim_deadline, lease, ack_deadline, attempt)
   SELECT id, action_type, project, target_ref, source_refs, payload, priority,
     CASE WHEN handed THEN 'claimed' ELSE d->>'status' END, risk_level,
@@ -80,7 +80,7 @@ ins AS (
     policy_version, autonomous_eligible, max_attempts, run_after,
     d->>'status' = 'approved' AND run_after IS NOT NULL AND run_after > now(),
     concurrency_key, concurrency_limit,
-    coalesce(d->'approval_requirements', '[]'::jsonb),
+    coalesce(d->'approval_requirements', '[]'::jsonb), schedule_key, schedule_id, schedule_tick_time,
     CASE WHEN handed THEN handoff_worker END,
     CASE WHEN handed THEN gen_random_uuid() END,
     CASE WHEN handed THEN handoff_session END,
@@ -103,7 +103,8 @@ ev AS (
       'priority', ins.priority, 'parent_id', ins.parent_id, 'chain_depth', ins.chain_depth,
       'approvals_required', ins.approvals_required, 'approval_expires_at', rfc3339(ins.approval_expires_at),
       'supersedes_id', ins.supersedes_id, 'rollback_of', ins.rollback_of, 'note', input.note,
-      'max_attempts', ins.max_attempts, 'run_after', rfc3339(ins.run_after))) || jsonb_build_object('policy', input.d->'detail')),
+      'max_attempts', ins.max_attempts, 'run_after', rfc3339(ins.run_after),
+      'schedule_id', ins.schedule_id, 'schedule_tick_time', rfc3339(ins.schedule_tick_time))) || jsonb_build_object('policy', input.d->'detail')),
     (2, 'action_approved', ins.approved_by, input.d->'detail'),
     (3, 'action_claimed', ins.claimed_by, jsonb_build_object('claim_deadline', rfc3339(ins.claim_deadline), 'attempt', ins.attempt,
       'lease_ms', (extract(epoch FROM ins.lease) * 1000)::float8, 'streamed', true, 'handed_off', true))
@@ -505,6 +506,21 @@ export const ActionCancelMany = changeWithEvent({
   },
   // Cancelling starts from one of three statuses; what follows the commit
   // (the state log) says which.
+  returning: "o.old_status AS from_status",
+});
+
+/** A schedule's tick with the CANCEL_OTHER overlap policy cancels its
+ * schedule's unfinished actions; the events name the schedule and tick. */
+export const ActionCancelForSchedule = changeWithEvent({
+  inputs: "SELECT unnest($1::bigint[]) AS id, $2::text AS actor, $3::text AS reason, $4::text AS schedule_id, $5::timestamptz AS tick_time",
+  lock: lockById(["pending", "approved", "claimed"]),
+  set: `status = 'cancelled', failure_reason = i.reason, deferred = false, ${FINISH_CLAIM_SET}`,
+  event: {
+    type: "'action_cancelled'",
+    actor: "i.actor",
+    payload: `jsonb_build_object('reason', i.reason, 'from_status', o.old_status, 'worker', o.old_worker,
+      'schedule_id', i.schedule_id, 'schedule_tick_time', rfc3339(i.tick_time))`,
+  },
   returning: "o.old_status AS from_status",
 });
 

@@ -15,6 +15,7 @@ import {
   ActionApproveMany,
   ActionArchiveFinished,
   ActionBreakGlassMany,
+  ActionCancelForSchedule,
   ActionCancelMany,
   ActionClaimMany,
   ActionCompleteMany,
@@ -99,6 +100,9 @@ export interface NewAction {
    * while auto-approval is paused; the insert picks one. */
   decision: StoredDecision;
   pausedDecision: StoredDecision;
+  /** Set by the scheduler: the schedule (internal key and id) and the
+   * nominal tick this action is for; at most one action per tick. */
+  schedule?: { key: string; id: string; tickTime: Date } | null;
 }
 
 export interface StoreLimits {
@@ -159,6 +163,16 @@ export interface ListFilter {
   correlationId: string | null;
   beforeId: string | null;
   limit: number;
+}
+
+/** A transaction in which other stores' writes (a schedule's tick) enqueue
+ * through the one insert path: policy decision, rate limits, handoff, and
+ * the commit seam once the whole transaction has committed. */
+export interface ActionTransaction {
+  client: pg.PoolClient;
+  enqueue(inputs: NewAction[]): Promise<Outcome[]>;
+  /** Cancels unfinished actions for a schedule's tick (CANCEL_OTHER). */
+  cancelForSchedule(ids: string[], actor: string, reason: string, schedule: { id: string; tickTime: Date }): Promise<ActionRow[]>;
 }
 
 /** How a transition that changed nothing is explained, per id. */
@@ -246,6 +260,50 @@ export class ActionStore {
         const handed = outcome?.ok && outcome.created === true && outcome.action.status === "claimed" && outcome.action.claim_session === slot?.session;
         slot?.settle(handed ? (outcome as { action: ActionRow }).action : undefined);
       });
+    }
+  }
+
+  /** Runs `fn` in one transaction (see ActionTransaction); the changes
+   * are published after the commit, and handoff slots settled either way. */
+  async transact<T>(fn: (tx: ActionTransaction) => Promise<T>): Promise<T> {
+    const changes: ActionChange[] = [];
+    const handed: { slots: (HandoffSlot | undefined)[]; outcomes: Outcome[] | undefined }[] = [];
+    let committed = false;
+    try {
+      const result = await inTransaction(this.pool, (client) =>
+        fn({
+          client,
+          enqueue: async (inputs) => {
+            const entry: (typeof handed)[number] = { slots: this.handoffSlots(inputs), outcomes: undefined };
+            handed.push(entry);
+            entry.outcomes = await enqueueWith(client, inputs, changes, this.limits, entry.slots);
+            return entry.outcomes;
+          },
+          cancelForSchedule: async (ids, actor, reason, schedule) => {
+            const { rows } = await client.query<ActionRow & { from_status: Status }>(ActionCancelForSchedule, [
+              ids,
+              actor,
+              reason,
+              schedule.id,
+              schedule.tickTime.toISOString(),
+            ]);
+            for (const { from_status, ...row } of rows) changes.push({ kind: "cancelled", action: row, from: from_status, actor });
+            return rows;
+          },
+        }),
+      );
+      committed = true;
+      this.commits.publish(changes);
+      return result;
+    } finally {
+      for (const { slots, outcomes } of handed) {
+        slots.forEach((slot, index) => {
+          const outcome = outcomes?.[index];
+          const got =
+            committed && outcome?.ok && outcome.created === true && outcome.action.status === "claimed" && outcome.action.claim_session === slot?.session;
+          slot?.settle(got ? (outcome as { action: ActionRow }).action : undefined);
+        });
+      }
     }
   }
 

@@ -181,6 +181,9 @@ export async function enqueueWith(
       run_after: input.runAfter?.toISOString() ?? null,
       concurrency_key: input.concurrencyKey,
       concurrency_limit: input.concurrencyLimit,
+      schedule_key: input.schedule?.key ?? null,
+      schedule_id: input.schedule?.id ?? null,
+      schedule_tick_time: input.schedule?.tickTime.toISOString() ?? null,
       // Listed, not spread in: a spread into a literal this size made
       // building it a measurable part of an enqueue's CPU.
       handoff_session: handoffs[index]?.session ?? null,

@@ -68,6 +68,11 @@ export interface ActionRow {
   break_glass_by: string | null;
   break_glass_reason: string | null;
   break_glass_at: Date | null;
+  /** The schedule whose tick enqueued it (migration 011): its internal key,
+   * its id as it was, and the nominal tick time. Null otherwise. */
+  schedule_key: string | null;
+  schedule_id: string | null;
+  schedule_tick_time: Date | null;
   /** Only from a completion: when the claim that completed began. */
   claimed_since?: Date | null;
 }
@@ -139,6 +144,9 @@ const ACTION_FIELDS = [
   "break_glass_by",
   "break_glass_reason",
   "break_glass_at",
+  "schedule_key",
+  "schedule_id",
+  "schedule_tick_time",
 ];
 
 /** The SELECT list producing an ActionRow from a relation aliased `alias`. */

@@ -105,7 +105,10 @@ export type Rule =
   | { kind: "identity"; field: string }
   | { kind: "not-claim-holder" }
   /** The resource or filter is outside a scoped principal's scope. */
-  | { kind: "scoped-refused" };
+  | { kind: "scoped-refused" }
+  /** Someone else's schedule: only its owner or an admin may, and with
+   * `operatorMay` an operator too. */
+  | { kind: "not-owner"; operatorMay: boolean };
 
 export interface Variant {
   name: string;
@@ -163,6 +166,10 @@ export function expectedOutcomes(row: Row, variant: Variant, who: Who): Expected
       return [{ code: "PERMISSION_DENIED", reason: "NOT_CLAIM_HOLDER" }];
     case "scoped-refused":
       return [isScoped(p) ? outOfScope : OK];
+    case "not-owner": {
+      const may = p.roles.includes("admin") || (variant.rule.operatorMay && p.roles.includes("operator"));
+      return [may ? OK : { code: "PERMISSION_DENIED", reason: "NOT_SCHEDULE_OWNER" }];
+    }
   }
 }
 
@@ -741,4 +748,214 @@ export const ROWS: Row[] = [
       },
     ],
   },
+  ...scheduleRows(),
 ];
+
+// ---------------------------------------------------------------------------
+// Schedules
+
+/** A schedule owned by `owner`, written straight to the database so that any
+ * caller can own one (whatever roles it has); its clock never ticks during
+ * the matrix. */
+async function scheduleOf(kit: CellKit, place: Place, owner: string | undefined): Promise<string> {
+  const actionType = place.newType();
+  const id = `s-${actionType}`;
+  await kit.db.query(
+    `INSERT INTO schedules (id, template, project, cron, time_zone, anchor_time, overlap_policy, catch_up_ms, owner, next_tick_time)
+     VALUES ($1, $2::jsonb, $3, '0 0 1 1 *', 'UTC', now(), 'skip', 60000, $4, '2099-01-01T00:00:00Z')`,
+    [id, JSON.stringify({ actionType, project: place.project }), place.project, owner ?? PRINCIPALS.producer.name],
+  );
+  return id;
+}
+
+const scheduleTemplate = (place: Place) => {
+  const actionType = place.newType();
+  return { id: `s-${actionType}`, template: { actionType, project: place.project }, cron: "0 0 1 1 *" };
+};
+
+async function scheduleOwner(kit: CellKit, id: string): Promise<string | undefined> {
+  const { rows } = await kit.db.query<{ owner: string }>("SELECT owner FROM schedules WHERE id = $1 AND deleted_at IS NULL", [id]);
+  return rows[0]?.owner;
+}
+
+/** A change to an existing schedule: on the caller's own, with the
+ * identity field naming someone else, and on someone else's. */
+function scheduleChangeVariants(
+  call: (kit: CellKit, id: string, actor: string) => Promise<Outcome>,
+  operatorMay: boolean,
+  verify: (kit: CellKit, id: string) => Promise<void>,
+): Variant[] {
+  return [
+    {
+      name: "the caller's own schedule, actor left empty",
+      rule: ok,
+      async prepare(kit) {
+        const id = await scheduleOf(kit, kit.home, kit.caller.name);
+        return { call: () => call(kit, id, ""), verify: () => verify(kit, id) };
+      },
+    },
+    {
+      name: "actor names someone else",
+      rule: identity("actor"),
+      async prepare(kit) {
+        const id = await scheduleOf(kit, kit.home, kit.caller.name);
+        return { call: () => call(kit, id, SOMEONE_ELSE) };
+      },
+    },
+    {
+      name: "someone else's schedule",
+      rule: { kind: "not-owner", operatorMay },
+      async prepare(kit) {
+        const id = await scheduleOf(kit, kit.home, SOMEONE_ELSE);
+        return { call: () => call(kit, id, ""), verify: () => verify(kit, id) };
+      },
+    },
+  ];
+}
+
+function scheduleRows(): Row[] {
+  const revision = (expected: string) => async (kit: CellKit, id: string) => {
+    const { rows } = await kit.db.query<{ revision: string }>("SELECT revision::text FROM schedules WHERE id = $1", [id]);
+    expect(rows.map((r) => r.revision)).toEqual([expected]);
+  };
+  return [
+    {
+      rpc: "CreateSchedule",
+      label: "CreateSchedule",
+      roles: ["producer"],
+      variants: [
+        {
+          name: "owner left empty: the principal owns it",
+          rule: ok,
+          async prepare(kit) {
+            const schedule = scheduleTemplate(kit.home);
+            return {
+              call: () => unary(kit, "CreateSchedule", { schedule, owner: "" }),
+              verify: async () => expect(await scheduleOwner(kit, schedule.id)).toBe(kit.caller.name),
+            };
+          },
+        },
+        {
+          name: "owner names someone else",
+          rule: identity("owner"),
+          async prepare(kit) {
+            const schedule = scheduleTemplate(kit.home);
+            return { call: () => unary(kit, "CreateSchedule", { schedule, owner: SOMEONE_ELSE }) };
+          },
+        },
+        {
+          name: "a template outside the scope",
+          rule: scopedRefused,
+          async prepare(kit) {
+            const schedule = scheduleTemplate(kit.elsewhere);
+            return {
+              call: () => unary(kit, "CreateSchedule", { schedule, owner: "" }),
+              verify: async () => expect(await scheduleOwner(kit, schedule.id)).toBe(kit.caller.name),
+            };
+          },
+        },
+      ],
+    },
+    {
+      rpc: "UpdateSchedule",
+      label: "UpdateSchedule",
+      roles: ["producer"],
+      variants: [
+        ...scheduleChangeVariants(
+          (kit, id, actor) =>
+            unary(kit, "UpdateSchedule", { schedule: { id, template: { actionType: id.slice(2), project: kit.home.project }, cron: "0 0 2 1 *" }, actor }),
+          false,
+          revision("2"),
+        ),
+        {
+          name: "the caller's own schedule, a template outside the scope",
+          rule: scopedRefused,
+          async prepare(kit) {
+            const id = await scheduleOf(kit, kit.home, kit.caller.name);
+            const template = { actionType: kit.elsewhere.newType(), project: kit.elsewhere.project };
+            return {
+              call: () => unary(kit, "UpdateSchedule", { schedule: { id, template, cron: "0 0 2 1 *" }, actor: "" }),
+              verify: () => revision("2")(kit, id),
+            };
+          },
+        },
+      ],
+    },
+    {
+      rpc: "PauseSchedule",
+      label: "PauseSchedule",
+      roles: ["producer", "operator"],
+      variants: scheduleChangeVariants((kit, id, actor) => unary(kit, "PauseSchedule", { id, reason: "matrix", actor }), true, revision("2")),
+    },
+    {
+      rpc: "ResumeSchedule",
+      label: "ResumeSchedule",
+      roles: ["producer", "operator"],
+      variants: scheduleChangeVariants(
+        async (kit, id, actor) => {
+          await kit.db.query("UPDATE schedules SET paused = true, next_tick_time = NULL WHERE id = $1", [id]);
+          return unary(kit, "ResumeSchedule", { id, reason: "matrix", actor });
+        },
+        true,
+        revision("2"),
+      ),
+    },
+    {
+      rpc: "DeleteSchedule",
+      label: "DeleteSchedule",
+      roles: ["producer", "operator"],
+      variants: scheduleChangeVariants(
+        (kit, id, actor) => unary(kit, "DeleteSchedule", { id, reason: "matrix", actor }),
+        true,
+        async (kit, id) => expect(await scheduleOwner(kit, id)).toBeUndefined(),
+      ),
+    },
+    {
+      rpc: "BackfillSchedule",
+      label: "BackfillSchedule",
+      roles: ["producer"],
+      variants: scheduleChangeVariants(
+        (kit, id, actor) =>
+          unary(kit, "BackfillSchedule", { id, startTime: { seconds: "1600000000", nanos: 0 }, endTime: { seconds: "1600003600", nanos: 0 }, actor }),
+        false,
+        async () => {},
+      ),
+    },
+    {
+      rpc: "GetSchedule",
+      label: "GetSchedule",
+      roles: ["viewer"],
+      variants: [
+        {
+          name: "a schedule in scope",
+          rule: ok,
+          prepare: async (kit) => {
+            const id = await scheduleOf(kit, kit.home, undefined);
+            return { call: () => unary(kit, "GetSchedule", { id }) };
+          },
+        },
+        {
+          name: "a schedule outside the scope",
+          rule: scopedRefused,
+          prepare: async (kit) => {
+            const id = await scheduleOf(kit, kit.elsewhere, undefined);
+            return { call: () => unary(kit, "GetSchedule", { id }) };
+          },
+        },
+      ],
+    },
+    {
+      rpc: "ListSchedules",
+      label: "ListSchedules",
+      roles: ["viewer"],
+      variants: [
+        { name: "(no filter)", rule: ok, prepare: async (kit) => ({ call: () => unary(kit, "ListSchedules", { pageSize: 5 }) }) },
+        {
+          name: "a project outside the scope",
+          rule: scopedRefused,
+          prepare: async (kit) => ({ call: () => unary(kit, "ListSchedules", { project: kit.elsewhere.project, pageSize: 5 }) }),
+        },
+      ],
+    },
+  ];
+}

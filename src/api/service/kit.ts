@@ -13,6 +13,9 @@ import type { PolicyHolder } from "../../policy/policy.js";
 import type { ActionStore } from "../../store/actions.js";
 import type { EventStore } from "../../store/events.js";
 import type { PauseStore } from "../../store/pauses.js";
+import type { ScheduleStore } from "../../store/schedules.js";
+import type { TemplateActions } from "../../schedule/template.js";
+import type { Ticks } from "../../schedule/ticks.js";
 import type { WindowStore } from "../../store/windows.js";
 import type { StreamCounter } from "../stream-counter.js";
 import * as check from "../validate.js";
@@ -27,6 +30,11 @@ export interface ServiceDeps {
   /** The change windows' closed intervals and what they hold. */
   windows: WindowStore;
   policy: PolicyHolder;
+  schedules: ScheduleStore;
+  /** Checks schedule templates and builds their actions. */
+  templates: TemplateActions;
+  /** Acts on schedule ticks (BackfillSchedule). */
+  ticks: Ticks;
   /** Reloads the policy file; the event is written by the caller. */
   reloadPolicy: (actor: string) => Promise<{ version: string; changed: boolean }>;
   /** Where each webhook endpoint of this server's file stands. */

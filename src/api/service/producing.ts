@@ -4,22 +4,22 @@
 import type { EnqueueActionRequest } from "../../../gen/actionq/v1/action_queue_service_pb.js";
 import type { Access } from "../../auth/access.js";
 import { ActionqError, invalidField } from "../../errors.js";
-import { proposeAction, proposeRollback } from "../../policy/proposals.js";
+import { type ProposedFields, proposeAction, proposeRollback } from "../../policy/proposals.js";
 import type { NewAction } from "../../store/actions.js";
 import { attempt, must, perItem, withItemField } from "../batch-results.js";
 import { actionToWire, riskFromWire } from "../convert.js";
 import * as check from "../validate.js";
 import type { Handlers, Kit } from "./kit.js";
 
-/** Checks an enqueue request and asks the policy: the action to insert,
- * or an ActionqError naming what is wrong. */
-function prepareEnqueue({ deps, bound }: Kit, req: EnqueueActionRequest, access: Access): NewAction {
+/** An enqueue request's own fields, checked, for `createdBy`: what
+ * EnqueueAction and a schedule's template share. */
+export function enqueueFields(bound: Kit["bound"], maxAttemptsDefault: number, req: EnqueueActionRequest, createdBy: string): ProposedFields {
   const requestedRisk = riskFromWire(req.riskLevel);
   if (requestedRisk === undefined) throw invalidField("risk_level", `unknown risk level ${req.riskLevel}`);
   const rollbackRef = req.rollbackRef === "" ? "" : check.name("rollback_ref", req.rollbackRef);
   const rollbackPayload = req.rollbackPayload === undefined ? null : bound.payload("rollback_payload", req.rollbackPayload);
   if (rollbackPayload !== null && rollbackRef === "") throw invalidField("rollback_payload", "needs rollback_ref: it is the payload of that reverse action");
-  const fields = {
+  return {
     actionType: check.name("action_type", req.actionType),
     project: check.name("project", req.project, false),
     targetRef: bound.ref("target_ref", req.targetRef),
@@ -29,7 +29,7 @@ function prepareEnqueue({ deps, bound }: Kit, req: EnqueueActionRequest, access:
     requestedRisk,
     confidence: check.confidence("confidence", req.confidence),
     approvalRequired: req.approvalRequired,
-    createdBy: access.identity("created_by", req.createdBy),
+    createdBy,
     correlationId: bound.ref("correlation_id", req.correlationId),
     node: bound.ref("node", req.node),
     service: bound.ref("service", req.service),
@@ -37,11 +37,17 @@ function prepareEnqueue({ deps, bound }: Kit, req: EnqueueActionRequest, access:
     rollbackRef,
     rollbackPayload,
     supersedesId: check.optionalId("supersedes_id", req.supersedesId),
-    maxAttempts: check.count("max_attempts", req.maxAttempts, deps.config.maxAttempts, 1000),
+    maxAttempts: check.count("max_attempts", req.maxAttempts, maxAttemptsDefault, 1000),
     runAfter: check.runAfter("run_after", req.runAfter),
     requestedConcurrencyKey: req.concurrencyKey,
     requestedConcurrencyLimit: req.concurrencyLimit,
   };
+}
+
+/** Checks an enqueue request and asks the policy: the action to insert,
+ * or an ActionqError naming what is wrong. */
+function prepareEnqueue({ deps, bound }: Kit, req: EnqueueActionRequest, access: Access): NewAction {
+  const fields = enqueueFields(bound, deps.config.maxAttempts, req, access.identity("created_by", req.createdBy));
   access.allowNew(fields.project, fields.actionType);
   const idempotencyKey = req.idempotencyKey === "" ? null : bound.ref("idempotency_key", req.idempotencyKey);
   return proposeAction(deps.policy.current, fields, idempotencyKey, req.maxAttempts);

@@ -1,0 +1,54 @@
+// Several servers on one database, each running the scheduler (or not):
+// every tick of a one-second schedule is enqueued exactly once, none is
+// missed, and when one scheduler stops the others carry on without a gap.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
+import { actionsPerTick, createSchedule, pauseSchedule, seconds, ticksOf } from "./support/schedules.js";
+import { sleep } from "./support/wait.js";
+
+describe("schedules on three servers of one database", () => {
+  let a: TestServer;
+  let b: TestServer;
+  let off: TestServer;
+  beforeAll(async () => {
+    a = await startTestServer();
+    b = await startTestServer({}, a.schema);
+    off = await startTestServer({ ACTIONQ_SCHEDULER: "off" }, a.schema);
+  });
+  afterAll(async () => {
+    // a last: closing a test server drops the shared schema.
+    await closeWithin(off);
+    await closeWithin(b);
+    await closeWithin(a);
+  });
+
+  it("enqueues each tick of a one-second schedule once, with no gap, also after one scheduler stops", { timeout: 30_000 }, async () => {
+    // Created on the server that does not schedule: the others find it.
+    await createSchedule(off, {
+      id: "replicated",
+      template: { actionType: "replica.tick" },
+      interval: seconds(1),
+      overlapPolicy: "SCHEDULE_POLICY_OVERLAP_ALLOW_ALL",
+    });
+    await sleep(3000);
+    // One scheduler stops (its database connections with it); the other goes on.
+    await a.server.close();
+    await sleep(3000);
+    await pauseSchedule(b, "replicated");
+    const perTick = await actionsPerTick(b, "replicated");
+    expect(perTick.size).toBeGreaterThanOrEqual(5);
+    expect(
+      [...perTick.entries()].filter(([, n]) => n !== 1),
+      "ticks with other than one action",
+    ).toEqual([]);
+    const ticks = [...perTick.keys()];
+    for (let i = 1; i < ticks.length; i++) expect(ticks[i]! - ticks[i - 1]!, `gap after tick ${i}`).toBe(1000);
+    // Every tick recorded once, each with its action, each on time.
+    const recorded = await ticksOf(b, "replicated");
+    expect(recorded.map((tick) => tick.outcome)).toEqual(ticks.map(() => "enqueued"));
+    const { rows } = await b.db.query<{ late_ms: number }>(
+      "SELECT (extract(epoch FROM created_at - schedule_tick_time) * 1000)::float8 AS late_ms FROM actions WHERE schedule_id = 'replicated'",
+    );
+    expect(Math.max(...rows.map((row) => row.late_ms))).toBeLessThan(750);
+  });
+});
