@@ -256,4 +256,22 @@ describe.skipIf(noChromium)("console: schedules", () => {
       await kit.server.grpc.unary("DeleteSchedule", { id: "every-second", actor: "" }, kit.as("producer"));
     }
   });
+
+  it("a tick that made no action says why in the list: skipped while the previous action is unfinished", async () => {
+    // SKIP (the default) and an action nobody claims: the next tick is skipped.
+    await kit.server.grpc.unary(
+      "CreateSchedule",
+      { schedule: { id: "every-second-skip", template: { actionType: "ping" }, interval: { seconds: "1", nanos: 0 } }, owner: "" },
+      kit.as("producer"),
+    );
+    try {
+      const { page } = await kit.signedIn("viewer", "/schedules");
+      const row = page.getByRole("row", { name: /every-second-skip/ });
+      await row.getByText("skipped: overlap").waitFor({ timeout: 10_000 });
+      await row.getByText(/^action \d+ is still [A-Z]+$/).waitFor();
+      expect(await axeViolations(page)).toEqual([]);
+    } finally {
+      await kit.server.grpc.unary("DeleteSchedule", { id: "every-second-skip", actor: "" }, kit.as("producer"));
+    }
+  });
 });

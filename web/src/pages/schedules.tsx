@@ -11,6 +11,7 @@ import { api } from "../api.js";
 import { ActionLink, ErrorNotice, When } from "../components/badges.js";
 import { NewScheduleForm } from "../components/schedule-form.js";
 import { can, useMe } from "../identity.js";
+import { clip } from "../format.js";
 import { keys } from "../live.js";
 import { OUTCOME_WORDS, clockInWords } from "../schedule-words.js";
 import "../components/ops-shared.css";
@@ -128,6 +129,12 @@ function LastTick({ tick }: { tick: ScheduleTick | undefined }) {
           {" "}
           <ActionLink id={tick.actionId} />
         </>
+      )}
+      {/* Why a tick made no action (refused, skipped) is what the operator looks for. */}
+      {tick.actionId === 0n && tick.reason && (
+        <span className="muted ops-small" title={tick.reason.length > 60 ? tick.reason : undefined}>
+          {clip(tick.reason, 60)}
+        </span>
       )}
     </span>
   );
