@@ -22,6 +22,11 @@ interface WireSchedule {
   owner: string;
 }
 
+/** The page's globals, in code evaluated in the page (the tests have no DOM types). */
+interface InPage {
+  document: { activeElement: { textContent: string | null } | null };
+}
+
 const seconds = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: 0 });
 
 describe.skipIf(noChromium)("console: schedules", () => {
@@ -124,6 +129,8 @@ describe.skipIf(noChromium)("console: schedules", () => {
       .filter({ hasText: /^Paused by human:olga .+ ago: INC-77: node rebuilt\./ })
       .waitFor();
     expect((await get("pause-from-ui")).schedule).toMatchObject({ paused: true, pauseReason: "INC-77: node rebuilt" });
+    // The focus followed the swap to the resume form.
+    expect(await page.evaluate(() => (globalThis as unknown as InPage).document.activeElement?.textContent)).toBe("Resume");
     expect(await axeViolations(page)).toEqual([]);
     await screenshot(page, "console-schedule-paused");
 
@@ -192,6 +199,7 @@ describe.skipIf(noChromium)("console: schedules", () => {
     const { page } = await kit.signedIn("producer", "/schedules");
     await page.getByRole("button", { name: "New schedule…" }).click();
     const form = page.getByRole("form", { name: "New schedule" });
+    expect(await form.getByLabel("Id").evaluate((input) => input === (globalThis as unknown as InPage).document.activeElement)).toBe(true);
     await form.getByLabel("Id").fill("bad id with spaces");
     await form.getByLabel("Action type").fill("collect_diagnostics");
     await form.getByRole("button", { name: "Create schedule" }).click();

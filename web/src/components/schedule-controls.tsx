@@ -5,7 +5,7 @@
 // The server decides each call anyway, and its refusal is shown as said.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { type FormEvent, useId, useState } from "react";
+import { type FormEvent, useEffect, useId, useRef, useState } from "react";
 import { useLocation } from "wouter";
 import { type Schedule, ScheduleTickOutcome } from "../../../gen/actionq/v1/action_queue_service_pb.js";
 import { api } from "../api.js";
@@ -29,6 +29,9 @@ export function ScheduleControls({ schedule }: { schedule: Schedule }) {
   const owner = me.auth && me.name === schedule.owner;
   const mayPause = owner || can(me, "operator");
   const mayBackfill = owner || can(me, "admin");
+  // Pausing swaps the pause form for the resume form (and back): the focus
+  // follows to the new form instead of falling to the page's start.
+  const [swapped, setSwapped] = useState(false);
   if (!mayPause && !mayBackfill) {
     return (
       <p className="muted">
@@ -41,7 +44,12 @@ export function ScheduleControls({ schedule }: { schedule: Schedule }) {
     <section className="panel schedule-controls" aria-labelledby="schedule-controls-heading">
       <h2 id="schedule-controls-heading">Controls</h2>
       <div className="schedule-control-grid">
-        {mayPause && (schedule.paused ? <ResumeForm schedule={schedule} /> : <PauseForm schedule={schedule} />)}
+        {mayPause &&
+          (schedule.paused ? (
+            <ResumeForm schedule={schedule} focusOnMount={swapped} onDone={() => setSwapped(true)} />
+          ) : (
+            <PauseForm schedule={schedule} focusOnMount={swapped} onDone={() => setSwapped(true)} />
+          ))}
         {mayBackfill && <BackfillForm schedule={schedule} />}
         {mayPause && <DeleteControl schedule={schedule} />}
       </div>
@@ -49,13 +57,30 @@ export function ScheduleControls({ schedule }: { schedule: Schedule }) {
   );
 }
 
+interface SwapProps {
+  schedule: Schedule;
+  /** Take the focus when shown: the other form was just used. */
+  focusOnMount: boolean;
+  onDone(): void;
+}
+
+/** A heading that takes the focus when its form replaces the other one. */
+function useFocusOnMount(focusOnMount: boolean) {
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    if (focusOnMount) heading.current?.focus();
+  }, [focusOnMount]);
+  return heading;
+}
+
 function useRefresh() {
   const queryClient = useQueryClient();
   return () => queryClient.invalidateQueries({ queryKey: keys.schedules });
 }
 
-function PauseForm({ schedule }: { schedule: Schedule }) {
+function PauseForm({ schedule, focusOnMount, onDone }: SwapProps) {
   const me = useMe();
+  const heading = useFocusOnMount(focusOnMount);
   const refresh = useRefresh();
   const id = useId();
   const [reason, setReason] = useState("");
@@ -64,6 +89,7 @@ function PauseForm({ schedule }: { schedule: Schedule }) {
     mutationFn: (why: string) => api.pauseSchedule({ id: schedule.id, reason: why, actor: actorField(me) }),
     onSuccess: () => {
       setReason("");
+      onDone();
       return refresh();
     },
   });
@@ -78,7 +104,9 @@ function PauseForm({ schedule }: { schedule: Schedule }) {
   };
   return (
     <form className="schedule-control" onSubmit={submit} noValidate aria-label="Pause the schedule">
-      <h3>Pause</h3>
+      <h3 ref={heading} tabIndex={-1}>
+        Pause
+      </h3>
       <p className="muted ops-small">Ticks pass without an action until it is resumed; they are not caught up.</p>
       <label htmlFor={`${id}-reason`}>Why pause? (required)</label>
       <textarea
@@ -105,8 +133,9 @@ function PauseForm({ schedule }: { schedule: Schedule }) {
   );
 }
 
-function ResumeForm({ schedule }: { schedule: Schedule }) {
+function ResumeForm({ schedule, focusOnMount, onDone }: SwapProps) {
   const me = useMe();
+  const heading = useFocusOnMount(focusOnMount);
   const refresh = useRefresh();
   const id = useId();
   const [reason, setReason] = useState("");
@@ -114,6 +143,7 @@ function ResumeForm({ schedule }: { schedule: Schedule }) {
     mutationFn: () => api.resumeSchedule({ id: schedule.id, reason: reason.trim(), actor: actorField(me) }),
     onSuccess: () => {
       setReason("");
+      onDone();
       return refresh();
     },
   });
@@ -123,7 +153,9 @@ function ResumeForm({ schedule }: { schedule: Schedule }) {
   };
   return (
     <form className="schedule-control" onSubmit={submit} aria-label="Resume the schedule">
-      <h3>Resume</h3>
+      <h3 ref={heading} tabIndex={-1}>
+        Resume
+      </h3>
       <p className="muted ops-small">It ticks again from its next tick.</p>
       <label htmlFor={`${id}-reason`}>Why resume? (optional)</label>
       <input id={`${id}-reason`} value={reason} onChange={(e) => setReason(e.target.value)} autoComplete="off" />

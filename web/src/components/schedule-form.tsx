@@ -6,7 +6,7 @@
 import { type JsonObject, create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { type FormEvent, useId, useState } from "react";
+import { type FormEvent, useEffect, useId, useRef, useState } from "react";
 import { useLocation } from "wouter";
 import { RiskLevel } from "../../../gen/actionq/v1/action_pb.js";
 import { SchedulePolicyOverlap } from "../../../gen/actionq/v1/action_queue_service_pb.js";
@@ -45,6 +45,15 @@ export function NewScheduleForm() {
   const [, navigate] = useLocation();
   const ids = useId();
   const [open, setOpen] = useState(false);
+  // Opening puts the focus in the first field; cancelling puts it back on
+  // the button that opened the form.
+  const firstField = useRef<HTMLInputElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
+  const [returnFocus, setReturnFocus] = useState(false);
+  useEffect(() => {
+    if (open) firstField.current?.focus();
+    else if (returnFocus) opener.current?.focus();
+  }, [open, returnFocus]);
   const [form, setForm] = useState({
     id: "",
     type: "",
@@ -73,7 +82,7 @@ export function NewScheduleForm() {
   if (!open) {
     return (
       <div className="ops-row">
-        <button type="button" onClick={() => setOpen(true)}>
+        <button type="button" ref={opener} onClick={() => setOpen(true)}>
           New schedule…
         </button>
       </div>
@@ -118,7 +127,15 @@ export function NewScheduleForm() {
       <div className="schedule-form-grid">
         <div className="ops-field">
           <label htmlFor={`${ids}-id`}>Id</label>
-          <input id={`${ids}-id`} value={form.id} onChange={(e) => set("id", e.target.value)} spellCheck={false} autoComplete="off" {...field("id")} />
+          <input
+            id={`${ids}-id`}
+            ref={firstField}
+            value={form.id}
+            onChange={(e) => set("id", e.target.value)}
+            spellCheck={false}
+            autoComplete="off"
+            {...field("id")}
+          />
         </div>
         <div className="ops-field">
           <label htmlFor={`${ids}-type`}>Action type</label>
@@ -214,7 +231,13 @@ export function NewScheduleForm() {
         <button type="submit" className="primary" disabled={createSchedule.isPending}>
           Create schedule
         </button>
-        <button type="button" onClick={() => setOpen(false)}>
+        <button
+          type="button"
+          onClick={() => {
+            setReturnFocus(true);
+            setOpen(false);
+          }}
+        >
           Cancel
         </button>
       </div>
