@@ -66,6 +66,8 @@ CREATE TABLE schedule_ticks (
   CONSTRAINT action_when_enqueued CHECK ((outcome = 'enqueued') = (action_id IS NOT NULL))
 );
 CREATE INDEX schedule_ticks_recent ON schedule_ticks (schedule_key, recorded_at DESC, tick_time DESC);
+-- Ticks that enqueued nothing are pruned after ACTIONQ_RETENTION_SECONDS.
+CREATE INDEX schedule_ticks_prunable ON schedule_ticks (recorded_at) WHERE action_id IS NULL AND outcome <> 'buffered';
 
 ALTER TABLE actions
   ADD COLUMN schedule_key       bigint,

@@ -158,7 +158,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
     },
     log.child({ component: "listener" }),
   );
-  const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }), config.retentionMs);
+  const sweeper = new Sweeper(actions, config.sweepIntervalMs, log.child({ component: "sweeper" }), config.retentionMs, schedules);
   const scheduler = new Scheduler(actions, config.pollIntervalMs, log.child({ component: "scheduler" }));
   const metrics = new Metrics({
     liveCounts: () => pauses.liveCounts(),

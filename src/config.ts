@@ -181,7 +181,7 @@ const TABLE = {
   }),
   retentionMs: setting("ACTIONQ_RETENTION_SECONDS", {
     schema: seconds(60, 100 * 365 * 86_400).optional(),
-    doc: "Finished actions older than this move from the hot table to actions_archive (GetAction still finds them; ListActions and GetQueueStats no longer count them). Events are never moved or deleted. Unset: finished actions stay.",
+    doc: "Finished actions older than this move from the hot table to actions_archive (GetAction still finds them; ListActions and GetQueueStats no longer count them). Schedule ticks that enqueued nothing (skipped, failed) older than this are deleted. Events are never moved or deleted. Unset: finished actions stay.",
   }),
   scheduler: setting("ACTIONQ_SCHEDULER", {
     schema: onOff,

@@ -3,7 +3,7 @@
 // missed, and when one scheduler stops the others carry on without a gap.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
-import { actionsPerTick, createSchedule, pauseSchedule, seconds, ticksOf } from "./support/schedules.js";
+import { actionsPerTick, backfill, createSchedule, pauseSchedule, seconds, ticksOf } from "./support/schedules.js";
 import { sleep } from "./support/wait.js";
 
 describe("schedules on three servers of one database", () => {
@@ -50,5 +50,29 @@ describe("schedules on three servers of one database", () => {
       "SELECT (extract(epoch FROM created_at - schedule_tick_time) * 1000)::float8 AS late_ms FROM actions WHERE schedule_id = 'replicated'",
     );
     expect(Math.max(...rows.map((row) => row.late_ms))).toBeLessThan(750);
+  });
+
+  it("backfills of one interval racing on two servers enqueue each tick once, and both answer with the same actions", async () => {
+    await createSchedule(b, { id: "raced", template: { actionType: "replica.backfill" }, cron: "*/10 * * * *", timeZone: "UTC" });
+    const [fromB, fromOff] = await Promise.all([
+      backfill(b, "raced", "2026-06-01T00:00:00Z", "2026-06-01T02:00:00Z"),
+      backfill(off, "raced", "2026-06-01T00:00:00Z", "2026-06-01T02:00:00Z"),
+    ]);
+    expect(fromB.ticks).toHaveLength(12);
+    expect(fromB.ticks.map((tick) => tick.actionId)).toEqual(fromOff.ticks.map((tick) => tick.actionId));
+    const perTick = await actionsPerTick(b, "raced");
+    expect(perTick.size).toBe(12);
+    expect([...perTick.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it("the database itself refuses a second action for the same schedule and tick", async () => {
+    const { rows } = await b.db.query<{ id: string }>("SELECT id::text FROM actions WHERE schedule_id = 'raced' ORDER BY id LIMIT 1");
+    // The same row under a new id: only the tick makes it a duplicate.
+    const copy = b.db.query(
+      `INSERT INTO actions SELECT (jsonb_populate_record(NULL::actions, to_jsonb(a) || jsonb_build_object('id', nextval('actions_id_seq')))).*
+       FROM actions a WHERE id = $1`,
+      [rows[0]!.id],
+    );
+    await expect(copy).rejects.toThrow(/actions_one_per_tick/);
   });
 });

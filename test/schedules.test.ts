@@ -13,6 +13,7 @@ import {
   getSchedule,
   pauseSchedule,
   resumeSchedule,
+  retrying,
   seconds,
   ticksOf,
 } from "./support/schedules.js";
@@ -33,7 +34,7 @@ async function scheduleEvents(t: TestServer, types: string[]): Promise<WireEvent
 describe("schedules on one server", () => {
   let t: TestServer;
   beforeAll(async () => {
-    t = await startTestServer({ ACTIONQ_POLL_INTERVAL_SECONDS: "30" });
+    t = await startTestServer({ ACTIONQ_POLL_INTERVAL_SECONDS: "30", ACTIONQ_RETENTION_SECONDS: "60", ACTIONQ_SWEEP_INTERVAL_SECONDS: "0.2" });
   });
   afterAll(() => closeWithin(t));
 
@@ -233,5 +234,19 @@ describe("schedules on one server", () => {
     expect(millis(schedule.nextTickTime)).toBe(start.getTime());
     const got = await getSchedule(t, "bounded");
     expect(got.upcomingTickTimes.map(millis)).toEqual([start.getTime(), start.getTime() + 600_000, start.getTime() + 1_200_000]);
+  });
+
+  it("prunes tick records that enqueued nothing after the retention age, keeping those with an action", async () => {
+    await createSchedule(t, { id: "pruned", template: template("noop.pruned"), cron: "0 0 * * * *" });
+    await backfill(t, "pruned", "2026-02-01T00:00:00Z", "2026-02-01T02:00:00Z");
+    const key = "(SELECT key FROM schedules WHERE id = 'pruned' AND deleted_at IS NULL)";
+    await t.db.query(
+      `INSERT INTO schedule_ticks (schedule_key, tick_time, outcome, reason, recorded_at)
+       VALUES (${key}, '2026-02-01T05:00:00Z', 'skipped_overlap', 'old', now() - interval '2 minutes'),
+              (${key}, '2026-02-01T06:00:00Z', 'skipped_overlap', 'recent', now())`,
+    );
+    await t.db.query(`UPDATE schedule_ticks SET recorded_at = now() - interval '2 minutes' WHERE schedule_key = ${key} AND outcome = 'enqueued'`);
+    await retrying(async () => expect((await ticksOf(t, "pruned")).map((tick) => tick.reason)).not.toContain("old"), "the old skipped tick pruned");
+    expect((await ticksOf(t, "pruned")).map((tick) => tick.outcome)).toEqual(["enqueued", "enqueued", "skipped_overlap"]);
   });
 });

@@ -1,6 +1,7 @@
 // Every server runs one: rejects PENDING actions whose approval window
 // closed, requeues claims whose lease ran out and streamed claims never
-// acknowledged, and (with a retention age) archives old finished actions.
+// acknowledged, and (with a retention age) archives old finished actions
+// and prunes the schedule ticks that enqueued nothing.
 // SKIP LOCKED lets several replicas sweep at once
 // without waiting on each other or requeueing anything twice.
 import type { Logger } from "pino";
@@ -16,6 +17,7 @@ export class Sweeper {
     private readonly log: Logger,
     /** Finished actions older than this are archived; never when unset. */
     private readonly retentionMs?: number,
+    private readonly ticks?: { pruneTicks(ageMs: number): Promise<number> },
   ) {}
 
   start(): void {
@@ -34,6 +36,8 @@ export class Sweeper {
       if (this.retentionMs !== undefined) {
         const archived = await this.store.archiveFinished(this.retentionMs);
         if (archived > 0) this.log.info({ archived }, "moved finished actions past retention to the archive");
+        const pruned = (await this.ticks?.pruneTicks(this.retentionMs)) ?? 0;
+        if (pruned > 0) this.log.info({ pruned }, "deleted schedule ticks past retention that enqueued nothing");
       }
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "sweep failed; will retry");

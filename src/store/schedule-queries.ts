@@ -151,3 +151,13 @@ ORDER BY t.schedule_key, t.tick_time DESC`;
 
 export const ScheduleEvent = `
 INSERT INTO events (action_id, event_type, actor, payload) VALUES (NULL, $1, $2, $3::jsonb)`;
+
+/** Ticks that enqueued nothing (skipped, failed) past the retention age,
+ * oldest first, a batch at a time. Ticks with an action stay: they are
+ * what a backfill checks, as long as the action exists. */
+export const TicksPrune = `
+DELETE FROM schedule_ticks t USING (
+  SELECT schedule_key, tick_time FROM schedule_ticks
+  WHERE action_id IS NULL AND outcome <> 'buffered' AND recorded_at < now() - $1::float8 * interval '1 millisecond'
+  ORDER BY recorded_at LIMIT $2 FOR UPDATE SKIP LOCKED) old
+WHERE t.schedule_key = old.schedule_key AND t.tick_time = old.tick_time`;

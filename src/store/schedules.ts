@@ -20,6 +20,7 @@ import {
   ScheduleReplace,
   ScheduleResume,
   TicksLatest,
+  TicksPrune,
   TicksRecent,
   TickUnbuffer,
 } from "./schedule-queries.js";
@@ -292,6 +293,12 @@ export class ScheduleStore {
   async lastTick(key: string): Promise<TickRow | undefined> {
     const { rows } = await this.pool.query<TickRow>(TicksRecent, [key, 1]);
     return rows[0];
+  }
+
+  /** Deletes a batch of ticks that enqueued nothing, older than `ageMs`. */
+  async pruneTicks(ageMs: number, batchSize = 1000): Promise<number> {
+    const { rowCount } = await this.pool.query(TicksPrune, [ageMs, batchSize]);
+    return rowCount ?? 0;
   }
 
   private async lock(client: pg.PoolClient, id: string): Promise<ScheduleRow> {

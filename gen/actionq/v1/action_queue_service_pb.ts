@@ -2444,7 +2444,9 @@ export type Schedule = Message<"actionq.v1.Schedule"> & {
    * fields are read in this zone. A wall time that does not exist that day
    * (the spring-forward gap) runs once, at the first valid instant after
    * the gap; a wall time that happens twice (the fall-back overlap) runs
-   * once, at its first occurrence.
+   * once, at its first occurrence. This holds for every expression, so an
+   * hourly cron skips the repeated hour: use `interval` (or `UTC`) for
+   * work that must keep a steady rate.
    *
    * @generated from field: string time_zone = 5;
    */
@@ -2487,7 +2489,8 @@ export type Schedule = Message<"actionq.v1.Schedule"> & {
    * After a time when no server ran the scheduler, the missed ticks less
    * than this old are enqueued, once each, oldest first; older ones are
    * recorded as SKIPPED_CATCH_UP. Unset: one minute. Zero: missed ticks are
-   * all skipped.
+   * all skipped. A tick acted on within five seconds of its time is never
+   * counted as missed, whatever the window.
    *
    * @generated from field: google.protobuf.Duration catch_up_window = 10;
    */
