@@ -1,7 +1,10 @@
 // The console's words for a schedule's clock: common cron shapes read out,
 // anything else left as written rather than paraphrased wrongly.
 import { describe, expect, it } from "vitest";
-import { cronInWords } from "../web/src/schedule-words.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ScheduleSchema } from "../gen/actionq/v1/action_queue_service_pb.js";
+import { cronInWords, untilNextTick } from "../web/src/schedule-words.js";
 
 describe("cronInWords", () => {
   it("reads out the common shapes", () => {
@@ -21,5 +24,15 @@ describe("cronInWords", () => {
     for (const expression of ["0 3 * 1 *", "0 3 1 * MON", "15 0 3 * * *", "0 1-5 * * *", "0 3 L * *", "nonsense", "0 3 * * MON-XYZ"]) {
       expect(cronInWords(expression), expression).toBeUndefined();
     }
+  });
+
+  it("pages read schedules again just after the soonest next tick, between 1 s and a minute", () => {
+    const now = 1_000_000_000;
+    const at = (ms: number) => create(ScheduleSchema, { nextTickTime: timestampFromMs(now + ms) });
+    expect(untilNextTick([at(10_000), at(5_000)], now)).toBe(6_000);
+    expect(untilNextTick([at(-30_000)], now)).toBe(1_000);
+    expect(untilNextTick([at(3_600_000)], now)).toBe(60_000);
+    expect(untilNextTick([create(ScheduleSchema)], now)).toBe(60_000);
+    expect(untilNextTick([], now)).toBe(60_000);
   });
 });

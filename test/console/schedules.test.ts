@@ -33,7 +33,10 @@ describe.skipIf(noChromium)("console: schedules", () => {
   let kit: ConsoleKit;
 
   beforeAll(async () => {
-    kit = await startConsole({ auth: true });
+    // Every schedule here enqueues in agent:triage's name, and the
+    // every-second ones quickly pass the default 20 an hour, after which
+    // their ticks fail instead of showing what the tests look for.
+    kit = await startConsole({ auth: true, env: { ACTIONQ_RATE_LIMIT_PER_HOUR: "100000" } });
   });
   afterAll(async () => {
     await kit?.close();

@@ -2,7 +2,7 @@
 // schedules pages. Cron expressions of the common shapes are read out
 // ("every day at 03:00"); anything else is shown as written, since a
 // wrong paraphrase is worse than none.
-import type { Duration } from "@bufbuild/protobuf/wkt";
+import { type Duration, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Schedule, SchedulePolicyOverlap, ScheduleTickOutcome } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { durationMs, span } from "./format.js";
 
@@ -111,3 +111,11 @@ export const SCHEDULE_EVENT_TYPES = [
   "schedule_deleted",
   "schedule_tick_skipped",
 ] as const;
+
+/** When to read schedules again: just after the soonest next tick, between
+ * 1 s and a minute. A tick that enqueues nothing (skipped, buffered, refused)
+ * writes no event, so events alone would not show it. */
+export function untilNextTick(schedules: readonly Schedule[], now = Date.now()): number {
+  const next = Math.min(...schedules.map((schedule) => (schedule.nextTickTime ? timestampMs(schedule.nextTickTime) : Number.POSITIVE_INFINITY)));
+  return Math.min(60_000, Math.max(1_000, next - now + 1_000));
+}

@@ -16,13 +16,20 @@ import { ScheduleControls } from "../components/schedule-controls.js";
 import { Instant, Timeline } from "../components/timeline.js";
 import { RISK_NAMES, durationMs, prettyJson, span } from "../format.js";
 import { keys } from "../live.js";
-import { OVERLAP_WORDS, SCHEDULE_EVENT_TYPES, clockInWords } from "../schedule-words.js";
+import { OVERLAP_WORDS, SCHEDULE_EVENT_TYPES, clockInWords, untilNextTick } from "../schedule-words.js";
 import { OutcomeBadge, ScheduleState } from "./schedules.js";
 import "../components/ops-shared.css";
 import "./schedules.css";
 
 export function SchedulePage({ id }: { id: string }) {
-  const query = useQuery({ queryKey: keys.schedule(id), queryFn: () => api.getSchedule({ id }) });
+  const query = useQuery({
+    queryKey: keys.schedule(id),
+    queryFn: () => api.getSchedule({ id }),
+    refetchInterval: (query) => {
+      const schedule = query.state.data?.schedule;
+      return untilNextTick(schedule ? [schedule] : []);
+    },
+  });
   if (query.isPending) {
     return (
       <div aria-busy="true">

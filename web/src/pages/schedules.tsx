@@ -13,7 +13,7 @@ import { NewScheduleForm } from "../components/schedule-form.js";
 import { can, useMe } from "../identity.js";
 import { clip } from "../format.js";
 import { keys } from "../live.js";
-import { OUTCOME_WORDS, clockInWords } from "../schedule-words.js";
+import { OUTCOME_WORDS, clockInWords, untilNextTick } from "../schedule-words.js";
 import "../components/ops-shared.css";
 import "./schedules.css";
 
@@ -28,6 +28,7 @@ export function SchedulesPage() {
     queryKey: [...keys.schedules, "list", token] as const,
     queryFn: () => api.listSchedules({ pageSize: PAGE_SIZE, pageToken: token }),
     placeholderData: keepPreviousData,
+    refetchInterval: (query) => untilNextTick(query.state.data?.schedules ?? []),
   });
   const schedules = page.data?.schedules ?? [];
   const nextToken = page.data?.nextPageToken ?? "";
