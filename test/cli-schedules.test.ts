@@ -93,7 +93,8 @@ describe("actionctl schedule", () => {
   });
 
   it("update changes only the flags given and keeps the rest; an unknown schedule is NOT_FOUND", async () => {
-    const before = (await createHourly("update-me", ["--project", "cli-update", "--payload", '{"keep":true}', "--jitter", "5s"])).schedule;
+    const before = (await createHourly("update-me", ["--project", "cli-update", "--payload", '{"keep":true}', "--jitter", "5s", "--end", "720h"])).schedule;
+    expect(Date.parse(before.end_time)).toBeGreaterThan(Date.now() + 719 * 3_600_000);
     const updated = await ok(["schedule", "update", "update-me", "--every", "15m", "--description", "now every quarter", "--actor", "agent:nightly"]);
     expect(updated.schedule).toMatchObject({
       id: "update-me",
@@ -108,6 +109,8 @@ describe("actionctl schedule", () => {
     const retargeted = await ok(["schedule", "update", "update-me", "--target", "node/8", "--no-end", "--actor", "agent:nightly"]);
     expect(retargeted.schedule.template).toMatchObject({ target_ref: "node/8", project: "cli-update", payload: { keep: true } });
     expect(retargeted.schedule.interval).toBe("900s");
+    expect(updated.schedule.end_time).toBe(before.end_time);
+    expect(retargeted.schedule.end_time).toBeUndefined();
 
     const missing = await refused(["schedule", "update", "no-such-schedule", "--every", "1m", "--actor", "agent:nightly"]);
     expect(missing.code).toBe("not_found");

@@ -87,7 +87,9 @@ function settingsOf(o: ClockOptions): Partial<ScheduleInit> {
     catchUpWindow: o.catchUp,
     description: o.description,
   };
-  return Object.fromEntries(Object.entries(settings).filter(([key, value]) => value !== undefined || (key === "endTime" && o.end === false)));
+  const given = Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined));
+  // --no-end: no end time, laid over the one in force.
+  return o.end === false ? { ...given, endTime: undefined } : given;
 }
 
 /** "created: ..." then the schedule's fields, or its proto JSON. */
