@@ -94,7 +94,7 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   const windows = new WindowStore(pool);
   const schedules = new ScheduleStore(pool);
   const templates = new TemplateActions(check.bounded(config.limits), config.maxAttempts, policy);
-  const ticks = new Ticks(actions, templates, log.child({ component: "schedules" }));
+  const ticks = new Ticks(actions, templates, log.child({ component: "schedules" }), (tally) => metrics.onScheduleTicks(tally));
   // At most a second between looks, so that a schedule created on another
   // replica ticks on time here too.
   const scheduleRunner = new ScheduleRunner(ticks, pool, Math.min(config.pollIntervalMs, 1000), log.child({ component: "schedules" }));

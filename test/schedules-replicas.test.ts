@@ -13,7 +13,7 @@ describe("schedules on three servers of one database", () => {
   beforeAll(async () => {
     a = await startTestServer();
     b = await startTestServer({}, a.schema);
-    off = await startTestServer({ ACTIONQ_SCHEDULER: "off" }, a.schema);
+    off = await startTestServer({ ACTIONQ_SCHEDULER: "off", ACTIONQ_METRICS_LISTEN: "127.0.0.1:0" }, a.schema);
   });
   afterAll(async () => {
     // a last: closing a test server drops the shared schema.
@@ -50,6 +50,9 @@ describe("schedules on three servers of one database", () => {
       "SELECT (extract(epoch FROM created_at - schedule_tick_time) * 1000)::float8 AS late_ms FROM actions WHERE schedule_id = 'replicated'",
     );
     expect(Math.max(...rows.map((row) => row.late_ms))).toBeLessThan(750);
+    // The server with ACTIONQ_SCHEDULER=off acted on none of them.
+    const metrics = await (await fetch(`http://127.0.0.1:${off.server.metricsPort}/metrics`)).text();
+    expect(metrics).not.toMatch(/^actionq_schedule_ticks_total\{/m);
   });
 
   it("backfills of one interval racing on two servers enqueue each tick once, and both answer with the same actions", async () => {

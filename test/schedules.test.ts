@@ -90,6 +90,7 @@ describe("schedules on one server", () => {
       [{ id: "bad", template: template("noop") }, "schedule.cron"],
       [{ id: "bad", template: template("noop"), interval: seconds(0.5) }, "schedule.interval"],
       [{ id: "bad", template: template("noop"), interval: seconds(10), jitter: seconds(11) }, "schedule.jitter"],
+      [{ id: "bad", template: template("noop"), cron: "*/5 * * * *", jitter: seconds(301) }, "schedule.jitter"],
       [{ id: "bad", template: template("not a type!"), interval: seconds(10) }, "schedule.template.action_type"],
       [{ id: "bad", template: template("noop", { createdBy: "human:mallory" }), interval: seconds(10) }, "schedule.template.created_by"],
       [{ id: "bad", template: template("noop", { idempotencyKey: "k" }), interval: seconds(10) }, "schedule.template.idempotency_key"],

@@ -15,7 +15,7 @@ import {
 import { ActionStatus } from "../../gen/actionq/v1/action_pb.js";
 import { type OverlapPolicy, SCHEDULE_ID_PATTERN, type TickOutcome } from "../domain/vocabulary.js";
 import { invalidField } from "../errors.js";
-import { cronProblem, isKnownZone } from "../schedule/clock.js";
+import { Clock, cronProblem, isKnownZone } from "../schedule/clock.js";
 import type { ScheduleRow, ScheduleSpec, TickRow } from "../store/schedules.js";
 import { statusToWire } from "./convert.js";
 
@@ -97,7 +97,12 @@ export function scheduleSpecFromWire(schedule: Schedule | undefined): Omit<Sched
   if (startTime && endTime && endTime <= startTime) throw invalidField("schedule.end_time", "must be after start_time");
   const jitterMs = schedule.jitter === undefined ? 0 : durationMs("schedule.jitter", schedule.jitter);
   if (intervalMs !== null && jitterMs > intervalMs) throw invalidField("schedule.jitter", "must be at most the interval");
-  if (cron !== null && jitterMs > MAX_WINDOW_MS) throw invalidField("schedule.jitter", "must be at most 366 days");
+  if (cron !== null && jitterMs > 0) {
+    // The shortest gap between the next few ticks stands for the interval.
+    const ticks = new Clock({ cron, timeZone }).upcoming(new Date(), 10);
+    const gap = Math.min(...ticks.slice(1).map((tick, i) => tick.getTime() - ticks[i]!.getTime()));
+    if (jitterMs > gap) throw invalidField("schedule.jitter", `must be at most the time between ticks (${gap / 1000} s for this expression)`);
+  }
   const catchUpMs = schedule.catchUpWindow === undefined ? DEFAULT_CATCH_UP_MS : durationMs("schedule.catch_up_window", schedule.catchUpWindow);
   if (catchUpMs > MAX_WINDOW_MS) throw invalidField("schedule.catch_up_window", "must be at most 366 days");
   if (schedule.description.length > DESCRIPTION_LENGTH) throw invalidField("schedule.description", `must be at most ${DESCRIPTION_LENGTH} characters`);

@@ -39,6 +39,7 @@ export class Metrics {
   private readonly claimToComplete: Histogram<"action_type">;
   private readonly streamsCut: Counter<"method">;
   private readonly webhookDeliveries: Counter<"endpoint" | "outcome">;
+  private readonly scheduleTicks: Counter<"outcome">;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -55,6 +56,12 @@ export class Metrics {
       name: "actionq_actions_enqueued_total",
       help: "Actions created, by type and the status they landed in.",
       labelNames: ["action_type", "status"],
+      registers,
+    });
+    this.scheduleTicks = new Counter({
+      name: "actionq_schedule_ticks_total",
+      help: "Schedule ticks acted on by this server, by outcome (enqueued, skipped_overlap, skipped_catch_up, buffered, failed).",
+      labelNames: ["outcome"],
       registers,
     });
     this.streamsCut = new Counter({
@@ -221,6 +228,11 @@ export class Metrics {
 
   onWebhookDelivery(endpoint: string, outcome: string): void {
     this.webhookDeliveries.inc({ endpoint, outcome });
+  }
+
+  /** Schedule ticks acted on, once their transaction committed. */
+  onScheduleTicks(tally: ReadonlyMap<string, number>): void {
+    for (const [outcome, n] of tally) this.scheduleTicks.inc({ outcome }, n);
   }
 
   onSlowConsumerCut(method: string): void {

@@ -43,18 +43,32 @@ interface Unfinished {
   status: Status;
 }
 
+/** How many ticks had each outcome in one transaction. */
+export type TickTally = Map<TickRow["outcome"], number>;
+
 export class Ticks {
   constructor(
     private readonly actions: ActionStore,
     private readonly templates: TemplateActions,
     private readonly log: Logger,
+    /** Told once a transaction that acted on ticks has committed. */
+    private readonly onCommitted: (tally: TickTally) => void = () => {},
   ) {}
+
+  /** Runs `fn` in the actions store's transaction; reports the tally of
+   * outcomes only once it has committed. */
+  private async transact<T>(fn: (tx: ActionTransaction, tally: TickTally) => Promise<T>): Promise<T> {
+    const tally: TickTally = new Map();
+    const result = await this.actions.transact((tx) => fn(tx, tally));
+    if (tally.size > 0) this.onCommitted(tally);
+    return result;
+  }
 
   /** Acts on one schedule with work to do, if any, skipping `exclude`.
    * Returns its key, or null when none had work; `working.key` names the
    * schedule as soon as it is locked, for the caller to tell which failed. */
   async runOne(exclude: string[], working: { key?: string } = {}): Promise<string | null> {
-    return this.actions.transact(async (tx) => {
+    return this.transact(async (tx, tally) => {
       const { rows } = await tx.client.query<ScheduleRow & { now: Date }>(ScheduleLockDue, [exclude]);
       const schedule = rows[0];
       if (!schedule) return null;
@@ -64,10 +78,10 @@ export class Ticks {
       if (state.buffered && (await this.unfinished(tx, schedule)).length === 0) {
         const tick = state.buffered;
         state.buffered = null;
-        await this.enqueue(tx, schedule, tick, false, now);
+        count(tally, (await this.enqueue(tx, schedule, tick, false, now)).outcome);
       }
       let next = schedule.next_tick_time;
-      if (next && next <= now) next = await this.actOnDue(tx, schedule, next, now, state);
+      if (next && next <= now) next = await this.actOnDue(tx, schedule, next, now, state, tally);
       await tx.client.query(ScheduleAdvance, [schedule.key, next, state.buffered]);
       return schedule.key;
     });
@@ -76,14 +90,22 @@ export class Ticks {
   /** The due ticks from `next` up to now: those older than the catch-up
    * window are skipped (bounded), the rest acted on oldest first. Returns
    * the next tick to act on. */
-  private async actOnDue(tx: ActionTransaction, schedule: ScheduleRow, next: Date, now: Date, state: { buffered: Date | null }): Promise<Date | null> {
+  private async actOnDue(
+    tx: ActionTransaction,
+    schedule: ScheduleRow,
+    next: Date,
+    now: Date,
+    state: { buffered: Date | null },
+    tally: TickTally,
+  ): Promise<Date | null> {
     const clock = clockOf(schedule);
     const lateBefore = new Date(now.getTime() - Math.max(Number(schedule.catch_up_ms), ON_TIME_GRACE_MS));
     let from = next;
     if (next < lateBefore) {
       const skipped = clock.between(next, lateBefore, SKIPPED_ROWS_CAP);
       if (skipped.length > 0) {
-        const { count, capped } = clock.count(next, lateBefore, SKIPPED_COUNT_CAP);
+        const { count: missed, capped } = clock.count(next, lateBefore, SKIPPED_COUNT_CAP);
+        count(tally, "skipped_catch_up", missed);
         const reason = "missed while no scheduler ran; older than the catch-up window";
         await tx.client.query(TicksRecordSkipped, [schedule.key, skipped, reason]);
         await tx.client.query(ScheduleEvent, [
@@ -94,7 +116,7 @@ export class Ticks {
             reason: "catch_up_window",
             from: skipped[0]!.toISOString(),
             before: lateBefore.toISOString(),
-            count,
+            count: missed,
             ...(capped ? { count_is_at_least: true } : {}),
             recorded: skipped.length,
           }),
@@ -107,7 +129,7 @@ export class Ticks {
     for (const tick of due) {
       // A backfill may have acted on it already.
       if (recorded.has(tick.getTime())) continue;
-      await this.act(tx, schedule, tick, schedule.overlap_policy, false, now, state);
+      count(tally, (await this.act(tx, schedule, tick, schedule.overlap_policy, false, now, state)).outcome);
     }
     return due.length > 0 ? clock.after(due.at(-1)!) : clock.next(from);
   }
@@ -115,7 +137,7 @@ export class Ticks {
   /** Acts on the ticks of [start, end) now, oldest first; a tick that has
    * an action keeps it. */
   async backfill(id: string, start: Date, end: Date, policy: OverlapPolicy, maxTicks: number, allow: (schedule: ScheduleRow) => void): Promise<TickRow[]> {
-    return this.actions.transact(async (tx) => {
+    return this.transact(async (tx, tally) => {
       const { rows } = await tx.client.query<ScheduleRow>(ScheduleLock, [id]);
       const schedule = rows[0];
       if (!schedule) throw scheduleNotFound(id);
@@ -132,7 +154,11 @@ export class Ticks {
       for (const tick of ticks) {
         const earlier = done.get(tick.getTime());
         if (earlier?.action_id) result.push(earlier);
-        else result.push(await this.act(tx, schedule, tick, policy, true, now, state));
+        else {
+          const row = await this.act(tx, schedule, tick, policy, true, now, state);
+          count(tally, row.outcome);
+          result.push(row);
+        }
       }
       if (state.buffered !== schedule.buffered_tick_time) await tx.client.query(ScheduleAdvance, [schedule.key, schedule.next_tick_time, state.buffered]);
       return result;
@@ -216,4 +242,8 @@ export class Ticks {
     const { rows } = await tx.client.query<TickRow>(TicksRecorded, [schedule.key, ticks]);
     return new Map(rows.map((row) => [row.tick_time.getTime(), row]));
   }
+}
+
+function count(tally: TickTally, outcome: TickRow["outcome"], n = 1): void {
+  tally.set(outcome, (tally.get(outcome) ?? 0) + n);
 }
