@@ -189,13 +189,21 @@ describe.skipIf(noChromium)("console: schedules", () => {
     await page.getByRole("button", { name: "Delete delete-from-ui" }).click();
     await page.waitForURL(/\/schedules$/);
     await page.getByRole("heading", { level: 1, name: "Schedules" }).waitFor();
-    await page.getByRole("table", { name: "Schedules, by id" }).waitFor();
+    await page.getByRole("table", { name: "Schedules, by id" }).or(page.getByText("No schedules yet.")).waitFor();
     expect(await page.getByRole("row", { name: /delete-from-ui/ }).count()).toBe(0);
     const error = await kit.server.grpc.unary("GetSchedule", { id: "delete-from-ui" }, kit.as("viewer")).then(
       () => undefined,
       (e: { code: number }) => e,
     );
     expect(error?.code).toBe(5); // NOT_FOUND
+
+    // The id is free again; the new schedule's events start at its own creation.
+    await create("delete-from-ui");
+    await page.goto(`${kit.url}/schedules/delete-from-ui`);
+    const events = page.getByRole("region", { name: "Events" });
+    await events.getByText("Schedule created").waitFor();
+    expect(await events.getByText("Schedule created").count()).toBe(1);
+    expect(await events.getByText("Schedule deleted").count()).toBe(0);
   });
 
   it("a producer creates a schedule from the list page; a bad id is caught before sending, a bad cron is the server's refusal", async () => {

@@ -264,7 +264,10 @@ function useScheduleEvents(id: string) {
         if (response.events.length < 1000 || response.nextAfterId === afterId) break;
         afterId = response.nextAfterId;
       }
-      return found;
+      // An id is free again once its schedule is deleted: this schedule's
+      // story starts at the id's latest schedule_created.
+      const start = found.findLastIndex((event) => event.eventType === "schedule_created");
+      return start > 0 ? found.slice(start) : found;
     },
   });
 }
