@@ -233,10 +233,14 @@ describe("actionctl schedule", () => {
       "--owner",
       "agent:clock",
     ]);
-    const ticked = (await eventually(async () => {
-      const got = await ok(["schedule", "get", "every-second"]);
-      return got.recent_ticks.filter((tick: Json) => tick.outcome === "SCHEDULE_TICK_OUTCOME_ENQUEUED").length >= 2 ? got : undefined;
-    }, "two ticks of the clock")) as Json;
+    const ticked = (await eventually(
+      async () => {
+        const got = await ok(["schedule", "get", "every-second"]);
+        return got.recent_ticks.filter((tick: Json) => tick.outcome === "SCHEDULE_TICK_OUTCOME_ENQUEUED").length >= 2 ? got : undefined;
+      },
+      "two ticks of the clock",
+      20_000,
+    )) as Json;
     for (const tick of ticked.recent_ticks as Json[]) {
       expect(tick.backfill ?? false).toBe(false);
       const { action } = await ok(["show", tick.action_id]);
