@@ -15,7 +15,7 @@ import { HealthState, registerHealthService } from "./api/health.js";
 import { errorInterceptor, loggingInterceptor } from "./api/interceptors.js";
 import { registerReflection } from "./api/reflection.js";
 import { StreamCounter } from "./api/stream-counter.js";
-import { authInterceptor } from "./auth/access.js";
+import { authInterceptor, ownerMayEnqueue } from "./auth/access.js";
 import type { PrincipalsHolder } from "./auth/principals.js";
 import type { Config } from "./config.js";
 import { consoleHandler, isConsoleRequest } from "./console/serve.js";
@@ -93,7 +93,9 @@ export function assemble({ config, log, databaseUrl, policy, auth, tlsFiles, web
   const pauses = new PauseStore(pool, commits);
   const windows = new WindowStore(pool);
   const schedules = new ScheduleStore(pool);
-  const templates = new TemplateActions(check.bounded(config.limits), config.maxAttempts, policy);
+  const templates = new TemplateActions(check.bounded(config.limits), config.maxAttempts, policy, (owner, project, actionType) =>
+    ownerMayEnqueue(auth, owner, project, actionType),
+  );
   const ticks = new Ticks(actions, templates, log.child({ component: "schedules" }), (tally) => metrics.onScheduleTicks(tally));
   // At most a second between looks, so that a schedule created on another
   // replica ticks on time here too.

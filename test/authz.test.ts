@@ -543,3 +543,46 @@ describe("credentials", () => {
     expect(await reflectionList(t.address, bearer(UNKNOWN_TOKEN))).toMatchObject({ code: "UNAUTHENTICATED", reason: "UNAUTHENTICATED" });
   });
 });
+
+describe("schedules act in their owner's name", () => {
+  /** A one-second schedule owned by `owner`, due now, written directly so
+   * that its owner can be anyone. */
+  async function dueSchedule(id: string, owner: string, project: string, actionType: string): Promise<void> {
+    await t.db.query(
+      `INSERT INTO schedules (id, template, project, interval_ms, anchor_time, overlap_policy, catch_up_ms, owner, next_tick_time)
+       VALUES ($1, $2::jsonb, $3, 1000, date_trunc('second', now()), 'allow_all', 60000, $4, date_trunc('second', now()))`,
+      [id, JSON.stringify({ actionType, project }), project, owner],
+    );
+  }
+
+  async function firstTick(id: string): Promise<{ outcome: string; reason: string; created_by: string | null }> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const { rows } = await t.db.query<{ outcome: string; reason: string; created_by: string | null }>(
+        `SELECT t.outcome, t.reason, a.created_by FROM schedule_ticks t JOIN schedules s ON s.key = t.schedule_key
+         LEFT JOIN actions a ON a.id = t.action_id WHERE s.id = $1 ORDER BY t.tick_time LIMIT 1`,
+        [id],
+      );
+      if (rows[0]) {
+        await t.db.query("UPDATE schedules SET paused = true, next_tick_time = NULL WHERE id = $1", [id]);
+        return rows[0];
+      }
+      if (Date.now() > deadline) throw new Error(`no tick of ${id}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it("a tick of a producer's schedule enqueues in its name", async () => {
+    await dueSchedule("owned-by-producer", PRINCIPALS.producer.name, "matrix", uniqueType("owned"));
+    expect(await firstTick("owned-by-producer")).toMatchObject({ outcome: "enqueued", created_by: PRINCIPALS.producer.name });
+  });
+
+  it("an owner no longer in the auth file, no longer a producer, or out of its scope enqueues nothing: the tick fails with the reason", async () => {
+    await dueSchedule("owned-by-gone", "app:gone", "matrix", uniqueType("gone"));
+    await dueSchedule("owned-by-viewer", PRINCIPALS.viewer.name, "matrix", uniqueType("viewer"));
+    await dueSchedule("owned-out-of-scope", PRINCIPALS.scoped.name, ELSEWHERE, uniqueType("outside"));
+    expect(await firstTick("owned-by-gone")).toMatchObject({ outcome: "failed", reason: expect.stringContaining("no longer in the auth file") });
+    expect(await firstTick("owned-by-viewer")).toMatchObject({ outcome: "failed", reason: expect.stringContaining("no longer has the role producer") });
+    expect(await firstTick("owned-out-of-scope")).toMatchObject({ outcome: "failed", reason: expect.stringContaining("may not act on project") });
+  });
+});

@@ -139,6 +139,27 @@ export function authInterceptor(auth: PrincipalsHolder | undefined): Interceptor
   };
 }
 
+/** Whether a schedule's owner may still enqueue this action at a tick:
+ * the principal is still in the auth file, still a producer (or admin),
+ * and the action is still in its scope. The schedule acts in the owner's
+ * name, so a revoked owner's schedules stop enqueuing (their ticks fail
+ * with this error) until the owner is back or the schedule changes hands.
+ * Without authentication every owner may. */
+export function ownerMayEnqueue(auth: PrincipalsHolder | undefined, owner: string, project: string, actionType: string): ActionqError | undefined {
+  if (!auth) return undefined;
+  const principal = auth.current.byName.get(owner);
+  if (!principal) {
+    return new ActionqError("permission_denied", "OWNER_UNKNOWN", `the schedule's owner ${owner} is no longer in the auth file`, { principal: owner });
+  }
+  if (!principal.roles.has("producer") && !principal.roles.has("admin")) {
+    return new ActionqError("permission_denied", "ROLE_REQUIRED", `the schedule's owner ${owner} no longer has the role producer`, {
+      principal: owner,
+      roles: "producer",
+    });
+  }
+  return newActionScopeError(principal, project, actionType);
+}
+
 /** What the access checks need from the store. */
 export interface AccessLookups {
   scopes(ids: string[]): Promise<Map<string, { project: string; actionType: string; createdBy: string }>>;
@@ -156,6 +177,20 @@ function scopeError(principal: Principal, id: string, action: { project: string;
   if (!scope) return undefined;
   if ((scope.projects && !scope.projects.has(action.project)) || (scope.actionTypes && !scope.actionTypes.has(action.actionType))) {
     return outOfScope(principal, `may not act on action ${id} (project ${action.project}, type ${action.actionType})`, { action_id: id });
+  }
+  return undefined;
+}
+
+/** OUT_OF_SCOPE when a new action's project or type is outside a scoped
+ * principal's scope. */
+function newActionScopeError(principal: Principal, project: string, actionType: string): ActionqError | undefined {
+  const scope = principal.scope;
+  if (!scope) return undefined;
+  if (scope.projects && !scope.projects.has(project)) {
+    return outOfScope(principal, `may not act on project ${JSON.stringify(project)}`, { field: "project" });
+  }
+  if (scope.actionTypes && !scope.actionTypes.has(actionType)) {
+    return outOfScope(principal, `may not act on action type ${JSON.stringify(actionType)}`, { field: "action_type" });
   }
   return undefined;
 }
@@ -197,14 +232,9 @@ export class Access {
 
   /** Refuses a new action whose project or type is outside the scope. */
   allowNew(project: string, actionType: string): void {
-    const scope = this.caller.principal?.scope;
-    if (!scope) return;
-    if (scope.projects && !scope.projects.has(project)) {
-      throw outOfScope(this.caller.principal!, `may not act on project ${JSON.stringify(project)}`, { field: "project" });
-    }
-    if (scope.actionTypes && !scope.actionTypes.has(actionType)) {
-      throw outOfScope(this.caller.principal!, `may not act on action type ${JSON.stringify(actionType)}`, { field: "action_type" });
-    }
+    const principal = this.caller.principal;
+    const error = principal && newActionScopeError(principal, project, actionType);
+    if (error) throw error;
   }
 
   /** Refuses calls on existing actions outside the scope. Actions that do

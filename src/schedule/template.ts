@@ -29,6 +29,8 @@ export class TemplateActions {
     private readonly bound: ReturnType<typeof check.bounded>,
     private readonly maxAttemptsDefault: number,
     private readonly policy: PolicyHolder,
+    /** Whether the owner may still enqueue it (src/auth/access.ts). */
+    private readonly ownerCheck: (owner: string, project: string, actionType: string) => ActionqError | undefined = () => undefined,
     private readonly random: () => number = Math.random,
   ) {}
 
@@ -64,6 +66,8 @@ export class TemplateActions {
   build(schedule: ScheduleRow, tick: Date, now: Date): NewAction {
     const template = fromJson(EnqueueActionRequestSchema, schedule.template);
     const fields: ProposedFields = enqueueFields(this.bound, this.maxAttemptsDefault, template, schedule.owner);
+    const refused = this.ownerCheck(schedule.owner, fields.project, fields.actionType);
+    if (refused) throw refused;
     const jitterMs = Number(schedule.jitter_ms);
     // The tick time stays nominal; only when the action may run moves.
     fields.runAfter = jitterMs > 0 ? new Date(tick.getTime() + Math.floor(this.random() * (jitterMs + 1))) : null;
