@@ -49,7 +49,9 @@ describe("schedules on three servers of one database", () => {
     const { rows } = await b.db.query<{ late_ms: number }>(
       "SELECT (extract(epoch FROM created_at - schedule_tick_time) * 1000)::float8 AS late_ms FROM actions WHERE schedule_id = 'replicated'",
     );
-    expect(Math.max(...rows.map((row) => row.late_ms))).toBeLessThan(750);
+    // Enqueued when due, not caught up: under the 5 s after which a tick
+    // counts as missed.
+    expect(Math.max(...rows.map((row) => row.late_ms))).toBeLessThan(5000);
     // The server with ACTIONQ_SCHEDULER=off acted on none of them.
     const metrics = await (await fetch(`http://127.0.0.1:${off.server.metricsPort}/metrics`)).text();
     expect(metrics).not.toMatch(/^actionq_schedule_ticks_total\{/m);
