@@ -131,7 +131,7 @@ describe("the console over cleartext", () => {
   });
 
   it("the app's own routes fall back to the page; a missing file is 404, never the page", async () => {
-    for (const route of ["/inbox", "/actions/42", "/events?after=10"]) {
+    for (const route of ["/inbox", "/actions/42", "/events?after=10", "/schedules", "/schedules/nightly-diag"]) {
       const answer = await get1(`${origin}${route}`);
       expect(answer.status, route).toBe(200);
       expect(answer.body.equals(indexHtml), route).toBe(true);

@@ -9,7 +9,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Command, type CommanderError, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_ADDRESS } from "../client-transport.js";
-import { ActionStatus, type RiskLevel } from "../../gen/actionq/v1/action_pb.js";
+import { ActionStatus } from "../../gen/actionq/v1/action_pb.js";
 import {
   ApproveActionResponseSchema,
   BreakGlassResponseSchema,
@@ -30,7 +30,9 @@ import { EXIT, EXIT_TABLE } from "./errors.js";
 import { addInspectCommands } from "./inspect-commands.js";
 import { OUTPUT_MODES, exitQuietlyOnClosedPipe, messageJson, print } from "./output.js";
 import * as parse from "./parse.js";
+import { addScheduleCommands } from "./schedule-commands.js";
 import { table } from "./table.js";
+import { type TemplateOptions, templateFields, templateOptions } from "./template.js";
 import { packageVersion } from "./version.js";
 import { itemErrorText, pauseText, scopeText, statusName } from "./views.js";
 import { addWorkerCommands } from "./worker-commands.js";
@@ -79,92 +81,32 @@ Output (-o/--output):
 ${EXIT_TABLE}`,
   );
 applyGlobals(program);
-interface AddOptions {
-  type: string;
-  project?: string;
-  target?: string;
-  source?: string[];
-  payload?: JsonObject;
-  priority?: number;
-  risk?: RiskLevel;
-  confidence?: number;
-  approvalRequired?: boolean;
+interface AddOptions extends TemplateOptions {
   createdBy: string;
-  correlationId?: string;
-  node?: string;
-  service?: string;
-  parent?: bigint;
-  rollback?: string;
-  rollbackPayload?: JsonObject;
   idempotencyKey?: string;
   supersedes?: bigint;
   runAfter?: Timestamp;
-  maxAttempts?: number;
-  concurrencyKey?: string;
-  concurrencyLimit?: number;
 }
 
-program
-  .command("add")
-  .description("propose an action (EnqueueAction); the server's policy approves it at once or holds it in PENDING for approvals")
-  .requiredOption("--type <type>", "action type, such as redeploy_service (required)")
+templateOptions(
+  program.command("add").description("propose an action (EnqueueAction); the server's policy approves it at once or holds it in PENDING for approvals"),
+  { typeRequired: true },
+)
   .option("--created-by <who>", `who proposes it, such as human:alice or agent:triage ${IDENTITY_NOTE}`, "")
-  .option("--project <project>", "project or tenant")
-  .option("--target <ref>", "what the action acts on")
-  .option("--source <ref>", "where the proposal came from (repeatable)", parse.collectText)
-  .option("--payload <json>", "arguments for the worker, a JSON object", parse.jsonObject)
-  .option("--priority <n>", "smaller is claimed first (default 0)", parse.int32)
-  .addOption(
-    new Option(
-      "--risk <level>",
-      `risk level: ${parse.risk.names.join(", ")}; unset, the level the policy registers for the type applies (its default_risk for an unregistered type: see \`actionctl policy show\`); a producer may raise it, not lower it`,
-    ).argParser(parse.risk.parse),
-  )
-  .option("--confidence <x>", "the producer's confidence, from 0 to 1", parse.number)
-  .option("--approval-required", "wait for an approval even when the policy would approve it")
   .option("--run-after <time>", "not claimable before this time: RFC 3339 (2026-12-06T18:00:00Z) or a duration from now (10m, 2h)", (value: string) =>
     parse.instant(value),
   )
-  .option("--max-attempts <n>", "how many retryable failures it may have before it stays FAILED (server default ACTIONQ_MAX_ATTEMPTS)", parse.positive)
-  .option(
-    "--concurrency-key <key>",
-    "run at most --concurrency-limit actions with this key at a time, in priority order (types the policy keys get theirs from the policy)",
-  )
-  .option("--concurrency-limit <n>", "how many actions with --concurrency-key may run at once (default 1)", parse.positive)
-  .option("--correlation-id <id>", "ties related actions together")
-  .option("--node <node>", "the node it targets")
-  .option("--service <service>", "the service it targets")
-  .option("--parent <id>", "make it a child of this action", parse.id)
-  .option("--rollback <ref>", "the action type of the reverse action, if it must be undone")
-  .option("--rollback-payload <json>", "the reverse action's payload, a JSON object (needs --rollback)", parse.jsonObject)
   .option("--supersedes <id>", "replace this PENDING or APPROVED action, which is cancelled", parse.id)
   .option("--idempotency-key <key>", "a retry with the same key returns the first action")
   .action(
     run(async (o: AddOptions) => {
       const response = await client().enqueueAction(
         {
-          actionType: o.type,
-          project: o.project,
-          targetRef: o.target,
-          sourceRefs: o.source,
-          payload: o.payload,
-          priority: o.priority,
-          riskLevel: o.risk,
-          confidence: o.confidence,
-          approvalRequired: o.approvalRequired,
+          ...templateFields(o),
           createdBy: o.createdBy,
-          correlationId: o.correlationId,
-          node: o.node,
-          service: o.service,
-          parentId: o.parent,
-          rollbackRef: o.rollback,
-          rollbackPayload: o.rollbackPayload,
           idempotencyKey: o.idempotencyKey,
           supersedesId: o.supersedes,
           runAfter: o.runAfter,
-          maxAttempts: o.maxAttempts,
-          concurrencyKey: o.concurrencyKey,
-          concurrencyLimit: o.concurrencyLimit,
         },
         UNARY,
       );
@@ -391,6 +333,7 @@ withScopeOptions(
     }),
   );
 addInspectCommands(program);
+addScheduleCommands(program);
 
 exitQuietlyOnClosedPipe();
 await program.parseAsync();

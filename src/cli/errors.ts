@@ -185,8 +185,14 @@ function serverAdvice(error: ConnectError, target: Target): [number, string] {
       return [EXIT.denied, "`actionctl whoami` shows who ACTIONQ_TOKEN names and its roles; this call needs another role or scope"];
     case Code.NotFound:
       if (reason === "PAUSE_NOT_FOUND") return [EXIT.refused, "`actionctl stats` lists the pauses in force"];
+      if (metadata.schedule_id) return [EXIT.refused, "`actionctl schedule list` lists the schedules"];
       return [EXIT.refused, metadata.action_id ? "`actionctl ls` lists the actions" : "check the ids given"];
     case Code.FailedPrecondition:
+      if (reason === "SCHEDULE_REVISION_MISMATCH")
+        return [
+          EXIT.refused,
+          `someone changed the schedule meanwhile: \`actionctl schedule get ${metadata.schedule_id ?? "ID"}\` shows it; run the update again`,
+        ];
       return [EXIT.refused, metadata.action_id ? `\`actionctl show ${metadata.action_id}\` shows where it stands` : ""];
     case Code.InvalidArgument:
       return [EXIT.refused, metadata.field ? `fix ${flagOf(metadata.field)}` : "fix the request"];
@@ -231,10 +237,30 @@ const FLAGS: Record<string, string> = {
   page_token: "--page-token",
   correlation_id: "--correlation-id",
   "scope.value": "the scope's value",
+  // BackfillSchedule's interval.
+  start_time: "--from",
+  end_time: "--to",
+  overlap_policy: "--overlap",
+  owner: "--owner",
+};
+
+/** A schedule's own fields (`schedule.cron`...), as `schedule create` and
+ * `update` set them; its template's fields are the flags of `add`. */
+const SCHEDULE_FLAGS: Record<string, string> = {
+  id: "the schedule id",
+  interval: "--every",
+  start_time: "--start",
+  end_time: "--end",
+  overlap_policy: "--overlap",
+  catch_up_window: "--catch-up",
+  clock: "--cron or --every",
 };
 
 function flagOf(field: string): string {
-  const flag = FLAGS[field] ?? (/^[a-z_]+$/.test(field) ? `--${field.replace(/_/g, "-")}` : undefined);
+  const own = /^schedule\.([a-z_]+)$/.exec(field)?.[1];
+  const inTemplate = /^schedule\.template\.([a-z_]+)$/.exec(field)?.[1];
+  const name = inTemplate ?? own ?? field;
+  const flag = (own !== undefined ? SCHEDULE_FLAGS[own] : undefined) ?? FLAGS[name] ?? (/^[a-z_]+$/.test(name) ? `--${name.replace(/_/g, "-")}` : undefined);
   return flag ? `${flag} (field ${field})` : `the field ${field}`;
 }
 

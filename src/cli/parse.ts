@@ -5,7 +5,7 @@ import { type DescEnum, type JsonObject, create } from "@bufbuild/protobuf";
 import { type Duration, DurationSchema, type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "commander";
 import { type ActionStatus, ActionStatusSchema, type RiskLevel, RiskLevelSchema } from "../../gen/actionq/v1/action_pb.js";
-import { PauseKind } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { PauseKind, type SchedulePolicyOverlap, SchedulePolicyOverlapSchema } from "../../gen/actionq/v1/action_queue_service_pb.js";
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MIN = -(2 ** 31);
@@ -97,14 +97,18 @@ export function instant(value: string, now = Date.now()): Timestamp {
   return timestampFromMs(parsed);
 }
 
-/** Accepts `pending`, `PENDING` or `ACTION_STATUS_PENDING` alike. */
-function enumParser<T extends number>(schema: DescEnum, prefix: string): { parse: (value: string) => T; names: string[] } {
+/** Accepts `pending`, `PENDING` or `ACTION_STATUS_PENDING` alike; with
+ * `hyphens`, names are spelt `buffer-one` (and `buffer_one` still works). */
+function enumParser<T extends number>(schema: DescEnum, prefix: string, hyphens = false): { parse: (value: string) => T; names: string[] } {
   const values = schema.values.filter((v) => v.number !== 0);
-  const names = values.map((v) => v.name.slice(prefix.length).toLowerCase());
+  const names = values.map((v) => {
+    const name = v.name.slice(prefix.length).toLowerCase();
+    return hyphens ? name.replace(/_/g, "-") : name;
+  });
   return {
     names,
     parse(value: string): T {
-      const wanted = value.trim().toUpperCase();
+      const wanted = hyphens ? value.trim().toUpperCase().replace(/-/g, "_") : value.trim().toUpperCase();
       const found = values.find((v) => v.name === wanted || v.name === prefix + wanted);
       if (!found) throw new InvalidArgumentError(`Expected one of: ${names.join(", ")}.`);
       return found.number as T;
@@ -114,6 +118,23 @@ function enumParser<T extends number>(schema: DescEnum, prefix: string): { parse
 
 export const status = enumParser<ActionStatus>(ActionStatusSchema, "ACTION_STATUS_");
 export const risk = enumParser<RiskLevel>(RiskLevelSchema, "RISK_LEVEL_");
+export const overlap = enumParser<SchedulePolicyOverlap>(SchedulePolicyOverlapSchema, "SCHEDULE_POLICY_OVERLAP_", true);
+
+/** A point in the past, for backfills: RFC 3339, `now`, or a duration
+ * ago (`2h` is two hours ago). */
+export function pastInstant(value: string, now = Date.now()): Timestamp {
+  const text = value.trim();
+  if (text.toLowerCase() === "now") return timestampFromMs(now);
+  if (/^\d+(?:\.\d+)?(ms|s|m|h)$/.test(text)) {
+    const { seconds, nanos } = duration(text);
+    return timestampFromMs(now - Number(seconds) * 1000 - Math.floor(nanos / 1_000_000));
+  }
+  try {
+    return instant(text, now);
+  } catch {
+    throw new InvalidArgumentError(`A time is RFC 3339 with a zone, such as 2026-12-06T18:00:00Z, \`now\`, or a duration ago, such as 2h.`);
+  }
+}
 
 /** For repeatable options: `--type a --type b`. */
 export function collect<T>(parse: (value: string) => T): (value: string, previous: T[] | undefined) => T[] {

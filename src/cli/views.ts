@@ -65,6 +65,7 @@ export function actionFields(action: Action, full: boolean): string[] {
     ["payload", json(action.payload)],
     ["risk", `${riskName(action.riskLevel)}${action.priority !== 0 ? `, priority ${action.priority}` : ""}`],
     ["created by", `${action.createdBy}  ${time(action.createTime)}`],
+    ["scheduled by", action.scheduleId && `${action.scheduleId} at tick ${time(action.scheduleTickTime)}`],
     [
       "approvals",
       action.status === ActionStatus.PENDING &&

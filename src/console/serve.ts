@@ -52,7 +52,7 @@ export function isConsoleRequest(req: Request): boolean {
 /** The app's own routes (web/src/app.tsx), answered with its page. Any
  * other path is 404: a scraper pointed at /metrics on this port, or a
  * mistyped link, gets a plain "not found", not the app. */
-const APP_ROUTE = /^\/(?:(?:inbox|actions|overview|events|policy)(?:\/[^/]*)?\/?)?(?:\?.*)?$/;
+const APP_ROUTE = /^\/(?:(?:inbox|actions|schedules|overview|events|policy)(?:\/[^/]*)?\/?)?(?:\?.*)?$/;
 
 export type ConsoleHandler = (req: Request, res: Response) => void;
 

@@ -13,14 +13,26 @@ import { EventsPage } from "./pages/events.js";
 import { InboxPage } from "./pages/inbox.js";
 import { OverviewPage } from "./pages/overview.js";
 import { PolicyPage } from "./pages/policy.js";
+import { SchedulePage } from "./pages/schedule.js";
+import { SchedulesPage } from "./pages/schedules.js";
 
 const NAV = [
   { href: "/inbox", label: "Inbox" },
   { href: "/actions", label: "Actions" },
+  { href: "/schedules", label: "Schedules" },
   { href: "/overview", label: "Overview" },
   { href: "/events", label: "Events" },
   { href: "/policy", label: "Policy" },
 ] as const;
+
+/** A path segment as typed; a malformed escape is kept as it is. */
+function decoded(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
 
 export function App() {
   const me = useMe();
@@ -39,8 +51,15 @@ export function App() {
   // Each page names itself in the document title.
   useEffect(() => {
     const action = /^\/actions\/([^/]+)/.exec(location);
+    const schedule = /^\/schedules\/([^/]+)/.exec(location);
     const page = NAV.find((item) => location.startsWith(item.href));
-    document.title = action ? `Action #${action[1]} · actionq` : page ? `${page.label} · actionq` : "actionq";
+    document.title = action
+      ? `Action #${action[1]} · actionq`
+      : schedule
+        ? `Schedule ${decoded(schedule[1]!)} · actionq`
+        : page
+          ? `${page.label} · actionq`
+          : "actionq";
   }, [location]);
 
   const landing = can(me, "approver") ? "/inbox" : "/overview";
@@ -82,6 +101,8 @@ export function App() {
           <Route path="/inbox" component={InboxPage} />
           <Route path="/actions" component={ActionsPage} />
           <Route path="/actions/:id">{(params) => <ActionPage id={params.id} />}</Route>
+          <Route path="/schedules" component={SchedulesPage} />
+          <Route path="/schedules/:id">{(params) => <SchedulePage key={params.id} id={decoded(params.id)} />}</Route>
           <Route path="/overview" component={OverviewPage} />
           <Route path="/events" component={EventsPage} />
           <Route path="/policy" component={PolicyPage} />

@@ -145,6 +145,10 @@ export const keys = {
   inbox: ["inbox"] as const,
   actions: ["actions"] as const,
   action: (id: bigint) => ["action", id.toString()] as const,
+  /** Every schedules answer: the list's pages and each schedule. Ticks
+   * and the statuses of the actions they made change with action events. */
+  schedules: ["schedules"] as const,
+  schedule: (id: string) => ["schedules", "one", id] as const,
 };
 
 /** The pauses in force. The banner and the overview's table both read this
@@ -173,6 +177,7 @@ export function refreshOnEvents(queryClient: QueryClient): () => void {
       void queryClient.invalidateQueries({ queryKey: keys.actions });
       void queryClient.invalidateQueries({ queryKey: keys.inbox });
       void queryClient.invalidateQueries({ queryKey: keys.stats });
+      void queryClient.invalidateQueries({ queryKey: keys.schedules });
     }, LIST_REFRESH_MS);
   };
   const unsubscribe = liveEvents.subscribe((event) => {
@@ -186,6 +191,8 @@ export function refreshOnEvents(queryClient: QueryClient): () => void {
       void refreshPauses(queryClient);
     }
     if (event.eventType === "policy_reloaded") void queryClient.invalidateQueries({ queryKey: keys.policy });
+    // A schedule's own events (paused, resumed, a tick skipped) carry no action.
+    if (event.eventType.startsWith("schedule_")) void queryClient.invalidateQueries({ queryKey: keys.schedules });
   });
   return () => {
     clearTimeout(listTimer);

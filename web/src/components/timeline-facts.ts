@@ -28,6 +28,12 @@ const EVENT_WORDS: Record<string, string> = {
   action_retry_scheduled: "Failed; retry scheduled",
   action_retried: "Sent back for another attempt",
   action_cancelled: "Cancelled",
+  schedule_created: "Schedule created",
+  schedule_updated: "Schedule changed",
+  schedule_paused: "Schedule paused",
+  schedule_resumed: "Schedule resumed",
+  schedule_deleted: "Schedule deleted",
+  schedule_tick_skipped: "Ticks skipped",
 };
 
 /** The event type in words; an unknown type as it is written. */
@@ -229,8 +235,17 @@ export function eventFacts(event: Event): Fact[] {
       ];
     }
     default:
+      if (event.eventType.startsWith("schedule_")) return scheduleFacts(payload);
       return Object.entries(payload).flatMap(([key, value]) => fact(key, text(value)));
   }
+}
+
+/** A schedule's own event, shown on that schedule's page: its id goes
+ * without saying; times read as instants. */
+function scheduleFacts(payload: JsonObject): Fact[] {
+  return Object.entries(payload)
+    .filter(([key]) => key !== "schedule_id")
+    .flatMap(([key, value]) => fact(key.replaceAll("_", " "), /(_time|^from|^before)$/.test(key) ? instantText(value) : text(value)));
 }
 
 function nonZero(value: JsonValue | undefined): boolean {

@@ -57,6 +57,8 @@ export function ActionFields({ action }: { action: Action }) {
     ["Rollback", action.rollbackRef, true],
     ["Chain depth", String(action.chainDepth)],
     ["Idempotency key", action.idempotencyKey, true],
+    ["Schedule", action.scheduleId, true],
+    ["Schedule tick", action.scheduleTickTime && <Instant at={action.scheduleTickTime} />],
   ];
   // biome-ignore-end lint/correctness/useJsxKeyInIterable: end of the rows
   return (

@@ -74,6 +74,12 @@ function ActionView({ id }: { id: bigint }) {
   return (
     <article className="action-page">
       <ActionHeader action={action} />
+      {action.scheduleId && (
+        <p className="notice scheduled-by">
+          Scheduled by <Link href={`/schedules/${encodeURIComponent(action.scheduleId)}`}>{action.scheduleId}</Link> at tick{" "}
+          <time dateTime={isoTime(action.scheduleTickTime)}>{isoTime(action.scheduleTickTime)}</time>
+        </p>
+      )}
       {concurrencyHold && <HoldNotice hold={concurrencyHold} />}
       {windowHold && (
         <p className="notice" role="status">
