@@ -41,6 +41,14 @@ const RPCS = [
   "EnqueueActions",
   "CompleteActions",
   "BreakGlass",
+  "CreateSchedule",
+  "UpdateSchedule",
+  "PauseSchedule",
+  "ResumeSchedule",
+  "DeleteSchedule",
+  "GetSchedule",
+  "ListSchedules",
+  "BackfillSchedule",
 ];
 const SERVER_STREAMING = new Set(["StreamClaims", "WatchEvents"]);
 
