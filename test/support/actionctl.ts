@@ -85,7 +85,8 @@ export function startActionctl(args: string[], env: Record<string, string>): Run
   child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => {
+    // 'close', not 'exit': output may still be unread at 'exit'.
+    child.on("close", (code, signal) => {
       children.delete(child);
       resolve({ code, signal });
     }),

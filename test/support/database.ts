@@ -8,6 +8,12 @@ export function databaseUrl(): string {
   return inject("databaseUrl");
 }
 
+/** Where a test server's pool connects: the database itself, or a PgBouncer
+ * in transaction mode in front of it (ACTIONQ_TEST_PGBOUNCER=1). */
+export function serverDatabaseUrl(): string {
+  return inject("serverDatabaseUrl");
+}
+
 /** A connection for checking what the server wrote, with the schema as its
  * search path so that tests can use plain table names. The server's own
  * connections set no search path. */

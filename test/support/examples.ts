@@ -60,7 +60,8 @@ export class ExampleProcess {
     });
     this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
     this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
+      // 'close', not 'exit': output may still be unread at 'exit'.
+      this.child.on("close", (code, signal) => {
         running.delete(this);
         resolve({ code, signal });
       });

@@ -7,11 +7,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { startEmbeddedPostgres } from "../../src/store/embedded-postgres.js";
+import { startPgBouncer } from "./pgbouncer.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
     databaseUrl: string;
     databaseKind: string;
+    /** Where test servers' pools connect: databaseUrl itself, or a
+     * PgBouncer in front of it (ACTIONQ_TEST_PGBOUNCER=1). */
+    serverDatabaseUrl: string;
   }
 }
 
@@ -26,7 +30,24 @@ async function dockerAnswers(): Promise<boolean> {
   }
 }
 
+/** With ACTIONQ_TEST_PGBOUNCER=1, test servers reach PostgreSQL through a
+ * real PgBouncer in transaction mode (their LISTEN connection stays
+ * direct): .ci/run runs a named subset of the suite that way. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const stopDatabase = await database(project);
+  if (process.env.ACTIONQ_TEST_PGBOUNCER !== "1") {
+    project.provide("serverDatabaseUrl", project.getProvidedContext().databaseUrl);
+    return stopDatabase;
+  }
+  const bouncer = await startPgBouncer(project.getProvidedContext().databaseUrl);
+  project.provide("serverDatabaseUrl", bouncer.url);
+  return async () => {
+    await bouncer.stop();
+    await stopDatabase();
+  };
+}
+
+async function database(project: TestProject): Promise<() => Promise<void>> {
   const given = process.env.ACTIONQ_TEST_URL;
   if (given) {
     project.provide("databaseUrl", given);

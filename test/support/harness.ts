@@ -13,7 +13,7 @@ import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb
 import { type Config, loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/log.js";
 import { ActionqServer } from "../../src/server.js";
-import { databaseUrl, freshSchema, inspectionConfig } from "./database.js";
+import { databaseUrl, freshSchema, inspectionConfig, serverDatabaseUrl } from "./database.js";
 
 export const protoDir = path.resolve(import.meta.dirname, "..", "..", "proto");
 
@@ -36,8 +36,11 @@ export interface TestServer {
 
 /** Settings for a test server: quick timers, quiet logs, a free port. */
 export function testConfig(schema: string, env: ServerEnv = {}): Config {
+  const pooled = serverDatabaseUrl() !== databaseUrl();
   return loadConfig({
-    ACTIONQ_URL: databaseUrl(),
+    ACTIONQ_URL: serverDatabaseUrl(),
+    // Through PgBouncer: no session state, and LISTEN on a direct connection.
+    ...(pooled ? { ACTIONQ_DATABASE_POOLER: "transaction", ACTIONQ_LISTEN_URL: databaseUrl() } : {}),
     ACTIONQ_SCHEMA: schema,
     ACTIONQ_LISTEN: "127.0.0.1:0",
     ACTIONQ_LOG_LEVEL: process.env.ACTIONQ_TEST_LOG_LEVEL ?? "silent",

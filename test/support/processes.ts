@@ -50,8 +50,10 @@ export class ActionqProcess {
     this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
       this.stderr += chunk;
     });
+    // 'close', not 'exit': at 'exit' the child's stdout and stderr may still
+    // hold output not yet read, and a test would see the message missing.
     this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
+      this.child.on("close", (code, signal) => {
         running.delete(this);
         this.exit = { code, signal };
         resolve(this.exit);
