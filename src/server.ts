@@ -25,7 +25,7 @@ import { type Database, warnIfJitOn } from "./store/db.js";
 function describeDatabase(url: string): string {
   try {
     const parsed = new URL(url);
-    const host = parsed.hostname || parsed.searchParams.get("host") || "local socket";
+    const host = decodeURIComponent(parsed.hostname) || parsed.searchParams.get("host") || "local socket";
     return `postgres at ${host}${parsed.port ? `:${parsed.port}` : ""}${parsed.pathname || "/"}${parsed.username ? ` as ${decodeURIComponent(parsed.username)}` : ""}`;
   } catch {
     return "ACTIONQ_URL";

@@ -119,7 +119,9 @@ describe.skipIf(skipReason !== undefined)(skipReason ? `Python worker interop (s
   it("two Python workers complete 200 actions exactly once, reconnecting across a server restart", { timeout: 180_000 }, async () => {
     const actions = await enqueueMany("py_load", 200);
     const ids = new Set(actions.map((a) => a.id));
-    const args = ["--type", "py_load", "--max-in-flight", "8", "--lease", "20", "--work-time", "0.25"];
+    // A second of work each: the claims in hand when the server stops cannot
+    // all finish on the old server while it drains, even on a loaded machine.
+    const args = ["--type", "py_load", "--max-in-flight", "8", "--lease", "20", "--work-time", "1"];
     const workers = [worker("python:one", args), worker("python:two", args)];
     const completedLines = () => workers.flatMap((w) => w.completed());
 

@@ -89,7 +89,9 @@ describe("the database cannot be reached", () => {
     const run = await runToEnd(["serve"], {
       ACTIONQ_URL: databaseUrl(),
       ACTIONQ_SCHEMA: schema,
-      ACTIONQ_LISTEN_URL: otherUrl((url) => (url.port = String(port))),
+      // Over TCP whatever the run's database is (the embedded one is
+      // reached through a Unix socket).
+      ACTIONQ_LISTEN_URL: `postgres://postgres@127.0.0.1:${port}/postgres`,
       ACTIONQ_LISTEN: `127.0.0.1:${await freePort()}`,
       ACTIONQ_LOG_LEVEL: "silent",
     });

@@ -38,7 +38,9 @@ function where(url: string | undefined): string {
   if (!url) return "the embedded PostgreSQL";
   try {
     const parsed = new URL(url);
-    return `PostgreSQL at ${parsed.hostname || "the local socket"}${parsed.port ? `:${parsed.port}` : ""}`;
+    // A Unix socket directory as host comes percent-encoded (%2Ftmp%2F...).
+    const host = decodeURIComponent(parsed.hostname) || parsed.searchParams.get("host") || "the local socket";
+    return `PostgreSQL at ${host}${parsed.port ? `:${parsed.port}` : ""}`;
   } catch {
     return "PostgreSQL (ACTIONQ_URL)";
   }
