@@ -96,7 +96,11 @@ export class ScheduleRunner {
       }
       const { rows } = await this.pool.query<{ due_in_ms: number | null }>(ScheduleNextDue, [[...this.failing.keys()]]);
       const dueIn = rows[0]?.due_in_ms;
-      if (dueIn !== null && dueIn !== undefined) sleepMs = Math.min(sleepMs, dueIn <= 0 ? HELD_ELSEWHERE_MS : dueIn);
+      if (dueIn !== null && dueIn !== undefined) {
+        // Rounded up: setTimeout drops the fraction, and a wakeup a
+        // moment early finds nothing due and waits HELD_ELSEWHERE_MS.
+        sleepMs = Math.min(sleepMs, dueIn <= 0 ? HELD_ELSEWHERE_MS : Math.ceil(dueIn) + 1);
+      }
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "the scheduler pass failed; will retry");
     }
