@@ -60,8 +60,9 @@ export class ExampleProcess {
     });
     this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
     this.exited = new Promise((resolve) => {
-      // 'close', not 'exit': output may still be unread at 'exit'.
-      this.child.on("close", (code, signal) => {
+      // 'exit', not 'close': a walkthrough leaves processes of its own
+      // (a server, a worker) holding the pipes after it ends.
+      this.child.on("exit", (code, signal) => {
         running.delete(this);
         resolve({ code, signal });
       });
