@@ -142,8 +142,11 @@ describe("actionctl schedule", () => {
 
   it("backfill enqueues each past tick once, and get shows the ticks with their outcomes and actions", async () => {
     await createHourly("backfill-me", ["--project", "cli-backfill"]);
-    const from = new Date(Date.now() - 3 * HOUR_MS - 60_000).toISOString();
-    const first = await ok(["schedule", "backfill", "backfill-me", "--from", from, "--to", "now", "--actor", "agent:nightly"]);
+    // Ends half an hour before the last full hour: exactly three hourly
+    // ticks, whatever the minute the test runs.
+    const end = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - HOUR_MS / 2;
+    const [from, to] = [end - 3 * HOUR_MS, end].map((ms) => new Date(ms).toISOString());
+    const first = await ok(["schedule", "backfill", "backfill-me", "--from", from!, "--to", to!, "--actor", "agent:nightly"]);
     expect(first.ticks).toHaveLength(3);
     for (const tick of first.ticks as Json[]) {
       expect(tick).toMatchObject({ outcome: "SCHEDULE_TICK_OUTCOME_ENQUEUED", backfill: true });
@@ -154,7 +157,7 @@ describe("actionctl schedule", () => {
     expect([...first.ticks].map((tick: Json) => tick.tick_time)).toEqual([...first.ticks.map((tick: Json) => tick.tick_time)].sort());
 
     // Again: the same ticks keep their actions, none is enqueued twice.
-    const again = await ok(["schedule", "backfill", "backfill-me", "--from", "181m", "--to", "now", "--actor", "agent:nightly"]);
+    const again = await ok(["schedule", "backfill", "backfill-me", "--from", from!, "--to", to!, "--actor", "agent:nightly"]);
     expect(again.ticks.map((tick: Json) => tick.action_id)).toEqual(actionIds);
     expect((await ok(["ls", "--project", "cli-backfill"])).actions).toHaveLength(3);
 
@@ -188,7 +191,9 @@ describe("actionctl schedule", () => {
 
   it("delete ends the schedule and keeps its actions; the id may be used again", async () => {
     await createHourly("delete-me", ["--project", "cli-delete"]);
-    const backfilled = await ok(["schedule", "backfill", "delete-me", "--from", "61m", "--to", "now", "--actor", "agent:nightly"]);
+    const end = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - HOUR_MS / 2;
+    const [from, to] = [end - HOUR_MS, end].map((ms) => new Date(ms).toISOString());
+    const backfilled = await ok(["schedule", "backfill", "delete-me", "--from", from!, "--to", to!, "--actor", "agent:nightly"]);
     expect(backfilled.ticks).toHaveLength(1);
     const deleted = await ok(["schedule", "delete", "delete-me", "--reason", "no longer needed", "--actor", "agent:nightly"]);
     expect(deleted.schedule.id).toBe("delete-me");

@@ -50,12 +50,20 @@ describe.skipIf(noChromium)("console: schedules", () => {
       kit.as("producer"),
     );
   const get = (id: string) => kit.server.grpc.unary<{ schedule: WireSchedule; recentTicks: WireTick[] }>("GetSchedule", { id }, kit.as("viewer"));
-  const backfill = (id: string, hours: number) =>
-    kit.server.grpc.unary<{ ticks: WireTick[] }>(
+  /** Ends half an hour before the last full hour, so that an hourly clock
+   * has exactly `hours` ticks in it whatever the minute the test runs. */
+  const pastHours = (hours: number) => {
+    const end = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - HOUR_MS / 2;
+    return { start: end - hours * HOUR_MS, end };
+  };
+  const backfill = (id: string, hours: number) => {
+    const { start, end } = pastHours(hours);
+    return kit.server.grpc.unary<{ ticks: WireTick[] }>(
       "BackfillSchedule",
-      { id, startTime: seconds(Date.now() - hours * HOUR_MS - 60_000), endTime: seconds(Date.now()), actor: "" },
+      { id, startTime: seconds(start), endTime: seconds(end), actor: "" },
       kit.as("producer"),
     );
+  };
 
   it("the list shows a schedule created over the API: clock in words and time zone, next tick, state and owner", async () => {
     await create("nightly-berlin", { cron: "0 3 * * *", timeZone: "Europe/Berlin", description: "diagnostics before the morning" });
@@ -156,8 +164,10 @@ describe.skipIf(noChromium)("console: schedules", () => {
     await page.getByRole("button", { name: "Backfill interval" }).click();
     await page.getByRole("alert").filter({ hasText: "RFC 3339" }).waitFor();
 
-    const from = new Date(Date.now() - 3 * HOUR_MS - 60_000).toISOString().replace(/\.\d{3}Z$/, "Z");
-    await page.getByLabel("From (included)").fill(from);
+    const window = pastHours(3);
+    const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+    await page.getByLabel("From (included)").fill(rfc3339(window.start));
+    await page.getByLabel("To (excluded; empty: now)").fill(rfc3339(window.end));
     await page.getByRole("button", { name: "Backfill interval" }).click();
     await page.getByRole("status").filter({ hasText: "Backfilled 3 ticks: 3 with an action, 0 without." }).waitFor();
 
