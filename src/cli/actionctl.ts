@@ -27,6 +27,7 @@ import {
 import { readRequests } from "./claims.js";
 import { IDENTITY_NOTE, UNARY, client, idArgument, mode, printAction, requireIdentity, run, applyGlobals } from "./context.js";
 import { EXIT, EXIT_TABLE } from "./errors.js";
+import { addFsQueueCommands } from "./fs-queue/commands.js";
 import { addInspectCommands } from "./inspect-commands.js";
 import { OUTPUT_MODES, exitQuietlyOnClosedPipe, messageJson, print } from "./output.js";
 import * as parse from "./parse.js";
@@ -334,6 +335,7 @@ withScopeOptions(
   );
 addInspectCommands(program);
 addScheduleCommands(program);
+addFsQueueCommands(program);
 
 exitQuietlyOnClosedPipe();
 await program.parseAsync();
