@@ -3,8 +3,14 @@
 // starts with action_imported carrying the document untouched, and an
 // action already here (imported before, or native and exported) is never
 // created twice, not even by concurrent calls.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ActionStatus } from "../gen/actionq/v1/action_pb.js";
+import { ImportOutcome } from "../gen/actionq/v1/action_queue_service_pb.js";
+import { principal } from "./support/auth.js";
+import { type SecureServer, startSecureServer } from "./support/examples.js";
 import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import { RISK, eventTypes, removePolicyDirs, unique, writePolicy } from "./support/safety.js";
 import { cancelAfterEach, nthClaim, openClaimStream, openOnServer } from "./support/streams.js";
@@ -262,5 +268,57 @@ describe("bad items", () => {
     expect(error.code).toBe(status.INVALID_ARGUMENT);
     expect(errorInfoOf(error)?.metadata.field).toBe("actions");
     expect(await snapshot(t.db)).toBe(before);
+  });
+});
+
+describe("with authentication", () => {
+  const producer = principal("app:importer", ["producer"]);
+  const operator = principal("human:migrator", ["producer", "operator"]);
+  let secure: SecureServer;
+  beforeAll(async () => {
+    secure = await startSecureServer([producer, operator], { ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600" });
+  });
+  afterAll(async () => {
+    await secure?.close();
+  });
+  const approvedThere = (externalId: string) => ({
+    externalId,
+    status: ActionStatus.APPROVED,
+    createTime: timestampFromMs(CREATED_AT),
+    createdBy: "supervisor",
+    actionType: unique("secure_import"),
+  });
+
+  it("trust_approvals without the operator role is PERMISSION_DENIED and writes nothing", async () => {
+    const before = await snapshot(secure.t.db);
+    const error = await secure
+      .client(producer)
+      .importActions({ actions: [approvedThere(crypto.randomUUID()), approvedThere(crypto.randomUUID())], trustApprovals: true })
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    expect(error?.code).toBe(Code.PermissionDenied);
+    expect(error?.message).toContain("trust_approvals");
+    expect(await snapshot(secure.t.db)).toBe(before);
+  });
+
+  it("a producer without trust imports approved actions as pending, in its own name", async () => {
+    const res = await secure.client(producer).importActions({ actions: [approvedThere(crypto.randomUUID())] });
+    const result = res.results[0]!.result;
+    expect(result.case).toBe("ok");
+    if (result.case !== "ok") return;
+    expect(result.value.outcome).toBe(ImportOutcome.IMPORTED);
+    expect(result.value.action?.status).toBe(ActionStatus.PENDING);
+    const { rows } = await secure.t.db.query("SELECT actor FROM events WHERE action_id = $1 ORDER BY id", [String(result.value.action!.id)]);
+    expect(rows.map((r) => r.actor)).toEqual(["app:importer"]);
+  });
+
+  it("an operator's trust_approvals keeps the approval, given by that operator", async () => {
+    const res = await secure.client(operator).importActions({ actions: [approvedThere(crypto.randomUUID())], trustApprovals: true });
+    const result = res.results[0]!.result;
+    expect(result.case).toBe("ok");
+    if (result.case !== "ok") return;
+    expect(result.value.action).toMatchObject({ status: ActionStatus.APPROVED, approvedBy: "human:migrator" });
   });
 });
