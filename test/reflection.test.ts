@@ -49,6 +49,7 @@ const RPCS = [
   "GetSchedule",
   "ListSchedules",
   "BackfillSchedule",
+  "ImportActions",
 ];
 const SERVER_STREAMING = new Set(["StreamClaims", "WatchEvents"]);
 

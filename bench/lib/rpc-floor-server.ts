@@ -110,6 +110,7 @@ function actionLiteral(
     breakGlassTime: undefined,
     scheduleId: "",
     scheduleTickTime: undefined,
+    externalId: "",
   } satisfies Action;
 }
 

@@ -7,6 +7,7 @@
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { ActionQueueService } from "../../gen/actionq/v1/action_queue_service_pb.js";
 import { events } from "./service/events.js";
+import { importing } from "./service/importing.js";
 import { type ServiceDeps, kit } from "./service/kit.js";
 import { operating } from "./service/operating.js";
 import { producing } from "./service/producing.js";
@@ -21,6 +22,7 @@ export function actionQueueService(deps: ServiceDeps): ServiceImpl<typeof Action
   const handlers = kit(deps);
   return {
     ...producing(handlers),
+    ...importing(handlers),
     ...reading(handlers),
     ...reviewing(handlers),
     ...working(handlers),

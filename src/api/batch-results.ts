@@ -30,11 +30,13 @@ type Success = Extract<Outcome, { ok: true }>;
 
 /** A batch call's results, in request order: the store runs once on the
  * items that passed their checks; each item gets its own refusal, the
- * store's refusal of it, or `ok` of its success. */
+ * store's refusal of it, or `ok` of its success. `field`: the request's
+ * list, naming the items in errors. */
 export async function perItem<I extends object, R>(
   items: (I | ActionqError)[],
   store: (valid: I[]) => Promise<Outcome[]>,
   ok: (item: I, outcome: Success) => R,
+  field = "requests",
 ): Promise<({ result: { case: "error"; value: ReturnType<typeof itemError> } } | R)[]> {
   const valid = items.filter((item): item is I => !(item instanceof ActionqError));
   const outcomes = valid.length > 0 ? await store(valid) : [];
@@ -42,7 +44,7 @@ export async function perItem<I extends object, R>(
   return items.map((item, index) => {
     if (item instanceof ActionqError) return { result: { case: "error" as const, value: itemError(item) } };
     const outcome = outcomes[next++]!;
-    if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `requests[${index}]`)) } };
+    if (!outcome.ok) return { result: { case: "error" as const, value: itemError(withItemField(outcome.error, `${field}[${index}]`)) } };
     return ok(item, outcome);
   });
 }

@@ -154,6 +154,7 @@ export function actionToWire(row: ActionRow): Action {
     traceContext: row.trace_context
       ? { $typeName: "actionq.v1.TraceContext", traceparent: row.trace_context.traceparent, tracestate: row.trace_context.tracestate }
       : undefined,
+    externalId: row.external_id,
   };
 }
 

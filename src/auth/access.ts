@@ -28,6 +28,9 @@ const METHOD_ROLES: Record<Method, readonly Role[] | ((message: Record<string, u
   enqueueAction: ["producer"],
   enqueueActions: ["producer"],
   rollbackAction: ["producer", "operator"],
+  // Keeping the other system's approvals (trust_approvals) also needs the
+  // operator role: checked in the handler.
+  importActions: ["producer"],
   claimAction: ["worker"],
   streamClaims: ["worker"],
   ackClaim: ["worker"],
@@ -342,6 +345,20 @@ export class Access {
       "NOT_SCHEDULE_OWNER",
       `schedule ${scheduleId} belongs to ${owner}; only its owner${operatorMay ? ", an operator" : ""} or an admin may do this`,
       { schedule_id: scheduleId, owner, principal: principal.name },
+    );
+  }
+
+  /** Keeping approvals given in another system (ImportActions'
+   * trust_approvals): the caller vouches for them, as an operator would.
+   * Without authentication anyone may. */
+  allowTrustedApprovals(): void {
+    const principal = this.caller.principal;
+    if (!principal || principal.roles.has("operator") || principal.roles.has("admin")) return;
+    throw new ActionqError(
+      "permission_denied",
+      "TRUST_NEEDS_OPERATOR",
+      `${principal.name} may not set trust_approvals: keeping another system's approvals needs the role operator or admin`,
+      { field: "trust_approvals", principal: principal.name, roles: "operator,admin" },
     );
   }
 

@@ -36,6 +36,8 @@ export const EVENT_TYPES = [
   "schedule_resumed",
   "schedule_deleted",
   "schedule_tick_skipped",
+  "action_imported",
+  "action_interrupted",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 export const COORDINATOR_EVENT_TYPES: readonly EventType[] = ["coordinator_cycle", "coordinator_paused"];

@@ -43,6 +43,8 @@ import {
 import { approvalsNeeded } from "../policy/requirements.js";
 import { Coalescer } from "./coalescer.js";
 import { enqueueWith, isRateLimitedProducer } from "./enqueue.js";
+import { importActions } from "./imports.js";
+import type { PlannedImport } from "../policy/imports.js";
 import { type ActionChange, type ActionChangeKind, type Commits, moved } from "./commits.js";
 import { type ConcurrencyHold, concurrencyHold } from "./concurrency.js";
 import { inTransaction } from "./db.js";
@@ -235,6 +237,12 @@ export class ActionStore {
       complete: (item) => complete.submit(item),
       fail: (item) => fail.submit(item),
     };
+  }
+
+  /** Brings actions over from another system, in one transaction (see
+   * imports.ts): `created` false for one already here. */
+  importMany(items: PlannedImport[], options: { validateOnly: boolean; actor: string }): Promise<Outcome[]> {
+    return importActions(this.pool, this.commits, items, options);
   }
 
   /** Creates actions in one transaction. Each input gets an outcome: the new

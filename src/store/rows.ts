@@ -82,6 +82,9 @@ export interface ActionRow {
   schedule_tick_time: Date | null;
   /** The producer's W3C trace context (migration 013); null when none. */
   trace_context: TraceContext | null;
+  /** Its id outside this deployment (migration 014): kept from the system
+   * an import brought it from, else derived from this deployment and id. */
+  external_id: string;
   /** Only from a completion: when the claim that completed began. */
   claimed_since?: Date | null;
 }
@@ -161,7 +164,13 @@ const ACTION_FIELDS = [
 
 /** The SELECT list producing an ActionRow from a relation aliased `alias`. */
 export function actionColumns(alias: string): string {
-  return [...ACTION_FIELDS.map((field) => `${alias}.${field}`), `(extract(epoch FROM ${alias}.lease) * 1000)::float8 AS lease_ms`].join(", ");
+  return [
+    ...ACTION_FIELDS.map((field) => `${alias}.${field}`),
+    `(extract(epoch FROM ${alias}.lease) * 1000)::float8 AS lease_ms`,
+    // Native actions store none: theirs is derived, by an inlined SQL
+    // expression, so that only the deployment knows its tag.
+    `coalesce(${alias}.external_id, /*schema*/derived_external_id(${alias}.id)) AS external_id`,
+  ].join(", ");
 }
 
 export function eventColumns(alias: string): string {

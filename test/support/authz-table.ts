@@ -108,7 +108,11 @@ export type Rule =
   | { kind: "scoped-refused" }
   /** Someone else's schedule: only its owner or an admin may, and with
    * `operatorMay` an operator too. */
-  | { kind: "not-owner"; operatorMay: boolean };
+  | { kind: "not-owner"; operatorMay: boolean }
+  /** A request field that needs a second role as well (ImportActions'
+   * trust_approvals: operator), refused with `reason` without it; within
+   * it, as scopedRefused. */
+  | { kind: "also-needs-role"; role: Role; reason: string };
 
 export interface Variant {
   name: string;
@@ -169,6 +173,10 @@ export function expectedOutcomes(row: Row, variant: Variant, who: Who): Expected
     case "not-owner": {
       const may = p.roles.includes("admin") || (variant.rule.operatorMay && p.roles.includes("operator"));
       return [may ? OK : { code: "PERMISSION_DENIED", reason: "NOT_SCHEDULE_OWNER" }];
+    }
+    case "also-needs-role": {
+      if (!holdsRole(p, [variant.rule.role])) return [{ code: "PERMISSION_DENIED", reason: variant.rule.reason }];
+      return [isScoped(p) ? outOfScope : OK];
     }
   }
 }
@@ -260,6 +268,58 @@ function enqueueVariants(call: (kit: CellKit, request: Record<string, unknown>) 
       async prepare(kit) {
         const request = fresh(kit, kit.elsewhere, "");
         return { call: () => call(kit, request), verify: checkProducer(kit, request.actionType) };
+      },
+    },
+  ];
+}
+
+/** ImportActions: actions have no project there, so a principal scoped to
+ * projects may import none; the actor is an identity field; keeping the
+ * other system's approvals needs the operator role too. */
+function importVariants(): Variant[] {
+  const imported = (kit: CellKit, status: string) => ({
+    externalId: `${kit.home.newType()}-there`,
+    status,
+    createTime: { seconds: "1620000000", nanos: 0 },
+    createdBy: "supervisor",
+    actionType: kit.home.newType(),
+  });
+  const call = (kit: CellKit, request: Record<string, unknown>) => batchItem(kit, "ImportActions", request);
+  const checkImported = (kit: CellKit, actionType: string, status: string, approvedBy: string | null) => async () => {
+    const { rows } = await kit.db.query<{ id: string; status: string; created_by: string; approved_by: string | null }>(
+      "SELECT id::text, status, created_by, approved_by FROM actions WHERE action_type = $1",
+      [actionType],
+    );
+    expect(rows).toHaveLength(1);
+    kit.track(rows[0]!.id);
+    expect(rows[0]).toMatchObject({ status, created_by: "supervisor", approved_by: approvedBy });
+    await eventsByCaller(kit);
+  };
+  return [
+    {
+      name: "actor left empty: filled with the principal",
+      rule: scopedRefused,
+      async prepare(kit) {
+        const item = imported(kit, "ACTION_STATUS_PENDING");
+        return { call: () => call(kit, { actions: [item], actor: "" }), verify: checkImported(kit, item.actionType, "pending", null) };
+      },
+    },
+    {
+      name: "actor names someone else",
+      rule: identity("actor"),
+      async prepare(kit) {
+        return { call: () => call(kit, { actions: [imported(kit, "ACTION_STATUS_PENDING")], actor: SOMEONE_ELSE }) };
+      },
+    },
+    {
+      name: "trust_approvals for an APPROVED action",
+      rule: { kind: "also-needs-role", role: "operator", reason: "TRUST_NEEDS_OPERATOR" },
+      async prepare(kit) {
+        const item = imported(kit, "ACTION_STATUS_APPROVED");
+        return {
+          call: () => call(kit, { actions: [item], trustApprovals: true }),
+          verify: checkImported(kit, item.actionType, "approved", kit.caller.name ?? null),
+        };
       },
     },
   ];
@@ -456,6 +516,7 @@ export const ROWS: Row[] = [
     roles: ["producer"],
     variants: enqueueVariants((kit, r) => batchItem(kit, "EnqueueActions", { requests: [r] })),
   },
+  { rpc: "ImportActions", label: "ImportActions", roles: ["producer"], variants: importVariants() },
   {
     rpc: "GetAction",
     label: "GetAction",

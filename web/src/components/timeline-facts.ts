@@ -34,6 +34,8 @@ const EVENT_WORDS: Record<string, string> = {
   schedule_resumed: "Schedule resumed",
   schedule_deleted: "Schedule deleted",
   schedule_tick_skipped: "Ticks skipped",
+  action_imported: "Imported from another system",
+  action_interrupted: "Was running in the other system; runs again here",
 };
 
 /** The event type in words; an unknown type as it is written. */
