@@ -185,6 +185,8 @@ describe("actionctl export --to-dir --follow", () => {
       latencies.push(await movedTo(root, externalId, "approved", "after approve"));
       const token = await claim(first.client, "follow_one");
       latencies.push(await movedTo(root, externalId, "running", "after claim"));
+      // Printed once the batch's cursor is saved, a moment after the document.
+      await eventually(() => follow.lines().some((line) => line.path === `running/${externalId}.json`), "the printed move", 10_000);
       expect(follow.lines().at(-1)).toMatchObject({ action_id: externalId, path: `running/${externalId}.json` });
 
       // Down, and up again on the same port and schema.

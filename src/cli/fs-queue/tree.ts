@@ -104,7 +104,7 @@ export async function readTree(root: string): Promise<Tree> {
     if (finishedDirs.size > 1) {
       // Two different endings: which one happened cannot be told here.
       const where = list.map((c) => c.source).join(", ");
-      for (const c of list) skipped.push({ source: c.source, externalId, outcome: "conflict", reason: `conflicting copies, all skipped: ${where}` });
+      for (const c of list) skipped.push({ source: c.source, externalId, outcome: "conflict", reason: `finished differently in ${where}` });
       continue;
     }
     // Furthest along wins; among equals, the first by name, so the choice is stable.
