@@ -16,10 +16,11 @@ CREATE INDEX actions_archive_external_id ON actions_archive (external_id) WHERE 
 -- A UUID version 8, TTTTTTTT-TTTT-8000-8III-IIIIIIIIIIII: T is a tag of 12
 -- random hex digits chosen once, here, for this deployment (so that two
 -- deployments' actions never share an external id), I the action id as 15
--- hex digits. The tag is baked in as a literal: the function stays
--- IMMUTABLE and a plain SQL expression the planner inlines into every read
--- of an action, and the server never needs to know the tag. Built-in
--- functions only, so no search path is needed (see 012_through_a_pooler).
+-- hex digits (60 bits: far beyond any id the sequence will reach). The tag
+-- is baked in as a literal: the function stays IMMUTABLE and a plain SQL
+-- expression the planner inlines into every read of an action, and the
+-- server never needs to know the tag. Built-in functions only, so no search
+-- path is needed (see 012_through_a_pooler).
 DO $migration$
 DECLARE
   -- A version 4 UUID's first 12 hex digits are all random.

@@ -97,7 +97,11 @@ describe("each status of the other system", () => {
     expect(millis(ok.action.createTime)).toBe(CREATED_AT);
     expect(ok.action.approvalExpireTime).not.toBeNull();
     const { events } = await getAction(t, ok.action.id);
-    expect(eventTypes(events)).toEqual(["action_imported"]);
+    // action_enqueued, marked imported, is what approvers are notified by.
+    expect(eventTypes(events)).toEqual(["action_imported", "action_enqueued"]);
+    const enqueued = fromStruct(events[1]!.payload);
+    expect(enqueued).toMatchObject({ status: "pending", imported: true, approvals_required: 1, policy: { decision: "needs_approval" } });
+    expect(typeof enqueued.approval_expires_at).toBe("string");
   });
 
   it("a pending DANGEROUS action needs the policy's quorum of distinct approvers", async () => {
@@ -114,7 +118,7 @@ describe("each status of the other system", () => {
     expect(ok.action.status).toBe(STATUS.pending);
     expect(ok.notes).toContain("approval not trusted (no trust_approvals): imported as pending");
     const { events } = await getAction(t, ok.action.id);
-    expect(eventTypes(events)).toEqual(["action_imported"]);
+    expect(eventTypes(events)).toEqual(["action_imported", "action_enqueued"]);
   });
 
   it("an approved action with trust_approvals is approved by the caller and claimed at once by a waiting stream", async () => {
@@ -126,15 +130,16 @@ describe("each status of the other system", () => {
     const claim = await nthClaim(stream, 1, 30_000);
     expect(claim.action.id).toBe(ok.action.id);
     const { events } = await getAction(t, ok.action.id);
-    expect(eventTypes(events).slice(0, 2)).toEqual(["action_imported", "action_approved"]);
-    expect(fromStruct(events[1]!.payload)).toEqual({ imported: true, reason: "approved in the other system; trusted by human:ops" });
+    expect(eventTypes(events).slice(0, 3)).toEqual(["action_imported", "action_enqueued", "action_approved"]);
+    expect(events[2]!.actor).toBe("human:ops");
+    expect(fromStruct(events[2]!.payload)).toEqual({ imported: true, reason: "approved in the other system; trusted by human:ops" });
   });
 
   it("a running action with trust_approvals is approved again, after an action_interrupted event", async () => {
     const ok = await importOne({ status: STATUS.claimed }, { trustApprovals: true });
     expect(ok.action).toMatchObject({ status: STATUS.approved, claimedBy: "", attempt: 0 });
     const { events } = await getAction(t, ok.action.id);
-    expect(eventTypes(events)).toEqual(["action_imported", "action_interrupted", "action_approved"]);
+    expect(eventTypes(events)).toEqual(["action_imported", "action_interrupted", "action_enqueued", "action_approved"]);
     expect(fromStruct(events[0]!.payload).status_there).toBe("running");
     expect(fromStruct(events[1]!.payload)).toMatchObject({ imported: true });
   });
@@ -226,7 +231,7 @@ describe("an action already here", () => {
     const { rows } = await t.db.query("SELECT count(*)::int AS n FROM actions WHERE external_id = $1", [shared.externalId]);
     expect(rows[0].n).toBe(1);
     const { events } = await getAction(t, oks[0]!.action.id);
-    expect(eventTypes(events)).toEqual(["action_imported"]);
+    expect(eventTypes(events)).toEqual(["action_imported", "action_enqueued"]);
   });
 });
 
@@ -252,6 +257,8 @@ describe("bad items", () => {
     ["action_type", { actionType: "not a name" }],
     ["confidence", { confidence: 1.5 }],
     ["rollback_ref", { rollbackRef: "no spaces allowed" }],
+    ["payload", { payload: toStruct({ big: "x".repeat(70_000) }) }],
+    ["history[1]", { history: ["fine", "a NUL \u0000 here"] }],
     ["finish_time", { status: STATUS.pending, finishTime: stamp(FINISHED_AT) }],
     ["finish_time", { status: STATUS.completed, finishTime: stamp(CREATED_AT - 1000) }],
   ])("a bad %s is that item's INVALID_ARGUMENT, and the others import", async (field, bad) => {
@@ -311,7 +318,7 @@ describe("with authentication", () => {
     expect(result.value.outcome).toBe(ImportOutcome.IMPORTED);
     expect(result.value.action?.status).toBe(ActionStatus.PENDING);
     const { rows } = await secure.t.db.query("SELECT actor FROM events WHERE action_id = $1 ORDER BY id", [String(result.value.action!.id)]);
-    expect(rows.map((r) => r.actor)).toEqual(["app:importer"]);
+    expect(rows.map((r) => r.actor)).toEqual(["app:importer", "app:importer"]);
   });
 
   it("an operator's trust_approvals keeps the approval, given by that operator", async () => {

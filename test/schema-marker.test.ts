@@ -75,6 +75,6 @@ describe("the schema's functions", () => {
       [t.schema],
     );
     const unpinned = rows.filter((row) => !(row.config ?? []).includes(`search_path=${t.schema}`)).map((row) => `${row.name} (${row.language})`);
-    expect(unpinned).toEqual(["approvals_complete (sql)", "rfc3339 (sql)", "webhook_notifiable (sql)"]);
+    expect(unpinned).toEqual(["approvals_complete (sql)", "derived_external_id (sql)", "rfc3339 (sql)", "webhook_notifiable (sql)"]);
   });
 });

@@ -203,7 +203,9 @@ export function planImport(loaded: LoadedPolicy, fields: ImportFields, context: 
   const trusted = wasApproved && context.trustApprovals;
   if (wasApproved && !trusted) notes.push("approval not trusted (no trust_approvals): imported as pending");
   if (fields.statusThere === "claimed") notes.push("was running in the other system: it runs again here");
-  const events: ImportEvent[] = [imported(trusted ? {} : { policy: decision.detail as JsonValue })];
+  const status: Status = trusted ? "approved" : "pending";
+  const approvalsRequired = trusted ? 0 : decision.approvalsRequired;
+  const events: ImportEvent[] = [imported({})];
   if (fields.statusThere === "claimed") {
     events.push({
       event_type: "action_interrupted",
@@ -214,6 +216,25 @@ export function planImport(loaded: LoadedPolicy, fields: ImportFields, context: 
       },
     });
   }
+  // It enters this queue as a proposal would: approvers are notified of a
+  // pending one (webhooks read action_enqueued), and readers of the log
+  // find the policy's decision where they always do. Marked imported, so
+  // that an export to the old layout leaves it out of history.log.
+  events.push({
+    event_type: "action_enqueued",
+    actor,
+    payload: {
+      status,
+      risk_level: riskLevel,
+      approval_required: !trusted || fields.approvalRequired,
+      priority: 0,
+      chain_depth: 0,
+      approvals_required: approvalsRequired,
+      max_attempts: context.maxAttempts,
+      imported: true,
+      ...(trusted ? {} : { policy: decision.detail as JsonValue }),
+    },
+  });
   if (trusted) {
     events.push({
       event_type: "action_approved",
@@ -223,11 +244,11 @@ export function planImport(loaded: LoadedPolicy, fields: ImportFields, context: 
   }
   return {
     ...own,
-    status: trusted ? "approved" : "pending",
-    approvalRequired: trusted ? fields.approvalRequired : true,
+    status,
+    approvalRequired: !trusted || fields.approvalRequired,
     approvedBy: trusted ? actor : null,
     approvedNow: trusted,
-    approvalsRequired: trusted ? 0 : decision.approvalsRequired,
+    approvalsRequired,
     requirements: trusted ? [] : decision.requirements,
     approvalTtlSeconds: trusted ? null : decision.approvalTtlSeconds,
     policyVersion: proposal.policyVersion,

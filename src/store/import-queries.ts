@@ -21,7 +21,7 @@ SELECT ${actionColumns("a")} FROM (
 /** Inserts imported actions ($1: a JSON array, one object per action, in
  * `ord` order) and their events, in the order each action's `events` lists
  * them. The status and every column are decided by the caller; SQL adds
- * only the times that are now. An external id taken meanwhile (a
+ * only the times that are now (and the expiry to action_enqueued). An external id taken meanwhile (a
  * concurrent import that won the unique index, or an earlier item of the
  * same call) inserts nothing: that input's row comes back with a null id.
  * $2, validate only: the caller rolls back; the actions take ids no action
@@ -57,7 +57,10 @@ ins AS (
 ),
 ev AS (
   INSERT INTO /*schema*/events (action_id, event_type, actor, payload)
-  SELECT ins.id, e.value->>'event_type', e.value->>'actor', e.value->'payload'
+  SELECT ins.id, e.value->>'event_type', e.value->>'actor',
+    -- The expiry is counted from now, here, as an enqueue's is.
+    e.value->'payload' || CASE WHEN e.value->>'event_type' = 'action_enqueued'
+      THEN jsonb_strip_nulls(jsonb_build_object('approval_expires_at', /*schema*/rfc3339(ins.approval_expires_at))) ELSE '{}' END
   FROM ins JOIN input USING (id)
   CROSS JOIN LATERAL jsonb_array_elements(input.events) WITH ORDINALITY AS e(value, seq)
   WHERE NOT $2::bool

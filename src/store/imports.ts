@@ -141,7 +141,7 @@ export async function importWith(
         lost.map(({ item }) => item.externalId),
       );
       for (const { index, item } of lost) {
-        const row = winners.get(item.externalId);
+        const row = lookup(winners, item.externalId);
         outcomes[index] = row
           ? { ok: true, action: row, created: false }
           : {
