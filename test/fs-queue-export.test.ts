@@ -95,6 +95,25 @@ describe("actionctl export --to-dir", () => {
     expect(JSON.parse(back.stdout).counts).toMatchObject({ already_present: 8, imported_pending: 0, imported_approved: 0 });
     expect(await snapshot(a.db)).toBe(before);
 
+    // Run here after the import, an action's history is the lines it
+    // brought, then its own, going on from where the import left it.
+    const approvedHere = (await b.client.listActions({ actionTypes: ["rt_approved"] })).actions[0]!;
+    await b.client.completeAction({ id: approvedHere.id, claimToken: await claim(b.client, "rt_approved"), resultRef: "done" });
+    const t3 = await emptyTree("t3");
+    await onB.ok(["export", "--to-dir", t3]);
+    const linesOf = (files: Map<string, string>) =>
+      files
+        .get("history.log")!
+        .split("\n")
+        .filter((line) => line.includes(approvedHere.externalId));
+    const after = linesOf(await readTreeFiles(t3));
+    expect(after.slice(0, -2)).toEqual(linesOf(files1));
+    expect(after.slice(-2).map((line) => JSON.parse(line) as Json)).toMatchObject([
+      { event: "action_claimed", from: "approved", to: "running" },
+      { event: "action_completed", from: "running", to: "completed" },
+    ]);
+    expect(await whereIs(t3, approvedHere.externalId)).toBe("completed");
+
     // What the docs show: the tree, one document and a few lines.
     console.log(`exported tree:\n${[...files1.keys()].join("\n")}`);
     console.log(
