@@ -135,8 +135,9 @@ export function reportText(lines: ReportLine[], counts: Record<Outcome, number>,
     const notes = line.notes.length ? `; ${line.notes.join("; ")}` : "";
     return `${line.source}: ${what}${why}${notes}`;
   });
-  const width = Math.max(...OUTCOMES.map((outcome) => word(outcome, dryRun).length));
-  const summary = OUTCOMES.filter((outcome) => counts[outcome] > 0).map((outcome) => `  ${word(outcome, dryRun).padEnd(width)}  ${counts[outcome]}`);
+  const shown = OUTCOMES.filter((outcome) => counts[outcome] > 0);
+  const width = Math.max(0, ...shown.map((outcome) => word(outcome, dryRun).length));
+  const summary = shown.map((outcome) => `  ${word(outcome, dryRun).padEnd(width)}  ${counts[outcome]}`);
   const total = `${lines.length} document${lines.length === 1 ? "" : "s"}, ${historyLines} history line${historyLines === 1 ? "" : "s"}${dryRun ? " (dry run: nothing was written)" : ""}:`;
   return [...text, "", total, ...(summary.length ? summary : ["  nothing to import"])];
 }
