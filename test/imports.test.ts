@@ -233,6 +233,17 @@ describe("an action already here", () => {
     const { events } = await getAction(t, oks[0]!.action.id);
     expect(eventTypes(events)).toEqual(["action_imported", "action_enqueued"]);
   });
+
+  it("concurrent calls importing the same ids in opposite orders each create every action once", async () => {
+    for (let round = 0; round < 5; round++) {
+      const items = Array.from({ length: 50 }, () => item());
+      const answers = await Promise.all([importActions(items), importActions([...items].reverse()), importActions(items)]);
+      for (const results of answers) expect(results.every((r) => r.result === "ok")).toBe(true);
+      const ids = items.map((one) => one.externalId as string);
+      const { rows } = await t.db.query("SELECT count(*)::int AS n FROM actions WHERE external_id = ANY($1::text[])", [ids]);
+      expect(rows[0].n).toBe(items.length);
+    }
+  });
 });
 
 describe("validate_only", () => {
