@@ -156,6 +156,9 @@ describe("each status of the other system", () => {
     expect(millis(ok.action.finishTime)).toBe(FINISHED_AT);
     expect(millis(ok.action.updateTime)).toBe(FINISHED_AT);
     expect(ok.action.failureReason).toBe(reason);
+    // Whoever approved it there is unknown; what ran needs an approver here.
+    const ran = wireStatus === STATUS.completed || wireStatus === STATUS.failed;
+    expect(ok.action.approvedBy).toBe(ran ? "import:human:ops" : "");
     const { events } = await getAction(t, ok.action.id);
     expect(eventTypes(events)).toEqual(["action_imported"]);
   });
@@ -255,6 +258,9 @@ describe("validate_only", () => {
     const [pending, approved] = results as Extract<ImportResult, { result: "ok" }>[];
     expect(pending!.ok).toMatchObject({ outcome: IMPORTED, action: { id: "0", status: STATUS.pending } });
     expect(approved!.ok).toMatchObject({ outcome: IMPORTED, action: { id: "0", status: STATUS.approved } });
+    const existing = await importOne();
+    const [again] = await importActions([item({ externalId: existing.action.externalId })], { validateOnly: true });
+    expect(again).toMatchObject({ result: "ok", ok: { outcome: ALREADY_PRESENT, action: { id: existing.action.id } } });
   });
 });
 
