@@ -156,6 +156,9 @@ describe("each status of the other system", () => {
     expect(millis(ok.action.finishTime)).toBe(FINISHED_AT);
     expect(millis(ok.action.updateTime)).toBe(FINISHED_AT);
     expect(ok.action.failureReason).toBe(reason);
+    // Whoever approved it there is unknown; what ran needs an approver here.
+    const ran = wireStatus === STATUS.completed || wireStatus === STATUS.failed;
+    expect(ok.action.approvedBy).toBe(ran ? "import:human:ops" : "");
     const { events } = await getAction(t, ok.action.id);
     expect(eventTypes(events)).toEqual(["action_imported"]);
   });
@@ -233,6 +236,17 @@ describe("an action already here", () => {
     const { events } = await getAction(t, oks[0]!.action.id);
     expect(eventTypes(events)).toEqual(["action_imported", "action_enqueued"]);
   });
+
+  it("concurrent calls importing the same ids in opposite orders each create every action once", async () => {
+    for (let round = 0; round < 5; round++) {
+      const items = Array.from({ length: 50 }, () => item());
+      const answers = await Promise.all([importActions(items), importActions([...items].reverse()), importActions(items)]);
+      for (const results of answers) expect(results.every((r) => r.result === "ok")).toBe(true);
+      const ids = items.map((one) => one.externalId as string);
+      const { rows } = await t.db.query("SELECT count(*)::int AS n FROM actions WHERE external_id = ANY($1::text[])", [ids]);
+      expect(rows[0].n).toBe(items.length);
+    }
+  });
 });
 
 describe("validate_only", () => {
@@ -244,6 +258,9 @@ describe("validate_only", () => {
     const [pending, approved] = results as Extract<ImportResult, { result: "ok" }>[];
     expect(pending!.ok).toMatchObject({ outcome: IMPORTED, action: { id: "0", status: STATUS.pending } });
     expect(approved!.ok).toMatchObject({ outcome: IMPORTED, action: { id: "0", status: STATUS.approved } });
+    const existing = await importOne();
+    const [again] = await importActions([item({ externalId: existing.action.externalId })], { validateOnly: true });
+    expect(again).toMatchObject({ result: "ok", ok: { outcome: ALREADY_PRESENT, action: { id: existing.action.id } } });
   });
 });
 

@@ -51,7 +51,9 @@ ins AS (
     CASE WHEN status IN ('completed', 'failed', 'rejected', 'cancelled') THEN coalesce(finished_at, now()) ELSE now() END,
     CASE WHEN status IN ('completed', 'failed', 'rejected', 'cancelled') THEN coalesce(finished_at, now()) END,
     failure_reason, result_ref
-  FROM input ORDER BY ord
+  -- In one order for every call, so that two calls importing the same ids
+  -- in different orders wait for each other instead of deadlocking.
+  FROM input ORDER BY external_id COLLATE "C", ord
   ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
   RETURNING *
 ),
