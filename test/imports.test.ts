@@ -9,6 +9,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ActionStatus } from "../gen/actionq/v1/action_pb.js";
 import { ImportOutcome } from "../gen/actionq/v1/action_queue_service_pb.js";
+import { runActionctl } from "./support/actionctl.js";
 import { principal } from "./support/auth.js";
 import { type SecureServer, startSecureServer } from "./support/examples.js";
 import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
@@ -220,9 +221,16 @@ describe("an action already here", () => {
     expect(ok).toMatchObject({ outcome: ALREADY_PRESENT, action: { id: action.id } });
   });
 
-  it("an imported action keeps the id it had there as its external id", async () => {
+  it("an imported action keeps the id it had there as its external id, which actionctl show prints", async () => {
     const ok = await importOne({ externalId: "not-a-uuid/at all" });
     expect(ok.action.externalId).toBe("not-a-uuid/at all");
+    const shown = await runActionctl(["show", ok.action.id, "-o", "table"], { ACTIONQ_ADDR: t.address });
+    expect(shown.stdout).toMatch(/^external id +not-a-uuid\/at all$/m);
+    // A native action's is derived from its id: it says nothing more.
+    const { action } = await enqueue(t, { actionType: unique("native"), createdBy: "human:ann" });
+    const native = await runActionctl(["show", action.id, "-o", "table"], { ACTIONQ_ADDR: t.address });
+    expect(native.code).toBe(0);
+    expect(native.stdout).not.toContain("external id");
   });
 
   it("two concurrent calls with the same external id create exactly one action", async () => {

@@ -15,6 +15,7 @@ import {
   PauseKind,
   type PauseScope,
 } from "../../gen/actionq/v1/action_queue_service_pb.js";
+import { DERIVED_EXTERNAL_ID_PATTERN } from "../domain/vocabulary.js";
 import { WIRE_STATUSES } from "../domain/wire-statuses.js";
 import { eventFacts } from "./history.js";
 import { fields, table, truncate } from "./table.js";
@@ -91,6 +92,8 @@ export function actionFields(action: Action, full: boolean): string[] {
     ["correlation", full && action.correlationId],
     ["sources", full && action.sourceRefs.join(", ")],
     ["idempotency", full && action.idempotencyKey],
+    // A native action's is derived from its id: only an imported one's says more.
+    ["external id", full && !DERIVED_EXTERNAL_ID_PATTERN.test(action.externalId) && action.externalId],
     ["policy", full && action.policyVersion],
     ["break-glass", action.breakGlassBy && `${action.breakGlassBy}  ${time(action.breakGlassTime)}: ${action.breakGlassReason}`],
   ]);

@@ -54,6 +54,11 @@ export type TickOutcome = (typeof TICK_OUTCOMES)[number];
 /** Schedule ids: like names, without the slash. */
 export const SCHEDULE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
+/** The external id actionq derives for a native action (migration 014):
+ * a UUID version 8 whose last 15 hex digits are the action id. Whether
+ * this deployment derived it, only the database can say. */
+export const DERIVED_EXTERNAL_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-8000-8([0-9a-f]{3})-([0-9a-f]{12})$/;
+
 /** Action types, projects and event types: short, printable, no spaces. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
 /** Formats, not tunable: names and principals are identifiers. */

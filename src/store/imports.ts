@@ -4,6 +4,7 @@
 // unique index on external_id settles concurrent imports of the same id:
 // the loser reads the winner and answers it as present.
 import type pg from "pg";
+import { DERIVED_EXTERNAL_ID_PATTERN } from "../domain/vocabulary.js";
 import { ActionqError } from "../errors.js";
 import type { PlannedImport } from "../policy/imports.js";
 import type { Outcome } from "./actions.js";
@@ -12,16 +13,13 @@ import { type Queryable, inTransaction } from "./db.js";
 import { ActionGetByExternalIds, ActionImportMany } from "./import-queries.js";
 import type { ActionRow } from "./rows.js";
 
-/** The shape of a derived external id (see migration 014): the action id
- * is its last 15 hex digits. */
-const DERIVED = /^[0-9a-f]{8}-[0-9a-f]{4}-8000-8([0-9a-f]{3})-([0-9a-f]{12})$/;
 const INT64_MAX = 2n ** 63n - 1n;
 
 /** The action id a derived external id would name, or null when the
  * string does not have the shape. Whether this deployment derived it is
  * for SQL to say. */
 export function derivedActionId(externalId: string): string | null {
-  const match = DERIVED.exec(externalId.toLowerCase());
+  const match = DERIVED_EXTERNAL_ID_PATTERN.exec(externalId.toLowerCase());
   if (!match) return null;
   const id = BigInt(`0x${match[1]}${match[2]}`);
   return id > 0n && id <= INT64_MAX ? id.toString() : null;
