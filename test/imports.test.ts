@@ -176,6 +176,12 @@ describe("each status of the other system", () => {
     expect(ok.action.riskLevel).toBe(RISK.guarded);
     expect(ok.notes).toContain("risk level raised from safe to guarded by the policy");
   });
+
+  it("a finished action keeps the risk level it was recorded with", async () => {
+    const ok = await importOne({ status: STATUS.completed, actionType: "restart_db", riskLevel: RISK.safe });
+    expect(ok.action.riskLevel).toBe(RISK.safe);
+    expect(ok.notes.filter((note) => note.includes("risk level"))).toEqual([]);
+  });
 });
 
 describe("the action_imported event", () => {
@@ -219,6 +225,22 @@ describe("an action already here", () => {
     const ok = await importOne({ externalId: native.externalId });
     expect(await snapshot(t.db)).toBe(before);
     expect(ok).toMatchObject({ outcome: ALREADY_PRESENT, action: { id: action.id } });
+  });
+
+  it("this deployment's own derived id for an action it does not have is refused, and the other items import", async () => {
+    const { action } = await enqueue(t, { actionType: unique("native"), createdBy: "human:ann" });
+    const native = (await getAction(t, action.id)).action as WireAction & { externalId: string };
+    // The same deployment tag, an id far beyond any action here.
+    const missing = `${native.externalId.slice(0, 18)}-8fff-ffffffffffff`;
+    const before = await snapshot(t.db);
+    const [refused, fine] = await importActions([item({ externalId: missing }), item()]);
+    expect(refused).toMatchObject({ result: "error", error: { code: 9, reason: "EXTERNAL_ID_NOT_HERE" } });
+    expect(refused!.result === "error" && refused!.error.metadata).toMatchObject({ field: "actions[0].external_id", action_id: "1152921504606846975" });
+    expect(fine).toMatchObject({ result: "ok", ok: { outcome: IMPORTED } });
+    expect(await snapshot(t.db)).not.toBe(before);
+    // Another deployment's id of the same shape is only a name.
+    const foreign = `00000000-0000-8000-8000-${action.id.padStart(12, "0")}`;
+    expect(await importOne({ externalId: foreign })).toMatchObject({ outcome: IMPORTED, action: { externalId: foreign } });
   });
 
   it("an imported action keeps the id it had there as its external id, which actionctl show prints", async () => {

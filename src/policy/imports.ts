@@ -99,11 +99,12 @@ function statusThereWord(status: Status): string {
 export function planImport(loaded: LoadedPolicy, fields: ImportFields, context: ImportContext): PlannedImport {
   const { actor } = context;
   const notes: string[] = [];
-  // The action was proposed already: a risk below its type's is raised,
-  // not refused.
+  // A finished action is a record of what happened there: its level is
+  // kept as it was. One that may still run was proposed already: a risk
+  // below its type's is raised, not refused.
   const typeRisk = loaded.policy.action_types[fields.actionType] ?? loaded.policy.default_risk;
   let riskLevel = fields.riskLevel;
-  if (RANK[riskLevel] < RANK[typeRisk]) {
+  if (!FINISHED.has(fields.statusThere) && RANK[riskLevel] < RANK[typeRisk]) {
     notes.push(`risk level raised from ${riskLevel} to ${typeRisk} by the policy`);
     riskLevel = typeRisk;
   }

@@ -18,6 +18,12 @@ SELECT ${actionColumns("a")} FROM (
   SELECT * FROM /*schema*/actions_archive WHERE id = ANY($2::bigint[]) AND external_id IS NULL
 ) a`;
 
+/** Which of these strings ($1), each with the action id decoded from it
+ * ($2), this deployment derived: they name actions of its own. */
+export const DerivedHereMany = `
+SELECT i.given FROM unnest($1::text[], $2::bigint[]) AS i(given, id)
+WHERE /*schema*/derived_external_id(i.id) = lower(i.given)`;
+
 /** Inserts imported actions ($1: a JSON array, one object per action, in
  * `ord` order) and their events, in the order each action's `events` lists
  * them. The status and every column are decided by the caller; SQL adds

@@ -10,7 +10,7 @@ import type { PlannedImport } from "../policy/imports.js";
 import type { Outcome } from "./actions.js";
 import { type ActionChange, type Commits, moved } from "./commits.js";
 import { type Queryable, inTransaction } from "./db.js";
-import { ActionGetByExternalIds, ActionImportMany } from "./import-queries.js";
+import { ActionGetByExternalIds, ActionImportMany, DerivedHereMany } from "./import-queries.js";
 import type { ActionRow } from "./rows.js";
 
 const INT64_MAX = 2n ** 63n - 1n;
@@ -68,6 +68,17 @@ async function findPresent(client: Queryable, externalIds: string[]): Promise<Ma
   return new Map(rows.map((row) => [row.external_id, row]));
 }
 
+/** The strings of the derived shape that this deployment derived. */
+async function derivedHere(client: Queryable, externalIds: string[]): Promise<Set<string>> {
+  const shaped = externalIds.flatMap((given) => {
+    const id = derivedActionId(given);
+    return id === null ? [] : [{ given, id }];
+  });
+  if (shaped.length === 0) return new Set();
+  const { rows } = await client.query<{ given: string }>(DerivedHereMany, [shaped.map((s) => s.given), shaped.map((s) => s.id)]);
+  return new Set(rows.map((row) => row.given));
+}
+
 function lookup(present: Map<string, ActionRow>, externalId: string): ActionRow | undefined {
   return present.get(externalId) ?? (derivedActionId(externalId) === null ? undefined : present.get(externalId.toLowerCase()));
 }
@@ -83,11 +94,29 @@ export async function importWith(
     client,
     items.map((item) => item.externalId),
   );
+  const ours = await derivedHere(
+    client,
+    items.filter((item) => !lookup(present, item.externalId)).map((item) => item.externalId),
+  );
   const toInsert: { index: number; item: PlannedImport }[] = [];
   items.forEach((item, index) => {
     const row = lookup(present, item.externalId);
     if (row) outcomes[index] = { ok: true, action: row, created: false };
-    else toInsert.push({ index, item });
+    else if (ours.has(item.externalId)) {
+      // This deployment's own id for an action it does not have (a
+      // restore from an older backup, say): stored, it would one day be
+      // the derived id of a new native action as well.
+      const id = derivedActionId(item.externalId)!;
+      outcomes[index] = {
+        ok: false,
+        error: new ActionqError(
+          "failed_precondition",
+          "EXTERNAL_ID_NOT_HERE",
+          `external_id: ${item.externalId} is this deployment's id for action ${id}, which is not here; it cannot name another action`,
+          { field: "external_id", action_id: id },
+        ),
+      };
+    } else toInsert.push({ index, item });
   });
   if (toInsert.length > 0) {
     const payload = toInsert.map(({ item }, ord) => ({

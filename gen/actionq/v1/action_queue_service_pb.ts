@@ -3184,7 +3184,8 @@ export type ImportedAction = Message<"actionq.v1.ImportedAction"> & {
   actionType: string;
 
   /**
-   * Defaults to SAFE; raised to the policy's level for the type.
+   * Defaults to SAFE; raised to the policy's level for the type unless
+   * the action is finished.
    *
    * @generated from field: actionq.v1.RiskLevel risk_level = 9;
    */
@@ -4103,8 +4104,10 @@ export const ActionQueueService: GenService<{
    * - COMPLETED, FAILED, REJECTED, CANCELLED: recorded as finished, with
    *   their original times; nothing runs.
    *
-   * A risk level below the one the policy gives the type is raised to it
-   * (said in the event), not refused: the action was already proposed.
+   * For an action that may still run (PENDING, APPROVED, CLAIMED), a risk
+   * level below the one the policy gives the type is raised to it (said in
+   * the event), not refused: the action was already proposed. A finished
+   * action keeps the level it was recorded with.
    * Producers are not rate limited for imports.
    *
    * Errors: INVALID_ARGUMENT naming the field of an item (as an item's
