@@ -258,4 +258,25 @@ describe("actionctl export --to-dir --follow", () => {
       }
     }
   }, 120_000);
+
+  it("a follower started before its server waits for it, then writes the whole tree", async () => {
+    // An address nothing listens on yet: a server's, once it has closed.
+    const gone = await startTestServer();
+    const address = gone.address;
+    await gone.close();
+    const root = await emptyTree("early");
+    const follow = startActionctl(["export", "--to-dir", root, "--follow"], { ACTIONQ_ADDR: address });
+    let server: TestServer | undefined;
+    try {
+      await eventually(() => /could not export from .*; trying again in [\d.]+ s/.test(follow.stderr()), `the retry line (stderr: ${follow.stderr()})`, 20_000);
+      server = await startTestServer({ ACTIONQ_LISTEN: address });
+      const id = await propose(server.client, "early_one");
+      const externalId = await externalIdOf(server.client, id);
+      await movedTo(root, externalId, "pending", "once the server is up");
+      follow.child.kill("SIGTERM");
+      expect((await follow.exited).code).toBe(0);
+    } finally {
+      await server?.close();
+    }
+  }, 60_000);
 });

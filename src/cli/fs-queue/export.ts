@@ -189,9 +189,25 @@ export async function exportFollow(actionq: ActionQueueClient, root: string, set
   const exporter = new Exporter(actionq, root, settings.target.address);
   const stop = stopOnSignals();
   try {
-    if (await exporter.resume()) await note(`resuming the export into ${root} after event ${exporter.afterEventId}`);
-    else await settings.onExported(await exporter.exportAll());
     let delayMs = minDelayMs;
+    // A follower started before its server (at boot, say) waits for it as
+    // it would after a restart.
+    for (;;) {
+      try {
+        if (await exporter.resume()) await note(`resuming the export into ${root} after event ${exporter.afterEventId}`);
+        else await settings.onExported(await exporter.exportAll());
+        break;
+      } catch (error) {
+        if (stop.signal.aborted) return stop.exitCode();
+        if (!(error instanceof ConnectError) || (await lasting(error, settings.target))) throw error;
+        const problem = ConnectError.from(error).rawMessage.replace(/\s+/g, " ").trim();
+        await note(`could not export from ${settings.target.address} (${problem}); trying again in ${delayMs / 1000} s`);
+        await sleep(delayMs, stop.signal);
+        if (stop.signal.aborted) return stop.exitCode();
+        delayMs = Math.min(delayMs * 2, maxDelayMs);
+      }
+    }
+    delayMs = minDelayMs;
     while (!stop.signal.aborted) {
       let problem: string;
       try {
@@ -209,7 +225,7 @@ export async function exportFollow(actionq: ActionQueueClient, root: string, set
         problem = "the server ended the stream";
       } catch (error) {
         if (stop.signal.aborted) break;
-        if (await lasting(error, settings.target)) throw error;
+        if (!(error instanceof ConnectError) || (await lasting(error, settings.target))) throw error;
         problem = ConnectError.from(error).rawMessage.replace(/\s+/g, " ").trim();
       }
       if (stop.signal.aborted) break;
