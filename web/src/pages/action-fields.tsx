@@ -57,6 +57,9 @@ export function ActionFields({ action }: { action: Action }) {
     ["Rollback", action.rollbackRef, true],
     ["Chain depth", String(action.chainDepth)],
     ["Idempotency key", action.idempotencyKey, true],
+    // Its name in the filesystem layout (actionctl export), or the id it
+    // had in the system it was imported from.
+    ["External id", action.externalId, true],
     ["Schedule", action.scheduleId, true],
     ["Schedule tick", action.scheduleTickTime && <Instant at={action.scheduleTickTime} />],
   ];
