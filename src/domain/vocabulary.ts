@@ -10,6 +10,17 @@ export type Status = (typeof STATUSES)[number];
 export const RISK_LEVELS = ["safe", "guarded", "dangerous"] as const;
 export type RiskLevel = (typeof RISK_LEVELS)[number];
 
+/** The event types a schedule writes (action_id 0, the schedule's id in
+ * the payload). */
+export const SCHEDULE_EVENT_TYPES = [
+  "schedule_created",
+  "schedule_updated",
+  "schedule_paused",
+  "schedule_resumed",
+  "schedule_deleted",
+  "schedule_tick_skipped",
+] as const;
+
 export const EVENT_TYPES = [
   "action_enqueued",
   "approval_granted",
@@ -30,12 +41,7 @@ export const EVENT_TYPES = [
   "coordinator_resumed",
   "policy_reloaded",
   "break_glass",
-  "schedule_created",
-  "schedule_updated",
-  "schedule_paused",
-  "schedule_resumed",
-  "schedule_deleted",
-  "schedule_tick_skipped",
+  ...SCHEDULE_EVENT_TYPES,
   "action_imported",
   "action_interrupted",
 ] as const;

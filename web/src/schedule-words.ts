@@ -102,16 +102,6 @@ export const OUTCOME_WORDS: Record<ScheduleTickOutcome, { name: string; tone: "o
   [ScheduleTickOutcome.FAILED]: { name: "failed", tone: "bad" },
 };
 
-/** The event types a schedule writes (action_id 0, the schedule's id in the payload). */
-export const SCHEDULE_EVENT_TYPES = [
-  "schedule_created",
-  "schedule_updated",
-  "schedule_paused",
-  "schedule_resumed",
-  "schedule_deleted",
-  "schedule_tick_skipped",
-] as const;
-
 /** When to read schedules again: just after the soonest next tick, between
  * 1 s and a minute. A tick that enqueues nothing (skipped, buffered, refused)
  * writes no event, so events alone would not show it. */
