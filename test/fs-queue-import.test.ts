@@ -104,6 +104,8 @@ describe("actionctl import --from-dir", () => {
       refused: 0,
     });
     expect(report.history_lines).toBe(11);
+    // "a line about no action at all" goes with none, and the report says so.
+    expect(report.history_lines_unmatched).toBe(1);
     expect(report.documents).toHaveLength(24);
     for (const [source, reason] of Object.entries(fixture.malformed)) {
       expect(lineOf(report, source)).toMatchObject({ outcome: "malformed_skipped", id: null });
@@ -187,6 +189,7 @@ describe("actionctl import --from-dir", () => {
     expect(run.stdout).toMatch(/^24 documents, 11 history lines \(dry run: nothing was written\):$/m);
     expect(run.stdout).toMatch(/^ {2}would be imported as pending +6$/m);
     expect(run.stdout).toMatch(/^ {2}malformed skipped +10$/m);
+    expect(lines).toContain("1 history line names no action imported here: carried by none, kept only in history.log");
     // The report as people see it, for the record.
     console.log(`import --dry-run report:\n${run.stdout}`);
   });

@@ -120,15 +120,16 @@ export async function runImport(actionq: ActionQueueClient, o: ImportOptions): P
       documents: lines as unknown as JsonObject[],
       counts,
       history_lines: tree.historyLines,
+      history_lines_unmatched: tree.unmatchedLines,
     });
   } else {
-    await printText(reportText(lines, counts, Boolean(o.dryRun), tree.historyLines));
+    await printText(reportText(lines, counts, Boolean(o.dryRun), tree.historyLines, tree.unmatchedLines));
   }
   return counts.malformed_skipped + counts.conflict_skipped + counts.refused > 0 ? EXIT.refused : EXIT.ok;
 }
 
 /** The report for people: a line per document, then the counts. */
-export function reportText(lines: ReportLine[], counts: Record<Outcome, number>, dryRun: boolean, historyLines: number): string[] {
+export function reportText(lines: ReportLine[], counts: Record<Outcome, number>, dryRun: boolean, historyLines: number, unmatchedLines: number): string[] {
   const text = lines.map((line) => {
     const what = line.id !== null && line.id !== "0" ? `${word(line.outcome, dryRun)} (action ${line.id})` : word(line.outcome, dryRun);
     const why = line.reason ? `: ${line.reason}` : "";
@@ -139,5 +140,11 @@ export function reportText(lines: ReportLine[], counts: Record<Outcome, number>,
   const width = Math.max(0, ...shown.map((outcome) => word(outcome, dryRun).length));
   const summary = shown.map((outcome) => `  ${word(outcome, dryRun).padEnd(width)}  ${counts[outcome]}`);
   const total = `${lines.length} document${lines.length === 1 ? "" : "s"}, ${historyLines} history line${historyLines === 1 ? "" : "s"}${dryRun ? " (dry run: nothing was written)" : ""}:`;
-  return [...text, "", total, ...(summary.length ? summary : ["  nothing to import"])];
+  // Said, not silently dropped: the old history.log stays their only copy.
+  const unmatched = unmatchedLines
+    ? [
+        `${unmatchedLines} history line${unmatchedLines === 1 ? "" : "s"} name${unmatchedLines === 1 ? "s" : ""} no action imported here: carried by none, kept only in history.log`,
+      ]
+    : [];
+  return [...text, "", total, ...(summary.length ? summary : ["  nothing to import"]), ...unmatched];
 }

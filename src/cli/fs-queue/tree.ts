@@ -28,6 +28,9 @@ export interface Tree {
   skipped: Skipped[];
   /** Lines of history.log; 0 when there is none. */
   historyLines: number;
+  /** Lines that name no action imported (about no action, or about a
+   * skipped document): carried by none, left in the old history.log. */
+  unmatchedLines: number;
 }
 
 interface Found {
@@ -147,5 +150,6 @@ export async function readTree(root: string): Promise<Tree> {
     return { source: c.source, item, notes };
   });
   candidates.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
-  return { candidates, skipped, historyLines: history.length };
+  const carried = new Set([...byAction.values()].flat());
+  return { candidates, skipped, historyLines: history.length, unmatchedLines: history.filter((line) => !carried.has(line)).length };
 }
