@@ -176,7 +176,8 @@ function enqueued(answer: Answer) {
  * request: its id and times. */
 function comparable(response: ReturnType<typeof enqueued>): Record<string, unknown> {
   const json = toJson(ActionSchema, response.action!) as Record<string, unknown>;
-  for (const key of Object.keys(json)) if (key === "id" || key.endsWith("Time")) delete json[key];
+  // The external id is derived from the id.
+  for (const key of Object.keys(json)) if (key === "id" || key === "externalId" || key.endsWith("Time")) delete json[key];
   return json;
 }
 

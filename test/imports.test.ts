@@ -184,6 +184,20 @@ describe("each status of the other system", () => {
   });
 });
 
+describe("times", () => {
+  it("are stored to the microsecond, as PostgreSQL keeps them (the API answers in milliseconds)", async () => {
+    const createTime = { seconds: "1620000000", nanos: 123_456_789 };
+    const finishTime = { seconds: "1620000100", nanos: 999_999_000 };
+    const ok = await importOne({ status: STATUS.completed, createTime, finishTime });
+    const { rows } = await t.db.query(
+      "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS finished FROM actions WHERE id = $1",
+      [ok.action.id],
+    );
+    expect(rows[0]).toEqual({ created: "2021-05-03 00:00:00.123456", finished: "2021-05-03 00:01:40.999999" });
+    expect(ok.action.createTime).toMatchObject({ seconds: "1620000000", nanos: 123_000_000 });
+  });
+});
+
 describe("the action_imported event", () => {
   it("comes first and carries the document and history lines untouched", async () => {
     const document: { [key: string]: Json } = {
@@ -308,6 +322,10 @@ describe("bad items", () => {
     ["history[1]", { history: ["fine", "a NUL \u0000 here"] }],
     ["finish_time", { status: STATUS.pending, finishTime: stamp(FINISHED_AT) }],
     ["finish_time", { status: STATUS.completed, finishTime: stamp(CREATED_AT - 1000) }],
+    ["create_time", { createTime: { seconds: "9223372036854775807", nanos: 0 } }],
+    ["create_time", { createTime: { seconds: "-62135596800", nanos: 0 } }],
+    ["create_time", { createTime: stamp(Date.now() + 3 * 86_400_000) }],
+    ["finish_time", { status: STATUS.completed, finishTime: { seconds: "1620000000", nanos: -1 } }],
   ])("a bad %s is that item's INVALID_ARGUMENT, and the others import", async (field, bad) => {
     const results = await importActions([item(), item(bad), item()]);
     expect(results.map((r) => r.result)).toEqual(["ok", "error", "ok"]);

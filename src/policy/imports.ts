@@ -15,7 +15,8 @@ export interface ImportFields {
   externalId: string;
   /** Its status there; `claimed` means it was running. */
   statusThere: Status;
-  createdAt: Date;
+  /** RFC 3339 with microseconds, as PostgreSQL keeps them. */
+  createdAt: string;
   createdBy: string;
   correlationId: string;
   node: string;
@@ -28,7 +29,7 @@ export interface ImportFields {
   payload: JsonObject;
   rollbackRef: string;
   /** Only for a finished status; null: unknown (it finishes now). */
-  finishedAt: Date | null;
+  finishedAt: string | null;
   /** "" when not given. */
   failureReason: string;
   /** The document as stored there, and its history lines, kept untouched. */
@@ -69,8 +70,9 @@ export interface PlannedImport {
   maxAttempts: number;
   concurrencyKey: string | null;
   concurrencyLimit: number | null;
-  createdAt: Date;
-  finishedAt: Date | null;
+  /** RFC 3339 with microseconds, as PostgreSQL keeps them. */
+  createdAt: string;
+  finishedAt: string | null;
   failureReason: string | null;
   resultRef: string | null;
   /** In the order they are written; action_imported first. */

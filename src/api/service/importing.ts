@@ -14,20 +14,28 @@ import { actionToWire, riskFromWire, statusFromWire } from "../convert.js";
 import * as check from "../validate.js";
 import type { Handlers, Kit } from "./kit.js";
 
+const DAY_MS = 86_400_000;
 const FINISHED = new Set(["completed", "failed", "rejected", "cancelled"]);
 
 /** The other system's document may be larger than a payload it carries:
  * room for its own fields as well. */
 const DOCUMENT_OVERHEAD_BYTES = 64 * 1024;
 
-function time(field: string, value: Timestamp | undefined, required: boolean): Date | null {
+/** Times from the other system: from 1970 to a day ahead of this clock
+ * (theirs may run fast), kept to the microsecond as PostgreSQL keeps them.
+ * `micros` to compare, `text` to store. */
+function time(field: string, value: Timestamp | undefined, required: boolean): { micros: bigint; text: string } | null {
   if (value === undefined) {
     if (required) throw invalidField(field, "is required");
     return null;
   }
-  const ms = Number(value.seconds) * 1000 + Math.floor(value.nanos / 1e6);
-  if (!Number.isFinite(ms) || ms < 0) throw invalidField(field, "is not a valid time");
-  return new Date(ms);
+  if (value.nanos < 0 || value.nanos > 999_999_999) throw invalidField(field, "nanos must be from 0 to 999999999");
+  if (value.seconds < 0n || value.seconds * 1000n > BigInt(Date.now() + DAY_MS)) {
+    throw invalidField(field, "must be after 1970 and at most a day ahead of the server's clock");
+  }
+  const micros = Math.floor(value.nanos / 1000);
+  const whole = new Date(Number(value.seconds) * 1000).toISOString().slice(0, 19);
+  return { micros: value.seconds * 1_000_000n + BigInt(micros), text: `${whole}.${String(micros).padStart(6, "0")}Z` };
 }
 
 /** An item's fields, checked; INVALID_ARGUMENT names the first bad one. */
@@ -45,7 +53,7 @@ function importFields(bound: Kit["bound"], payloadBytes: number, item: ImportedA
   const finishedAt = time("finish_time", item.finishTime, false);
   if (finishedAt !== null) {
     if (!FINISHED.has(statusThere)) throw invalidField("finish_time", `is only for a finished status, not ${statusThere.toUpperCase()}`);
-    if (finishedAt < createdAt) throw invalidField("finish_time", "is before create_time");
+    if (finishedAt.micros < createdAt.micros) throw invalidField("finish_time", "is before create_time");
   }
   const history = item.history.map((line, index) => {
     if (line.includes("\u0000")) throw invalidField(`history[${index}]`, "must not contain NUL characters");
@@ -58,7 +66,7 @@ function importFields(bound: Kit["bound"], payloadBytes: number, item: ImportedA
   return {
     externalId,
     statusThere,
-    createdAt,
+    createdAt: createdAt.text,
     createdBy,
     correlationId: bound.ref("correlation_id", item.correlationId),
     node: bound.ref("node", item.node),
@@ -72,7 +80,7 @@ function importFields(bound: Kit["bound"], payloadBytes: number, item: ImportedA
     autonomousEligible: item.autonomousEligible,
     payload: bound.payload("payload", item.payload),
     rollbackRef: item.rollbackRef === "" ? "" : check.name("rollback_ref", item.rollbackRef),
-    finishedAt,
+    finishedAt: finishedAt?.text ?? null,
     failureReason: bound.text("failure_reason", item.failureReason),
     original: item.original === undefined ? null : (check.payload("original", item.original, payloadBytes + DOCUMENT_OVERHEAD_BYTES) as JsonObject),
     history,
