@@ -267,7 +267,9 @@ describe("Connect JSON over HTTP/1.1 and HTTP/2", () => {
 
   it("wrong content types, paths, HTTP methods and protocol headers get a proper status", { timeout: LONG }, async () => {
     await fuzzEveryRpc("connect/protocol", "connect_json", protocolMisuse, sendConnect, {
-      allow: ["http_404", "http_405", "http_415", "unimplemented", "deadline_exceeded"],
+      // 431: a message moved into a GET's query string can outgrow Node's
+      // limit on a request's head, which is answered before any handler.
+      allow: ["http_404", "http_405", "http_415", "http_431", "unimplemented", "deadline_exceeded"],
     });
   });
 
