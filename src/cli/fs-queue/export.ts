@@ -15,6 +15,7 @@ import { DIRECTORIES, type Directory, directoryOf, documentOf } from "./layout.j
 import { TreeWriter } from "./writer.js";
 
 const PAGE = 500;
+const FETCH_CONCURRENCY = 16;
 
 /** A document written by a follower. */
 export interface Move {
@@ -128,13 +129,20 @@ class Exporter {
    * it stands moves only once all three are written. */
   async apply(events: Event[], cursor: bigint): Promise<Move[]> {
     const actions = new Map<bigint, Action>();
-    for (const id of new Set(events.map((event) => event.actionId).filter((id) => id !== 0n))) {
-      try {
-        const { action } = await this.actionq.getAction({ id }, UNARY);
-        if (action) actions.set(id, action);
-      } catch (error) {
-        if (ConnectError.from(error).code !== Code.NotFound) throw error;
-      }
+    const ids = [...new Set(events.map((event) => event.actionId).filter((id) => id !== 0n))];
+    // A few calls at a time: a follower catching up after a restart reads
+    // hundreds of actions per batch, and one by one each waits a round trip.
+    for (let start = 0; start < ids.length; start += FETCH_CONCURRENCY) {
+      await Promise.all(
+        ids.slice(start, start + FETCH_CONCURRENCY).map(async (id) => {
+          try {
+            const { action } = await this.actionq.getAction({ id }, UNARY);
+            if (action) actions.set(id, action);
+          } catch (error) {
+            if (ConnectError.from(error).code !== Code.NotFound) throw error;
+          }
+        }),
+      );
     }
     const book = new Map(this.book);
     const lines: OutLine[] = [];
