@@ -180,6 +180,7 @@ export function assemble({ config, log, database, policy, auth, tlsFiles, webhoo
     claimable: () => pauses.claimable(),
     heldByWindow: () => windows.heldCounts(),
     claimStreams: () => dispatcher.openStreams,
+    waitingStreams: () => dispatcher.waitingWorkers.length,
     watchers: () => hub.watchers,
     listening: () => wakeups.listening,
     wakeupMode: () => wakeups.mode,

@@ -139,9 +139,10 @@ export class ActionqServer {
   }
 
   /** What this server holds open right now. */
-  get stats(): { claimStreams: number; watchers: number; listening: boolean; wakeups: WakeupMode } {
+  get stats(): { claimStreams: number; waitingWorkers: string[]; watchers: number; listening: boolean; wakeups: WakeupMode } {
     return {
       claimStreams: this.parts.dispatcher.openStreams,
+      waitingWorkers: this.parts.dispatcher.waitingWorkers,
       watchers: this.parts.hub.watchers,
       listening: this.parts.wakeups.listening,
       wakeups: this.parts.wakeups.mode,

@@ -7,14 +7,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
 import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, eventsOf, nthClaim, openClaimStream } from "./support/streams.js";
-import { sleep } from "./support/wait.js";
+import { eventually, sleep } from "./support/wait.js";
 import type { WireAction, WireClaim } from "./support/wire.js";
 
 let t: TestServer;
 const track = cancelAfterEach();
 
 beforeAll(async () => {
-  t = await startTestServer({ ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_ACK_TIMEOUT_SECONDS: "30" });
+  // No backstop poll: it would wake waiting streams to look again, and an
+  // enqueue in that moment is, rightly, not handed off.
+  t = await startTestServer({ ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_ACK_TIMEOUT_SECONDS: "30", ACTIONQ_POLL_INTERVAL_SECONDS: "3600" });
 });
 afterAll(async () => {
   await closeWithin(t);
@@ -23,12 +25,19 @@ afterAll(async () => {
 const enqueue = (request: Record<string, unknown>) =>
   t.grpc.unary<{ action: WireAction }>("EnqueueAction", { createdBy: "human:ann", ...request }).then((response) => response.action);
 
+/** Until each of these workers has a stream on the server waiting for
+ * work (with room, and found nothing when it last looked): only those are
+ * handed actions. */
+const waitingFor = (server: TestServer, ...workers: string[]) =>
+  eventually(() => workers.every((worker) => server.server.stats.waitingWorkers.includes(worker)), `claim streams of ${workers.join(", ")} waiting for work`);
+
 /** A stream that has looked and found nothing: it waits for work. */
-async function waitingStream(request: Record<string, unknown>): Promise<GrpcStream<ClaimStreamMessage>> {
-  const stream = track(openClaimStream(t, request));
+async function waitingStream(request: { worker: string } & Record<string, unknown>, server = t): Promise<GrpcStream<ClaimStreamMessage>> {
+  const stream = track(openClaimStream(server, request));
   await stream.until("the first heartbeat", () => stream.received.length > 0);
-  // Its first claim statement runs at once and finds the queue empty.
-  await sleep(200);
+  // Its first claim statement runs once it has adopted what it holds, and
+  // finds the queue empty; on a loaded machine that takes a while.
+  await waitingFor(server, request.worker);
   return stream;
 }
 
@@ -87,8 +96,9 @@ describe("handoff at enqueue", () => {
       await nthClaim(stream, 1, 5_000);
       expect(claimsOf(stream)[0]!.action.id).toBe(same.id);
       expect(await handedOff(same.id)).toBe(false);
-      // More urgent than the waiting one: handed off.
-      await sleep(200);
+      // More urgent than the waiting one: handed off, once the stream has
+      // looked again after its claim and found nothing it may take.
+      await waitingFor(t, "worker:h3");
       const urgent = await enqueue({ actionType: "handoff_order", project: "free", priority: 1 });
       expect(urgent.status).toBe("ACTION_STATUS_CLAIMED");
       expect(await handedOff(urgent.id)).toBe(true);
@@ -195,7 +205,7 @@ describe("two servers on one schema", () => {
       });
       await opened.until("the first heartbeat", () => opened.received.length > 0);
     }
-    await sleep(200);
+    await Promise.all([waitingFor(a, "race-a0", "race-a1"), waitingFor(b, "race-b0", "race-b1")]);
     // Producers on both servers, with mixed priorities, in small waves.
     for (let wave = 0; wave < total / 16; wave++) {
       await Promise.all(
@@ -233,9 +243,7 @@ describe("handoff off (ACTIONQ_HANDOFF=off)", () => {
   });
 
   it("leaves every claim to claim statements", async () => {
-    const stream = track(openClaimStream(off, { worker: "worker:off", actionTypes: ["off_job"], maxInFlight: 1 }));
-    await stream.until("the first heartbeat", () => stream.received.length > 0);
-    await sleep(200);
+    const stream = await waitingStream({ worker: "worker:off", actionTypes: ["off_job"], maxInFlight: 1 }, off);
     const { action } = await off.grpc.unary<{ action: WireAction }>("EnqueueAction", { actionType: "off_job", createdBy: "human:ann" });
     expect(action.status).toBe("ACTION_STATUS_APPROVED");
     const claim = await nthClaim(stream, 1, 5_000);

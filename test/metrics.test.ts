@@ -97,6 +97,7 @@ describe("the admin endpoint", () => {
     let worker: ConnectStream<unknown>;
     let whileStreaming: Scrape;
     let settled: Scrape;
+    let idleWorker: Scrape;
     let finished = 0;
 
     beforeAll(async () => {
@@ -132,6 +133,12 @@ describe("the admin endpoint", () => {
       for (let i = 0; i < 2; i++) await t.grpc.unary("EnqueueAction", { actionType: "m_review", createdBy: "human:load", approvalRequired: true });
       await new Promise((resolve) => setTimeout(resolve, 200));
       whileStreaming = await scrape();
+      // The worker has done all it takes and has room: it stands idle (the
+      // backstop poll may wake it for a moment, hence the retries).
+      idleWorker = (await eventually(async () => {
+        const scraped = await scrape();
+        return scraped.value("actionq_claim_streams_waiting") === 1 ? scraped : undefined;
+      }, "the worker's stream to be reported waiting for work"))!;
       await worker.cancel();
       await eventually(() => t.server.stats.claimStreams === 0, "the claim stream to close");
       settled = await scrape();
@@ -200,6 +207,8 @@ describe("the admin endpoint", () => {
     it("reports the open claim streams, the LISTEN connection and the pool", () => {
       expect(whileStreaming.value("actionq_claim_streams")).toBe(1);
       expect(settled.value("actionq_claim_streams")).toBe(0);
+      expect(idleWorker.value("actionq_claim_streams")).toBe(1);
+      expect(settled.value("actionq_claim_streams_waiting")).toBe(0);
       expect(settled.value("actionq_listen_connected")).toBe(1);
       const total = settled.value("actionq_db_pool_connections", { state: "total" });
       expect(total).toBeGreaterThanOrEqual(1);

@@ -51,6 +51,16 @@ export class ClaimDispatcher {
     return this.sessions.size;
   }
 
+  /** The workers of the streams with room for more whose group found
+   * nothing to claim when it last looked, one entry a stream: worker
+   * capacity standing idle, and the streams an enqueue may hand its
+   * action to (offerHandoff). */
+  get waitingWorkers(): string[] {
+    const waiting: string[] = [];
+    for (const session of this.sessions.values()) if (session.group.exhausted && session.freeSlots > 0) waiting.push(session.options.worker);
+    return waiting;
+  }
+
   open(options: SessionOptions): ClaimSession {
     const key = JSON.stringify([[...options.filter.actionTypes].sort(), [...options.filter.projects].sort()]);
     let group = this.groups.get(key);

@@ -16,6 +16,8 @@ export interface MetricSources {
   /** Approved actions each closed change window holds back. */
   heldByWindow(): Promise<Map<string, bigint>>;
   claimStreams(): number;
+  /** Claim streams with room for more that found nothing to claim. */
+  waitingStreams(): number;
   watchers(): number;
   listening(): boolean;
   /** How this server hears of other replicas' commits right now. */
@@ -219,6 +221,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.claimStreams());
+      },
+    });
+    new Gauge({
+      name: "actionq_claim_streams_waiting",
+      help: "Open StreamClaims streams on this server with room for more claims whose last look found nothing to claim: worker capacity standing idle.",
+      registers,
+      collect() {
+        this.set(sources.waitingStreams());
       },
     });
     new Gauge({
