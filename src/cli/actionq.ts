@@ -171,7 +171,8 @@ program
   .addHelpText("after", `\n${describeSettings()}\n${EXIT_CODES_HELP}`)
   .action(async () => {
     const settings = config();
-    const log = createLogger(settings.logLevel);
+    // Synchronous: the result line must be the last line on stdout.
+    const log = createLogger(settings.logLevel, { sync: true });
     const embedded = settings.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: settings.dataDir, log });
     try {
       const database = embedded
