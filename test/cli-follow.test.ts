@@ -7,7 +7,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ActionQueueService } from "../gen/actionq/v1/action_queue_service_pb.js";
 import { actionctlAt, killChildren, startActionctl } from "./support/actionctl.js";
-import { type TestServer, startTestServer } from "./support/harness.js";
+import { type TestServer, restartServer, startTestServer } from "./support/harness.js";
 import { TcpProxy } from "./support/tcp-proxy.js";
 import { eventually } from "./support/wait.js";
 
@@ -150,10 +150,7 @@ describe("actionctl events --follow", () => {
       await eventually(() => follow.lines().length >= 5, "events before the restart", 20_000);
 
       // Down, then up again on the same port and schema, the writer going on.
-      await first.server.close();
-      first.grpc.close();
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      second = await startTestServer({ ACTIONQ_LISTEN: address }, first.schema);
+      second = await restartServer(first, {}, 500);
       expect(second.server.port).toBe(port);
       const atRestart = (await logIds(second.db, before)).length;
       await eventually(async () => (await logIds(second!.db, before)).length >= atRestart + 10, "events after the restart", 30_000);
@@ -170,12 +167,7 @@ describe("actionctl events --follow", () => {
       follow.child.kill("SIGINT");
       expect((await follow.exited).code).toBe(130);
     } finally {
-      if (second) {
-        await first.db.end();
-        await second.close();
-      } else {
-        await first.close();
-      }
+      await (second ?? first).close();
     }
   }, 120_000);
 });

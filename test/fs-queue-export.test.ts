@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RiskLevel } from "../gen/actionq/v1/action_pb.js";
 import { type Json, actionctlAt, killChildren, startActionctl } from "./support/actionctl.js";
 import { emptyTree, readTreeFiles, removeTrees, whereIs } from "./support/fs-queue.js";
-import { type TestServer, snapshot, startTestServer } from "./support/harness.js";
+import { type TestServer, restartServer, snapshot, startTestServer } from "./support/harness.js";
 import { eventually } from "./support/wait.js";
 
 type Client = TestServer["client"];
@@ -209,9 +209,7 @@ describe("actionctl export --to-dir --follow", () => {
       expect(follow.lines().at(-1)).toMatchObject({ action_id: externalId, path: `running/${externalId}.json` });
 
       // Down, and up again on the same port and schema.
-      await first.server.close();
-      first.grpc.close();
-      second = await startTestServer({ ACTIONQ_LISTEN: address }, first.schema);
+      second = await restartServer(first);
       await second.client.completeAction({ id, claimToken: token });
       latencies.push(await movedTo(root, externalId, "completed", "after complete, across the restart"));
       await eventually(() => /reconnecting in [\d.]+ s, after event \d+/.test(follow.stderr()), "the reconnect line", 20_000);
@@ -250,12 +248,7 @@ describe("actionctl export --to-dir --follow", () => {
       // The latency is for the record (bench/ holds the speed goals).
       console.log(`export --follow: document moved ${latencies.map((ms) => `${ms.toFixed(0)} ms`).join(", ")} after the transition call returned`);
     } finally {
-      if (second) {
-        await first.db.end();
-        await second.close();
-      } else {
-        await first.close();
-      }
+      await (second ?? first).close();
     }
   }, 120_000);
 

@@ -142,6 +142,23 @@ export async function snapshot(db: pg.Pool): Promise<string> {
   return JSON.stringify([actions.rows[0], events.rows[0], sequence.rows[0]]);
 }
 
+/** Stops `first`'s server and starts another on the same address and
+ * schema, as an operator's restart would, `downForMs` later. The new one's
+ * close() also ends `first`'s inspection pool, and drops the schema. */
+export async function restartServer(first: TestServer, env: ServerEnv = {}, downForMs = 0): Promise<TestServer> {
+  await first.server.close();
+  first.grpc.close();
+  if (downForMs > 0) await new Promise((resolve) => setTimeout(resolve, downForMs));
+  const second = await startTestServer({ ...env, ACTIONQ_LISTEN: first.address }, first.schema);
+  return {
+    ...second,
+    async close() {
+      await first.db.end();
+      await second.close();
+    },
+  };
+}
+
 /** Closes a test server, failing (instead of hanging the run) if its
  * shutdown does not finish in time. */
 export async function closeWithin(t: TestServer | undefined, timeoutMs = 15_000): Promise<void> {
