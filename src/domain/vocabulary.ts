@@ -7,8 +7,21 @@
 export const STATUSES = ["pending", "approved", "claimed", "completed", "failed", "rejected", "cancelled"] as const;
 export type Status = (typeof STATUSES)[number];
 
+/** The statuses an action ends in (FAILED only until a retry). */
+export const FINISHED_STATUSES: readonly Status[] = ["completed", "failed", "rejected", "cancelled"];
+
+export function isFinished(status: Status): boolean {
+  return FINISHED_STATUSES.includes(status);
+}
+
+/** In rising order. */
 export const RISK_LEVELS = ["safe", "guarded", "dangerous"] as const;
 export type RiskLevel = (typeof RISK_LEVELS)[number];
+
+/** Whether `risk` is a lower level than `than`. */
+export function riskBelow(risk: RiskLevel, than: RiskLevel): boolean {
+  return RISK_LEVELS.indexOf(risk) < RISK_LEVELS.indexOf(than);
+}
 
 /** The event types a schedule writes (action_id 0, the schedule's id in
  * the payload). */

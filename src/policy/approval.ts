@@ -4,7 +4,7 @@
 // without a human?".
 import type { JsonObject } from "@bufbuild/protobuf";
 import { invalidField } from "../errors.js";
-import type { RiskLevel } from "../domain/vocabulary.js";
+import { type RiskLevel, riskBelow } from "../domain/vocabulary.js";
 import type { LoadedPolicy, Policy, PolicyRule } from "./policy.js";
 
 /** What the policy looks at. */
@@ -46,14 +46,17 @@ export interface StoredRequirement {
   from: string;
 }
 
-const RANK: Record<RiskLevel, number> = { safe: 0, guarded: 1, dangerous: 2 };
+/** The level the policy gives an action type: its own, or the default. */
+export function riskOfType(policy: Policy, actionType: string): RiskLevel {
+  return policy.action_types[actionType] ?? policy.default_risk;
+}
 
 /** The action's risk: the producer's, or its type's when it gave none. A
  * producer may raise the level, never lower it. */
 export function resolveRisk(policy: Policy, actionType: string, requested: RiskLevel | null): { risk: RiskLevel; typeRisk: RiskLevel } {
-  const typeRisk = policy.action_types[actionType] ?? policy.default_risk;
+  const typeRisk = riskOfType(policy, actionType);
   if (requested === null) return { risk: typeRisk, typeRisk };
-  if (RANK[requested] < RANK[typeRisk]) {
+  if (riskBelow(requested, typeRisk)) {
     throw invalidField(
       "risk_level",
       `${actionType} is ${typeRisk.toUpperCase()} by policy; a producer may raise an action's risk level, not lower it to ${requested.toUpperCase()}`,

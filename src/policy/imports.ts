@@ -5,8 +5,8 @@
 // there is never trusted; a finished action is recorded as it finished.
 // The store inserts the plan as it is.
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import type { RiskLevel, Status } from "../domain/vocabulary.js";
-import type { StoredRequirement } from "./approval.js";
+import { type RiskLevel, type Status, isFinished, riskBelow } from "../domain/vocabulary.js";
+import { type StoredRequirement, riskOfType } from "./approval.js";
 import type { LoadedPolicy } from "./policy.js";
 import { proposeAction } from "./proposals.js";
 
@@ -90,9 +90,6 @@ export interface ImportContext {
   maxAttempts: number;
 }
 
-const FINISHED: ReadonlySet<Status> = new Set(["completed", "failed", "rejected", "cancelled"]);
-const RANK: Record<RiskLevel, number> = { safe: 0, guarded: 1, dangerous: 2 };
-
 /** The other system's word for a status: it called a claimed action running. */
 function statusThereWord(status: Status): string {
   return status === "claimed" ? "running" : status;
@@ -104,9 +101,9 @@ export function planImport(loaded: LoadedPolicy, fields: ImportFields, context: 
   // A finished action is a record of what happened there: its level is
   // kept as it was. One that may still run was proposed already: a risk
   // below its type's is raised, not refused.
-  const typeRisk = loaded.policy.action_types[fields.actionType] ?? loaded.policy.default_risk;
+  const typeRisk = riskOfType(loaded.policy, fields.actionType);
   let riskLevel = fields.riskLevel;
-  if (!FINISHED.has(fields.statusThere) && RANK[riskLevel] < RANK[typeRisk]) {
+  if (!isFinished(fields.statusThere) && riskBelow(riskLevel, typeRisk)) {
     notes.push(`risk level raised from ${riskLevel} to ${typeRisk} by the policy`);
     riskLevel = typeRisk;
   }
@@ -137,7 +134,7 @@ export function planImport(loaded: LoadedPolicy, fields: ImportFields, context: 
     },
   });
 
-  if (FINISHED.has(fields.statusThere)) {
+  if (isFinished(fields.statusThere)) {
     const status = fields.statusThere;
     let failureReason: string | null = null;
     if (status === "completed") {

@@ -6,7 +6,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ImportedAction } from "../../../gen/actionq/v1/action_queue_service_pb.js";
 import { ImportOutcome } from "../../../gen/actionq/v1/action_queue_service_pb.js";
-import { PRINCIPAL_LENGTH } from "../../domain/vocabulary.js";
+import { PRINCIPAL_LENGTH, isFinished } from "../../domain/vocabulary.js";
 import { invalidField } from "../../errors.js";
 import { type ImportFields, type PlannedImport, planImport } from "../../policy/imports.js";
 import { attempt, perItem } from "../batch-results.js";
@@ -15,7 +15,6 @@ import * as check from "../validate.js";
 import type { Handlers, Kit } from "./kit.js";
 
 const DAY_MS = 86_400_000;
-const FINISHED = new Set(["completed", "failed", "rejected", "cancelled"]);
 
 /** The other system's document may be larger than a payload it carries:
  * room for its own fields as well. */
@@ -52,7 +51,7 @@ function importFields(bound: Kit["bound"], payloadBytes: number, item: ImportedA
   if (requestedRisk === undefined) throw invalidField("risk_level", `unknown risk level ${item.riskLevel}`);
   const finishedAt = time("finish_time", item.finishTime, false);
   if (finishedAt !== null) {
-    if (!FINISHED.has(statusThere)) throw invalidField("finish_time", `is only for a finished status, not ${statusThere.toUpperCase()}`);
+    if (!isFinished(statusThere)) throw invalidField("finish_time", `is only for a finished status, not ${statusThere.toUpperCase()}`);
     if (finishedAt.micros < createdAt.micros) throw invalidField("finish_time", "is before create_time");
   }
   const history = item.history.map((line, index) => {
