@@ -240,6 +240,29 @@ describe("a polling server's own commits", () => {
     await watch.until("the enqueue's event", () => watch.received.some((message) => message.kind === "event" && message.event.actionId === action.id), 2000);
     expect(Date.now() - started).toBeLessThan(2000);
   });
+
+  it("show its watchers an import of finished actions at once, though nothing will claim them", async () => {
+    const watch = track(openWatch(t, { afterId: "0" }));
+    await watch.until("the watcher is live", () => watch.received.some((message) => message.kind === "heartbeat"));
+    const started = Date.now();
+    const externalId = crypto.randomUUID();
+    const { results } = await t.grpc.unary<{ results: { ok: { action: WireAction } }[] }>("ImportActions", {
+      actor: "human:ops",
+      actions: [
+        {
+          externalId,
+          status: "ACTION_STATUS_COMPLETED",
+          createTime: { seconds: String(Math.floor(Date.now() / 1000) - 3600) },
+          createdBy: "supervisor",
+          actionType: "own_import",
+          riskLevel: "RISK_LEVEL_SAFE",
+        },
+      ],
+    });
+    const id = results[0]!.ok.action.id;
+    await watch.until("the import's event", () => watch.received.some((message) => message.kind === "event" && message.event.actionId === id), 2000);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
 });
 
 describe("behind a transaction pooler with no ACTIONQ_LISTEN_URL", () => {

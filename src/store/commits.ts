@@ -30,7 +30,12 @@ export type ActionChangeKind =
   | "cancelled"
   /** An operator broke glass: the action may run inside a closed change
    * window. Its status did not change. */
-  | "break_glass";
+  | "break_glass"
+  /** An action imported as already finished (ImportActions): a record of
+   * what happened elsewhere, which nothing here will claim or notify of;
+   * readers of the log (watchers) are the ones to tell. Imports that wait
+   * or may run are reported as enqueued. */
+  | "imported";
 
 export interface ActionChange {
   kind: ActionChangeKind;

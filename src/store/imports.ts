@@ -4,7 +4,7 @@
 // unique index on external_id settles concurrent imports of the same id:
 // the loser reads the winner and answers it as present.
 import type pg from "pg";
-import { DERIVED_EXTERNAL_ID_PATTERN } from "../domain/vocabulary.js";
+import { DERIVED_EXTERNAL_ID_PATTERN, isFinished } from "../domain/vocabulary.js";
 import { ActionqError } from "../errors.js";
 import type { PlannedImport } from "../policy/imports.js";
 import type { Outcome } from "./actions.js";
@@ -32,8 +32,9 @@ class RolledBack {
 
 /** Imports in one transaction; with `validateOnly`, the same work rolled
  * back, answering the would-be actions with id 0. Created actions that
- * wait or may run are reported to `commits` once committed, so that the
- * dispatcher, metrics and notifications learn of them as of an enqueue. */
+ * wait or may run are reported to `commits` once committed as enqueued, so
+ * that the dispatcher, metrics and notifications learn of them as of an
+ * enqueue; finished ones as imported. */
 export async function importActions(
   pool: pg.Pool,
   commits: Commits,
@@ -182,12 +183,12 @@ export async function importWith(
             };
       }
     }
-    // Finished actions change nothing that a subscriber acts on: only
-    // those that wait or may be claimed are reported, as enqueued.
+    // Those that wait or may be claimed enter the queue as an enqueue's
+    // do; finished ones only add to the log.
     changes.push(
       ...moved(
-        "enqueued",
-        created.filter((row) => row.status === "pending" || row.status === "approved"),
+        (row) => (isFinished(row.status) ? "imported" : "enqueued"),
+        created,
         null,
         () => actor,
       ),
