@@ -6,10 +6,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Action, Event } from "../../../gen/actionq/v1/action_pb.js";
 import { type ActionQueueClient, UNARY } from "../context.js";
-import { type Target, lasting } from "../errors.js";
+import { lasting } from "../errors.js";
 import { note } from "../output.js";
-import { sleep } from "../events.js";
 import { stopOnSignals } from "../signals.js";
+import { Backoff, type Reconnecting, followWatch, problemOf } from "../watch-follow.js";
 import { HISTORY_EVENT_TYPES, type OutLine, type StatusBook, bookFromHistory, compareLines, eventLines, parseHistory } from "./history.js";
 import { DIRECTORIES, type Directory, directoryOf, documentOf } from "./layout.js";
 import { TreeWriter } from "./writer.js";
@@ -33,11 +33,7 @@ export interface ExportSummary {
   after_event_id: string;
 }
 
-export interface FollowSettings {
-  /** Named in the reconnect lines and the cursor, and asked whether an error lasts. */
-  target: Target;
-  minDelayMs?: number;
-  maxDelayMs?: number;
+export interface FollowSettings extends Reconnecting {
   /** Told of each document written while following. */
   onMove(move: Move): Promise<void>;
   /** Told of the whole export written before following (none on a resume). */
@@ -158,9 +154,12 @@ class Exporter {
       }
       lines.push(...eventLines(event, action.externalId, book, () => 0));
     }
+    // Each action's document once, as it is now, named by its first event.
+    const written = new Set<bigint>();
     for (const event of events) {
       const action = actions.get(event.actionId);
-      if (!action || moves.some((move) => move.id === action.id)) continue;
+      if (!action || written.has(action.id)) continue;
+      written.add(action.id);
       const path = await this.writer.writeDocument(documentOf(action));
       moves.push({ eventId: event.id, id: action.id, externalId: action.externalId, path });
     }
@@ -192,14 +191,14 @@ export async function exportOnce(actionq: ActionQueueClient, root: string, serve
  * else exports the whole tree first; then follows until SIGINT (130) or
  * SIGTERM (0), reconnecting after 0.5 s, 1 s, 2 s... up to 10 s. */
 export async function exportFollow(actionq: ActionQueueClient, root: string, settings: FollowSettings): Promise<number> {
-  const minDelayMs = settings.minDelayMs ?? 500;
-  const maxDelayMs = settings.maxDelayMs ?? 10_000;
   const exporter = new Exporter(actionq, root, settings.target.address);
   const stop = stopOnSignals();
+  // A failure to write the tree is not healed by reconnecting.
+  const isLasting = async (error: unknown) => !(error instanceof ConnectError) || (await lasting(error, settings.target));
   try {
-    let delayMs = minDelayMs;
     // A follower started before its server (at boot, say) waits for it as
     // it would after a restart.
+    const backoff = new Backoff(settings.minDelayMs, settings.maxDelayMs);
     for (;;) {
       try {
         if (await exporter.resume()) await note(`resuming the export into ${root} after event ${exporter.afterEventId}`);
@@ -207,40 +206,26 @@ export async function exportFollow(actionq: ActionQueueClient, root: string, set
         break;
       } catch (error) {
         if (stop.signal.aborted) return stop.exitCode();
-        if (!(error instanceof ConnectError) || (await lasting(error, settings.target))) throw error;
-        const problem = ConnectError.from(error).rawMessage.replace(/\s+/g, " ").trim();
-        await note(`could not export from ${settings.target.address} (${problem}); trying again in ${delayMs / 1000} s`);
-        await sleep(delayMs, stop.signal);
+        if (await isLasting(error)) throw error;
+        await note(`could not export from ${settings.target.address} (${problemOf(error)}); trying again in ${backoff.delayMs / 1000} s`);
+        await backoff.wait(stop.signal);
         if (stop.signal.aborted) return stop.exitCode();
-        delayMs = Math.min(delayMs * 2, maxDelayMs);
       }
     }
-    delayMs = minDelayMs;
-    while (!stop.signal.aborted) {
-      let problem: string;
-      try {
-        const stream = actionq.watchEvents({ afterId: exporter.afterEventId, eventTypes: HISTORY_EVENT_TYPES, maxBatch: PAGE }, { signal: stop.signal });
-        for await (const message of stream) {
-          delayMs = minDelayMs;
-          const events = message.kind.case === "events" ? message.kind.value.events : message.kind.case === "event" ? [message.kind.value] : [];
-          if (events.length === 0) {
-            await exporter.advance(message.cursor);
-            continue;
-          }
-          const cursor = message.cursor > 0n ? message.cursor : events.at(-1)!.id;
-          for (const move of await exporter.apply(events, cursor)) await settings.onMove(move);
-        }
-        problem = "the server ended the stream";
-      } catch (error) {
-        if (stop.signal.aborted) break;
-        if (!(error instanceof ConnectError) || (await lasting(error, settings.target))) throw error;
-        problem = ConnectError.from(error).rawMessage.replace(/\s+/g, " ").trim();
-      }
-      if (stop.signal.aborted) break;
-      await note(`event stream from ${settings.target.address} broke (${problem}); reconnecting in ${delayMs / 1000} s, after event ${exporter.afterEventId}`);
-      await sleep(delayMs, stop.signal);
-      delayMs = Math.min(delayMs * 2, maxDelayMs);
-    }
+    await followWatch(actionq, {
+      target: settings.target,
+      minDelayMs: settings.minDelayMs,
+      maxDelayMs: settings.maxDelayMs,
+      signal: stop.signal,
+      lasting: isLasting,
+      request: () => ({ afterId: exporter.afterEventId, eventTypes: HISTORY_EVENT_TYPES, maxBatch: PAGE }),
+      position: () => `after event ${exporter.afterEventId}`,
+      async onMessage(events, cursor) {
+        if (events.length === 0) await exporter.advance(cursor);
+        else for (const move of await exporter.apply(events, cursor > 0n ? cursor : events.at(-1)!.id)) await settings.onMove(move);
+        return false;
+      },
+    });
     return stop.exitCode();
   } finally {
     stop.dispose();
