@@ -22,6 +22,16 @@ async function writeAtomically(file: string, text: string): Promise<void> {
   await rename(temporary, file);
 }
 
+/** The status a document's text says, whatever its spacing; undefined if
+ * it is not a JSON object. */
+function statusIn(text: string): unknown {
+  try {
+    return (JSON.parse(text) as { status?: unknown } | null)?.status;
+  } catch {
+    return undefined;
+  }
+}
+
 const ignoreMissing = (error: NodeJS.ErrnoException) => {
   if (error.code !== "ENOENT") throw error;
 };
@@ -48,7 +58,7 @@ export class TreeWriter {
     for (const directory of DIRECTORIES) {
       try {
         const text = await readFile(path.join(this.root, directory, `${externalId}.json`), "utf8");
-        return directory === "rejected" && text.includes('"status": "cancelled"') ? "cancelled" : directory;
+        return directory === "rejected" && statusIn(text) === "cancelled" ? "cancelled" : directory;
       } catch (error) {
         ignoreMissing(error as NodeJS.ErrnoException);
       }
