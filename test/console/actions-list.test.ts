@@ -50,7 +50,7 @@ async function idsWhere(kit: ConsoleKit, where: string, params: unknown[], limit
 }
 
 /** Waits until the table shows exactly `expected`; returns how long it took. */
-async function until(page: Page, expected: number[], timeoutMs = 5_000): Promise<number> {
+async function until(page: Page, expected: number[], timeoutMs = 15_000): Promise<number> {
   const started = Date.now();
   await expect.poll(() => shownIds(page), { timeout: timeoutMs, interval: 20 }).toEqual(expected);
   return Date.now() - started;
@@ -227,7 +227,7 @@ describe.skipIf(noChromium)("console: the Actions list", () => {
     })();
     // Page 1 follows the queue live: the new actions come to its top.
     const newestBefore = (await shownIds(page))[0]!;
-    await expect.poll(async () => (await shownIds(page))[0]!, { timeout: 5_000, interval: 50 }).toBeGreaterThan(newestBefore);
+    await expect.poll(async () => (await shownIds(page))[0]!, { timeout: 15_000, interval: 50 }).toBeGreaterThan(newestBefore);
     const pageMs: number[] = [];
     const next = page.getByRole("button", { name: "Next →" }).first();
     for (let n = 0; n < 4; n++) {

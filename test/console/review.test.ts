@@ -167,7 +167,7 @@ describe.skipIf(noChromium)("console: approval inbox and action page", () => {
 
     // The open inbox follows the event log: a new proposal appears without a reload.
     const fresh = await enqueue("producer", { actionType: uniqueType("flush_queue"), targetRef: "queue/emails", riskLevel: "RISK_LEVEL_GUARDED" });
-    await page.getByRole("link", { name: fresh.actionType, exact: true }).waitFor({ timeout: 5_000 });
+    await page.getByRole("link", { name: fresh.actionType, exact: true }).waitFor({ timeout: 15_000 });
     expect(await page.locator(".inbox-count").textContent()).toBe(`${types.length + 1} waiting for you`);
   });
   it("an action's page tells the whole story, passes axe, and offers an operator the rollback", async () => {
@@ -254,7 +254,7 @@ describe.skipIf(noChromium)("console: approval inbox and action page", () => {
     await carol.page.getByRole("status").filter({ hasText: "The quorum is met" }).waitFor();
     expect((await getAction(action.id)).status).toBe(STATUS.approved);
     // bob's open page follows the event log: it shows the approval without a reload.
-    await bob.page.locator(".action-eyebrow .badge", { hasText: "approved" }).waitFor({ timeout: 5_000 });
+    await bob.page.locator(".action-eyebrow .badge", { hasText: "approved" }).waitFor({ timeout: 15_000 });
     // carol's inbox no longer lists it.
     await carol.page.goto(`${kit.url}/inbox`);
     await inboxLoaded(carol.page);

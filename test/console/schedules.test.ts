@@ -277,7 +277,7 @@ describe.skipIf(noChromium)("console: schedules", () => {
     );
     try {
       const row = page.getByRole("row", { name: /every-second/ });
-      await row.waitFor({ timeout: 5_000 });
+      await row.waitFor({ timeout: 15_000 });
       expect(await row.textContent()).toContain("every 1s");
       await row.getByText("enqueued").waitFor({ timeout: 10_000 });
       await row.getByRole("link", { name: /^#\d+$/ }).waitFor();

@@ -8,6 +8,9 @@ import { afterEach } from "vitest";
 import type { TestServer } from "./harness.js";
 import { type WireClaim, type WireEvent, type WireTimestamp, enqueue } from "./wire.js";
 
+/** How long a wait for a message lasts unless the test says otherwise. */
+const DEFAULT_WAIT_MS = 15_000;
+
 /** StreamClaimsResponse with `oneofs: true`: `kind` names the field set. */
 export type ClaimStreamMessage =
   | { kind: "claim"; claim: WireClaim }
@@ -39,8 +42,9 @@ export class Inbox<T> {
   }
 
   /** Waits until `condition` holds; fails after `timeoutMs`, or at once if the
-   * stream ends first. */
-  async until(what: string | (() => string), condition: () => boolean, timeoutMs = 5000): Promise<void> {
+   * stream ends first. The default is generous: waiting longer costs nothing
+   * when the message comes, and a loaded CI machine may be slow to send it. */
+  async until(what: string | (() => string), condition: () => boolean, timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
     if (condition()) return;
     const describeWait = () => (typeof what === "string" ? what : what());
     await new Promise<void>((resolve, reject) => {
@@ -60,7 +64,7 @@ export class Inbox<T> {
   }
 
   /** Waits until at least `count` received messages match. */
-  async atLeast(count: number, match: (message: T) => boolean, what: string, timeoutMs = 5000): Promise<T[]> {
+  async atLeast(count: number, match: (message: T) => boolean, what: string, timeoutMs = DEFAULT_WAIT_MS): Promise<T[]> {
     const matching = () => this.received.filter(match).length;
     await this.until(
       () => `${what} (${count} wanted, ${matching()} received)`,
@@ -127,7 +131,7 @@ export const isClaim = (message: ClaimStreamMessage) => message.kind === "claim"
 export const isHeartbeat = (message: { kind: string }) => message.kind === "heartbeat";
 
 /** Waits for the stream's `count`-th claim (counting from 1) and returns it. */
-export async function nthClaim(stream: Inbox<ClaimStreamMessage>, count: number, timeoutMs = 5000): Promise<WireClaim> {
+export async function nthClaim(stream: Inbox<ClaimStreamMessage>, count: number, timeoutMs = DEFAULT_WAIT_MS): Promise<WireClaim> {
   await stream.atLeast(count, isClaim, "claims", timeoutMs);
   return claimsOf(stream)[count - 1]!;
 }
