@@ -49,7 +49,7 @@ describe("handoff at enqueue", () => {
     const action = await enqueue({ actionType: "handoff_job", targetRef: "node/a" });
     // The producer's answer already says so.
     expect(action).toMatchObject({ status: "ACTION_STATUS_CLAIMED", claimedBy: "worker:h1", attempt: 1 });
-    const claim = await nthClaim(stream, 1, 2_000);
+    const claim = await nthClaim(stream, 1);
     expect(claim.action).toMatchObject({ id: action.id, status: "ACTION_STATUS_CLAIMED", attempt: 1 });
     expect(claim.ackDeadline).not.toBeNull();
     const events = await eventsOf(t.db, action.id);
@@ -73,11 +73,11 @@ describe("handoff at enqueue", () => {
     const [later, urgent] = results.map((result) => result.ok.action);
     expect(urgent!.status).toBe("ACTION_STATUS_CLAIMED");
     expect(later!.status).toBe("ACTION_STATUS_APPROVED");
-    const first = await nthClaim(stream, 1, 2_000);
+    const first = await nthClaim(stream, 1);
     expect(first.action.id).toBe(urgent!.id);
     // The slot frees: the other comes through the queue, not handed off.
     await t.grpc.unary("CompleteAction", { id: first.action.id, claimToken: first.claimToken, resultRef: "ok" });
-    const second = await nthClaim(stream, 2, 5_000);
+    const second = await nthClaim(stream, 2);
     expect(second.action.id).toBe(later!.id);
     expect(await handedOff(later!.id)).toBe(false);
   });
@@ -93,7 +93,7 @@ describe("handoff at enqueue", () => {
       // handed off (the check does not look into why the older one waits).
       const same = await enqueue({ actionType: "handoff_order", project: "free", priority: 3 });
       expect(same.status).toBe("ACTION_STATUS_APPROVED");
-      await nthClaim(stream, 1, 5_000);
+      await nthClaim(stream, 1);
       expect(claimsOf(stream)[0]!.action.id).toBe(same.id);
       expect(await handedOff(same.id)).toBe(false);
       // More urgent than the waiting one: handed off, once the stream has
@@ -106,7 +106,7 @@ describe("handoff at enqueue", () => {
       const other = await waitingStream({ worker: "worker:h4", actionTypes: ["handoff_other"], maxInFlight: 1 });
       const elsewhere = await enqueue({ actionType: "handoff_other", project: "free", priority: 9 });
       expect(elsewhere).toMatchObject({ status: "ACTION_STATUS_CLAIMED", claimedBy: "worker:h4" });
-      await nthClaim(other, 1, 2_000);
+      await nthClaim(other, 1);
     } finally {
       await t.grpc.unary("ResumeClaims", { scope: { kind: "PAUSE_KIND_PROJECT", value: "held" }, actor: "human:ops", reason: "done" });
     }
@@ -125,21 +125,21 @@ describe("handoff at enqueue", () => {
     expect(claimsOf(stream)).toEqual([]);
     await t.grpc.unary("ResumeClaims", { scope: { kind: "PAUSE_KIND_ACTION_TYPE", value: "handoff_not" }, actor: "human:ops", reason: "done" });
     // The resume wakes the stream, which claims the paused one the usual way.
-    const claim = await nthClaim(stream, 1, 5_000);
+    const claim = await nthClaim(stream, 1);
     expect(claim.action.id).toBe(paused.id);
     expect(await handedOff(paused.id)).toBe(false);
     // Its only slot is taken: nothing more is handed to it.
     const full = await enqueue({ actionType: "handoff_not" });
     expect(full.status).toBe("ACTION_STATUS_APPROVED");
     await t.grpc.unary("CompleteAction", { id: claim.action.id, claimToken: claim.claimToken, resultRef: "ok" });
-    const next: WireClaim = await nthClaim(stream, 2, 5_000);
+    const next: WireClaim = await nthClaim(stream, 2);
     expect(next.action.id).toBe(full.id);
     await t.grpc.unary("CompleteAction", { id: next.action.id, claimToken: next.claimToken, resultRef: "ok" });
 
     const keyedStream = await waitingStream({ worker: "worker:h6", actionTypes: ["handoff_keyed"], maxInFlight: 1 });
     const keyed = await enqueue({ actionType: "handoff_keyed", concurrencyKey: "node/x" });
     expect(keyed.status).toBe("ACTION_STATUS_APPROVED");
-    await nthClaim(keyedStream, 1, 5_000);
+    await nthClaim(keyedStream, 1);
     expect(await handedOff(keyed.id)).toBe(false);
   });
 
@@ -246,7 +246,7 @@ describe("handoff off (ACTIONQ_HANDOFF=off)", () => {
     const stream = await waitingStream({ worker: "worker:off", actionTypes: ["off_job"], maxInFlight: 1 }, off);
     const { action } = await off.grpc.unary<{ action: WireAction }>("EnqueueAction", { actionType: "off_job", createdBy: "human:ann" });
     expect(action.status).toBe("ACTION_STATUS_APPROVED");
-    const claim = await nthClaim(stream, 1, 5_000);
+    const claim = await nthClaim(stream, 1);
     expect(claim.action.id).toBe(action.id);
     expect((await eventsOf(off.db, action.id)).find((event) => event.event_type === "action_claimed")?.payload.handed_off).toBeUndefined();
   });
