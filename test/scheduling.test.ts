@@ -9,15 +9,15 @@ import { ActionClaimMany } from "../src/store/action-queries.js";
 import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import { type WireAction, type WireClaim, type WireTimestamp, enqueue, errorInfoOf, millis } from "./support/wire.js";
 import { cancelAfterEach, claimsOf, nthClaim, openClaimStream } from "./support/streams.js";
-import { sleep } from "./support/wait.js";
+import { eventually, sleep } from "./support/wait.js";
 
 const track = cancelAfterEach();
 
 let t: TestServer;
 beforeAll(async () => {
-  // A 30 s backstop poll: a deferred action must come due by the
+  // An hour's backstop poll: a deferred action must come due by the
   // scheduler's own timer.
-  t = await startTestServer({ ACTIONQ_POLL_INTERVAL_SECONDS: "30", ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_HEARTBEAT_SECONDS: "0.2" });
+  t = await startTestServer({ ACTIONQ_POLL_INTERVAL_SECONDS: "3600", ACTIONQ_SWEEP_INTERVAL_SECONDS: "3600", ACTIONQ_HEARTBEAT_SECONDS: "0.2" });
 });
 afterAll(async () => {
   await closeWithin(t);
@@ -53,7 +53,8 @@ describe("run_after", () => {
     track(stream);
     await stream.atLeast(1, () => true, "the stream's first message");
 
-    const due = (await serverNow()) + 1200;
+    // Far enough ahead that the checks before it are still early on a slow machine.
+    const due = (await serverNow()) + 2500;
     const action = (await enqueue(t, { actionType, runAfter: timestamp(due) })).action;
     expect(action.status).toBe("ACTION_STATUS_APPROVED");
     expect(millis(action.runAfter)).toBe(due);
@@ -63,12 +64,12 @@ describe("run_after", () => {
     expect(await claim(actionType)).toBeNull();
     expect(claimsOf(stream)).toHaveLength(0);
 
-    const pushed = await nthClaim(stream, 1, 3000);
+    const pushed = await nthClaim(stream, 1, 10_000);
     expect(pushed.action.id).toBe(action.id);
     const claimTime = millis((pushed.action as unknown as { claimTime: WireTimestamp }).claimTime);
     expect(claimTime).toBeGreaterThanOrEqual(due);
-    // The scheduler's timer, not the 30 s poll.
-    expect(claimTime - due).toBeLessThan(1000);
+    // Within seconds: the scheduler's timer, not the hourly poll.
+    expect(claimTime - due).toBeLessThan(5000);
     expect(await deferredFlag(action.id)).toBe(false);
   });
 
@@ -81,12 +82,13 @@ describe("run_after", () => {
 
   it("deferred actions keep claim order among themselves once due (priority, then age)", async () => {
     const actionType = unique("order");
-    const due = (await serverNow()) + 500;
+    // Far enough ahead that `now` is claimed before either is due, on a slow machine too.
+    const due = (await serverNow()) + 2000;
     const low = (await enqueue(t, { actionType, priority: 5, runAfter: timestamp(due) })).action;
     const high = (await enqueue(t, { actionType, priority: 1, runAfter: timestamp(due + 100) })).action;
     const now = (await enqueue(t, { actionType, priority: 9 })).action;
     expect((await claim(actionType))?.action.id).toBe(now.id);
-    await sleep(900);
+    await eventually(async () => !(await deferredFlag(low.id)) && !(await deferredFlag(high.id)), "both deferred actions due");
     expect((await claim(actionType))?.action.id).toBe(high.id);
     expect((await claim(actionType))?.action.id).toBe(low.id);
   });
@@ -118,11 +120,14 @@ describe("run_after", () => {
     const actionType = unique("cancel_later");
     const stream = openClaimStream(t, { worker: "never-gets-it", actionTypes: [actionType], maxInFlight: 1 });
     track(stream);
-    const action = (await enqueue(t, { actionType, runAfter: timestamp((await serverNow()) + 500) })).action;
+    // Far enough ahead that the cancel comes first on a slow machine too.
+    const due = (await serverNow()) + 2000;
+    const action = (await enqueue(t, { actionType, runAfter: timestamp(due) })).action;
     const { action: cancelled } = await t.grpc.unary<{ action: WireAction }>("CancelAction", { id: action.id, actor: "human:op", reason: "not needed" });
     expect(cancelled.status).toBe("ACTION_STATUS_CANCELLED");
     expect(await deferredFlag(action.id)).toBe(false);
-    await sleep(1000);
+    // Until past its time.
+    await sleep(Math.max(0, due - Date.now()) + 500);
     expect(claimsOf(stream)).toHaveLength(0);
   });
 });
@@ -130,7 +135,8 @@ describe("run_after", () => {
 describe("approving an action that is to run later", () => {
   it("an approval before run_after leaves it deferred until then; one after run_after makes it claimable at once", async () => {
     const actionType = unique("approve_later");
-    const due = (await serverNow()) + 1000;
+    // Far enough ahead that the approval comes first on a slow machine too.
+    const due = (await serverNow()) + 2500;
     const early = (await enqueue(t, { actionType, approvalRequired: true, runAfter: timestamp(due) })).action;
     const late = (await enqueue(t, { actionType, approvalRequired: true, runAfter: timestamp(due) })).action;
     expect(early.status).toBe("ACTION_STATUS_PENDING");
@@ -144,14 +150,15 @@ describe("approving an action that is to run later", () => {
 
     const stream = openClaimStream(t, { worker: "approved-later", actionTypes: [actionType], maxInFlight: 2 });
     track(stream);
-    const first = await nthClaim(stream, 1, 3000);
+    const first = await nthClaim(stream, 1, 10_000);
     expect(first.action.id).toBe(early.id);
     expect(millis((first.action as unknown as { claimTime: WireTimestamp }).claimTime)).toBeGreaterThanOrEqual(due);
 
     // Past its run_after, an approval makes it claimable straight away.
     await t.grpc.unary("ApproveAction", { id: late.id, approver: "human:bob" });
     expect(await deferredFlag(late.id)).toBe(false);
-    const second = await nthClaim(stream, 2, 1000);
+    // Within seconds: the approval's wakeup, not the hourly poll.
+    const second = await nthClaim(stream, 2, 5000);
     expect(second.action.id).toBe(late.id);
   });
 });
@@ -211,9 +218,7 @@ describe("the claim path and deferred actions", () => {
     expect(entries.actions_ready_by_type).toBe(counts[0]!.ready);
     expect(entries.actions_deferred).toBe(counts[0]!.deferred);
 
-    // And claiming is still immediate, in order.
-    const started = performance.now();
+    // And claiming still works, in order (its speed is bench/'s business).
     for (const action of ready) expect((await claim(readyType))?.action.id).toBe(action.id);
-    expect(performance.now() - started).toBeLessThan(2000);
   });
 });

@@ -16,7 +16,7 @@ import { type TestServer, closeWithin, grpcError, startTestServer } from "./supp
 import { enqueuedPolicy, removePolicyDirs, rewritePolicy, unique, writePolicy } from "./support/safety.js";
 import { cancelAfterEach, isClaim, openClaimStream } from "./support/streams.js";
 import { requireBuiltCli } from "./support/processes.js";
-import { sleep } from "./support/wait.js";
+import { eventually, sleep } from "./support/wait.js";
 import { STATUS, type WireAction, claimNext, enqueue, errorInfoOf, expectRefused, fromStruct, getAction, messageOf, millis } from "./support/wire.js";
 
 const at = (iso: string) => new Date(iso);
@@ -159,8 +159,9 @@ describe("change windows over the wire", () => {
   const glassType = unique("glass");
 
   beforeAll(async () => {
-    // Closed since an hour ago; opens a few seconds after the server is up.
-    opensAt = Date.now() + 8000;
+    // Closed since an hour ago; opens some seconds after the server is up,
+    // late enough that the first test still finds it closed on a slow machine.
+    opensAt = Date.now() + 12_000;
     policyFile = await writePolicy(`
 name: windows-e2e
 windows:
@@ -219,7 +220,8 @@ windows:
     await sleep(300);
     expect(stream.received.filter(isClaim)).toHaveLength(0);
 
-    const [claim] = await stream.atLeast(1, isClaim, "the held action, once its window opens", opensAt - Date.now() + 5000);
+    // No poll or sweep for an hour: only the window's timer can deliver it.
+    const [claim] = await stream.atLeast(1, isClaim, "the held action, once its window opens", opensAt - Date.now() + 10_000);
     expect(claim!.kind === "claim" && claim!.claim.action.id).toBe(held.id);
     const { events } = await getAction(t, held.id);
     const claimed = events.find((e) => e.eventType === "action_claimed")!;
@@ -257,7 +259,8 @@ windows:
     const glass = (await enqueue(t, { actionType: `${glassType}_b`, project: "dev" })).action;
     const still = (await enqueue(t, { actionType: `${glassType}_b`, project: "dev" })).action;
     const stream = track(openClaimStream(t, { worker: "w:glass", actionTypes: [glass.actionType], maxInFlight: 4 }));
-    await sleep(200);
+    // The stream has looked and found nothing it may take.
+    await eventually(() => t.server.stats.waitingWorkers.includes("w:glass"), "the stream waiting for work");
     expect(stream.received.filter(isClaim)).toHaveLength(0);
 
     const { action } = await t.grpc.unary<{ action: WireAction & { breakGlassBy: string; breakGlassReason: string } }>("BreakGlass", {
@@ -267,7 +270,7 @@ windows:
     });
     expect(action).toMatchObject({ status: STATUS.approved, breakGlassBy: "human:ops", breakGlassReason: "the outage is worse than the freeze" });
     // Delivered at once, by the commit's wakeup (no poll runs in this test).
-    const [claim] = await stream.atLeast(1, isClaim, "the action glass was broken for", 5000);
+    const [claim] = await stream.atLeast(1, isClaim, "the action glass was broken for", 10_000);
     expect(claim!.kind === "claim" && claim!.claim.action.id).toBe(glass.id);
 
     const events = (await getAction(t, glass.id)).events;
