@@ -26,8 +26,10 @@ async function mustClaim(t: TestServer, actionType: string, extra: Record<string
   return claimed;
 }
 
-/** Claims as soon as the action is claimable; returns the claim and when (local clock) it first succeeded. */
-async function claimWhenDue(t: TestServer, actionType: string, timeoutMs = 5000): Promise<{ claim: WireClaim; at: number }> {
+/** Claims as soon as the action is claimable; returns the claim and when (local clock) it first succeeded.
+ * The bound stays well under the 30 s poll of the backoff tests' server, so
+ * that there it is the deferral's own timer that makes the action due. */
+async function claimWhenDue(t: TestServer, actionType: string, timeoutMs = 10_000): Promise<{ claim: WireClaim; at: number }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const claimed = await claim(t, actionType);
@@ -224,11 +226,12 @@ describe("retries with backoff", () => {
     const first = await nthClaim(stream, 1);
     await t.grpc.unary("AckClaim", { id, claimToken: first.claimToken });
     const { action } = await fail(t, first as unknown as WireClaim, "connection reset", { retryable: true, retryDelay: { seconds: 0, nanos: 400_000_000 } });
-    const second = (await nthClaim(stream, 2, 3000)) as unknown as WireClaim;
+    const second = (await nthClaim(stream, 2, 15_000)) as unknown as WireClaim;
     expect(second.action).toMatchObject({ id, attempt: 2 });
     expect(millis(second.action.claimTime)).toBeGreaterThanOrEqual(millis(action.runAfter));
-    // Pushed by the scheduler's timer, not the 30 s poll.
-    expect(millis(second.action.claimTime) - millis(action.runAfter)).toBeLessThan(1500);
+    // Pushed by the scheduler's timer, not the 30 s poll (which would come
+    // far later; a loaded machine may be seconds late).
+    expect(millis(second.action.claimTime) - millis(action.runAfter)).toBeLessThan(10_000);
   });
 });
 
@@ -285,7 +288,7 @@ describe("RetryAction", () => {
     const claimed = await mustClaim(t, done.actionType);
     await t.grpc.unary("CompleteAction", { id: done.id, claimToken: claimed.claimToken, resultRef: "ok" });
     // A retry still waiting out its backoff would be promoted meanwhile.
-    await expect.poll(async () => (await t.db.query("SELECT count(*)::int AS n FROM actions WHERE deferred")).rows[0].n, { timeout: 5000 }).toBe(0);
+    await expect.poll(async () => (await t.db.query("SELECT count(*)::int AS n FROM actions WHERE deferred")).rows[0].n, { timeout: 15_000 }).toBe(0);
     const before = await snapshot(t.db);
     for (const [id, status] of [
       [approved.id, "APPROVED"],
@@ -326,7 +329,9 @@ describe("lost deliveries are counted apart from failures", () => {
     track(closing);
     await nthClaim(closing, 1);
     await closing.cancel();
-    await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 3000 }).toBe("approved");
+    // Released by the server at once, not by the sweeper (hourly here): the
+    // bounds below only allow for a loaded machine.
+    await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 15_000 }).toBe("approved");
     expect(await dbRow(t, id)).toMatchObject({ lost_deliveries: 1, failures: 0, attempt: 1 });
 
     // 2. Delivered and never acknowledged within the ack timeout. The type
@@ -339,9 +344,9 @@ describe("lost deliveries are counted apart from failures", () => {
     await nthClaim(silent, 1);
     const scope = { kind: "PAUSE_KIND_ACTION_TYPE", value: actionType };
     await t.grpc.unary("PauseClaims", { scope, actor: "human:op", reason: "hold the retries test" });
-    await expect.poll(async () => (await dbRow(t, id)).lost_deliveries, { timeout: 3000 }).toBeGreaterThanOrEqual(2);
+    await expect.poll(async () => (await dbRow(t, id)).lost_deliveries, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
     await silent.cancel();
-    await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 3000 }).toBe("approved");
+    await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 15_000 }).toBe("approved");
     const lost = (await dbRow(t, id)).lost_deliveries;
     expect(await dbRow(t, id)).toMatchObject({ failures: 0, attempt: lost });
     await t.grpc.unary("ResumeClaims", { scope, actor: "human:op" });
@@ -349,6 +354,7 @@ describe("lost deliveries are counted apart from failures", () => {
     // 3. Claimed with a one-second lease that runs out.
     await mustClaim(t, actionType, { leaseDuration: { seconds: 1 } });
     await sleep(1100);
+    // Only this call can requeue it: the server's own sweeper runs hourly.
     const swept = await t.grpc.unary<{ requeuedActions: WireAction[] }>("SweepClaims", { actor: "human:sweeper" });
     expect(swept.requeuedActions.map((action) => action.id)).toContain(id);
     expect(await dbRow(t, id)).toMatchObject({ status: "approved", lost_deliveries: lost + 1, failures: 0, attempt: lost + 1 });

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
 import { actionsPerTick, backfill, createSchedule, pauseSchedule, seconds, ticksOf } from "./support/schedules.js";
-import { sleep } from "./support/wait.js";
+import { eventually } from "./support/wait.js";
 
 describe("schedules on three servers of one database", () => {
   let a: TestServer;
@@ -30,10 +30,15 @@ describe("schedules on three servers of one database", () => {
       interval: seconds(1),
       overlapPolicy: "SCHEDULE_POLICY_OVERLAP_ALLOW_ALL",
     });
-    await sleep(3000);
+    // Waiting for ticks, not for time: a loaded machine may act on them late.
+    await eventually(async () => (await actionsPerTick(b, "replicated")).size >= 3, "three ticks while both schedulers run");
     // One scheduler stops (its database connections with it); the other goes on.
     await a.server.close();
-    await sleep(3000);
+    const stoppedAt = Date.now();
+    await eventually(
+      async () => [...(await actionsPerTick(b, "replicated")).keys()].filter((tick) => tick > stoppedAt).length >= 2,
+      "two ticks after one scheduler stopped",
+    );
     await pauseSchedule(b, "replicated");
     const perTick = await actionsPerTick(b, "replicated");
     expect(perTick.size).toBeGreaterThanOrEqual(5);

@@ -141,7 +141,8 @@ describe("actionq serve with no ACTIONQ_URL", () => {
       expect(existsSync(path.join(pgdata, "postmaster.pid"))).toBe(false);
       expect(await postgresRunning(pgdata)).toBe(false);
       // The worker was told the server is going away before its stream ended.
-      const end = await Promise.race([streamEnd, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5_000))]);
+      // The server has exited: only a client that never notices would wait this long.
+      const end = await Promise.race([streamEnd, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 20_000))]);
       expect(end, "the claim stream ended").toBeDefined();
       expect(streamed.some((m) => m.kind === "drain")).toBe(true);
     } finally {
@@ -213,7 +214,9 @@ describe("one data directory, one server", () => {
 });
 
 describe("actionq serve refuses bad settings before touching any database", () => {
-  /** Runs `serve` with `env` on a data directory that does not exist yet. */
+  /** Runs `serve` with `env` on a data directory that does not exist yet.
+   * "At once" is runToEnd's bound (it throws past it); that no database
+   * was started, the absent data directory shows, whatever the machine's load. */
   async function refused(env: Record<string, string>) {
     const parent = await freshDataDir();
     const dataDir = path.join(parent, "data");
@@ -226,7 +229,6 @@ describe("actionq serve refuses bad settings before touching any database", () =
     const { result, dataDir } = await refused({ ACTIONQ_SCHEMA: "bad-name;drop" });
     expect(result.code).not.toBe(0);
     expect(result.code).not.toBeNull();
-    expect(result.ms).toBeLessThan(10_000);
     expect(result.stderr).toContain("ACTIONQ_SCHEMA");
     expect(result.stdout).not.toContain("actionq is serving");
     expect(existsSync(path.join(dataDir, "pg"))).toBe(false);
@@ -251,7 +253,6 @@ describe("actionq serve refuses bad settings before touching any database", () =
     const { result, dataDir } = await refused({ ACTIONQ_LISTEN: "nonsense" });
     expect(result.code).not.toBe(0);
     expect(result.code).not.toBeNull();
-    expect(result.ms).toBeLessThan(10_000);
     expect(result.stderr).toContain("ACTIONQ_LISTEN");
     expect(existsSync(path.join(dataDir, "pg"))).toBe(false);
     expect(existsSync(dataDir)).toBe(false);
