@@ -16,16 +16,13 @@ import {
   nthClaim,
   openClaimStream,
   openOnServer,
+  waitingFor,
 } from "./support/streams.js";
 import { eventually, sleep } from "./support/wait.js";
 import type { WireClaim } from "./support/wire.js";
 
 const track = cancelAfterEach();
 const stream = (t: TestServer, request: Record<string, unknown>) => track(openClaimStream(t, request));
-
-/** A stream of the worker has looked, found nothing and waits for work. */
-const waitingFor = (t: TestServer, worker: string) =>
-  eventually(() => t.server.stats.waitingWorkers.includes(worker), `the claim stream of ${worker} waiting for work`);
 
 interface ActionResponse {
   action: { id: string; status: string; attempt: number; claimedBy: string; claimAcked: boolean };

@@ -6,8 +6,8 @@
 // is written as usual and reaches streams through a claim statement.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
-import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, eventsOf, nthClaim, openClaimStream } from "./support/streams.js";
-import { eventually, sleep } from "./support/wait.js";
+import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, eventsOf, nthClaim, openClaimStream, waitingFor } from "./support/streams.js";
+import { sleep } from "./support/wait.js";
 import type { WireAction, WireClaim } from "./support/wire.js";
 
 let t: TestServer;
@@ -24,12 +24,6 @@ afterAll(async () => {
 
 const enqueue = (request: Record<string, unknown>) =>
   t.grpc.unary<{ action: WireAction }>("EnqueueAction", { createdBy: "human:ann", ...request }).then((response) => response.action);
-
-/** Until each of these workers has a stream on the server waiting for
- * work (with room, and found nothing when it last looked): only those are
- * handed actions. */
-const waitingFor = (server: TestServer, ...workers: string[]) =>
-  eventually(() => workers.every((worker) => server.server.stats.waitingWorkers.includes(worker)), `claim streams of ${workers.join(", ")} waiting for work`);
 
 /** A stream that has looked and found nothing: it waits for work. */
 async function waitingStream(request: { worker: string } & Record<string, unknown>, server = t): Promise<GrpcStream<ClaimStreamMessage>> {

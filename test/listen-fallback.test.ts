@@ -13,7 +13,7 @@ import { Writable } from "node:stream";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
-import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, nthClaim, openClaimStream, openWatch } from "./support/streams.js";
+import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, nthClaim, openClaimStream, openWatch, waitingFor } from "./support/streams.js";
 import { TcpProxy } from "./support/tcp-proxy.js";
 import { eventually, sleep } from "./support/wait.js";
 import { Receiver, newSecret } from "./support/webhook-receiver.js";
@@ -60,7 +60,7 @@ const enqueue = (t: TestServer, request: Record<string, unknown>) =>
 async function waitingStream(t: TestServer, request: { worker: string } & Record<string, unknown>): Promise<GrpcStream<ClaimStreamMessage>> {
   const stream = track(openClaimStream(t, request));
   await stream.until("the first heartbeat", () => stream.received.length > 0);
-  await eventually(() => t.server.stats.waitingWorkers.includes(request.worker), `the stream of ${request.worker} waiting for work`);
+  await waitingFor(t, request.worker);
   return stream;
 }
 

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { databaseUrl, freshSchema } from "./support/database.js";
 import { type TestServer, closeWithin, startTestServer } from "./support/harness.js";
 import { PGBOUNCER_MISSING, type PgBouncer, startPgBouncer } from "./support/pgbouncer.js";
-import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, nthClaim, openClaimStream, openWatch } from "./support/streams.js";
+import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, claimsOf, nthClaim, openClaimStream, openWatch, waitingFor } from "./support/streams.js";
 import { eventually, sleep } from "./support/wait.js";
 import { Receiver, newSecret } from "./support/webhook-receiver.js";
 import type { WireAction } from "./support/wire.js";
@@ -74,7 +74,7 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("three replicas through PgBounc
     const worker = `worker:${actionTypes[0]}`;
     const stream = track(openClaimStream(t, { worker, actionTypes, maxInFlight, leaseDuration: { seconds: 60 } }));
     await stream.until("the first heartbeat", () => stream.received.length > 0);
-    await eventually(() => t.server.stats.waitingWorkers.includes(worker), `the stream of ${worker} waiting for work`);
+    await waitingFor(t, worker);
     return stream;
   }
 

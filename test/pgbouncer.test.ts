@@ -18,7 +18,7 @@ import { type TestServer, closeWithin, startTestServer } from "./support/harness
 import { requireBuiltCli, runToEnd } from "./support/processes.js";
 import { PGBOUNCER_MISSING, type PgBouncer, startPgBouncer } from "./support/pgbouncer.js";
 import { actionsPerTick, createSchedule, deleteSchedule, seconds } from "./support/schedules.js";
-import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, nthClaim, openClaimStream, openWatch } from "./support/streams.js";
+import { type ClaimStreamMessage, type GrpcStream, cancelAfterEach, nthClaim, openClaimStream, openWatch, waitingFor } from "./support/streams.js";
 import { eventually, sleep } from "./support/wait.js";
 import { type Received, Receiver, newSecret } from "./support/webhook-receiver.js";
 import type { WireAction, WireClaim } from "./support/wire.js";
@@ -81,8 +81,7 @@ describe.skipIf(PGBOUNCER_MISSING !== undefined)("three replicas through PgBounc
     const worker = `worker:${actionTypes[0]}`;
     const stream = track(openClaimStream(t, { worker, actionTypes, maxInFlight: 4, leaseDuration: { seconds: 60 } }));
     await stream.until("the first heartbeat", () => stream.received.length > 0);
-    // Its first claim statement has run and found nothing (a while, on a loaded machine).
-    await eventually(() => t.server.stats.waitingWorkers.includes(worker), `the claim stream of ${worker} waiting for work`);
+    await waitingFor(t, worker);
     return stream;
   }
 

@@ -14,9 +14,9 @@ import { runActionctl } from "./support/actionctl.js";
 import { bearer, principal, removeAuthDirs, writeAuthFile } from "./support/auth.js";
 import { type TestServer, closeWithin, grpcError, startTestServer } from "./support/harness.js";
 import { enqueuedPolicy, removePolicyDirs, rewritePolicy, unique, writePolicy } from "./support/safety.js";
-import { cancelAfterEach, isClaim, openClaimStream } from "./support/streams.js";
+import { cancelAfterEach, isClaim, openClaimStream, waitingFor } from "./support/streams.js";
 import { requireBuiltCli } from "./support/processes.js";
-import { eventually, sleep } from "./support/wait.js";
+import { sleep } from "./support/wait.js";
 import { STATUS, type WireAction, claimNext, enqueue, errorInfoOf, expectRefused, fromStruct, getAction, messageOf, millis } from "./support/wire.js";
 
 const at = (iso: string) => new Date(iso);
@@ -260,7 +260,7 @@ windows:
     const still = (await enqueue(t, { actionType: `${glassType}_b`, project: "dev" })).action;
     const stream = track(openClaimStream(t, { worker: "w:glass", actionTypes: [glass.actionType], maxInFlight: 4 }));
     // The stream has looked and found nothing it may take.
-    await eventually(() => t.server.stats.waitingWorkers.includes("w:glass"), "the stream waiting for work");
+    await waitingFor(t, "w:glass");
     expect(stream.received.filter(isClaim)).toHaveLength(0);
 
     const { action } = await t.grpc.unary<{ action: WireAction & { breakGlassBy: string; breakGlassReason: string } }>("BreakGlass", {

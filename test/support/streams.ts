@@ -6,6 +6,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type pg from "pg";
 import { afterEach } from "vitest";
 import type { TestServer } from "./harness.js";
+import { eventually } from "./wait.js";
 import { type WireClaim, type WireEvent, type WireTimestamp, enqueue } from "./wire.js";
 
 /** How long a wait for a message lasts unless the test says otherwise. */
@@ -126,6 +127,13 @@ export function openWatch(t: TestServer, request: Record<string, unknown>): Grpc
 export function claimsOf(stream: Inbox<ClaimStreamMessage>): WireClaim[] {
   return stream.received.flatMap((message) => (message.kind === "claim" ? [message.claim] : []));
 }
+
+/** Until each of these workers has a claim stream on the server waiting for
+ * work: room left, and nothing found when it last looked. Only such a stream
+ * is handed an action at enqueue, and on a loaded machine its first look
+ * takes a while. */
+export const waitingFor = (t: TestServer, ...workers: string[]) =>
+  eventually(() => workers.every((worker) => t.server.stats.waitingWorkers.includes(worker)), `claim streams of ${workers.join(", ")} waiting for work`);
 
 export const isClaim = (message: ClaimStreamMessage) => message.kind === "claim";
 export const isHeartbeat = (message: { kind: string }) => message.kind === "heartbeat";
