@@ -64,6 +64,22 @@ async function waitingStream(t: TestServer, request: { worker: string } & Record
   return stream;
 }
 
+/** A watcher of the whole log that has had its opening heartbeat: it
+ * follows the log live. */
+async function liveWatch(t: TestServer) {
+  const watch = track(openWatch(t, { afterId: "0" }));
+  await watch.until("the watcher is live", () => watch.received.some((message) => message.kind === "heartbeat"));
+  return watch;
+}
+
+/** Until the watcher has shown an event of the action. */
+const eventOf = (watch: Awaited<ReturnType<typeof liveWatch>>, actionId: string, timeoutMs: number) =>
+  watch.until(
+    `an event of action ${actionId}`,
+    () => watch.received.some((message) => message.kind === "event" && message.event.actionId === actionId),
+    timeoutMs,
+  );
+
 describe("two servers without a direct LISTEN connection (ACTIONQ_LISTEN_URL=none)", () => {
   let a: TestServer;
   let b: TestServer;
@@ -145,15 +161,10 @@ describe("two servers without a direct LISTEN connection (ACTIONQ_LISTEN_URL=non
   });
 
   it("events committed through one server reach a watcher on the other", async () => {
-    const watch = track(openWatch(b, { afterId: "0" }));
-    await watch.until("the watcher is live", () => watch.received.some((message) => message.kind === "heartbeat"));
+    const watch = await liveWatch(b);
     const started = Date.now();
     const action = await enqueue(a, { actionType: "lf_watched", targetRef: "x/4" });
-    await watch.until(
-      "the enqueue's event",
-      () => watch.received.some((message) => message.kind === "event" && message.event.actionId === action.id),
-      BOUND_MS,
-    );
+    await eventOf(watch, action.id, BOUND_MS);
     expect(Date.now() - started).toBeLessThan(BOUND_MS);
   });
 
@@ -240,22 +251,16 @@ describe("a polling server's own commits", () => {
 
   it("wake its own streams and watchers at once, without waiting for the poll", async () => {
     const stream = await waitingStream(t, { worker: "worker:own", actionTypes: ["own_job"], maxInFlight: 2 });
-    const watch = track(openWatch(t, { afterId: "0" }));
-    await watch.until("the watcher is live", () => watch.received.some((message) => message.kind === "heartbeat"));
+    const watch = await liveWatch(t);
     const started = Date.now();
     const action = await enqueue(t, { actionType: "own_job", targetRef: "z/1" });
     expect((await nthClaim(stream, 1, OWN_BOUND_MS)).action.id).toBe(action.id);
-    await watch.until(
-      "the enqueue's event",
-      () => watch.received.some((message) => message.kind === "event" && message.event.actionId === action.id),
-      OWN_BOUND_MS,
-    );
+    await eventOf(watch, action.id, OWN_BOUND_MS);
     expect(Date.now() - started).toBeLessThan(OWN_BOUND_MS);
   });
 
   it("show its watchers an import of finished actions at once, though nothing will claim them", async () => {
-    const watch = track(openWatch(t, { afterId: "0" }));
-    await watch.until("the watcher is live", () => watch.received.some((message) => message.kind === "heartbeat"));
+    const watch = await liveWatch(t);
     const started = Date.now();
     const externalId = crypto.randomUUID();
     const { results } = await t.grpc.unary<{ results: { ok: { action: WireAction } }[] }>("ImportActions", {
@@ -272,7 +277,7 @@ describe("a polling server's own commits", () => {
       ],
     });
     const id = results[0]!.ok.action.id;
-    await watch.until("the import's event", () => watch.received.some((message) => message.kind === "event" && message.event.actionId === id), OWN_BOUND_MS);
+    await eventOf(watch, id, OWN_BOUND_MS);
     expect(Date.now() - started).toBeLessThan(OWN_BOUND_MS);
   });
 });
