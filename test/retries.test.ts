@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestServer, closeWithin, grpcError, snapshot, startTestServer } from "./support/harness.js";
 import { type WireAction, type WireClaim, type WireEvent, enqueue, errorInfoOf, fromStruct, millis } from "./support/wire.js";
 import { cancelAfterEach, nthClaim, openClaimStream } from "./support/streams.js";
-import { sleep } from "./support/wait.js";
+import { eventually, sleep } from "./support/wait.js";
 
 const track = cancelAfterEach();
 
@@ -346,6 +346,10 @@ describe("lost deliveries are counted apart from failures", () => {
     await t.grpc.unary("PauseClaims", { scope, actor: "human:op", reason: "hold the retries test" });
     await expect.poll(async () => (await dbRow(t, id)).lost_deliveries, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
     await silent.cancel();
+    // The server lets the stream go before the resume below; a stream it
+    // still held open would be woken by the resume, take the action once
+    // more and lose it again on closing.
+    await eventually(() => t.server.stats.claimStreams === 0, "the server to let the silent stream go");
     await expect.poll(async () => (await dbRow(t, id)).status, { timeout: 15_000 }).toBe("approved");
     const lost = (await dbRow(t, id)).lost_deliveries;
     expect(await dbRow(t, id)).toMatchObject({ failures: 0, attempt: lost });
