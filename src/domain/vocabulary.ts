@@ -8,7 +8,7 @@ export const STATUSES = ["pending", "approved", "claimed", "completed", "failed"
 export type Status = (typeof STATUSES)[number];
 
 /** The statuses an action ends in (FAILED only until a retry). */
-export const FINISHED_STATUSES: readonly Status[] = ["completed", "failed", "rejected", "cancelled"];
+const FINISHED_STATUSES: readonly Status[] = ["completed", "failed", "rejected", "cancelled"];
 
 export function isFinished(status: Status): boolean {
   return FINISHED_STATUSES.includes(status);

@@ -5,7 +5,7 @@
 // order, so that an export is the same bytes wherever it is made.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Event } from "../../../gen/actionq/v1/action_pb.js";
-import { FINISHED_STATUSES, type Status } from "../../domain/vocabulary.js";
+import { type Status, isFinished } from "../../domain/vocabulary.js";
 import { type OldStatus, epochSeconds } from "./layout.js";
 
 const isObject = (value: unknown): value is JsonObject => typeof value === "object" && value !== null && !Array.isArray(value);
@@ -143,7 +143,7 @@ export function eventLines(event: Event, externalId: string, book: StatusBook, s
   if (event.eventType === "action_imported") {
     const there = typeof payload.status_there === "string" ? payload.status_there : "pending";
     // Until a trusted approval follows, an imported unfinished action waits.
-    book.set(externalId, (FINISHED_STATUSES.includes(there as Status) ? there : "pending") as OldStatus);
+    book.set(externalId, (isFinished(there as Status) ? there : "pending") as OldStatus);
     const carried = Array.isArray(payload.history) ? payload.history.filter((line): line is string => typeof line === "string") : [];
     return carried.map((text) => ({ text, time: lineTime(parseHistory(text)[0] ?? { text, json: undefined }) ?? time, actionId: externalId, seq: seq() }));
   }
